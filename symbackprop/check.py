@@ -1,0 +1,297 @@
+"""Checking a layer class against its declaration, numerically.
+
+:func:`check_spec` proves the generated class right against numerical
+differentiation of its *own* forward pass, on inputs searched with hypothesis
+(random upstream ``dout``, never all ones; inputs kept away from kinks such as
+ReLU at 0), then in the tails (``|x|`` up to 1e3) against mpmath, then reproduces
+the declaration's worked numbers (``[expect]``) and checks its hand claims and
+chains at random points.
+"""
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import sympy
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from .derive import Derivation, sample_points, tail_points
+from .equality import first_mismatch
+from .npprint import numpy_function
+from .numeric import complex_step_works, elementwise_derivative, relative_error
+from .spec import DOUT, Spec
+
+#: Largest relative error accepted, by differentiation method.
+TOLERANCE = {"complex": 1e-8, "central": 1e-6}
+#: Tail accuracy: relative, plus this fraction of the largest reference magnitude.
+TAIL_RTOL, TAIL_ATOL = 1e-8, 1e-12
+#: Worked numbers (``[expect]``) are reproduced to this relative tolerance.
+EXPECT_RTOL = 1e-9
+#: Gradient values below this fraction of their typical size are judged absolutely.
+FLOOR = 1e-6
+#: Inputs closer than this to a kink are moved away before differentiating.
+KINK_MARGIN = 1e-3
+
+NON_ANALYTIC = (sympy.Piecewise, sympy.Abs, sympy.sign, sympy.Max, sympy.Min, sympy.Heaviside)
+ELEMENT_RANGE = {"real": (-20.0, 20.0), "positive": (1e-2, 50.0), "negative": (-50.0, -1e-2)}
+
+
+@dataclass
+class CheckReport:
+    """The outcome of :func:`check_spec`; ``to_json()`` gives the ``check --json`` record."""
+
+    name: str
+    ok: bool
+    backward_max_rel_error: float
+    method: str
+    where: dict | None = None
+    tails_max_error: float = 0.0
+    claims: list[dict] = field(default_factory=list)
+    chains: list[dict] = field(default_factory=list)
+    expect: list[dict] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+# -- numerical gradient check ----------------------------------------------------
+def kinks(spec: Spec) -> list[sympy.Expr]:
+    """Expressions in the inputs that are zero exactly where the forward has a kink."""
+    out: list[sympy.Expr] = []
+    for e in sympy.preorder_traversal(spec.forward):
+        if isinstance(e, sympy.core.relational.Relational):
+            out.append(e.lhs - e.rhs)
+        elif isinstance(e, (sympy.Abs, sympy.sign, sympy.Heaviside)):
+            out.append(e.args[0])
+        elif isinstance(e, (sympy.Max, sympy.Min)):
+            out += [a - b for a, b in zip(e.args, e.args[1:])]
+    return out
+
+
+def _away_from_kinks(spec: Spec, xs: list[np.ndarray], kink_fns: list[Callable]) -> list[np.ndarray]:
+    for _ in range(4):
+        near = np.zeros(xs[0].shape, bool)
+        for fn in kink_fns:
+            near |= np.abs(np.asarray(fn(*xs), dtype=float) * np.ones(xs[0].shape)) < KINK_MARGIN
+        if not near.any():
+            break
+        xs = [np.where(near, x + 0.37, x) for x in xs]
+    return xs
+
+
+def gradient_scale(spec: Spec, symbol: sympy.Symbol) -> float:
+    """Typical size of ``dy/dx``: the largest magnitude at the derivation's sample points."""
+    raw = sympy.diff(spec.forward, symbol)
+    values = [abs(_mp_float(raw, p)) for p in sample_points(spec)]
+    return max([v for v in values if np.isfinite(v)], default=1.0) or 1.0
+
+
+def choose_method(spec: Spec, cls: type, xs: Sequence[np.ndarray]) -> str:
+    """Complex step where the forward is analytic and the generated code runs on complex input."""
+    if spec.forward.has(*NON_ANALYTIC):
+        return "central"
+    return "complex" if complex_step_works(lambda *a: cls().forward(*a), xs) else "central"
+
+
+def _as_tuple(grads) -> tuple:
+    return grads if isinstance(grads, tuple) else (grads,)
+
+
+def gradient_check(spec: Spec, cls: type, *, max_examples: int = 25) -> tuple[float, str, dict | None]:
+    """Largest relative error of ``backward`` against numerical differentiation.
+
+    Returns ``(max_rel_error, method, where)``; ``where`` names the input, element
+    and values at the worst point.
+    """
+    kink_fns = [numpy_function(k, spec.inputs) for k in kinks(spec)]
+    scales = [gradient_scale(spec, s) for s in spec.inputs]
+    state = {"error": 0.0, "where": None, "method": None}
+    shapes = st.tuples(st.integers(1, 4), st.integers(1, 5))
+
+    @settings(max_examples=max_examples, derandomize=True, database=None, deadline=None,
+              phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+    @given(data=st.data())
+    def run(data):
+        shape = data.draw(shapes)
+        xs = []
+        for s in spec.inputs:
+            lo, hi = ELEMENT_RANGE[spec.domain(s)]
+            xs.append(data.draw(arrays(np.float64, shape, elements=st.floats(lo, hi))))
+        xs = _away_from_kinks(spec, xs, kink_fns)
+        seed = data.draw(st.integers(0, 2**32 - 1))
+        dout = np.random.default_rng(seed).standard_normal(shape)
+        method = state["method"] = state["method"] or choose_method(spec, cls, xs)
+        layer = cls()
+        layer.forward(*[x.copy() for x in xs])
+        grads = _as_tuple(layer.backward(dout.copy()))
+        for i, s in enumerate(spec.inputs):
+            slope, noise = elementwise_derivative(lambda *a: cls().forward(*a), xs, i, method)
+            want = slope * dout
+            err = relative_error(grads[i], want, noise * np.abs(dout), FLOOR * scales[i] * np.abs(dout))
+            k = int(np.argmax(err))
+            if err.flat[k] > state["error"] or state["where"] is None:
+                state["error"] = float(err.flat[k])
+                state["where"] = {"input": s.name, "index": list(np.unravel_index(k, shape)),
+                                  "inputs": {t.name: float(x.flat[k]) for t, x in zip(spec.inputs, xs)},
+                                  "backward": float(np.asarray(grads[i]).flat[k] if np.ndim(grads[i]) else grads[i]),
+                                  "numerical": float(want.flat[k])}
+
+    run()
+    return state["error"], state["method"], state["where"]
+
+
+def tail_check(derivation: Derivation, cls: type) -> tuple[float, list[str]]:
+    """Forward and backward of the generated class in the tails, against mpmath.
+
+    Returns the largest error (relative, with an absolute floor of ``TAIL_ATOL`` times
+    the largest magnitude) and the problems found (warnings, non-finite values).
+    """
+    spec = derivation.spec
+    points = tail_points(spec)
+    if not points:
+        return 0.0, []
+    xs = [np.array([float(p[s]) for p in points]) for s in spec.inputs]
+    dout = np.linspace(0.5, 1.5, len(points))
+    problems: list[str] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        try:
+            layer = cls()
+            y = np.asarray(layer.forward(*xs), dtype=float)
+            grads = _as_tuple(layer.backward(dout))
+        except (FloatingPointError, RuntimeWarning) as exc:
+            return float("inf"), [f"numpy warned in the tails (|x| up to 1e3): {exc}"]
+    worst = 0.0
+    refs = [(y, spec.forward)] + [(np.asarray(g, dtype=float), derivation.raw_local[s.name] * DOUT)
+                                  for g, s in zip(grads, spec.inputs)]
+    for label, (got, expr) in zip(["forward", *[f"d{n}" for n in spec.input_names]], refs):
+        want = np.array([_mp_float(expr, {**p, DOUT: d}) for p, d in zip(points, dout)])
+        usable = np.isfinite(want)
+        got = got * np.ones(len(points))
+        bad = usable & ~np.isfinite(got)
+        if bad.any():
+            problems.append(f"{label} is not finite at {spec.input_names[0]} = {xs[0][bad][0]:g}")
+            worst = float("inf")
+            continue
+        scale = np.max(np.abs(want[usable]), initial=0.0)
+        floor = max(TAIL_ATOL / TAIL_RTOL * scale, 1e-300)
+        err = np.abs(got[usable] - want[usable]) / np.maximum(np.abs(want[usable]), floor)
+        worst = max(worst, float(np.max(err, initial=0.0)))
+    return worst, problems
+
+
+def _mp_float(expr: sympy.Expr, point: dict) -> float:
+    from .derive import _mp_value
+
+    value = _mp_value(expr, point)
+    return float(value) if value is not None and abs(value) < 1e300 else float("nan")
+
+
+# -- worked numbers, claims and chains --------------------------------------------
+def expect_check(derivation: Derivation, cls: type) -> list[dict]:
+    """Reproduce ``[expect]``: exactly from the declaration, and in float64 from the class."""
+    spec = derivation.spec
+    if not spec.expect:
+        return []
+    by_name = {s.name: s for s in spec.inputs}
+    exact = {by_name[k]: v for k, v in spec.values.items()}
+    expanded = spec.expanded()
+    layer = cls()
+    out_value = layer.forward(*[float(spec.values[n]) for n in spec.input_names])
+    grads = _as_tuple(layer.backward(1.0))
+    results = []
+    for name, want in spec.expect.get("forward", {}).items():
+        symbol = next(n for n in (*spec.inputs, *expanded) if n.name == name)
+        got_exact = expanded.get(symbol, symbol).xreplace(exact)
+        item = {"of": name, "expected": float(want), "exact": float(got_exact)}
+        if symbol == spec.output:
+            item["generated"] = float(out_value)
+        results.append(item)
+    for name, want in spec.expect.get("grad", {}).items():
+        got_exact = (derivation.raw_local[name]).xreplace(exact)
+        g = grads[spec.input_names.index(name)]
+        results.append({"of": f"grad.{name}", "expected": float(want), "exact": float(got_exact),
+                        "generated": float(g)})
+    for item in results:
+        values = [item["exact"]] + ([item["generated"]] if "generated" in item else [])
+        item["ok"] = all(abs(v - item["expected"]) <= EXPECT_RTOL * max(1.0, abs(item["expected"])) for v in values)
+    return results
+
+
+def _target(derivation: Derivation, of: str) -> sympy.Expr | None:
+    kind, _, name = of.partition(".")
+    if name not in derivation.raw_local:
+        return None
+    raw = derivation.raw_local[name]
+    return {"backward": DOUT * raw, "local": raw}.get(kind)
+
+
+def _numeric_points(spec: Spec) -> list[dict]:
+    import mpmath
+
+    rng = np.random.default_rng(1)
+    points = sample_points(spec, n=12, seed=1)
+    for p in points:
+        p[DOUT] = mpmath.mpf(repr(float(rng.uniform(-2, 2))))
+    return points
+
+
+def _compare(left: sympy.Expr, right: sympy.Expr, spec: Spec, points: list[dict]) -> dict:
+    expanded = spec.expanded()
+    mismatch, used = first_mismatch(left.xreplace(expanded), right.xreplace(expanded),
+                                    [{s: p[s] for s in (*spec.inputs, DOUT)} for p in points])
+    if mismatch is not None:
+        return {"status": "wrong", "counterexample": asdict(mismatch)}
+    return {"status": "numeric" if used else "unknown", "counterexample": None}
+
+
+def claims_check(derivation: Derivation) -> tuple[list[dict], list[dict]]:
+    """Each claim against the derivation, each chain step against the one before."""
+    spec = derivation.spec
+    points = _numeric_points(spec)
+    claims = []
+    for claim in spec.claims:
+        target = _target(derivation, claim.of)
+        claims.append({"of": claim.of, "claim": claim.text, **_compare(claim.expr, target, spec, points)})
+    chains = []
+    for chain in spec.chains:
+        target = _target(derivation, chain.of)
+        steps, first_wrong = [], None
+        previous = target
+        for i, expr in enumerate(chain.exprs):
+            result = _compare(expr, previous, spec, points) if previous is not None else \
+                {"status": "numeric", "counterexample": None}
+            steps.append({"index": i, "step": chain.steps[i], **result})
+            if result["status"] == "wrong" and first_wrong is None:
+                first_wrong = i
+            previous = expr
+        chains.append({"of": chain.of, "ok": first_wrong is None, "first_wrong_step": first_wrong, "steps": steps})
+    return claims, chains
+
+
+def check_spec(spec: Spec, *, max_examples: int = 25) -> CheckReport:
+    """Derive, generate, and check one declaration numerically (see the module docstring)."""
+    start = time.perf_counter()
+    derivation = spec.derive()
+    cls = derivation.compile()
+    error, method, where = gradient_check(spec, cls, max_examples=max_examples)
+    tails_error, problems = tail_check(derivation, cls)
+    expect = expect_check(derivation, cls)
+    claims, chains = claims_check(derivation)
+    if error > TOLERANCE[method]:
+        problems.insert(0, f"backward differs from {method} differentiation: relative error {error:.2e}")
+    if tails_error > TAIL_RTOL:
+        problems.append(f"inaccurate in the tails: error {tails_error:.2e} (relative {TAIL_RTOL:g})")
+    problems += [f"expect {e['of']}: got {e.get('generated', e['exact'])}, expected {e['expected']}"
+                 for e in expect if not e["ok"]]
+    problems += [f"claim {c['of']} is wrong" for c in claims if c["status"] == "wrong"]
+    problems += [f"chain {c['of']}: step {c['first_wrong_step']} is wrong" for c in chains if not c["ok"]]
+    return CheckReport(spec.name, not problems, error, method, where, tails_error, claims, chains, expect,
+                       problems, round(time.perf_counter() - start, 3))

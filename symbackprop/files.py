@@ -1,0 +1,35 @@
+"""Writing output files safely: atomically, and never over an existing file unless asked."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from .errors import OutputExistsError, SymbackpropError
+
+
+def write_atomic(path: str | Path, data: str | bytes, *, force: bool = False) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder, then rename.
+
+    A reader never sees a half-written file, and an interrupted run leaves none behind.
+
+    Raises
+    ------
+    OutputExistsError
+        ``path`` exists and ``force`` is False.
+    """
+    path = Path(path)
+    if path.exists() and not force:
+        raise OutputExistsError(f"{path}: exists; pass --force to overwrite")
+    if not path.parent.is_dir():
+        raise SymbackpropError(f"{path}: folder {path.parent} does not exist")
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(raw)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,256 @@
+"""Printing SymPy expressions as fast, numerically stable numpy code.
+
+:class:`NumpyLayerPrinter` is a subclass of SymPy's ``NumPyPrinter``.  Before printing,
+:func:`stable` applies the standard rewrites that keep float64 results correct in
+the tails (``|x|`` up to 1e3):
+
+====================  =====================  ==========================================
+ written               printed                why
+====================  =====================  ==========================================
+ ``log(1 + exp(u))``   ``np.logaddexp(0, u)``  ``exp(1000)`` is inf
+ ``log(1 + u)``        ``np.log1p(u)``         ``1 + 1e-20`` is 1
+ ``exp(u) - 1``        ``np.expm1(u)``         cancellation near 0
+====================  =====================  ==========================================
+
+An ``exp`` that overflows to inf where the expression's limit is still right
+(``1/(1 + exp(1000)) = 0``) is allowed: callers evaluate under
+``np.errstate(over="ignore")``; the checker compares such forms with mpmath in the tails.
+
+Operand order matters for speed: numpy reuses a temporary array in place when it is
+the left operand of the next operation, so products print their compound factors
+first and plain names and numbers last (``(1 - y)*y*dout`` allocates one array,
+``dout*y*(1 - y)`` two).
+"""
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import sympy
+from sympy.printing.numpy import NumPyPrinter
+
+from .errors import GenerationError
+
+
+class log1p(sympy.Function):  # noqa: N801 - named as numpy names it
+    """``log(1 + u)``, printed as ``np.log1p``."""
+
+    def fdiff(self, argindex=1):
+        return 1 / (1 + self.args[0])
+
+
+class expm1(sympy.Function):  # noqa: N801
+    """``exp(u) - 1``, printed as ``np.expm1``."""
+
+    def fdiff(self, argindex=1):
+        return sympy.exp(self.args[0])
+
+
+class softplus(sympy.Function):  # noqa: N801
+    """``log(1 + exp(u))``, printed as ``np.logaddexp(0, u)``."""
+
+    def fdiff(self, argindex=1):
+        return 1 / (1 + sympy.exp(-self.args[0]))
+
+
+_NUMPY_NAMES = {
+    "exp": "exp", "log": "log", "tanh": "tanh", "sinh": "sinh", "cosh": "cosh", "sin": "sin",
+    "cos": "cos", "tan": "tan", "atan": "arctan", "asinh": "arcsinh", "atanh": "arctanh",
+    "Abs": "abs", "sign": "sign", "log1p": "log1p", "expm1": "expm1",
+}
+
+
+def stable(expr: sympy.Basic) -> sympy.Basic:
+    """Apply the stable rewrites of the module docstring, innermost first."""
+    expr = expr.replace(
+        lambda e: isinstance(e, sympy.log) and _one_plus(e.args[0]) is not None
+        and isinstance(_one_plus(e.args[0]), sympy.exp),
+        lambda e: softplus(_one_plus(e.args[0]).args[0]),
+    )
+    expr = expr.replace(
+        lambda e: isinstance(e, sympy.log) and _one_plus(e.args[0]) is not None,
+        lambda e: log1p(_one_plus(e.args[0])),
+    )
+    return expr.replace(lambda e: isinstance(e, sympy.Add), _expm1_in_sum)
+
+
+def _one_plus(e: sympy.Basic) -> sympy.Expr | None:
+    """``u`` when ``e`` is ``1 + u`` with ``u`` not constant, else None."""
+    if isinstance(e, sympy.Add) and sympy.S.One in e.args:
+        rest = e - 1
+        if rest.free_symbols:
+            return rest
+    return None
+
+
+def _expm1_in_sum(e: sympy.Add) -> sympy.Expr:
+    coeff, terms = e.as_coeff_add()
+    if coeff not in (1, -1):
+        return e
+    for term in terms:
+        if isinstance(term, sympy.exp) and coeff == -1:
+            return expm1(term.args[0]) + (e - term + 1)
+        if isinstance(-term, sympy.exp) and coeff == 1:
+            return -expm1((-term).args[0]) + (e + (-term) - 1)
+    return e
+
+
+class NumpyLayerPrinter(NumPyPrinter):
+    """Prints expressions of a derivation as numpy code.
+
+    Parameters
+    ----------
+    names : mapping of Symbol to str, optional
+        How to print symbols (``y`` as ``self.y``); default: the symbol's name.
+    """
+
+    printmethod = "_numpy_layer_code"
+
+    def __init__(self, names: Mapping[sympy.Symbol, str] | None = None):
+        super().__init__({"fully_qualified_modules": False, "allow_unknown_functions": False})
+        self.names = dict(names or {})
+
+    def doprint(self, expr, assign_to=None):  # noqa: D102 - see class docstring
+        return super().doprint(stable(expr), assign_to)
+
+    def _np(self, name: str) -> str:
+        return f"np.{name}"
+
+    def _print_Symbol(self, s):
+        return self.names.get(s, s.name)
+
+    _print_Dummy = _print_Symbol
+
+    def _print_Integer(self, n):
+        return str(int(n))
+
+    def _print_Rational(self, r):
+        return repr(float(r))
+
+    def _print_Float(self, f):
+        return repr(float(f))
+
+    def _print_Pi(self, _):
+        return "np.pi"
+
+    def _print_Exp1(self, _):
+        return "np.e"
+
+    def _print_NumberSymbol(self, n):
+        return repr(float(n))
+
+    def _constant(self, expr) -> str | None:
+        if isinstance(expr, sympy.Expr) and not expr.free_symbols and not expr.is_Number and expr.is_real:
+            return repr(float(expr.evalf(20)))
+        return None
+
+    def _print(self, expr, **kwargs):
+        constant = self._constant(expr)
+        return constant if constant is not None else super()._print(expr, **kwargs)
+
+    def _print_Function(self, e):
+        name = type(e).__name__
+        if name not in _NUMPY_NAMES:
+            raise GenerationError(f"numpy has no function for '{name}' (in {e})")
+        return f"{self._np(_NUMPY_NAMES[name])}({', '.join(self._print(a) for a in e.args)})"
+
+    def _print_softplus(self, e):
+        return f"{self._np('logaddexp')}(0, {self._print(e.args[0])})"
+
+    def _print_Max(self, e):
+        return self._fold("maximum", e.args)
+
+    def _print_Min(self, e):
+        return self._fold("minimum", e.args)
+
+    def _fold(self, fn: str, args: Sequence) -> str:
+        text = self._print(args[0])
+        for a in args[1:]:
+            text = f"{self._np(fn)}({text}, {self._print(a)})"
+        return text
+
+    def _print_Relational(self, e):
+        return f"({self._print(e.lhs)} {e.rel_op} {self._print(e.rhs)})"
+
+    def _print_BooleanTrue(self, _):
+        return "True"
+
+    def _print_Piecewise(self, e):
+        *branches, (last, cond) = e.args
+        if cond != sympy.true:
+            raise GenerationError(f"a piecewise expression needs a final 'otherwise' branch: {e}")
+        if len(branches) == 1 and branches[0][0] == 1 and last == 0:
+            return self._print(branches[0][1])  # an indicator: the boolean mask itself
+        text = self._print(last)
+        for value, c in reversed(branches):
+            text = f"{self._np('where')}({self._print(c)}, {self._print(value)}, {text})"
+        return text
+
+    def _print_Pow(self, e, rational=False):
+        base, ex = e.args
+        b = self.parenthesize(base, sympy.printing.precedence.PRECEDENCE["Pow"])
+        if ex == sympy.S.Half:
+            return f"{self._np('sqrt')}({self._print(base)})"
+        if ex == -sympy.S.Half:
+            return f"1/{self._np('sqrt')}({self._print(base)})"
+        if ex.is_Integer and ex < 0:
+            inner = "" if ex == -1 else f"**{-int(ex)}"
+            return f"1/{b}{inner}" if ex == -1 else f"1/{b}**{-int(ex)}"
+        if ex.is_Integer:
+            return f"{b}**{int(ex)}"
+        return f"{b}**{self.parenthesize(ex, sympy.printing.precedence.PRECEDENCE['Pow'])}"
+
+    def _print_Mul(self, e):
+        coeff, factors = e.as_coeff_mul()
+        num, den = [], []
+        for f in factors:
+            if not f.free_symbols:  # fold constant factors such as sqrt(2/pi) into the coefficient
+                coeff *= f
+            elif isinstance(f, sympy.Pow) and f.exp.is_Integer and f.exp < 0:
+                den.append(f.base if f.exp == -1 else sympy.Pow(f.base, -f.exp))
+            else:
+                num.append(f)
+        if coeff.is_Rational and coeff.q != 1 and coeff.p in (1, -1):
+            den.insert(0, sympy.Integer(coeff.q))
+            coeff = sympy.Integer(coeff.p)
+        sign = "-" if coeff.is_negative else ""
+        coeff = -coeff if coeff.is_negative else coeff
+        prec = sympy.printing.precedence.PRECEDENCE["Mul"]
+        ordered = sorted(num, key=lambda f: f.is_Atom)  # compound factors first (stable sort)
+        parts = [self.parenthesize(f, prec) for f in ordered]
+        if coeff != 1:
+            parts.append(self._print(coeff))
+        text = "*".join(parts) or "1"
+        if den:
+            d = "*".join(self.parenthesize(f, prec) for f in den)
+            text = f"{text}/{d}" if len(den) == 1 else f"{text}/({d})"
+        return f"{sign}{text}"
+
+
+for _sympy_name in _NUMPY_NAMES:
+    setattr(NumpyLayerPrinter, f"_print_{_sympy_name}", NumpyLayerPrinter._print_Function)
+
+
+def compile_source(source: str, filename: str) -> dict:
+    """Run generated source (printed from our own SymPy trees, never from user text)
+    in a fresh namespace and return the namespace."""
+    namespace: dict = {"__name__": "symbackprop_generated"}
+    exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - our generated source only
+    return namespace
+
+
+def numpy_function(expr: sympy.Basic, symbols: Sequence[sympy.Symbol]):
+    """Compile ``expr`` (our own SymPy tree, printed by :class:`NumpyLayerPrinter`)
+    into a numpy function of ``symbols``, evaluated with overflow warnings off."""
+    names = {s: f"a{i}" for i, s in enumerate(symbols)}
+    body = NumpyLayerPrinter(names).doprint(expr)
+    source = f"import numpy as np\n\ndef f({', '.join(names.values())}):\n    return {body}\n"
+    fn = compile_source(source, "<symbackprop>")["f"]
+
+    def quiet(*values):
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return fn(*values)
+
+    return quiet

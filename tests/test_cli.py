@@ -1,0 +1,120 @@
+"""The command line: exit codes, one-line errors, JSON fields, nothing half-written."""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from symbackprop.cli import main
+from symbackprop.parsing import parse_expression
+
+
+def run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "symbackprop", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+def test_derive_sigmoid_json(capsys):
+    assert main(["derive", "sigmoid", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert set(data) >= {"name", "inputs", "outputs", "forward", "local", "backward", "cache"}
+    assert data["cache"] == ["y"]
+    back = parse_expression(data["backward"]["x"])
+    assert {s.name for s in back.free_symbols} == {"dout", "y"}
+
+
+def test_derive_expr_json(capsys):
+    assert main(["derive", "--expr", "tanh(x)", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["inputs"] == ["x"] and data["cache"] == ["y"]
+
+
+def test_derive_text_mentions_the_backward(capsys):
+    assert main(["derive", "sigmoid"]) == 0
+    out = capsys.readouterr().out
+    assert "dx = dout*y*(1 - y)" in out and "cache     y" in out
+
+
+@pytest.mark.parametrize("expr", [
+    "__import__('os').system('touch pwned')", "x +", "foo(x)", "9**9**9", "().__class__", "x.real",
+])
+def test_hostile_or_malformed_expressions_exit_2_with_one_line(tmp_path, expr):
+    start = time.perf_counter()
+    result = run("derive", "--expr", expr, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
+    assert time.perf_counter() - start < 30
+
+
+def test_bad_declaration_file_names_file_and_field(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "Bad"\ninputs = ["x"]\nforward = "exp(x) +"\n')
+    assert main(["derive", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and "forward" in err and "column" in err
+
+
+@pytest.mark.parametrize("text, field", [
+    ('name = "A"\ninputs = ["x"]\nforward = "foo(x)"\n', "forward"),
+    ('name = "A"\ninputs = ["x"]\nforward = "x + z"\n', "forward"),
+    ('name = "A"\ninputs = ["x"]\n', "forward"),
+    ('name = "A"\ninputs = "x"\nforward = "x"\n', "inputs"),
+    ('name = "A"\ninputs = ["x"]\nforward = "x"\nbogus = 1\n', "bogus"),
+    ('name = "A"\ninputs = ["x"]\nforward = "x"\n[symbols]\nx = "happy"\n', "symbols.x"),
+    ('name = "A"\ninputs = ["x"]\nforward = "x"\n[claims]\nbackward.z = "dout"\n', "claims.backward.z"),
+    ('name = "A"\ninputs = [\n', "TOML"),
+])
+def test_malformed_declarations(tmp_path, capsys, text, field):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text)
+    assert main(["check", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and field in err
+
+
+def test_unknown_spec_and_missing_file(capsys):
+    assert main(["derive", "no_such_layer"]) == 2
+    assert main(["derive", "missing.toml"]) == 2
+    assert "missing.toml" in capsys.readouterr().err
+
+
+def test_generate_never_overwrites_without_force(tmp_path, capsys):
+    out = tmp_path / "layers.py"
+    out.write_text("mine")
+    assert main(["generate", "sigmoid", "-o", str(out)]) == 2
+    assert out.read_text() == "mine"
+    assert main(["generate", "sigmoid", "-o", str(out), "--force"]) == 0
+    assert "class Sigmoid" in out.read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["layers.py"]  # no temporary left behind
+
+
+def test_generate_to_stdout(capsys):
+    assert main(["generate", "relu"]) == 0
+    assert "class Relu" in capsys.readouterr().out
+
+
+def test_check_json_fields(capsys):
+    assert main(["check", "apple_orange", "sigmoid", "--json", "--examples", "5"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["ok"] is True
+    for r in data["results"]:
+        assert set(r) >= {"name", "ok", "backward_max_rel_error", "method", "claims", "chains", "seconds"}
+    apple = data["results"][0]
+    assert {e["of"]: e["generated"] for e in apple["expect"] if "generated" in e} == pytest.approx(
+        {"price": 715, "grad.apple": 2.2, "grad.apple_num": 110, "grad.orange": 3.3, "grad.orange_num": 165,
+         "grad.tax": 650})
+
+
+def test_check_exits_1_when_something_fails(tmp_path, capsys):
+    bad = tmp_path / "wrong.toml"
+    bad.write_text('name = "W"\ninputs = ["x"]\nforward = "exp(x)"\n[claims]\nbackward.x = "dout * x"\n')
+    assert main(["check", str(bad), "--examples", "3"]) == 1
+
+
+def test_python_dash_m_and_console_script_agree():
+    result = run("--version")
+    assert result.returncode == 0 and "symbackprop" in result.stdout

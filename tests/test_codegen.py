@@ -1,0 +1,114 @@
+"""Generated code: importable, numpy only, deterministic, stable in the tails, safe names."""
+import ast
+import importlib.util
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import sympy
+
+import symbackprop
+from symbackprop import catalog
+from symbackprop.codegen import class_name
+from symbackprop.errors import GenerationError, SpecError
+
+NAMES = catalog.bundled_names()
+
+
+@pytest.fixture(scope="module")
+def sources():
+    return {name: catalog.load(name).generate() for name in NAMES}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_generated_module_imports_numpy_only(sources, name):
+    tree = ast.parse(sources[name])
+    imports = [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
+    assert [alias.name for n in imports for alias in n.names] == ["numpy"]
+
+
+def test_saved_source_imports_without_sympy(tmp_path, sources):
+    path = tmp_path / "my_layers.py"
+    path.write_text(sources["sigmoid"])
+    code = (f"import sys; sys.path.insert(0, {str(tmp_path)!r}); import my_layers, numpy as np; "
+            "s = my_layers.Sigmoid(); y = s.forward(np.array([0.0])); print(y[0], s.backward(np.array([1.0]))[0]); "
+            "print('sympy' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["0.5", "0.25", "False"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_same_declaration_same_bytes(sources, name):
+    assert catalog.load(name).generate() == sources[name]
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if not catalog.load(n).values])
+def test_no_warning_and_finite_results_in_the_tails(name):
+    spec = catalog.load(name)
+    cls = spec.compile()
+    xs = [np.array([1e3, 700.0, 30.0, 1e-3, 0.5]) if s.is_positive else
+          np.array([-1e3, -700.0, -30.0, 0.0, 30.0, 700.0, 1e3]) for s in spec.inputs]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        layer = cls()
+        y = layer.forward(*xs)
+        grads = layer.backward(np.ones_like(y))
+    representable = np.isfinite(y)  # exp(1000) itself overflows float64; nothing else may
+    assert representable.sum() >= len(y) - 1
+    for g in (grads if isinstance(grads, tuple) else (grads,)):
+        assert np.all(np.isfinite(g[representable]))
+
+
+def test_sigmoid_is_exact_in_the_tails():
+    sig = catalog.load("sigmoid").compile()()
+    y = sig.forward(np.array([-1000.0, -40.0, 40.0, 1000.0]))
+    np.testing.assert_allclose(y, [0.0, 4.248354255291589e-18, 1.0, 1.0], rtol=1e-15)
+
+
+def test_softplus_prints_the_stable_forms():
+    src = catalog.load("softplus").generate()
+    assert "np.logaddexp(0, x)" in src and "np.expm1(-self.y)" in src
+
+
+def test_backward_leaves_dout_untouched(sources):
+    for name in NAMES:
+        spec = catalog.load(name)
+        layer = spec.compile()()
+        xs = [np.linspace(0.1, 2, 6) for _ in spec.inputs]
+        layer.forward(*xs)
+        dout = np.linspace(-1, 1, 6)
+        kept = dout.copy()
+        layer.backward(dout)
+        np.testing.assert_array_equal(dout, kept, err_msg=name)
+
+
+def test_backward_operand_order_reuses_temporaries():
+    """numpy reuses a temporary in place when it is the left operand: compound factor first."""
+    src = catalog.load("sigmoid").generate()
+    assert "dx = (1 - self.y)*dout*self.y" in src
+
+
+def test_unsafe_names_never_reach_source():
+    with pytest.raises((SpecError, GenerationError)):
+        symbackprop.layer(sympy.Symbol("__class__") + 1, name="Bad").generate()
+    with pytest.raises((SpecError, GenerationError)):
+        symbackprop.layer(sympy.Symbol("lambda") + 1, name="Bad").generate()
+
+
+def test_class_names_are_identifiers():
+    assert class_name("Apples and oranges") == "ApplesAndOranges"
+    assert class_name("2-layer net") == "Layer2LayerNet"
+
+
+def test_generated_file_is_importable_from_the_command_line(tmp_path):
+    from symbackprop.cli import main
+
+    out = tmp_path / "my_layers.py"
+    assert main(["generate", "sigmoid", "-o", str(out)]) == 0
+    spec = importlib.util.spec_from_file_location("my_layers", out)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    layer = module.Sigmoid()
+    assert layer.forward(0.0) == 0.5

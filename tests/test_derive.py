@@ -1,0 +1,134 @@
+"""Derivation: every backward equals SymPy's own diff at random points, and the chosen
+forms are the cheap ones a careful person writes."""
+import zlib
+
+import numpy as np
+import pytest
+import sympy
+
+import symbackprop
+from symbackprop import catalog
+from symbackprop.derive import arithmetic_cost, invert
+from symbackprop.spec import DOUT
+
+NAMES = catalog.bundled_names()
+x, y = sympy.symbols("x y", real=True)
+
+
+@pytest.fixture(scope="module")
+def derivations():
+    return {name: catalog.load(name).derive() for name in NAMES}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_backward_equals_sympy_diff_at_random_points(derivations, name):
+    """Oracle: dout * diff(forward, x), evaluated independently with numpy at random points."""
+    d = derivations[name]
+    spec = d.spec
+    defs = d.definitions
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    for s in spec.inputs:
+        got = d.backward[s.name].xreplace(defs).xreplace(defs)
+        want = DOUT * sympy.diff(spec.forward, s)
+        f_got = sympy.lambdify([*spec.inputs, DOUT], got, "numpy")
+        f_want = sympy.lambdify([*spec.inputs, DOUT], want, "numpy")
+        for _ in range(20):
+            point = [rng.uniform(0.05, 5) if t.is_positive else rng.uniform(-5, 5) for t in spec.inputs]
+            dout = rng.uniform(-2, 2)
+            assert float(f_got(*point, dout)) == pytest.approx(float(f_want(*point, dout)), rel=1e-9, abs=1e-12)
+
+
+def test_every_bundled_declaration_is_derived(derivations):
+    assert len(derivations) >= 16
+
+
+def _same(a, b):
+    return sympy.simplify(sympy.expand(a - b)) == 0
+
+
+def test_sigmoid_backward_uses_only_dout_and_the_cached_output(derivations):
+    d = derivations["sigmoid"]
+    yy = d.spec.output
+    assert d.backward["x"].free_symbols == {DOUT, yy}
+    assert _same(d.backward["x"], DOUT * yy * (1 - yy))
+    assert d.cache_names == ["y"]
+
+
+@pytest.mark.parametrize("name, form, cache", [
+    ("tanh", lambda y: 1 - y**2, ["y"]),
+    ("exp", lambda y: y, ["y"]),
+    ("sqrt", lambda y: 1 / (2 * y), ["y"]),
+    ("reciprocal", lambda y: -y**2, ["y"]),
+    ("softplus", lambda y: 1 - sympy.exp(-y), ["y"]),
+])
+def test_derivatives_written_in_the_cached_output(derivations, name, form, cache):
+    d = derivations[name]
+    yy = d.spec.output
+    assert d.local["x"].free_symbols == {yy}
+    assert _same(d.local["x"], form(yy))
+    assert d.cache_names == cache
+
+
+def test_log_keeps_dout_over_x_as_cheaper_than_exp_of_minus_y(derivations):
+    d = derivations["log"]
+    xx = d.spec.inputs[0]
+    assert _same(d.backward["x"], DOUT / xx)
+    assert d.cache_names == ["x"]
+
+
+def test_relu_caches_a_boolean_mask_only(derivations):
+    d = derivations["relu"]
+    assert [c.mask for c in d.cache] == [True]
+    layer = d.compile()()
+    layer.forward(np.array([-1.0, 2.0]))
+    assert layer.mask.dtype == np.bool_
+
+
+def test_multiply_caches_the_other_input_and_add_caches_nothing(derivations):
+    mul = derivations["multiply"]
+    xx, yy = mul.spec.inputs
+    assert mul.backward == {"x": DOUT * yy, "y": DOUT * xx}
+    assert sorted(mul.cache_names) == ["x", "y"]
+    assert derivations["add"].cache_names == []
+    assert derivations["add"].backward == {"x": DOUT, "y": DOUT}
+
+
+def test_chain_rule_caches_the_intermediate_not_both_inputs(derivations):
+    d = derivations["chain_rule"]
+    assert d.cache_names == ["t"]  # 8 bytes per element instead of 16
+
+
+def test_a_new_function_needs_no_new_code():
+    """No table of derivatives: asinh's derivative comes out of the mechanism."""
+    spec = symbackprop.layer(sympy.asinh(x), name="Asinh")
+    d = spec.derive()
+    assert _same(d.local["x"].xreplace(d.definitions), 1 / sympy.sqrt(1 + x**2))
+    assert spec.check(max_examples=5).ok
+
+
+def test_invert_peels_function_atoms():
+    sol = invert(1 / (1 + sympy.exp(-x)), x, y)
+    assert sympy.simplify((1 / (1 + sympy.exp(-sol))) - y) == 0
+    assert invert(x + sympy.sin(x), x, y) is None  # x occurs twice
+
+
+def test_cost_model_weights_transcendental_functions():
+    assert arithmetic_cost(sympy.exp(-y)) > arithmetic_cost(1 / x)
+    assert arithmetic_cost(y * (1 - y)) < arithmetic_cost(sympy.exp(-x) / (1 + sympy.exp(-x))**2)
+
+
+def test_python_api_accepts_plain_sympy_symbols():
+    xs = sympy.Symbol("x")  # no assumptions: taken as real
+    spec = symbackprop.layer(1 / (1 + sympy.exp(-xs)), name="Sigmoid")
+    assert str(spec.derive().backward["x"]) == "dout*y*(1 - y)"
+
+
+def test_python_api_refuses_strings():
+    with pytest.raises(symbackprop.SpecError):
+        symbackprop.layer("1/(1 + exp(-x))")
+
+
+def test_derivation_is_deterministic():
+    a = catalog.load("swish").derive().generate()
+    b = catalog.load("swish").derive().generate()
+    assert a == b
