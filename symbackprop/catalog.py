@@ -47,9 +47,11 @@ def resolve(spec: str) -> Path:
 
 def load(spec: str) -> Spec:
     """Load a SPEC argument (path or bundled name)."""
-    return load_spec(resolve(spec))
+    path = resolve(spec)
+    bundled = path.resolve().parent == bundled_dir().resolve()
+    return load_spec(path, source=f"derivations/{path.name}" if bundled else None)
 
 
 def load_all() -> list[Spec]:
     """Every bundled declaration."""
-    return [load_spec(bundled_dir() / f"{name}.toml") for name in bundled_names()]
+    return [load(name) for name in bundled_names()]

@@ -58,12 +58,13 @@ def cmd_derive(args) -> int:
         print(f"  forward   {name} = {format_expression(expr)}")
     y = spec.output.name
     for k, v in derivation.local.items():
-        print(f"  local     d{y}/d{k} = {derivation.readable(v)}")
+        print(f"  local     d{y}/d{k} = {derivation.readable(v, standalone=False)}")
     for k, v in derivation.backward.items():
-        print(f"  backward  d{k} = {derivation.readable(v)}")
+        print(f"  backward  d{k} = {derivation.readable(v, standalone=False)}")
     print(f"  cache     {', '.join(derivation.cache_names) or 'nothing'}")
     for c in derivation.recompute:
-        print(f"  recompute {c.symbol.name} = {derivation.readable(c.expr)}  (in backward)")
+        if not c.mask:
+            print(f"  where     {c.symbol.name} = {derivation.readable(c.expr)}  (recomputed in backward)")
     for note in derivation.notes:
         print(f"  note      {note}")
     return 0

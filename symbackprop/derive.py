@@ -156,15 +156,17 @@ class Derivation:
     def check(self, **options) -> CheckReport:
         return self.spec.check(**options)
 
-    def readable(self, expr: sympy.Expr) -> str:
-        """``expr`` in the parser's syntax, in cached values only: boolean masks written as
-        their comparisons (``where(x > 0, dout, 0)``) and helpers that ``backward``
-        recomputes written out, so that the text stands alone and parses back."""
+    def readable(self, expr: sympy.Expr, standalone: bool = True) -> str:
+        """``expr`` in the parser's syntax, boolean masks written as their comparisons
+        (``where(x > 0, dout, 0)``).  ``standalone``: helpers that ``backward`` recomputes
+        are written out too, so that the text uses cached values only and parses back."""
         from .parsing import format_expression
 
         inline = {c.symbol: c.expr for c in (*self.cache, *self.recompute) if c.mask}
-        inline.update({c.symbol: c.expr for c in self.recompute})
-        return format_expression(expr.xreplace(inline).xreplace(inline))
+        if standalone:
+            inline.update({c.symbol: c.expr for c in self.recompute})
+        expr = expr.xreplace(inline).xreplace(inline)
+        return format_expression(sympy.piecewise_fold(expr) if expr.has(sympy.Piecewise) else expr)
 
     def to_json(self) -> dict:
         """The ``derive --json`` record (DESIGN.md); expressions in the parser's syntax."""

@@ -197,8 +197,8 @@ _CHAINS = {ast.Add: (True, False), ast.Sub: (True, True),
 _OPERATORS = {ast.Mod: "%", ast.FloorDiv: "//", ast.MatMult: "@", ast.BitAnd: "&",
               ast.BitOr: "|", ast.BitXor: "^", ast.LShift: "<<", ast.RShift: ">>",
               ast.Not: "not", ast.Invert: "~"}
-_REFUSED = {ast.Attribute: "attribute access is", ast.Compare: "a comparison is", ast.Subscript: "indexing is",
-            ast.Lambda: "lambda is", ast.IfExp: "'a if c else b' is", ast.BoolOp: "'and'/'or' are",
+_REFUSED = {ast.Attribute: "attribute access is", ast.Subscript: "indexing is", ast.Lambda: "lambda is",
+            ast.Compare: "a comparison is", ast.IfExp: "'a if c else b' is", ast.BoolOp: "'and'/'or' are",
             ast.List: "lists are", ast.Tuple: "tuples are", ast.Set: "sets are", ast.Dict: "dicts are",
             ast.ListComp: "comprehensions are", ast.SetComp: "comprehensions are",
             ast.DictComp: "comprehensions are", ast.GeneratorExp: "generator expressions are",
@@ -297,7 +297,7 @@ class _Parser:
             raise self.fail(f"operator '{_OPERATORS.get(op, op.__name__)}' is not allowed", node)
         is_sum = _CHAINS[op][0]
         items = []  # flatten a + b - c (or a * b / c) iteratively: one level, one SymPy call
-        while isinstance(node, ast.BinOp) and type(node.op) in _CHAINS and _CHAINS[type(node.op)][0] == is_sum:
+        while isinstance(node, ast.BinOp) and _CHAINS.get(type(node.op), (None,))[0] == is_sum:
             items.append((_CHAINS[type(node.op)][1], node.right))
             node = node.left
         items.append((False, node))

@@ -254,8 +254,10 @@ def layer(
 
 
 # -- from TOML -------------------------------------------------------------------------
-def load_spec(path: str | Path) -> Spec:
+def load_spec(path: str | Path, source: str | None = None) -> Spec:
     """Load a TOML declaration (format: DESIGN.md, "Declarations").
+
+    ``source`` names the file in messages and generated code (default: ``path``).
 
     Raises
     ------
@@ -267,7 +269,7 @@ def load_spec(path: str | Path) -> Spec:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
-    return spec_from_toml(text, source=str(path))
+    return spec_from_toml(text, source=source or str(path))
 
 
 def spec_from_toml(text: str, source: str = "<toml>") -> Spec:
