@@ -59,8 +59,12 @@ def cmd_derive(args) -> int:
     y = spec.output.name
     for k, v in derivation.local.items():
         print(f"  local     d{y}/d{k} = {derivation.readable(v, standalone=False)}")
-    for k, v in derivation.backward.items():
-        print(f"  backward  d{k} = {derivation.readable(v, standalone=False)}")
+    if spec.is_array:  # node by node reads better than one flattened formula
+        for target, expr in derivation.steps:
+            print(f"  backward  {target.name} = {derivation.readable(expr, standalone=False)}")
+    else:
+        for k, v in derivation.backward.items():
+            print(f"  backward  d{k} = {derivation.readable(v, standalone=False)}")
     print(f"  cache     {', '.join(derivation.cache_names) or 'nothing'}")
     for c in derivation.recompute:
         if not c.mask:
@@ -96,6 +100,10 @@ def cmd_check(args) -> int:
         reports.append(report)
         if not args.json:
             print(_row(report), flush=True)
+            if report.parameters:
+                figures = ", ".join(f"{name} {f['central']:.1e}" + (f" (complex step {f['complex']:.1e})" if "complex" in f
+                                                                   else "") for name, f in report.parameters.items())
+                print(f"    gradient check, mean |backprop - numerical| per parameter: {figures}")
             for problem in report.problems:
                 print(f"    {problem}")
     ok = all(r.ok for r in reports)
@@ -110,8 +118,9 @@ def _row(r) -> str:
     def tally(items, good):
         return f"{sum(good(i) for i in items)}/{len(items)}" if items else "-"
 
+    tails = "-" if r.tails_max_error is None else f"{r.tails_max_error:.1e}"
     return (f"{r.name[:22]:<22} {'yes' if r.ok else 'NO':<4} {r.method:<8} {r.backward_max_rel_error:>11.1e} "
-            f"{r.tails_max_error:>10.1e} {tally(r.claims, lambda c: c['status'] != 'wrong'):>6} "
+            f"{tails:>10} {tally(r.claims, lambda c: c['status'] != 'wrong'):>6} "
             f"{tally(r.chains, lambda c: c['ok']):>6} {tally(r.expect, lambda e: e['ok']):>6} {r.seconds:>7.2f}")
 
 

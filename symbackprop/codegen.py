@@ -16,7 +16,8 @@ import sympy
 from . import __version__
 from .derive import Derivation
 from .errors import GenerationError
-from .npprint import NumpyLayerPrinter, compile_source
+from . import arrays
+from .npprint import HELPERS, NumpyLayerPrinter, compile_source
 from .parsing import format_expression, is_identifier
 from .spec import DOUT
 
@@ -36,9 +37,7 @@ def class_name(name: str) -> str:
 
 
 def _check_names(derivation: Derivation) -> None:
-    names = [s.name for s in derivation.spec.inputs] + [n.name for n, _ in derivation.spec.graph]
-    names += [c.symbol.name for c in (*derivation.cache, *derivation.recompute)]
-    for name in names:
+    for name in names_of(derivation):
         if not is_identifier(name) or name in ("self", "np"):
             raise GenerationError(f"'{name}' cannot appear in generated code (not a safe identifier)")
 
@@ -67,35 +66,132 @@ def _guarded(lines: list[str]) -> list[str]:
             *[INDENT + line for line in lines]]
 
 
-def forward_lines(derivation: Derivation) -> list[str]:
-    """Body of ``forward``: the graph's nodes in order, each cached value stored on self."""
+def _forward_pairs(derivation: Derivation) -> list[tuple[sympy.Symbol, sympy.Expr]]:
+    """The graph's nodes in order, with cached helpers (masks, sub-expressions) computed
+    just before the first node that can use them, and stable forms of array atoms."""
     spec = derivation.spec
     helpers = {c.symbol: c for c in derivation.cache if c.symbol not in spec.inputs
-               and c.symbol not in dict(spec.graph)}
+               and c.symbol not in spec.constants and c.symbol not in dict(spec.graph)}
+    definitions = dict(spec.graph)
+    leaves = {*spec.inputs, *spec.params, *spec.constants, *spec.dims}
     pairs: list[tuple[sympy.Symbol, sympy.Expr]] = []
     for symbol, expr in spec.graph:
+        if spec.is_array:
+            expr = arrays.fuse_logs(expr, definitions)
         for h in helpers.values():
-            if h.expr.free_symbols <= {s for s, _ in pairs} | set(spec.inputs) and h.symbol not in dict(pairs):
+            if h.expr.free_symbols <= {s for s, _ in pairs} | leaves and h.symbol not in dict(pairs):
                 pairs.append((h.symbol, h.expr))
         known = {h.expr: h.symbol for h in helpers.values() if h.symbol in dict(pairs) and not h.mask}
         pairs.append((symbol, expr.subs(known) if known else expr))
-    reserved = {s.name for s, _ in pairs} | set(spec.input_names)
-    lines = _guarded(_statements(pairs, NumpyLayerPrinter(), reserved))
-    lines += [f"self.{c.symbol.name} = {c.symbol.name}" for c in derivation.cache]
+    return _shared_atoms(pairs, {s.name for s in leaves} | {s.name for s, _ in pairs})
+
+
+def _shared_atoms(pairs: list[tuple[sympy.Symbol, sympy.Expr]], reserved: set[str]):
+    """An array atom used by several statements is computed once, under a name of its own;
+    ``softmax(a)`` beside ``log_softmax(a)`` becomes ``exp(log_softmax(a))``."""
+    logs = {arrays.Softmax(*e.args): sympy.exp(e) for _, x in pairs for e in x.atoms(arrays.LogSoftmax)}
+    pairs = [(s, e.xreplace(logs)) for s, e in pairs] if logs else pairs
+    counts: dict[sympy.Basic, int] = {}
+    for _, e in pairs:
+        for atom in e.atoms(arrays.LogSoftmax, arrays.Softmax, arrays.LogSumExp):
+            counts[atom] = counts.get(atom, 0) + 1
+    out = []
+    for atom in (a for a, n in counts.items() if n > 1):
+        name = next(n for n in (f"logp{k or ''}" for k in itertools.count()) if n not in reserved)
+        reserved.add(name)
+        shared = arrays.ArrayVar(name, real=True)
+        first = next(j for j, (_, e) in enumerate(pairs) if e.has(atom))
+        pairs = pairs[:first] + [(shared, atom)] + [(s, e.xreplace({atom: shared})) for s, e in pairs[first:]]
+    return pairs
+
+
+def _dim_bindings(spec, dims: list[sympy.Symbol], names: dict[sympy.Symbol, str]) -> list[str]:
+    """``N = x.shape[0]``: each dimension read off the first array declared with it."""
+    lines = []
+    for d in dims:
+        for array in (*spec.inputs, *spec.params, *spec.constants):  # labels may come as integers
+            shape = spec.shapes[array]
+            if d in shape:
+                lines.append(f"{d.name} = {names.get(array, array.name)}.shape[{list(shape).index(d)}]")
+                break
+    return lines
+
+
+def _onehot_labels(spec) -> list[str]:
+    """Integer labels accepted where a one-hot constant is declared (along its last axis)."""
+    lines = []
+    for kind, t, axis in spec.assumptions:
+        shape = spec.shapes[t]
+        if kind == "onehot" and axis == len(shape) - 1:
+            size = shape[axis]
+            lines += [f"if np.ndim({t.name}) == {len(shape) - 1}:  # integer labels: make one-hot rows",
+                      f"{INDENT}{t.name} = np.eye({size.name if isinstance(size, sympy.Symbol) else size})[{t.name}]"]
+    return lines
+
+
+def _forward_dims(derivation: Derivation, pairs) -> list[sympy.Symbol]:
+    spec = derivation.spec
+    used = set().union(*(e.free_symbols for _, e in pairs)) | set(derivation.dims_used)
+    for kind, t, axis in spec.assumptions:
+        size = spec.shapes[t][axis]
+        if isinstance(size, sympy.Symbol):
+            used.add(size)
+    return [d for d in spec.dims if d in used]
+
+
+def param_refs(spec) -> dict[sympy.Symbol, str]:
+    """Where parameters live: ``self.W`` on a layer, ``self.params["W1"]`` on a network."""
+    if spec.predict is not None:
+        return {p: f'self.params["{p.name}"]' for p in spec.params}
+    return {p: f"self.{p.name}" for p in spec.params}
+
+
+def grad_refs(spec) -> dict[sympy.Symbol, str]:
+    """Where parameter gradients go: ``self.dW``, or ``self.grads["W1"]`` on a network."""
+    refs = {}
+    for p in spec.params:
+        ref = f'self.grads["{p.name}"]' if spec.predict is not None else f"self.d{p.name}"
+        refs[sympy.Symbol(f"d{p.name}", real=True)] = refs[arrays.ArrayVar(f"d{p.name}", real=True)] = ref
+    return refs
+
+
+def forward_lines(derivation: Derivation) -> list[str]:
+    """Body of ``forward``: the graph's nodes in order, each cached value stored on self."""
+    spec = derivation.spec
+    params = param_refs(spec)
+    pairs = _forward_pairs(derivation)
+    dims = _forward_dims(derivation, pairs)
+    lines = _dim_bindings(spec, [d for d in dims if d in spec.dims], params) + _onehot_labels(spec)
+    reserved = {s.name for s, _ in pairs} | {s.name for s in (*spec.inputs, *spec.constants, *spec.dims)}
+    lines += _guarded(_statements(pairs, NumpyLayerPrinter(params), reserved))
+    stored = [*derivation.cache_names, *(d.name for d in derivation.dims_used)]
+    lines += [f"self.{name} = {name}" for name in stored]
     lines.append(f"return {spec.output.name}")
     return lines
 
 
 def backward_lines(derivation: Derivation) -> list[str]:
-    """Body of ``backward``: recomputed helpers, then ``d<name> = ...`` node by node."""
+    """Body of ``backward``: recomputed helpers, then ``d<name> = ...`` node by node;
+    parameter gradients go to ``self.d<name>``, input gradients are returned."""
     spec = derivation.spec
-    printer = NumpyLayerPrinter({c.symbol: f"self.{c.symbol.name}" for c in derivation.cache})
+    names = {c.symbol: f"self.{c.symbol.name}" for c in derivation.cache}
+    names.update({s: f"self.{s.name}" for s in derivation.dims_used})
+    names.update(param_refs(spec))
+    names.update(grad_refs(spec))
+    printer = NumpyLayerPrinter(names)
     pairs = [(c.symbol, c.expr) for c in derivation.recompute] + list(derivation.steps)
-    reserved = {s.name for s, _ in pairs} | {c.symbol.name for c in derivation.cache} | {DOUT.name}
+    reserved = {s.name for s, _ in pairs} | set(names_of(derivation)) | {DOUT.name}
     lines = _guarded(_statements(pairs, printer, reserved))
     grads = ", ".join(f"d{name}" for name in spec.input_names)
     lines.append(f"return {grads}")
     return lines
+
+
+def names_of(derivation: Derivation) -> list[str]:
+    """Every name the generated class uses for a value of its own."""
+    spec = derivation.spec
+    return [s.name for s in (*spec.inputs, *spec.params, *spec.constants, *spec.dims)] + [
+        n.name for n, _ in spec.graph] + [c.symbol.name for c in (*derivation.cache, *derivation.recompute)]
 
 
 def _docstring(derivation: Derivation) -> list[str]:
@@ -106,9 +202,72 @@ def _docstring(derivation: Derivation) -> list[str]:
     cache = ", ".join(derivation.cache_names) or "nothing"
     origin = f" from {spec.source}" if spec.source else ""
     lines = ['"""' + "; ".join(graph), "", "backward: " + "; ".join(backward), f"cache: {cache}"]
+    if spec.is_array:
+        shapes = ", ".join(f"{s.name}: {arrays.show_shape(spec.shapes[s])}"
+                           for s in (*spec.inputs, *spec.params, *spec.constants))
+        lines.append(f"shapes: {shapes}")
+        lines += [f"assumes: {kind}({t.name}, axis={axis})" for kind, t, axis in spec.assumptions]
     lines += [f"note: {n}" for n in derivation.notes]
     lines += ["", f"Generated by symbackprop {__version__}{origin}.", '"""']
     return lines
+
+
+def network_methods(derivation: Derivation) -> list[str]:
+    """The book's TwoLayerNet interface around forward/backward (its section 5.7.2)."""
+    spec = derivation.spec
+    inputs = [s.name for s in spec.inputs]
+    labels = [s.name for s in spec.constants]
+    call = ", ".join([*inputs, *labels])
+    stop = [s for s, _ in spec.graph].index(spec.predict) + 1
+    pairs = [(s, arrays.fuse_logs(e, dict(spec.graph))) for s, e in spec.graph[:stop]]
+    reserved = {s.name for s, _ in pairs} | set(inputs)
+    params = param_refs(spec)
+    predict = _dim_bindings(spec, [d for d in spec.dims if any(d in e.free_symbols for _, e in pairs)], params)
+    predict += _guarded(_statements(pairs, NumpyLayerPrinter(params), reserved)) + [f"return {spec.predict.name}"]
+    sizes = sorted({d for p in spec.params for d in spec.shapes[p] if isinstance(d, sympy.Symbol)}, key=str)
+    init = [f"rng = np.random.default_rng(seed)", "return cls("]
+    for p in spec.params:
+        shape = ", ".join(str(d) for d in spec.shapes[p])
+        init.append(f"{INDENT}weight_init_std * rng.standard_normal(({shape},))," if len(spec.shapes[p]) > 1
+                    else f"{INDENT}np.zeros(({shape},)),")
+    init.append(")")
+    lines = ["", f"{INDENT}@classmethod",
+             f"{INDENT}def initialized(cls, {', '.join(d.name for d in sizes)}, weight_init_std=0.01, seed=None):",
+             f'{INDENT * 2}"""Weights drawn from N(0, weight_init_std**2), biases zero, as in the book."""',
+             *[INDENT * 2 + line for line in init],
+             "", f"{INDENT}def predict(self, {', '.join(inputs)}):",
+             *[INDENT * 2 + line for line in predict],
+             "", f"{INDENT}def loss(self, {call}):", f"{INDENT * 2}return self.forward({call})",
+             "", f"{INDENT}def accuracy(self, {call}):",
+             f"{INDENT * 2}guess = np.argmax(self.predict({', '.join(inputs)}), axis=1)",
+             f"{INDENT * 2}{labels[0]} = {labels[0]} if np.ndim({labels[0]}) == 1 else np.argmax({labels[0]}, axis=1)",
+             f"{INDENT * 2}return float(np.mean(guess == {labels[0]}))",
+             "", f"{INDENT}def gradient(self, {call}):",
+             f'{INDENT * 2}"""Backpropagation: the gradient of the loss for every parameter."""',
+             f"{INDENT * 2}self.forward({call})", f"{INDENT * 2}self.backward(1.0)", f"{INDENT * 2}return self.grads",
+             "", f"{INDENT}def numerical_gradient(self, {call}, h=1e-4):",
+             f'{INDENT * 2}"""Central differences, one parameter element at a time (the book\'s chapter 4)."""',
+             f"{INDENT * 2}grads = {{}}", f"{INDENT * 2}for name, value in self.params.items():",
+             f"{INDENT * 3}grad = np.zeros_like(value)",
+             f"{INDENT * 3}for index in np.ndindex(value.shape):",
+             f"{INDENT * 4}saved = value[index]",
+             f"{INDENT * 4}value[index] = saved + h",
+             f"{INDENT * 4}up = self.loss({call})",
+             f"{INDENT * 4}value[index] = saved - h",
+             f"{INDENT * 4}down = self.loss({call})",
+             f"{INDENT * 4}value[index] = saved",
+             f"{INDENT * 4}grad[index] = (up - down) / (2 * h)",
+             f"{INDENT * 3}grads[name] = grad", f"{INDENT * 2}return grads"]
+    return lines
+
+
+def _helpers(body: str) -> list[str]:
+    """Module-level numpy helpers (stable softmax and friends) the class body calls."""
+    out = []
+    for name, source in HELPERS.items():
+        if re.search(rf"(?<![\w.]){name}\(", body):
+            out += ["", "", *source.splitlines()]
+    return out
 
 
 def generate(derivation: Derivation, name: str | None = None) -> str:
@@ -123,16 +282,26 @@ def generate(derivation: Derivation, name: str | None = None) -> str:
     _check_names(derivation)
     spec = derivation.spec
     cls = class_name(name or spec.name)
-    out = ['"""Generated by symbackprop: do not edit; regenerate from the declaration."""',
-           "import numpy as np", "", "", f"class {cls}:"]
-    out += [INDENT + line if line else "" for line in _docstring(derivation)]
-    out += ["", f"{INDENT}def __init__(self):"]
-    out += [f"{INDENT * 2}self.{c} = None" for c in derivation.cache_names] or [f"{INDENT * 2}pass"]
-    out += ["", f"{INDENT}def forward(self, {', '.join(spec.input_names)}):"]
-    out += [INDENT * 2 + line for line in forward_lines(derivation)]
-    out += ["", f"{INDENT}def backward(self, dout=1.0):"]
-    out += [INDENT * 2 + line for line in backward_lines(derivation)]
-    return "\n".join(out) + "\n"
+    params = [p.name for p in spec.params]
+    body = [f"class {cls}:"]
+    body += [INDENT + line if line else "" for line in _docstring(derivation)]
+    body += ["", f"{INDENT}def __init__({', '.join(['self', *params])}):"]
+    if spec.predict is not None:
+        state = [f"self.params = {{{', '.join(f'{p!r}: {p}' for p in params)}}}".replace("'", '"'), "self.grads = {}"]
+    else:
+        state = [f"self.{p} = {p}" for p in params] + [f"self.d{p} = None" for p in params]
+    state += [f"self.{c} = None" for c in (*derivation.cache_names, *(d.name for d in derivation.dims_used))]
+    body += [f"{INDENT * 2}{line}" for line in state] or [f"{INDENT * 2}pass"]
+    arguments = ", ".join(s.name for s in (*spec.inputs, *spec.constants))
+    body += ["", f"{INDENT}def forward(self, {arguments}):"]
+    body += [INDENT * 2 + line for line in forward_lines(derivation)]
+    scalar_output = not spec.is_array or spec.shapes[spec.output] == ()
+    body += ["", f"{INDENT}def backward(self, {'dout=1.0' if scalar_output else 'dout'}):"]
+    body += [INDENT * 2 + line for line in backward_lines(derivation)]
+    if spec.predict is not None:
+        body += network_methods(derivation)
+    head = ['"""Generated by symbackprop: do not edit; regenerate from the declaration."""', "import numpy as np"]
+    return "\n".join([*head, *_helpers("\n".join(body)), "", "", *body]) + "\n"
 
 
 def compile_class(derivation: Derivation, name: str | None = None) -> type:

@@ -91,6 +91,15 @@ class NodeDerivation:
     raw: dict[sympy.Symbol, sympy.Expr]
     local: dict[sympy.Symbol, sympy.Expr]
     helpers: dict[sympy.Symbol, Cached]
+    #: array nodes: each argument's gradient as an expression in ``upstream`` (a VJP)
+    pullback: dict[sympy.Symbol, sympy.Expr] | None = None
+    upstream: sympy.Symbol | None = None
+
+    def contribution(self, arg: sympy.Symbol, grad: sympy.Expr) -> sympy.Expr:
+        """What this node adds to ``arg``'s gradient, given its own gradient ``grad``."""
+        if self.pullback is not None:
+            return self.pullback[arg].xreplace({self.upstream: grad})
+        return grad * self.local[arg]
 
 
 @dataclass
@@ -125,6 +134,8 @@ class Derivation:
     backward: dict[str, sympy.Expr]
     raw_local: dict[str, sympy.Expr]
     notes: list[str] = field(default_factory=list)
+    dout: sympy.Symbol = DOUT
+    dims_used: list[sympy.Symbol] = field(default_factory=list)
     _compiled: type | None = field(default=None, repr=False)
 
     @property
@@ -166,7 +177,8 @@ class Derivation:
         if standalone:
             inline.update({c.symbol: c.expr for c in self.recompute})
         expr = expr.xreplace(inline).xreplace(inline)
-        return format_expression(sympy.piecewise_fold(expr) if expr.has(sympy.Piecewise) else expr)
+        fold = expr.has(sympy.Piecewise) and not self.spec.is_array  # where() of matrices reads badly
+        return format_expression(sympy.piecewise_fold(expr) if fold else expr)
 
     def to_json(self) -> dict:
         """The ``derive --json`` record (DESIGN.md); expressions in the parser's syntax."""
@@ -577,6 +589,10 @@ def tail_points(spec: Spec) -> list[dict]:
 
 def derive(spec: Spec) -> Derivation:
     """Derive a declaration: see the module docstring."""
+    if spec.is_array:
+        from .derive_arrays import derive_arrays
+
+        return derive_arrays(spec)
     notes: set[str] = set()
     names = {s.name for s in spec.inputs} | {n.name for n, _ in spec.graph} | {DOUT.name}
     names |= {f"d{n}" for n in list(names)}
@@ -617,32 +633,34 @@ def _cache_list(spec: Spec, nodes: list[NodeDerivation], cache_syms: set) -> lis
 
 
 def _grad_symbol(s: sympy.Symbol) -> sympy.Symbol:
-    return sympy.Symbol(f"d{s.name}", real=True)
+    return type(s)(f"d{s.name}", real=True)
 
 
-def _reverse_accumulate(spec: Spec, nodes: list[NodeDerivation]):
-    """Statements ``d<name> = ...`` from the output back to the inputs, and the
-    flattened backward expression of every input."""
+def _reverse_accumulate(spec: Spec, nodes: list[NodeDerivation], dout: sympy.Symbol = DOUT,
+                        tidy=None):
+    """Statements ``d<name> = ...`` from the output back to the inputs (and parameters),
+    and the flattened backward expression of each."""
+    tidy = tidy or (lambda e: e)
     contributions: dict[sympy.Symbol, list[sympy.Expr]] = {}
     steps: list[tuple[sympy.Symbol, sympy.Expr]] = []
     flat: dict[sympy.Symbol, sympy.Expr] = {}
     for index, node in enumerate(reversed(nodes)):
         if index == 0:
-            grad, flat_grad = DOUT, DOUT
+            grad, flat_grad = dout, dout
         elif node.symbol in contributions:
             grad = _grad_symbol(node.symbol)
-            steps.append((grad, sympy.Add(*contributions[node.symbol])))
+            steps.append((grad, tidy(sympy.Add(*contributions[node.symbol]))))
             flat_grad = flat[grad] = steps[-1][1].xreplace(flat)
         else:
             continue  # a dead node: nothing downstream uses it
         for a in node.args:
-            contributions.setdefault(a, []).append(grad * node.local[a])
+            contributions.setdefault(a, []).append(node.contribution(a, grad))
     backward = {}
-    for s in spec.inputs:
-        expr = sympy.Add(*contributions.get(s, [sympy.S.Zero]))
+    for s in spec.differentiated:
+        expr = tidy(sympy.Add(*contributions.get(s, [sympy.S.Zero])))
         g = _grad_symbol(s)
         steps.append((g, expr))
-        backward[s.name] = _simplest(expr.xreplace(flat))
+        backward[s.name] = _simplest(tidy(expr.xreplace(flat)))
     return steps, backward
 
 

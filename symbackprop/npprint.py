@@ -30,6 +30,7 @@ import numpy as np
 import sympy
 from sympy.printing.numpy import NumPyPrinter
 
+from . import arrays
 from .errors import GenerationError
 
 
@@ -170,6 +171,53 @@ class NumpyLayerPrinter(NumPyPrinter):
             text = f"{self._np(fn)}({text}, {self._print(a)})"
         return text
 
+    # -- array atoms (see arrays.py) -------------------------------------------------
+    def _operand(self, e) -> str:
+        return self._print(e) if isinstance(e, (sympy.Symbol, arrays.ArrayOp)) else f"({self._print(e)})"
+
+    def _print_Matmul(self, e):
+        a, b = e.args
+        left = self._print(a) if isinstance(a, arrays.Matmul) else self._operand(a)
+        right = self._operand(b) if not isinstance(b, arrays.Matmul) else f"({self._print(b)})"
+        return f"{left} @ {right}"
+
+    def _print_Transposed(self, e):
+        return f"{self._operand(e.args[0])}.T"
+
+    def _axis(self, axes) -> str:
+        values = [int(a) for a in axes]
+        return "None" if not values else str(values[0]) if len(values) == 1 else str(tuple(values))
+
+    def _reduction(self, fn: str, e) -> str:
+        keep = ", keepdims=True" if e.keepdims else ""
+        axis = f", axis={self._axis(e.args[1])}" if len(e.args[1]) else ""
+        return f"{self._np(fn)}({self._print(e.args[0])}{axis}{keep})"
+
+    def _print_ReduceSum(self, e):
+        return self._reduction("sum", e)
+
+    def _print_ReduceMean(self, e):
+        return self._reduction("mean", e)
+
+    def _print_ReduceMax(self, e):
+        return self._reduction("max", e)
+
+    def _print_LogSumExp(self, e):
+        return f"logsumexp({self._print(e.args[0])}, axis={self._axis(e.args[1])}, keepdims={e.keepdims})"
+
+    def _print_Softmax(self, e):
+        return f"softmax({self._print(e.args[0])}, axis={int(e.args[1])})"
+
+    def _print_LogSoftmax(self, e):
+        return f"log_softmax({self._print(e.args[0])}, axis={int(e.args[1])})"
+
+    def _print_ExpandDims(self, e):
+        return f"{self._np('expand_dims')}({self._print(e.args[0])}, {self._axis(e.args[1])})"
+
+    def _print_BroadcastTo(self, e):
+        shape = ", ".join(self._print(d) for d in e.args[1])
+        return f"{self._np('broadcast_to')}({self._print(e.args[0])}, ({shape},)).copy()"
+
     def _print_Relational(self, e):
         return f"({self._print(e.lhs)} {e.rel_op} {self._print(e.rhs)})"
 
@@ -200,6 +248,21 @@ class NumpyLayerPrinter(NumPyPrinter):
         if ex.is_Integer:
             return f"{b}**{int(ex)}"
         return f"{b}**{self.parenthesize(ex, sympy.printing.precedence.PRECEDENCE['Pow'])}"
+
+    def _print_Add(self, e, order=None):
+        """Positive terms first (``y - t``, not ``-t + y``); among them numbers and compound
+        terms before plain names (``x @ W + b``: numpy adds into the product's buffer)."""
+        terms = list(e.args)
+        negative = [t for t in terms if t.could_extract_minus_sign()]
+        positive = sorted((t for t in terms if t not in negative), key=lambda t: isinstance(t, sympy.Symbol))
+        text = self._print(positive[0]) if positive else ""
+        for t in positive[1:]:
+            text += f" + {self._print(t)}"
+        for t in negative:
+            inner = self.parenthesize(-t, sympy.printing.precedence.PRECEDENCE["Add"] + 1) \
+                if isinstance(-t, sympy.Add) else self._print(-t)
+            text = f"{text} - {inner}" if text else f"-{inner}"
+        return text
 
     def _print_Mul(self, e):
         coeff, factors = e.as_coeff_mul()
@@ -238,6 +301,24 @@ def compile_source(source: str, filename: str) -> dict:
     namespace: dict = {"__name__": "symbackprop_generated"}
     exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - our generated source only
     return namespace
+
+
+#: Module-level helpers for generated code: stable forms of the array atoms.
+HELPERS = {
+    "softmax": '''def softmax(a, axis):
+    """exp(a) / sum(exp(a)), shifted by the maximum so that exp cannot overflow."""
+    e = np.exp(a - np.max(a, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)''',
+    "log_softmax": '''def log_softmax(a, axis):
+    """log(softmax(a)) without forming softmax: a - max - log(sum(exp(a - max)))."""
+    shifted = a - np.max(a, axis=axis, keepdims=True)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))''',
+    "logsumexp": '''def logsumexp(a, axis, keepdims):
+    """log(sum(exp(a))), shifted by the maximum so that exp cannot overflow."""
+    top = np.max(a, axis=axis, keepdims=True)
+    out = top + np.log(np.sum(np.exp(a - top), axis=axis, keepdims=True))
+    return out if keepdims else np.squeeze(out, axis=axis)''',
+}
 
 
 def numpy_function(expr: sympy.Basic, symbols: Sequence[sympy.Symbol]):

@@ -44,6 +44,7 @@ from typing import NamedTuple
 import sympy
 from sympy.printing.str import StrPrinter
 
+from . import arrays
 from .errors import ParseError
 
 MAX_LENGTH = 10_000        # characters
@@ -235,9 +236,9 @@ class _Parser:
     """One parse: the text, the name rules and the symbols made so far."""
 
     def __init__(self, text: str, source: str, shift: int, symbols: Mapping[str, sympy.Symbol],
-                 allowed: Collection[str] | None, calculus: bool):
+                 allowed: Collection[str] | None, calculus: bool, arrays: bool = False):
         self.text, self.source, self.shift = text, source, shift  # source == text[shift:], spaced
-        self.symbols, self.allowed = symbols, allowed
+        self.symbols, self.allowed, self.arrays = symbols, allowed, arrays
         self.functions = {**FUNCTIONS, **CALCULUS_FUNCTIONS} if calculus else FUNCTIONS
         self.made: dict[str, sympy.Symbol] = {}
 
@@ -250,6 +251,8 @@ class _Parser:
         if depth > MAX_DEPTH:
             raise self.fail(f"expression nested too deeply (more than {MAX_DEPTH} levels)", node)
         handler = _HANDLERS.get(type(node))
+        if self.arrays and isinstance(node, ast.Attribute):
+            handler = _Parser.attribute
         if handler is None:
             what = _REFUSED.get(type(node), f"{type(node).__name__} expressions are")
             raise self.fail(f"{what} not allowed{_HINTS.get(type(node), '')}", node)
@@ -289,8 +292,15 @@ class _Parser:
             raise self.fail(f"unknown name {name!r}", node)
         return self.made.setdefault(name, sympy.Symbol(name, real=True))
 
+    def attribute(self, node: ast.Attribute, depth: int) -> sympy.Expr:
+        if node.attr != "T":
+            raise self.fail(f"attribute '.{node.attr}' is not allowed (only .T, the transpose)", node)
+        return arrays.Transposed(self.build(node.value, depth + 1))
+
     def binop(self, node: ast.BinOp, depth: int) -> sympy.Expr:
         op = type(node.op)
+        if op is ast.MatMult and self.arrays:
+            return arrays.Matmul(self.build(node.left, depth + 1), self.build(node.right, depth + 1))
         if op is ast.Pow:
             return _pow(self.build(node.left, depth + 1), self.build(node.right, depth + 1))
         if op not in _CHAINS:
@@ -318,6 +328,8 @@ class _Parser:
     def call(self, node: ast.Call, depth: int) -> sympy.Basic:
         if not isinstance(node.func, ast.Name):
             raise self.fail("calling anything but a plain function name is not allowed", node)
+        if self.arrays and node.func.id in ARRAY_FUNCTIONS:
+            return self.array_call(node, depth)
         name, builder = node.func.id, self.functions.get(node.func.id)
         if builder is None:
             hint = "; diff and subs need calculus=True" if name in CALCULUS_FUNCTIONS else ""
@@ -346,6 +358,55 @@ class _Parser:
         return relation(self.build(node.left, depth + 1), self.build(node.comparators[0], depth + 1))
 
 
+    def array_call(self, node: ast.Call, depth: int) -> sympy.Basic:
+        """``sum/mean/max/logsumexp(a, axis=..., keepdims=...)``, ``softmax/log_softmax(a, axis=...)``."""
+        name = node.func.id
+        allowed = ARRAY_FUNCTIONS[name]
+        if len(node.args) != 1 or any(isinstance(a, ast.Starred) for a in node.args):
+            raise self.fail(f"{name}() takes one array argument (and keywords {', '.join(allowed)})", node)
+        options = {}
+        for kw in node.keywords:
+            if kw.arg not in allowed:
+                raise self.fail(f"{name}() has no keyword {kw.arg!r} (known: {', '.join(allowed)})", kw.value)
+            options[kw.arg] = self.keyword_value(kw.arg, kw.value)
+        a = self.build(node.args[0], depth + 1)
+        if name == "expand_dims":
+            axis = options.get("axis")
+            if axis is None:
+                raise self.fail("expand_dims() needs axis=", node)
+            return arrays.ExpandDims(a, arrays._axes(axis))
+        if name in ("softmax", "log_softmax"):
+            axis = options.get("axis", -1)
+            if not isinstance(axis, int):
+                raise self.fail(f"{name}() needs a single integer axis", node)
+            return (arrays.Softmax if name == "softmax" else arrays.LogSoftmax)(a, sympy.Integer(axis))
+        return arrays.reduce_op(name, a, options.get("axis"), options.get("keepdims", False))
+
+    def keyword_value(self, key: str, node: ast.AST):
+        if key == "keepdims":
+            if isinstance(node, ast.Constant) and isinstance(node.value, bool):
+                return node.value
+            raise self.fail("keepdims must be True or False", node)
+        if isinstance(node, ast.Constant) and node.value is None:
+            return None
+        items = node.elts if isinstance(node, ast.Tuple) else [node]
+        axes = []
+        for item in items:
+            sign = -1 if isinstance(item, ast.UnaryOp) and isinstance(item.op, ast.USub) else 1
+            item = item.operand if sign < 0 else item
+            if not (isinstance(item, ast.Constant) and type(item.value) is int and item.value < 32):
+                raise self.fail("axis must be a small integer, a tuple of them, or None", node)
+            axes.append(sign * item.value)
+        return tuple(axes) if isinstance(node, ast.Tuple) else axes[0]
+
+
+#: Array functions (only with ``arrays=True``) and their keywords.
+ARRAY_FUNCTIONS: dict[str, tuple[str, ...]] = {
+    "sum": ("axis", "keepdims"), "mean": ("axis", "keepdims"), "max": ("axis", "keepdims"),
+    "logsumexp": ("axis", "keepdims"), "softmax": ("axis",), "log_softmax": ("axis",),
+    "expand_dims": ("axis",),
+}
+
 _HANDLERS: dict[type, Callable[[_Parser, ast.AST, int], sympy.Basic]] = {
     ast.Constant: _Parser.constant, ast.Name: _Parser.name, ast.BinOp: _Parser.binop,
     ast.UnaryOp: _Parser.unary, ast.Call: _Parser.call,
@@ -354,7 +415,7 @@ _HANDLERS: dict[type, Callable[[_Parser, ast.AST, int], sympy.Basic]] = {
 
 def parse_expression(text: str, *, symbols: Mapping[str, sympy.Symbol] | None = None,
                      allowed_names: Collection[str] | None = None,
-                     calculus: bool = False) -> sympy.Expr:
+                     calculus: bool = False, arrays: bool = False) -> sympy.Expr:
     """Parse untrusted expression text into a SymPy expression.
 
     Parameters
@@ -367,6 +428,9 @@ def parse_expression(text: str, *, symbols: Mapping[str, sympy.Symbol] | None = 
         If given, names outside it (and outside ``symbols``) are refused.
     calculus : bool
         Also allow ``diff(expr, x)`` and ``subs(expr, u, v)`` (both unevaluated).
+    arrays : bool
+        Also allow the array syntax: ``a @ b``, ``a.T``, ``sum/mean/max/logsumexp(a,
+        axis=..., keepdims=...)``, ``softmax/log_softmax(a, axis=...)``.
 
     Returns
     -------
@@ -397,7 +461,7 @@ def parse_expression(text: str, *, symbols: Mapping[str, sympy.Symbol] | None = 
         raise ParseError("expression nested too deeply", text=text) from None
     except ValueError as exc:
         raise ParseError(f"invalid text: {_one_line(exc)}", text=text) from None
-    parser = _Parser(text, source, shift, symbols or {}, allowed_names, calculus)
+    parser = _Parser(text, source, shift, symbols or {}, allowed_names, calculus, arrays)
     token = _root_spent.set([0])
     try:
         result = parser.build(tree.body, 1)
@@ -459,6 +523,41 @@ class _Printer(StrPrinter):
 
     def _print_Exp1(self, expr) -> str:
         return "exp(1)"
+
+    # -- array atoms (see arrays.py), in the array syntax ------------------------------
+    def _operand(self, expr) -> str:
+        text = self._print(expr)
+        return text if isinstance(expr, (sympy.Symbol, arrays.ArrayOp)) and not isinstance(
+            expr, arrays.Matmul) else f"({text})"
+
+    def _print_Matmul(self, expr) -> str:
+        a, b = expr.args
+        right = self._print(b) if isinstance(b, (sympy.Symbol, arrays.Transposed)) else f"({self._print(b)})"
+        return f"{self._operand(a) if not isinstance(a, arrays.Matmul) else self._print(a)} @ {right}"
+
+    def _print_Transposed(self, expr) -> str:
+        return f"{self._operand(expr.args[0])}.T"
+
+    def _axes_text(self, axes) -> str:
+        values = [int(a) for a in axes]
+        return str(values[0]) if len(values) == 1 else "(" + ", ".join(map(str, values)) + ")"
+
+    def _print__Reduce(self, expr) -> str:
+        name = {"ReduceSum": "sum", "ReduceMean": "mean", "ReduceMax": "max", "LogSumExp": "logsumexp"}
+        keywords = ([f"axis={self._axes_text(expr.args[1])}"] if len(expr.args[1]) else []) + (
+            ["keepdims=True"] if expr.keepdims else [])
+        return f"{name[type(expr).__name__]}({', '.join([self._print(expr.args[0]), *keywords])})"
+
+    _print_ReduceSum = _print_ReduceMean = _print_ReduceMax = _print_LogSumExp = _print__Reduce
+
+    def _print_Softmax(self, expr) -> str:
+        return f"softmax({self._print(expr.args[0])}, axis={int(expr.args[1])})"
+
+    def _print_LogSoftmax(self, expr) -> str:
+        return f"log_softmax({self._print(expr.args[0])}, axis={int(expr.args[1])})"
+
+    def _print_ExpandDims(self, expr) -> str:
+        return f"expand_dims({self._print(expr.args[0])}, axis={self._axes_text(expr.args[1])})"
 
     def _print_Abs(self, expr) -> str:
         return self._call("abs", *expr.args)

@@ -48,8 +48,8 @@ ASSUMPTIONS = {
 }
 
 _TOP_LEVEL_FIELDS = (
-    "name", "section", "description", "inputs", "output", "forward", "graph",
-    "symbols", "values", "expect", "claims", "chains",
+    "name", "section", "description", "inputs", "params", "constants", "assume", "output", "forward",
+    "graph", "predict", "symbols", "values", "expect", "claims", "chains",
 )
 _CHAIN_FIELDS = ("of", "steps", "constraints", "at")
 
@@ -105,10 +105,37 @@ class Spec:
     expect: dict[str, Any] = field(default_factory=dict)
     claims: tuple[Claim, ...] = ()
     chains: tuple[Chain, ...] = ()
+    params: tuple[sympy.Symbol, ...] = ()
+    constants: tuple[sympy.Symbol, ...] = ()
+    shapes: dict[sympy.Symbol, tuple] = field(default_factory=dict)
+    assumptions: tuple[tuple[str, sympy.Symbol, int], ...] = ()
+    #: a network: the graph value that ``predict`` returns (the scores before the loss)
+    predict: sympy.Symbol | None = None
     _derivation: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _validate(self)
+        if self.shapes:
+            from .arrays import shape_of
+
+            for name, expr in self.graph:
+                self.shapes[name] = shape_of(expr, self.shapes, f"{_where(self.source)}graph.{name.name}: ")
+
+    @property
+    def is_array(self) -> bool:
+        """Array layer (declared shapes), rather than elementwise."""
+        return bool(self.shapes)
+
+    @property
+    def differentiated(self) -> tuple[sympy.Symbol, ...]:
+        """Inputs, then parameters: everything ``backward`` produces a gradient for."""
+        return (*self.inputs, *self.params)
+
+    @property
+    def dims(self) -> list[sympy.Symbol]:
+        """Symbolic dimensions used in the declared shapes, sorted by name."""
+        found = {d for shape in self.shapes.values() for d in shape if isinstance(d, sympy.Symbol)}
+        return sorted(found, key=lambda d: d.name)
 
     # -- views ---------------------------------------------------------------
     @property
@@ -175,17 +202,17 @@ def _validate(spec: Spec) -> None:
     if not spec.inputs:
         raise SpecError(f"{where}inputs: a layer needs at least one input")
     seen: set[str] = set()
-    for symbol in (*spec.inputs, *(name for name, _ in spec.graph)):
+    for symbol in (*spec.inputs, *spec.params, *spec.constants, *(name for name, _ in spec.graph)):
         if not is_identifier(symbol.name) or symbol.name == DOUT.name:
             raise SpecError(f"{where}'{symbol.name}' cannot be a name (reserved or not an identifier)")
         if symbol.name in seen:
             raise SpecError(f"{where}name '{symbol.name}' is declared twice")
         seen.add(symbol.name)
-    gradient_names = {f"d{s.name}" for s in spec.inputs}
+    gradient_names = {f"d{s.name}" for s in (*spec.inputs, *spec.params)}
     clash = gradient_names & seen
     if clash:
         raise SpecError(f"{where}name '{sorted(clash)[0]}' clashes with the gradient of an input")
-    known = set(spec.inputs)
+    known = {*spec.inputs, *spec.params, *spec.constants, *spec.dims}
     for name, expr in spec.graph:
         unknown = sorted(s.name for s in expr.free_symbols - known)
         if unknown:
@@ -303,7 +330,7 @@ class _Loader:
         if not isinstance(text, str):
             raise self.fail(fieldname, f"expected an expression string, got {_toml_kind(type(text).__name__)}")
         try:
-            return parse_expression(text, symbols=self.symbols, allowed_names=set(allowed))
+            return parse_expression(text, symbols=self.symbols, allowed_names=set(allowed), arrays=bool(self.shapes))
         except ParseError as exc:
             raise self.fail(fieldname, str(exc)) from None
 
@@ -314,10 +341,26 @@ class _Loader:
         name = self.get("name", str)
         if not name:
             raise self.fail("name", "missing (every declaration has a name)")
-        inputs = self.inputs()
-        graph = self.graph(inputs)
-        names = [s.name for s in inputs] + [n.name for n, _ in graph]
+        self.shapes: dict[sympy.Symbol, tuple] = {}
+        if isinstance(self.doc.get("inputs"), dict):
+            inputs = self.arrays("inputs", required=True)
+            params, constants = self.arrays("params"), self.arrays("constants")
+        else:
+            inputs, params, constants = self.inputs(), [], []
+            for key in ("params", "constants", "assume"):
+                if key in self.doc:
+                    raise self.fail(key, "needs array inputs with shapes, e.g. inputs = { x = [\"N\", \"D\"] }")
+        graph = self.graph([*inputs, *params, *constants])
+        names = [s.name for s in (*inputs, *params, *constants)] + [n.name for n, _ in graph]
+        names += [d.name for d in self.dims.values()]
+        if self.shapes:
+            self.symbols[DOUT.name] = array_dout(self.shapes[graph[-1][0]])
         spec_kwargs = dict(
+            params=tuple(params),
+            constants=tuple(constants),
+            shapes=dict(self.shapes),
+            assumptions=self.assume(constants),
+            predict=self.predict(graph),
             name=name,
             section=self.get("section", (str, int, float)),
             description=self.get("description", str),
@@ -336,12 +379,72 @@ class _Loader:
         except SpecError as exc:
             raise SpecError(str(exc)) from None
 
+    def arrays(self, key: str, required: bool = False) -> list[sympy.Symbol]:
+        """``{ x = ["N", "D"] }``: array names with symbolic shapes (dims become positive integers)."""
+        from .arrays import ArrayVar
+
+        table = self.get(key, dict, None if required else {})
+        if table is None or (required and not table):
+            raise self.fail(key, 'missing (a table of names and shapes, e.g. { x = ["N", "D"] })')
+        out = []
+        for n, shape in table.items():
+            if not is_identifier(n) or n == DOUT.name or n in self.symbols:
+                raise self.fail(f"{key}.{n}", "cannot name an array (reserved, not an identifier, or used twice)")
+            if not isinstance(shape, list) or not all(
+                    (isinstance(d, str) and is_identifier(d)) or (type(d) is int and d > 0) for d in shape):
+                raise self.fail(f"{key}.{n}", 'expected a shape: a list of dimension names or sizes, e.g. ["N", "D"]')
+            dims = tuple(sympy.Integer(d) if isinstance(d, int) else self.dim(f"{key}.{n}", d) for d in shape)
+            word = self.get("symbols", dict, {}).get(n, "real")
+            if word not in ASSUMPTIONS:
+                raise self.fail(f"symbols.{n}", f"unknown assumption {word!r} (known: {', '.join(ASSUMPTIONS)})")
+            symbol = ArrayVar(n, **ASSUMPTIONS[word])
+            self.symbols[n] = symbol
+            self.shapes[symbol] = dims
+            out.append(symbol)
+        return out
+
+    @property
+    def dims(self) -> dict[str, sympy.Symbol]:
+        return {n: s for n, s in self.symbols.items() if s.is_integer and s.is_positive}
+
+    def dim(self, fieldname: str, name: str) -> sympy.Symbol:
+        existing = self.symbols.get(name)
+        if existing is not None and not (existing.is_integer and existing.is_positive):
+            raise self.fail(fieldname, f"dimension {name!r} is also the name of an array")
+        return self.symbols.setdefault(name, sympy.Symbol(name, positive=True, integer=True))
+
+    def predict(self, graph) -> sympy.Symbol | None:
+        """``predict = "a2"``: this declaration is a network whose scores are ``a2``."""
+        name = self.get("predict", str)
+        if name is None:
+            return None
+        found = next((s for s, _ in graph[:-1] if s.name == name), None)
+        if found is None or not self.shapes:
+            raise self.fail("predict", f"{name!r} is not a graph value before the loss of an array declaration")
+        return found
+
+    def assume(self, constants: list[sympy.Symbol]) -> tuple[tuple[str, sympy.Symbol, int], ...]:
+        """``assume = ["onehot(t, axis=1)"]``: every row of the constant ``t`` sums to 1."""
+        import re
+
+        out = []
+        for i, text in enumerate(self.get("assume", list, [])):
+            match = re.fullmatch(r"\s*onehot\(\s*(\w+)\s*,\s*axis\s*=\s*(-?\d{1,2})\s*\)\s*", str(text))
+            if not match:
+                raise self.fail(f"assume[{i}]", f"unknown assumption {text!r} (known: onehot(t, axis=1))")
+            name, axis = match.group(1), int(match.group(2))
+            symbol = next((c for c in constants if c.name == name), None)
+            if symbol is None:
+                raise self.fail(f"assume[{i}]", f"{name!r} is not a declared constant")
+            if not -len(self.shapes[symbol]) <= axis < len(self.shapes[symbol]):
+                raise self.fail(f"assume[{i}]", f"axis {axis} is out of range for {name}")
+            out.append(("onehot", symbol, axis % len(self.shapes[symbol])))
+        return tuple(out)
+
     def inputs(self) -> list[sympy.Symbol]:
         raw = self.doc.get("inputs")
         if raw is None:
             raise self.fail("inputs", "missing (a list of input names, e.g. inputs = [\"x\"])")
-        if isinstance(raw, dict):
-            raise self.fail("inputs", "array inputs with shapes are not supported yet; list names for an elementwise layer")
         if not isinstance(raw, list) or not raw or not all(isinstance(n, str) for n in raw):
             raise self.fail("inputs", "expected a non-empty list of names")
         assumptions = self.get("symbols", dict, {})
@@ -370,7 +473,7 @@ class _Loader:
             prefix = "graph"
             if not graph:
                 raise self.fail("graph", "empty graph")
-        known = [s.name for s in inputs]
+        known = [s.name for s in inputs] + list(self.dims)
         nodes = []
         for key, text in graph.items():
             fieldname = "forward" if prefix == "forward" else f"graph.{key}"
@@ -378,6 +481,15 @@ class _Loader:
                 raise self.fail(fieldname, f"{key!r} cannot name a node (reserved, not an identifier, or already used)")
             expr = self.parse(fieldname, text, allowed=known)
             symbol = sympy.Symbol(key, real=True)
+            if self.shapes:
+                from .arrays import ArrayVar, shape_of
+
+                try:
+                    shape = shape_of(expr, self.shapes)
+                except SpecError as exc:
+                    raise self.fail(fieldname, str(exc)) from None
+                symbol = ArrayVar(key, real=True) if shape else symbol
+                self.shapes[symbol] = shape
             self.symbols[key] = symbol
             known.append(key)
             nodes.append((symbol, expr))
@@ -432,8 +544,8 @@ class _Loader:
             if kind not in ("backward", "local") or not isinstance(table, dict):
                 raise self.fail(f"claims.{kind}", "expected backward.<input> = \"...\" or local.<input> = \"...\"")
             for key, text in table.items():
-                if key not in self.doc["inputs"]:
-                    raise self.fail(f"claims.{kind}.{key}", "not an input of this layer")
+                if key not in self.doc["inputs"] and key not in self.doc.get("params", {}):
+                    raise self.fail(f"claims.{kind}.{key}", "not an input or parameter of this layer")
                 out.append(Claim(f"{kind}.{key}", text, self.parse(f"claims.{kind}.{key}", text, allowed=allowed)))
         return tuple(out)
 
@@ -464,6 +576,13 @@ class _Loader:
             at = {k: float(self.number(f"{where}.at.{k}", v)) for k, v in at.items()}
             out.append(Chain(of, tuple(steps), exprs, tuple(constraints), at))
         return tuple(out)
+
+
+def array_dout(output_shape: tuple) -> sympy.Symbol:
+    """The upstream gradient of an array layer: an array, or a scalar for a loss."""
+    from .arrays import ArrayVar
+
+    return ArrayVar(DOUT.name, real=True) if output_shape else DOUT
 
 
 def _toml_kind(python_type: str) -> str:

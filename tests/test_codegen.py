@@ -15,6 +15,7 @@ from symbackprop.codegen import class_name
 from symbackprop.errors import GenerationError, SpecError
 
 NAMES = catalog.bundled_names()
+ELEMENTWISE = [n for n in NAMES if not catalog.load(n).is_array]
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,7 @@ def test_same_declaration_same_bytes(sources, name):
     assert catalog.load(name).generate() == sources[name]
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if not catalog.load(n).values])
+@pytest.mark.parametrize("name", [n for n in ELEMENTWISE if not catalog.load(n).values])
 def test_no_warning_and_finite_results_in_the_tails(name):
     spec = catalog.load(name)
     cls = spec.compile()
@@ -73,7 +74,7 @@ def test_softplus_prints_the_stable_forms():
 
 
 def test_backward_leaves_dout_untouched(sources):
-    for name in NAMES:
+    for name in ELEMENTWISE:
         spec = catalog.load(name)
         layer = spec.compile()()
         xs = [np.linspace(0.1, 2, 6) for _ in spec.inputs]

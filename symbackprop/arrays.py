@@ -1,0 +1,437 @@
+r"""Array expressions: numpy operations as opaque SymPy atoms, their shapes and their VJPs.
+
+An array expression is a SymPy expression in which
+
+* array variables are plain commutative symbols, so ``+ - * / **`` and elementwise
+  functions mean numpy's broadcasting elementwise operations, and SymPy's algebra
+  (``factor``, ``cancel``) is valid on them;
+* every other numpy operation is an opaque function atom of this module:
+  ``Matmul(a, b)`` (``a @ b``), ``Transposed(a)`` (``a.T``), ``ReduceSum(a, axes, keepdims)``,
+  ``ReduceMean``, ``ReduceMax``, ``Softmax(a, axis)``, ``LogSoftmax(a, axis)``,
+  ``LogSumExp(a, axes, keepdims)``, ``ExpandDims(a, axes)``.
+
+SymPy's own matrix calculus is not used: it silently returns wrong gradients for
+softmax-with-loss and two-layer networks (DESIGN.md).  Instead each atom has a
+known vector-Jacobian product (:func:`vjp`), and the elementwise parts are
+differentiated by the scalar engine:
+
+.. math::
+
+    \bar a = \text{unbroadcast}(\bar y\, \partial f/\partial a) \quad (y = f(a, \dots)),\qquad
+    \overline{A} = \bar Y B^T,\ \overline{B} = A^T \bar Y \quad (Y = AB),
+
+    \overline{x} = s \odot (\bar s - \textstyle\sum_{axis} \bar s \odot s) \quad (s = \mathrm{softmax}(x)),\qquad
+    \overline{x} = \bar\ell - \mathrm{softmax}(x) \textstyle\sum_{axis} \bar\ell \quad (\ell = \log\mathrm{softmax}(x)).
+
+A derived formula is accepted only after :func:`verify_explicit` has expanded it at
+small explicit shapes with scalar symbols and compared it with SymPy's ``diff``
+entry by entry.
+"""
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import sympy
+
+from .errors import SpecError
+
+Shape = tuple  # of sympy dims (Symbol or Integer)
+
+
+# -- the atoms ------------------------------------------------------------------------
+class ArrayOp(sympy.Function):
+    """Base of the opaque numpy operations (never evaluated or differentiated by SymPy)."""
+
+    is_real = True
+
+    @classmethod
+    def eval(cls, *args):
+        return None
+
+
+class Matmul(ArrayOp):
+    """``a @ b``."""
+
+    nargs = 2
+
+
+class Transposed(ArrayOp):
+    """``a.T``."""
+
+    nargs = 1
+
+
+def _axes(axes) -> sympy.Tuple:
+    if axes is None:
+        return sympy.Tuple()
+    if isinstance(axes, (int, sympy.Integer)):
+        return sympy.Tuple(sympy.Integer(axes))
+    return sympy.Tuple(*[sympy.Integer(a) for a in axes])
+
+
+class _Reduce(ArrayOp):
+    """``op(a, axis=axes, keepdims=k)``; ``axes == ()`` means every axis."""
+
+    nargs = 3
+
+    @property
+    def axes(self) -> tuple[int, ...]:
+        return tuple(int(a) for a in self.args[1])
+
+    @property
+    def keepdims(self) -> bool:
+        return bool(self.args[2])
+
+
+class ReduceSum(_Reduce):
+    @classmethod
+    def eval(cls, a, axes, keepdims):
+        # linearity: scalar factors move out, sums split (so that assumptions can act)
+        if isinstance(a, sympy.Add):
+            return sympy.Add(*[cls(t, axes, keepdims) for t in a.args])
+        if isinstance(a, sympy.Mul):
+            scalars = [f for f in a.args if _is_scalar(f)]
+            if scalars and len(scalars) < len(a.args):
+                rest = sympy.Mul(*[f for f in a.args if not _is_scalar(f)])
+                return sympy.Mul(*scalars) * cls(rest, axes, keepdims)
+        return None
+
+
+class ReduceMean(_Reduce):
+    pass
+
+
+class ReduceMax(_Reduce):
+    pass
+
+
+class LogSumExp(_Reduce):
+    pass
+
+
+class Softmax(ArrayOp):
+    """``softmax(a, axis)`` computed with the max shift."""
+
+    nargs = 2
+
+
+class LogSoftmax(ArrayOp):
+    """``log_softmax(a, axis)``: ``a - logsumexp(a, axis, keepdims=True)``."""
+
+    nargs = 2
+
+
+class ExpandDims(ArrayOp):
+    """``np.expand_dims(a, axes)``: undo a reduction without keepdims."""
+
+    nargs = 2
+
+
+class BroadcastTo(ArrayOp):
+    """``np.broadcast_to(a, shape)`` (copied): a gradient that broadcasting left smaller."""
+
+    nargs = 2
+
+
+class ArrayVar(sympy.Symbol):
+    """An array variable (input, parameter, constant or graph value); plain symbols are scalars."""
+
+
+def _is_scalar(e: sympy.Expr) -> bool:
+    return not e.atoms(ArrayVar) and not e.atoms(ArrayOp)
+
+
+# -- builders used by the parser ---------------------------------------------------------
+def reduce_op(name: str, a: sympy.Expr, axis=None, keepdims: bool = False) -> sympy.Expr:
+    """``sum/mean/max/logsumexp(a, axis=..., keepdims=...)`` as an atom."""
+    op = {"sum": ReduceSum, "mean": ReduceMean, "max": ReduceMax, "logsumexp": LogSumExp}[name]
+    return op(a, _axes(axis), sympy.Integer(bool(keepdims)))
+
+
+# -- shapes ----------------------------------------------------------------------------
+def broadcast(*shapes: Shape, what: str = "") -> Shape:
+    """numpy's broadcasting of symbolic shapes; a mismatch names the dimensions."""
+    ndim = max((len(s) for s in shapes), default=0)
+    out = []
+    for i in range(ndim):
+        dims = {s[len(s) - ndim + i] for s in shapes if len(s) - ndim + i >= 0} - {sympy.S.One}
+        if len(dims) > 1:
+            names = " vs ".join(str(d) for d in sorted(dims, key=str))
+            raise SpecError(f"{what}shapes do not broadcast: dimensions {names} "
+                            f"({' and '.join(show_shape(s) for s in shapes)})")
+        out.append(dims.pop() if dims else sympy.S.One)
+    return tuple(out)
+
+
+def show_shape(shape: Shape) -> str:
+    """``(N, D)``, ``(M,)``, ``()``."""
+    return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def _normal_axes(axes: tuple[int, ...], ndim: int, what: str) -> tuple[int, ...]:
+    if not axes:
+        return tuple(range(ndim))
+    out = []
+    for a in axes:
+        if not -ndim <= a < ndim:
+            raise SpecError(f"{what}axis {a} is out of range for {ndim} dimensions")
+        out.append(a % ndim)
+    return tuple(sorted(out))
+
+
+def shape_of(expr: sympy.Basic, shapes: Mapping[sympy.Symbol, Shape], what: str = "") -> Shape:
+    """The symbolic shape of an array expression (``()`` for scalars)."""
+    if isinstance(expr, sympy.Symbol):
+        return tuple(shapes.get(expr, ()))
+    if expr.is_number or isinstance(expr, (sympy.logic.boolalg.BooleanAtom,)):
+        return ()
+    if isinstance(expr, Matmul):
+        a, b = (shape_of(x, shapes, what) for x in expr.args)
+        if len(a) != 2 or len(b) != 2:
+            raise SpecError(f"{what}@ needs two 2-D operands, got {show_shape(a)} @ {show_shape(b)}")
+        if a[1] != b[0]:
+            raise SpecError(f"{what}@: inner dimensions differ ({a[1]} vs {b[0]}) in {show_shape(a)} @ {show_shape(b)}")
+        return (a[0], b[1])
+    if isinstance(expr, Transposed):
+        return tuple(reversed(shape_of(expr.args[0], shapes, what)))
+    if isinstance(expr, _Reduce):
+        inner = shape_of(expr.args[0], shapes, what)
+        axes = _normal_axes(expr.axes, len(inner), what)
+        if expr.keepdims:
+            return tuple(sympy.S.One if i in axes else d for i, d in enumerate(inner))
+        return tuple(d for i, d in enumerate(inner) if i not in axes)
+    if isinstance(expr, (Softmax, LogSoftmax)):
+        inner = shape_of(expr.args[0], shapes, what)
+        _normal_axes((int(expr.args[1]),), len(inner), what)
+        return inner
+    if isinstance(expr, BroadcastTo):
+        return tuple(expr.args[1])
+    if isinstance(expr, ExpandDims):
+        inner = list(shape_of(expr.args[0], shapes, what))
+        for a in sorted(int(x) for x in expr.args[1]):
+            inner.insert(a, sympy.S.One)
+        return tuple(inner)
+    if isinstance(expr, sympy.Piecewise):
+        return broadcast(*[shape_of(v, shapes, what) for v, _ in expr.args],
+                         *[shape_of(c, shapes, what) for _, c in expr.args], what=what)
+    if isinstance(expr, sympy.core.relational.Relational):
+        return broadcast(*[shape_of(a, shapes, what) for a in expr.args], what=what)
+    return broadcast(*[shape_of(a, shapes, what) for a in expr.args if isinstance(a, sympy.Basic)], what=what)
+
+
+def size_of(shape: Shape, axes: tuple[int, ...]) -> sympy.Expr:
+    """Number of elements a reduction over ``axes`` averages."""
+    return sympy.Mul(*[shape[a] for a in _normal_axes(axes, len(shape), "")])
+
+
+# -- rewrites before differentiating ---------------------------------------------------------
+def fuse_logs(expr: sympy.Expr, definitions: Mapping[sympy.Symbol, sympy.Expr]) -> sympy.Expr:
+    """``log(softmax(a))`` as ``log_softmax(a)`` and ``log(sum(exp(a)))`` as ``logsumexp(a)``,
+    also through named graph values (``log(y)`` with ``y = softmax(x)``): stable, and the
+    backward never differentiates through ``log(y)``."""
+
+    def fused(arg):
+        inner = definitions.get(arg, arg)
+        if isinstance(inner, Softmax):
+            return LogSoftmax(*inner.args)
+        if isinstance(inner, ReduceSum) and isinstance(inner.args[0], sympy.exp):
+            return LogSumExp(inner.args[0].args[0], inner.args[1], inner.args[2])
+        return None
+
+    return expr.replace(lambda e: isinstance(e, sympy.log) and fused(e.args[0]) is not None,
+                        lambda e: fused(e.args[0]))
+
+
+# -- vector-Jacobian products ---------------------------------------------------------------
+def _leaves(expr: sympy.Expr) -> list[sympy.Basic]:
+    """The array atoms an elementwise expression is built from (outermost ArrayOps, symbols)."""
+    out: list[sympy.Basic] = []
+
+    def walk(e):
+        if isinstance(e, (ArrayOp, sympy.Symbol)):
+            if e not in out:
+                out.append(e)
+            return
+        for a in e.args:
+            if isinstance(a, sympy.Basic) and not isinstance(a, sympy.logic.boolalg.BooleanAtom):
+                walk(a)
+
+    walk(expr)
+    return out
+
+
+def unbroadcast(g: sympy.Expr, g_shape: Shape, target: Shape) -> sympy.Expr:
+    """Sum ``g`` over the axes along which a value of shape ``target`` was broadcast."""
+    lead = len(g_shape) - len(target)
+    if lead > 0:
+        g = ReduceSum(g, _axes(tuple(range(lead))), sympy.Integer(0))
+        g_shape = g_shape[lead:]
+    kept = tuple(i for i, (t, d) in enumerate(zip(target, g_shape)) if t == 1 and d != 1)
+    if kept:
+        g = ReduceSum(g, _axes(kept), sympy.Integer(1))
+    return g
+
+
+def vjp(expr: sympy.Expr, g: sympy.Expr, shapes: Mapping[sympy.Symbol, Shape],
+        wrt: Sequence[sympy.Symbol], kink) -> dict[sympy.Symbol, sympy.Expr]:
+    """Gradients of ``sum(g * expr)`` with respect to the symbols ``wrt``.
+
+    ``kink`` maps a raw scalar derivative to its kink-free form (the scalar engine's
+    convention for ``Heaviside``).
+    """
+    grads: dict[sympy.Symbol, sympy.Expr] = {}
+    _backprop(expr, g, shapes, set(wrt), grads, kink)
+    return grads
+
+
+def _depends(e: sympy.Basic, wrt: set) -> bool:
+    return bool(e.free_symbols & wrt)
+
+
+def _backprop(expr, g, shapes, wrt: set, grads: dict, kink) -> None:
+    if not _depends(expr, wrt):
+        return
+    if isinstance(expr, sympy.Symbol):
+        grads[expr] = grads.get(expr, sympy.S.Zero) + g
+        return
+    if isinstance(expr, ArrayOp):
+        for arg, ga in _atom_vjp(expr, g, shapes):
+            _backprop(arg, ga, shapes, wrt, grads, kink)
+        return
+    out_shape = shape_of(expr, shapes)
+    leaves = [leaf for leaf in _leaves(expr) if _depends(leaf, wrt)]
+    holes = {leaf: sympy.Dummy(f"h{i}", real=True) for i, leaf in enumerate(leaves)}
+    scalar = expr.xreplace(holes)
+    back = {h: leaf for leaf, h in holes.items()}
+    for leaf, hole in holes.items():
+        local = kink(sympy.diff(scalar, hole)).xreplace(back)
+        gl = unbroadcast(g * local, broadcast(out_shape, shape_of(g, shapes)), shape_of(leaf, shapes))
+        _backprop(leaf, gl, shapes, wrt, grads, kink)
+
+
+def _atom_vjp(e: ArrayOp, g, shapes) -> list[tuple[sympy.Expr, sympy.Expr]]:
+    if isinstance(e, Matmul):
+        a, b = e.args
+        return [(a, Matmul(g, Transposed(b))), (b, Matmul(Transposed(a), g))]
+    if isinstance(e, Transposed):
+        return [(e.args[0], Transposed(g))]
+    if isinstance(e, ExpandDims):
+        return [(e.args[0], ReduceSum(g, e.args[1], sympy.Integer(0)))]
+    if isinstance(e, (ReduceSum, ReduceMean, ReduceMax, LogSumExp)):
+        a, axes, keep = e.args
+        inner = shape_of(a, shapes)
+        ax = _axes(_normal_axes(e.axes, len(inner), ""))
+        leading = tuple(ax) == tuple(range(len(ax)))  # broadcasting restores leading axes by itself
+        spread = g if keep or not e.axes or leading else ExpandDims(g, ax)
+        if isinstance(e, ReduceSum):
+            return [(a, spread)]
+        if isinstance(e, ReduceMean):
+            return [(a, spread / size_of(inner, e.axes))]
+        if isinstance(e, LogSumExp):
+            return [(a, Softmax(a, ax[0]) * spread if len(ax) == 1 else
+                     sympy.exp(a - ExpandDims(e, ax) if not keep else a - e) * spread)]
+        top = e if keep else ExpandDims(ReduceMax(a, axes, sympy.Integer(0)), ax)
+        return [(a, sympy.Piecewise((spread, sympy.GreaterThan(a, top)), (0, True)))]
+    if isinstance(e, Softmax):
+        a, axis = e.args
+        return [(a, e * (g - ReduceSum(g * e, sympy.Tuple(axis), sympy.Integer(1))))]
+    if isinstance(e, LogSoftmax):
+        a, axis = e.args
+        return [(a, g - Softmax(a, axis) * ReduceSum(g, sympy.Tuple(axis), sympy.Integer(1)))]
+    raise SpecError(f"no backward rule for {type(e).__name__}")  # pragma: no cover
+
+
+# -- explicit evaluation: small shapes, scalar symbols ---------------------------------------------
+def evaluate(expr: sympy.Basic, env: Mapping[sympy.Symbol, object]) -> object:
+    """Evaluate an array expression on numpy object arrays of SymPy scalars (or numbers).
+
+    The definitional forms are used (``softmax = exp(a)/sum(exp(a))``): this is the
+    independent reference the derived formulas are expanded against.
+    """
+    if isinstance(expr, sympy.Symbol):
+        return env[expr]
+    if expr.is_number:
+        return expr
+    args = expr.args
+    if isinstance(expr, Matmul):
+        return np.dot(evaluate(args[0], env), evaluate(args[1], env))
+    if isinstance(expr, Transposed):
+        return np.transpose(evaluate(args[0], env))
+    if isinstance(expr, ExpandDims):
+        return np.expand_dims(evaluate(args[0], env), tuple(int(a) for a in args[1]))
+    if isinstance(expr, BroadcastTo):
+        dims = tuple(int(evaluate(d, env)) for d in args[1])
+        return np.broadcast_to(np.asarray(evaluate(args[0], env), dtype=object), dims).copy()
+    if isinstance(expr, _Reduce):
+        a = np.asarray(evaluate(args[0], env), dtype=object)
+        axes = _normal_axes(expr.axes, a.ndim, "")
+        keep = expr.keepdims
+        if isinstance(expr, ReduceSum):
+            return np.sum(a, axis=axes, keepdims=keep)
+        if isinstance(expr, ReduceMean):
+            return np.sum(a, axis=axes, keepdims=keep) / int(np.prod([a.shape[i] for i in axes]))
+        if isinstance(expr, LogSumExp):
+            return _map(sympy.log, np.sum(_map(sympy.exp, a), axis=axes, keepdims=keep))
+        return np.apply_over_axes(lambda v, ax: _reduce_max(v, ax), a, axes) if keep else \
+            np.squeeze(np.apply_over_axes(lambda v, ax: _reduce_max(v, ax), a, axes), axis=axes)
+    if isinstance(expr, (Softmax, LogSoftmax)):
+        a = np.asarray(evaluate(args[0], env), dtype=object)
+        e = _map(sympy.exp, a)
+        s = e / np.sum(e, axis=int(args[1]), keepdims=True)
+        return s if isinstance(expr, Softmax) else _map(sympy.log, s)
+    if isinstance(expr, sympy.Piecewise):
+        (v1, c1), (v2, _) = expr.args[0], expr.args[-1]
+        c, a, b = np.broadcast_arrays(*(np.asarray(evaluate(x, env), dtype=object) for x in (c1, v1, v2)))
+        return _map3(lambda ci, ai, bi: sympy.Piecewise((ai, ci), (bi, True)), c, a, b)
+    if isinstance(expr, sympy.core.relational.Relational):
+        lhs, rhs = (np.asarray(evaluate(x, env), dtype=object) for x in args)
+        lhs, rhs = np.broadcast_arrays(lhs, rhs)
+        return _map3(lambda a, b, _: expr.func(a, b), lhs, rhs, lhs)
+    values = [np.asarray(evaluate(a, env), dtype=object) for a in args]
+    if isinstance(expr, sympy.Add):
+        return sum(values[1:], values[0])
+    if isinstance(expr, sympy.Mul):
+        out = values[0]
+        for v in values[1:]:
+            out = out * v
+        return out
+    if isinstance(expr, sympy.Pow):
+        return values[0] ** values[1]
+    return _map(lambda *xs: expr.func(*xs), *values)
+
+
+def _reduce_max(v, ax):
+    return np.apply_along_axis(lambda r: sympy.Max(*r), ax, v) if v.ndim else v
+
+
+def _map(fn, *arrays):
+    arrays = np.broadcast_arrays(*(np.asarray(a, dtype=object) for a in arrays))
+    out = np.empty(arrays[0].shape, dtype=object)
+    for idx in np.ndindex(out.shape):
+        out[idx] = fn(*(a[idx] for a in arrays))
+    return out if out.shape else out[()]
+
+
+def _map3(fn, a, b, c):
+    return _map(fn, a, b, c)
+
+
+def explicit_env(shapes: Mapping[sympy.Symbol, Shape], sizes: Mapping[sympy.Symbol, int]) -> dict:
+    """Every array symbol as an object array of fresh scalar symbols at the given sizes."""
+    env: dict = {}
+    for symbol, shape in shapes.items():
+        dims = [int(d) if d.is_Integer else sizes[d] for d in shape]
+        cells = np.empty(dims, dtype=object)
+        for idx in np.ndindex(*dims):
+            cells[idx] = sympy.Symbol(f"{symbol.name}_{'_'.join(map(str, idx))}", real=True)
+        env[symbol] = cells if dims else cells[()]
+    env.update({d: sympy.Integer(n) for d, n in sizes.items()})
+    return env
+
+
+def explicit_sizes(dims: Sequence[sympy.Symbol]) -> dict[sympy.Symbol, int]:
+    """Small sizes for the dimensions, alternately 2 and 3, so that a transposed shape
+    rarely fits where the right one does."""
+    return {d: n for d, n in zip(sorted(dims, key=str), itertools.cycle((2, 3)))}
