@@ -1,0 +1,205 @@
+"""Array layers and networks: matrix-form backward passes against independent oracles
+(hand-written numpy formulas from the book, numerical differentiation), shape errors,
+and the two-layer network of the seed's 5.7."""
+import gzip
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sympy
+
+import symbackprop
+from symbackprop import arrays, catalog
+from symbackprop.arrays import ArrayVar
+from symbackprop.cli import main
+from symbackprop.datasets import DataError, load_mnist, read_idx
+from symbackprop.derive_arrays import ExplicitCheckFailed
+from symbackprop.parsing import parse_expression
+
+ARRAYS = [n for n in catalog.bundled_names() if catalog.load(n).is_array]
+
+
+def softmax(a):
+    e = np.exp(a - a.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def derive_json(name, capsys):
+    assert main(["derive", name, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def parsed(text, names):
+    return parse_expression(text, symbols={n: ArrayVar(n, real=True) for n in names}, arrays=True)
+
+
+def test_affine_backward_strings_parse_back_and_equal_the_books_formulas(capsys):
+    data = derive_json("affine", capsys)
+    rng = np.random.default_rng(0)
+    for n, d, m in [(2, 3, 4), (5, 2, 3), (7, 6, 1)]:
+        x, W, b, dout = rng.normal(size=(n, d)), rng.normal(size=(d, m)), rng.normal(size=m), rng.normal(size=(n, m))
+        env = {ArrayVar(k, real=True): v for k, v in dict(x=x, W=W, b=b, dout=dout).items()}
+        want = {"x": dout @ W.T, "W": x.T @ dout, "b": dout.sum(axis=0)}
+        for name, formula in want.items():
+            got = arrays.evaluate(parsed(data["backward"][name], "x W b dout".split()), env)
+            np.testing.assert_allclose(np.asarray(got, dtype=float), formula, rtol=1e-12)
+    assert data["cache"] == ["x"]
+
+
+def test_softmax_with_loss_is_fused_to_y_minus_t_over_n_and_caches_y_and_t(capsys):
+    data = derive_json("softmax_with_loss", capsys)
+    assert sorted(data["cache"]) == ["t", "y"]
+    expr = parse_expression(data["backward"]["x"], symbols={"y": ArrayVar("y", real=True),
+                                                             "t": ArrayVar("t", real=True)}, arrays=True)
+    rng = np.random.default_rng(1)
+    for n, k in [(2, 3), (4, 10)]:
+        x = rng.normal(size=(n, k))
+        t = np.eye(k)[rng.integers(0, k, n)]
+        y, dout = softmax(x), 1.7
+        env = {ArrayVar("y", real=True): y, ArrayVar("t", real=True): t, sympy.Symbol("dout", real=True): dout,
+               sympy.Symbol("N", real=True): n}
+        np.testing.assert_allclose(np.asarray(arrays.evaluate(expr, env), dtype=float), dout * (y - t) / n,
+                                   rtol=1e-12)
+
+
+def test_softmax_backward_is_the_known_matrix_form(capsys):
+    data = derive_json("softmax", capsys)
+    rng = np.random.default_rng(2)
+    x, dout = rng.normal(size=(3, 4)), rng.normal(size=(3, 4))
+    y = softmax(x)
+    env = {ArrayVar("y", real=True): y, ArrayVar("dout", real=True): dout}
+    got = arrays.evaluate(parsed(data["backward"]["x"], ["y", "dout"]), env)
+    np.testing.assert_allclose(np.asarray(got, dtype=float), y * (dout - (dout * y).sum(axis=1, keepdims=True)))
+
+
+@pytest.mark.parametrize("name", ARRAYS)
+def test_every_array_declaration_checks(name):
+    report = catalog.load(name).check(max_examples=6)
+    assert report.ok, report.problems
+
+
+def test_generated_layer_matches_numerical_differentiation_per_element():
+    """Oracle: the book's per-element central differences of sum(dout * forward)."""
+    rng = np.random.default_rng(3)
+    x, gamma, beta, dout = rng.normal(size=(4, 3)), rng.normal(size=3), rng.normal(size=3), rng.normal(size=(4, 3))
+    BatchNorm = catalog.load("batch_norm").compile()
+    layer = BatchNorm(gamma, beta)
+    layer.forward(x)
+    dx = layer.backward(dout)
+
+    def objective(xv):
+        return np.sum(dout * BatchNorm(gamma, beta).forward(xv))
+
+    numeric = np.zeros_like(x)
+    for idx in np.ndindex(x.shape):
+        e = np.zeros_like(x)
+        e[idx] = 1e-20
+        numeric[idx] = np.imag(objective(x + 1j * e)) / 1e-20  # complex step: no cancellation
+    np.testing.assert_allclose(dx, numeric, rtol=1e-8, atol=1e-12)
+    assert np.allclose(layer.dgamma, np.sum(dout * (x - x.mean(0)) / np.sqrt(x.var(0) + 1e-7), axis=0))
+
+
+def test_two_layer_net_passes_the_books_gradient_check_at_its_levels():
+    report = catalog.load("two_layer_net").check(max_examples=4)
+    assert report.ok
+    for name, figures in report.parameters.items():
+        assert figures["central"] < 1e-9, name      # the book prints about 1e-13 to 1e-10
+        assert figures["complex"] < 1e-15, name     # the exact derivative, to rounding
+
+
+def test_network_interface_like_the_books_two_layer_net():
+    Net = catalog.load("two_layer_net").compile()
+    net = Net.initialized(D=5, H=4, K=3, seed=0)
+    rng = np.random.default_rng(4)
+    x, labels = rng.normal(size=(6, 5)), rng.integers(0, 3, 6)
+    assert net.predict(x).shape == (6, 3)
+    assert 0.0 <= net.accuracy(x, labels) <= 1.0
+    onehot = np.eye(3)[labels]
+    assert net.loss(x, labels) == pytest.approx(net.loss(x, onehot))  # integer labels accepted
+    backprop = {k: v.copy() for k, v in net.gradient(x, onehot).items()}
+    numeric = net.numerical_gradient(x, onehot)
+    for name in net.params:
+        np.testing.assert_allclose(backprop[name], numeric[name], rtol=1e-5, atol=1e-9)
+    w = net.params["W1"]
+    w -= 0.1 * backprop["W1"]  # in place: the network sees the update
+    assert net.params["W1"] is w
+
+
+@pytest.mark.parametrize("text, words", [
+    ('inputs = { x = ["N", "D"] }\nparams = { W = ["M", "K"] }\nforward = "x @ W"', ["D", "M"]),
+    ('inputs = { x = ["N", "D"] }\nparams = { b = ["M"] }\nforward = "x + b"', ["D", "M"]),
+    ('inputs = { x = ["N", "D"] }\nforward = "sum(x, axis=2)"', ["axis 2"]),
+    ('inputs = { x = ["N", "D"] }\nforward = "x @ x"', ["D", "N"]),
+])
+def test_shape_errors_name_the_dimensions_before_any_derivation(tmp_path, capsys, text, words):
+    path = tmp_path / "bad.toml"
+    path.write_text('name = "Bad"\n' + text + "\n")
+    assert main(["derive", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "forward" in err
+    for word in words:
+        assert word in err
+
+
+def test_the_explicit_check_catches_a_wrong_rule(monkeypatch):
+    """Plant a bug in the matrix-product rule: the expansion at explicit shapes refuses it."""
+    original = arrays._atom_vjp
+
+    def wrong(e, g, shapes):
+        if isinstance(e, arrays.Matmul):
+            a, b = e.args
+            return [(a, 2 * arrays.Matmul(g, arrays.Transposed(b))), (b, arrays.Matmul(arrays.Transposed(a), g))]
+        return original(e, g, shapes)
+
+    monkeypatch.setattr(arrays, "_atom_vjp", wrong)
+    with pytest.raises(ExplicitCheckFailed):
+        symbackprop.load_spec(catalog.resolve("affine")).derive()
+
+
+def write_idx(path: Path, array: np.ndarray, code: int, compress: bool) -> None:
+    header = bytes([0, 0, code, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    raw = header + array.astype(array.dtype.newbyteorder(">")).tobytes()
+    path.write_bytes(gzip.compress(raw) if compress else raw)
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_idx_reader_on_tiny_mnist_files(tmp_path, compress):
+    rng = np.random.default_rng(5)
+    images = rng.integers(0, 256, size=(4, 28, 28), dtype=np.uint8)
+    labels = np.array([3, 1, 4, 1], dtype=np.uint8)
+    suffix = ".gz" if compress else ""
+    for split, n in (("train", 4), ("t10k", 2)):
+        write_idx(tmp_path / f"{split}-images-idx3-ubyte{suffix}", images[:n], 0x08, compress)
+        write_idx(tmp_path / f"{split}-labels-idx1-ubyte{suffix}", labels[:n], 0x08, compress)
+    x_train, t_train, x_test, t_test = load_mnist(tmp_path)
+    assert x_train.shape == (4, 784) and x_test.shape == (2, 784)
+    np.testing.assert_allclose(x_train[1], images[1].ravel() / 255.0)
+    assert t_train.tolist() == [3, 1, 4, 1] and t_test.tolist() == [3, 1]
+    floats = np.linspace(-1, 1, 6).reshape(2, 3)
+    write_idx(tmp_path / "f.idx", floats, 0x0E, compress)
+    np.testing.assert_array_equal(read_idx(tmp_path / "f.idx"), floats)
+
+
+def test_idx_reader_refuses_broken_files(tmp_path):
+    (tmp_path / "bad").write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x05abc")  # 5 promised, 3 given
+    with pytest.raises(DataError, match="expected 5 bytes"):
+        read_idx(tmp_path / "bad")
+    (tmp_path / "text").write_text("hello")
+    with pytest.raises(DataError, match="magic"):
+        read_idx(tmp_path / "text")
+    with pytest.raises(DataError, match="no train-images"):
+        load_mnist(tmp_path)
+
+
+def test_training_example_reaches_the_target_accuracy(tmp_path):
+    """The book's 5.7.4 loop on scikit-learn's digits: test accuracy at least 0.96."""
+    script = Path(__file__).parent.parent / "examples" / "train_two_layer_net.py"
+    png = tmp_path / "curves.png"
+    result = subprocess.run([sys.executable, str(script), "--png", str(png)], capture_output=True, text=True,
+                            timeout=300, check=True)
+    final = [line for line in result.stdout.splitlines() if line.startswith("final test accuracy")]
+    assert float(final[0].split()[3]) >= 0.96
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
