@@ -480,6 +480,15 @@ def parse_expression(text: str, *, symbols: Mapping[str, sympy.Symbol] | None = 
 
 
 # ---------------------------------------------------------------- printing
+def _decimal_denominator(q: int) -> bool:
+    """Is ``q`` 10**k with k >= 2 (a number written with decimals, such as 0.01 or 1e-07)?"""
+    k = 0
+    while q % 10 == 0:
+        q //= 10
+        k += 1
+    return q == 1 and k >= 2
+
+
 class _Printer(StrPrinter):
     """Prints SymPy in the parser's own syntax."""
 
@@ -513,7 +522,27 @@ class _Printer(StrPrinter):
     def _print_Rational(self, expr: sympy.Rational) -> str:
         if expr.q == 1:
             return self._print_Integer(sympy.Integer(expr.p))
+        if _decimal_denominator(int(expr.q)) and abs(expr.p) < 10**15:
+            return repr(float(expr))  # 1e-07 and 0.044715 as written; the parser reads them back exactly
         return f"{self._print_Integer(sympy.Integer(expr.p))}/{self._print_Integer(sympy.Integer(expr.q))}"
+
+    def _print_Add(self, expr, order=None) -> str:
+        """Positive terms first, as people write them: ``1 - y``, ``x @ W + b``, ``var + 1e-07``
+        (whole numbers lead, other numbers close, compound terms come before plain names)."""
+        terms = list(expr.args)
+        negative = [t for t in terms if t.could_extract_minus_sign()]
+
+        def place(t):
+            return (0 if t.is_Integer else 3 if t.is_Number else 2 if isinstance(t, sympy.Symbol) else 1, str(t))
+
+        positive = sorted((t for t in terms if t not in negative), key=place)
+        if not positive:
+            return super()._print_Add(expr, order)
+        text = " + ".join(self._print(t) for t in positive)
+        for t in negative:
+            inner = self._print(-t)
+            text += f" - ({inner})" if isinstance(-t, sympy.Add) else f" - {inner}"
+        return text
 
     def _print_Float(self, expr: sympy.Float) -> str:
         value = float(expr)
