@@ -21,7 +21,6 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from .derive import Derivation, sample_points, tail_points
-from .equality import first_mismatch
 from .npprint import numpy_function
 from .numeric import complex_step_works, elementwise_derivative, relative_error
 from .spec import DOUT, Spec
@@ -227,55 +226,14 @@ def expect_check(derivation: Derivation, cls: type) -> list[dict]:
     return results
 
 
-def _target(derivation: Derivation, of: str) -> sympy.Expr | None:
-    kind, _, name = of.partition(".")
-    if name not in derivation.raw_local:
-        return None
-    raw = derivation.raw_local[name]
-    return {"backward": DOUT * raw, "local": raw}.get(kind)
-
-
-def _numeric_points(spec: Spec) -> list[dict]:
-    import mpmath
-
-    rng = np.random.default_rng(1)
-    points = sample_points(spec, n=12, seed=1)
-    for p in points:
-        p[DOUT] = mpmath.mpf(repr(float(rng.uniform(-2, 2))))
-    return points
-
-
-def _compare(left: sympy.Expr, right: sympy.Expr, spec: Spec, points: list[dict]) -> dict:
-    expanded = spec.expanded()
-    mismatch, used = first_mismatch(left.xreplace(expanded), right.xreplace(expanded),
-                                    [{s: p[s] for s in (*spec.inputs, DOUT)} for p in points])
-    if mismatch is not None:
-        return {"status": "wrong", "counterexample": asdict(mismatch)}
-    return {"status": "numeric" if used else "unknown", "counterexample": None}
-
-
 def claims_check(derivation: Derivation) -> tuple[list[dict], list[dict]]:
-    """Each claim against the derivation, each chain step against the one before."""
-    spec = derivation.spec
-    points = _numeric_points(spec)
-    claims = []
-    for claim in spec.claims:
-        target = _target(derivation, claim.of)
-        claims.append({"of": claim.of, "claim": claim.text, **_compare(claim.expr, target, spec, points)})
-    chains = []
-    for chain in spec.chains:
-        target = _target(derivation, chain.of)
-        steps, first_wrong = [], None
-        previous = target
-        for i, expr in enumerate(chain.exprs):
-            result = _compare(expr, previous, spec, points) if previous is not None else \
-                {"status": "numeric", "counterexample": None}
-            steps.append({"index": i, "step": chain.steps[i], **result})
-            if result["status"] == "wrong" and first_wrong is None:
-                first_wrong = i
-            previous = expr
-        chains.append({"of": chain.of, "ok": first_wrong is None, "first_wrong_step": first_wrong, "steps": steps})
-    return claims, chains
+    """Each claim against the derivation, each chain step against the one before: the
+    records of :func:`symbackprop.steps.verify_derivation` (status ``proved``,
+    ``numeric``, ``conditional`` or ``wrong``, with a counterexample and a condition)."""
+    from .steps import verify_derivation
+
+    claims, chains = verify_derivation(derivation)
+    return [c.to_json() for c in claims], [c.to_json() for c in chains]
 
 
 def check_spec(spec: Spec, *, max_examples: int = 25) -> CheckReport:

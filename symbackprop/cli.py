@@ -1,4 +1,4 @@
-"""The command line: ``symbackprop check | derive | generate``.
+"""The command line: ``symbackprop check | derive | generate | latex | graph``.
 
 Exit codes: 0 all good, 1 a check failed, 2 bad input (one line on stderr, no traceback).
 """
@@ -50,8 +50,12 @@ def _print_json(data) -> None:
 def cmd_derive(args) -> int:
     (spec,) = _specs(args)
     derivation = spec.derive()
+    higher = _higher_order(derivation, args.order)
     if args.json:
-        _print_json(derivation.to_json())
+        data = derivation.to_json()
+        if higher:
+            data["higher_order"] = {str(args.order): {h.key: derivation.readable(h.expr) for h in higher}}
+        _print_json(data)
         return 0
     origin = f"  ({spec.source})" if spec.source else ""
     print(f"{spec.name}{origin}")
@@ -70,8 +74,51 @@ def cmd_derive(args) -> int:
     for c in derivation.recompute:
         if not c.mask:
             print(f"  where     {c.symbol.name} = {derivation.readable(c.expr)}  (recomputed in backward)")
+    for h in higher:
+        below = "".join(f"d{x.name}" + (str(h.wrt.count(x)) if h.wrt.count(x) > 1 else "")
+                        for x in dict.fromkeys(h.wrt))
+        print(f"  order {args.order}   d{args.order}{y}/{below} = {derivation.readable(h.expr)}")
     for note in derivation.notes:
         print(f"  note      {note}")
+    return 0
+
+
+def _higher_order(derivation, order: int) -> list:
+    if order == 1:
+        return []
+    from .explain import higher_order
+
+    return higher_order(derivation, order)
+
+
+def cmd_latex(args) -> int:
+    from .explain import latex, save_latex
+
+    (spec,) = _specs(args)
+    text = latex(spec, inline=args.inline, order=args.order)
+    if args.output:
+        save_latex(text, args.output, force=args.force)
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_graph(args) -> int:
+    from .explain import GraphvizMissing, graph
+
+    (spec,) = _specs(args)
+    collapse = {"backward": True, "product": "product"}.get(args.collapse, False)
+    drawing = graph(spec, symbolic=args.symbolic, collapse=collapse)
+    if not args.output:
+        sys.stdout.write(drawing.dot)
+        return 0
+    try:
+        drawing.save(args.output, force=args.force)
+    except GraphvizMissing as exc:
+        sys.stdout.write(drawing.dot)
+        raise GraphvizMissing(f"{exc}; the DOT text is on stdout") from None
+    print(f"wrote {args.output}", file=sys.stderr)
     return 0
 
 
@@ -92,6 +139,10 @@ def cmd_generate(args) -> int:
 
 def cmd_check(args) -> int:
     specs = _specs(args)
+    if args.markdown:
+        from .report import planned_paths, refuse_existing
+
+        refuse_existing(planned_paths(args.markdown, specs), args.force)
     reports = []
     if not args.json:
         print(f"{'declaration':<22} {'ok':<4} {'method':<8} {'max rel err':>11} {'tails err':>10} "
@@ -108,6 +159,11 @@ def cmd_check(args) -> int:
             for problem in report.problems:
                 print(f"    {problem}")
     ok = all(r.ok for r in reports)
+    if args.markdown:
+        from .report import write_markdown
+
+        write_markdown(args.markdown, specs, reports, force=args.force)
+        print(f"wrote {args.markdown}", file=sys.stderr)
     if args.json:
         _print_json({"ok": ok, "results": [r.to_json() for r in reports]})
     else:
@@ -125,6 +181,35 @@ def _row(r) -> str:
             f"{tally(r.chains, lambda c: c['ok']):>6} {tally(r.expect, lambda e: e['ok']):>6} {r.seconds:>7.2f}")
 
 
+def cmd_verify_steps(args) -> int:
+    from .steps import verify
+
+    report = verify(args.spec)
+    if args.json:
+        _print_json(report.to_json())
+    else:
+        print(report.text())
+    return 0 if report.ok else 1
+
+
+def cmd_verify_layer(args) -> int:
+    import contextlib
+
+    from .layercheck import load_class, verify_layer
+
+    if (args.against is None) == (args.expr is None):
+        raise SymbackpropError("give the declaration to check against: --against SPEC (or --expr)")
+    spec = _expr_spec(args.expr) if args.expr else catalog.load(args.against)
+    with contextlib.redirect_stdout(sys.stderr):  # the layer's own prints must not mix with the report
+        cls = load_class(args.target)
+        report = verify_layer(cls, spec, name=args.target)
+    if args.json:
+        _print_json(report.to_json())
+    else:
+        print(report.text())
+    return 0 if report.ok else 1
+
+
 # -- the parser -------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="symbackprop", description="Declare a layer once; derive, generate and check its backward pass.")
@@ -136,13 +221,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--expr", help="a one-off elementwise layer, e.g. \"1/(1 + exp(-x))\"")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--examples", type=int, default=25, help="hypothesis examples per declaration (default 25)")
+    p.add_argument("--markdown", metavar="FILE", help="also write a Markdown report, graphs drawn beside it")
+    p.add_argument("--force", action="store_true", help="overwrite an existing report and its pictures")
     p.set_defaults(run=cmd_check)
 
     p = sub.add_parser("derive", help="local derivatives, the backward pass and the cache")
     p.add_argument("spec", nargs="?", help="a .toml file or a bundled name")
     p.add_argument("--expr", help="a one-off elementwise layer, e.g. \"tanh(x)\"")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--order", type=_order, default=1, help="also derivatives of this order (2 to 4), in cached values")
     p.set_defaults(run=cmd_derive)
+
+    p = sub.add_parser("latex", help="the chain-rule steps as a LaTeX align* block")
+    p.add_argument("spec", nargs="?", help="a .toml file or a bundled name")
+    p.add_argument("--expr", help="a one-off elementwise layer")
+    p.add_argument("--inline", action="store_true", help="$$\\begin{aligned}...$$ blocks for a notebook or Markdown cell")
+    p.add_argument("--order", type=_order, default=1, help="also derivatives of this order (2 to 4)")
+    p.add_argument("-o", "--output", help="write .tex, or typeset .pdf / .png (needs a TeX engine)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    p.set_defaults(run=cmd_latex)
+
+    p = sub.add_parser("graph", help="the computational graph with forward values and backward gradients (DOT)")
+    p.add_argument("spec", nargs="?", help="a .toml file or a bundled name")
+    p.add_argument("--expr", help="a one-off elementwise layer")
+    p.add_argument("-o", "--output", help="write .dot, or draw .svg / .png / .pdf with Graphviz")
+    p.add_argument("--symbolic", action="store_true", help="label arrows with expressions, not worked numbers")
+    p.add_argument("--collapse", nargs="?", const="backward", choices=("backward", "product"),
+                   help="draw the layer as one node (backward arrow: the chosen form, or the raw product)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    p.set_defaults(run=cmd_graph)
 
     p = sub.add_parser("generate", help="the numpy layer class, to stdout or a file")
     p.add_argument("spec", nargs="?", help="a .toml file or a bundled name")
@@ -151,7 +258,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite an existing output file")
     p.add_argument("--name", help="class name (default: from the declaration)")
     p.set_defaults(run=cmd_generate)
+
+    p = sub.add_parser("verify-steps", help="check the hand claims and derivation chains, step by step")
+    p.add_argument("spec", help="a bundled name, a layer .toml, or a standalone derivation .toml")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(run=cmd_verify_steps)
+
+    p = sub.add_parser("verify-layer", help="check a hand-written layer class against a declaration")
+    p.add_argument("target", metavar="FILE.py:CLASS", help="the class to check (the file is imported)")
+    p.add_argument("--against", metavar="SPEC", help="a .toml file or a bundled name")
+    p.add_argument("--expr", help="or a one-off elementwise layer, e.g. \"tanh(x)\"")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(run=cmd_verify_layer)
     return parser
+
+
+def _order(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 4:
+        raise argparse.ArgumentTypeError(f"expected 1 to 4, got {text!r}")
+    return int(text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

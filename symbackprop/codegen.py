@@ -182,9 +182,18 @@ def backward_lines(derivation: Derivation) -> list[str]:
     pairs = [(c.symbol, c.expr) for c in derivation.recompute] + list(derivation.steps)
     reserved = {s.name for s, _ in pairs} | set(names_of(derivation)) | {DOUT.name}
     lines = _guarded(_statements(pairs, printer, reserved))
+    handed_out = {f"d{name}" for name in spec.input_names} | set(grad_refs(spec).values())
+    lines = [_fresh(line, handed_out) for line in lines]
     grads = ", ".join(f"d{name}" for name in spec.input_names)
     lines.append(f"return {grads}")
     return lines
+
+
+def _fresh(line: str, handed_out: set[str]) -> str:
+    """``dx = dout`` as ``dx = dout*1`` (the book's AddLayer): a gradient handed to the caller
+    must be an array of its own, never ``dout`` itself or another gradient."""
+    target, _, value = line.strip().partition(" = ")
+    return f"{line}*1" if target in handed_out and value.isidentifier() else line
 
 
 def names_of(derivation: Derivation) -> list[str]:

@@ -167,6 +167,12 @@ class Derivation:
     def check(self, **options) -> CheckReport:
         return self.spec.check(**options)
 
+    def _repr_latex_(self) -> str:
+        """How a derivation shows in Jupyter: typeset (see :mod:`symbackprop.explain.latex`)."""
+        from .explain.latex import derivation_latex
+
+        return derivation_latex(self)
+
     def readable(self, expr: sympy.Expr, standalone: bool = True) -> str:
         """``expr`` in the parser's syntax, boolean masks written as their comparisons
         (``where(x > 0, dout, 0)``).  ``standalone``: helpers that ``backward`` recomputes
@@ -545,16 +551,21 @@ def sample_points(spec: Spec, n: int = SAMPLE_POINTS, seed: int = 0) -> list[dic
                 else:
                     v = float(np.exp(rng.uniform(-3, 3))) * (1 if domain == "positive" else -1)
                 point[s] = mpmath.mpf(repr(float(v)))
-            for name, expr in spec.graph:
-                value = _mp_value(expr, point)
-                if value is None:
-                    break
-                point[name] = value
-            else:
+            if _with_graph_values(spec, point):
                 points.append(point)
             if len(points) == n:
                 break
     return points
+
+
+def _with_graph_values(spec: Spec, point: dict) -> bool:
+    """Add every graph value at ``point`` (mpmath); False where one is undefined."""
+    for name, expr in spec.graph:
+        value = _mp_value(expr, point)
+        if value is None:
+            return False
+        point[name] = value
+    return True
 
 
 #: Input values where float64 accuracy of a candidate is judged.
@@ -577,12 +588,7 @@ def tail_points(spec: Spec) -> list[dict]:
             for i, s in enumerate(spec.inputs):
                 values = TAILS[spec.domain(s)]
                 point[s] = mpmath.mpf(values[(k + 5 * i) % len(values)])
-            for name, expr in spec.graph:
-                value = _mp_value(expr, point)
-                if value is None:
-                    break
-                point[name] = value
-            else:
+            if _with_graph_values(spec, point):
                 points.append(point)
     return points
 

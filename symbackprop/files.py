@@ -8,6 +8,12 @@ from pathlib import Path
 from .errors import OutputExistsError, SymbackpropError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: str | Path, data: str | bytes, *, force: bool = False) -> Path:
     """Write ``data`` to ``path`` through a temporary file in the same folder, then rename.
 
@@ -26,6 +32,7 @@ def write_atomic(path: str | Path, data: str | bytes, *, force: bool = False) ->
     raw = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a written file gets the usual mode
         with os.fdopen(fd, "wb") as f:
             f.write(raw)
         os.replace(tmp, path)

@@ -265,6 +265,11 @@ class NumpyLayerPrinter(NumPyPrinter):
         return text
 
     def _print_Mul(self, e):
+        scalars, arrays_ = _split_scalars(e)
+        if scalars is not None:  # (y - t)*(dout/N): one pass over the array for all scalars
+            prec = sympy.printing.precedence.PRECEDENCE["Mul"]
+            return f"{self._print(arrays_)}*({self._print(scalars)})" if isinstance(arrays_, sympy.Mul) \
+                else f"{self.parenthesize(arrays_, prec)}*({self._print(scalars)})"
         coeff, factors = e.as_coeff_mul()
         num, den = [], []
         for f in factors:
@@ -289,6 +294,18 @@ class NumpyLayerPrinter(NumPyPrinter):
             d = "*".join(self.parenthesize(f, prec) for f in den)
             text = f"{text}/{d}" if len(den) == 1 else f"{text}/({d})"
         return f"{sign}{text}"
+
+
+def _split_scalars(e: sympy.Mul) -> tuple[sympy.Expr | None, sympy.Expr]:
+    """In an array product, the factors known to be scalars (no array variable or atom),
+    when there are at least two of them: ``(y - t)*dout/N``, ``2*dvar*xc/N``."""
+    is_array = [bool(f.atoms(arrays.ArrayVar) or f.atoms(arrays.ArrayOp)) for f in e.args]
+    if not any(is_array):
+        return None, e
+    scalars = [f for f, a in zip(e.args, is_array) if not a]
+    if len(scalars) < 2 or all(f.is_Number for f in scalars):
+        return None, e
+    return sympy.Mul(*scalars), sympy.Mul(*[f for f, a in zip(e.args, is_array) if a])
 
 
 for _sympy_name in _NUMPY_NAMES:

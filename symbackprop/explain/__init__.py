@@ -1,0 +1,44 @@
+"""Explaining a derivation: the chain-rule steps in LaTeX, the computational graph in DOT.
+
+>>> from symbackprop import catalog
+>>> from symbackprop.explain import chain_rule_steps, graph
+>>> steps = chain_rule_steps(catalog.load("sigmoid"))      # displays as math in Jupyter
+>>> print(steps.latex())                                    # an align* block     # doctest: +SKIP
+>>> graph(catalog.load("apple_orange")).save("fig.svg")    # the seed's figure 5-9  # doctest: +SKIP
+
+Modules: :mod:`.primitives` splits a declaration into one-operation nodes,
+:mod:`.latex` writes the steps, :mod:`.graph` draws the graph, :mod:`.order` finds
+higher derivatives in cached values, :mod:`.numbers` spells numbers as people do.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import OutputExistsError, SymbackpropError
+from ..files import write_atomic
+from .graph import Graph, GraphvizFailed, GraphvizMissing, graph
+from .latex import ChainRuleSteps, TeXFailed, TeXMissing, chain_rule_steps, derivation_latex, latex, render
+from .numbers import format_number
+from .order import HigherDerivative, higher_order
+from .primitives import PrimitiveGraph, split
+
+__all__ = [
+    "ChainRuleSteps", "Graph", "GraphvizFailed", "GraphvizMissing", "HigherDerivative", "PrimitiveGraph",
+    "TeXFailed", "TeXMissing", "chain_rule_steps", "derivation_latex", "format_number", "graph",
+    "higher_order", "latex", "render", "save_latex", "split",
+]
+
+#: What ``latex -o FILE`` writes, by the file's suffix.
+LATEX_FORMATS = ("tex", "pdf", "png")
+
+
+def save_latex(text: str, path: str | Path, *, force: bool = False) -> Path:
+    """Write LaTeX text (``.tex``), or typeset it (``.pdf`` with ``pdflatex``, ``.png`` with
+    ``latex`` and ``dvipng``); atomically, never over an existing file unless ``force``."""
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix not in LATEX_FORMATS:
+        raise SymbackpropError(f"{path}: unknown format (use .tex, .pdf or .png)")
+    if Path(path).exists() and not force:
+        raise OutputExistsError(f"{path}: exists; pass --force to overwrite")  # before any drawing
+    data = text if suffix == "tex" else render(text, suffix)
+    return write_atomic(path, data, force=force)

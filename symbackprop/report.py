@@ -1,0 +1,125 @@
+"""``symbackprop check --markdown report.md``: the checked declarations as a Markdown page.
+
+For every declaration: the forward pass, the derived backward pass, the cache, the
+error figures of the numerical check, and the computational graph as a picture beside
+them.  Pictures are SVG files written next to the report (``report-sigmoid.svg``),
+drawn by Graphviz; without Graphviz the DOT text is written instead (``.dot``) and
+the report says how to install it.  Nothing is written over an existing file unless
+``force`` is given; :func:`planned_paths` lists every file before the checks run, so
+that a refusal comes first.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import OutputExistsError, SymbackpropError
+from .files import write_atomic
+from .parsing import format_expression
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .check import CheckReport
+    from .spec import Spec
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "layer"
+
+
+def picture_suffix() -> str:
+    """``svg`` with Graphviz installed, else ``dot``."""
+    return "svg" if shutil.which("dot") else "dot"
+
+
+def planned_paths(path: str | Path, specs: Sequence[Spec]) -> list[Path]:
+    """The report, then one picture per declaration, in order (names made unique)."""
+    path = Path(path)
+    seen: set[str] = set()
+    out = [path]
+    for spec in specs:
+        slug, k = _slug(spec.name), 2
+        base = slug
+        while slug in seen:
+            slug, k = f"{base}-{k}", k + 1
+        seen.add(slug)
+        out.append(path.with_name(f"{path.stem}-{slug}.{picture_suffix()}"))
+    return out
+
+
+def refuse_existing(paths: Sequence[Path], force: bool) -> None:
+    """Raise before any work if a file would be overwritten without ``force``."""
+    if not force:
+        for p in paths:
+            if p.exists():
+                raise OutputExistsError(f"{p}: exists; pass --force to overwrite")
+    if not paths[0].parent.is_dir():
+        raise SymbackpropError(f"{paths[0]}: folder {paths[0].parent} does not exist")
+
+
+def _picture(spec: Spec, path: Path, force: bool) -> str:
+    """Draw the graph to ``path``; return the Markdown that shows it (or says why not)."""
+    from .explain import graph
+
+    if getattr(spec, "is_array", False):
+        return "*no graph yet: array layers are not drawn so far*"
+    try:
+        drawing = graph(spec)
+    except SymbackpropError as exc:
+        return f"*no graph: {exc}*"
+    if path.suffix == ".dot":
+        write_atomic(path, drawing.dot, force=force)
+        return f"[graph as DOT]({path.name}) *(install Graphviz to draw it: apt-get install graphviz)*"
+    write_atomic(path, drawing.render("svg"), force=force)
+    return f"![computational graph of {spec.name}]({path.name})"
+
+
+def _facts(spec: Spec, report: CheckReport) -> list[tuple[str, str]]:
+    rows = [("forward", "<br>".join(f"`{n} = {format_expression(e)}`" for n, e in spec.graph))]
+    try:
+        d = spec.derive()
+        rows.append(("backward", "<br>".join(f"`d{k} = {d.readable(v, standalone=False)}`"
+                                             for k, v in d.backward.items())))
+        rows.append(("cache", ", ".join(f"`{c}`" for c in d.cache_names) or "nothing"))
+        rows += [("where", f"`{c.symbol.name} = {d.readable(c.expr)}` (recomputed)") for c in d.recompute if not c.mask]
+    except SymbackpropError as exc:
+        rows.append(("derivation", f"failed: {exc}"))
+    rows.append(("max rel. error", f"{report.backward_max_rel_error:.1e} ({report.method})"))
+    if report.tails_max_error is not None:
+        rows.append(("error in the tails", f"{report.tails_max_error:.1e}"))
+    rows.append(("checked", "yes" if report.ok else "**NO**: " + "; ".join(report.problems)))
+    return rows
+
+
+def _section(spec: Spec, report: CheckReport, picture: str) -> str:
+    table = "\n".join(f"| {k} | {v.replace('|', '&#124;')} |" for k, v in _facts(spec, report))
+    origin = f" ({spec.source})" if spec.source else ""
+    return (f"## {spec.name}{origin}\n\n<table><tr><td valign=\"top\">\n\n| | |\n| --- | --- |\n{table}\n\n"
+            f"</td><td>\n\n{picture}\n\n</td></tr></table>\n")
+
+
+def write_markdown(path: str | Path, specs: Sequence[Spec], reports: Sequence[CheckReport], *,
+                   force: bool = False) -> list[Path]:
+    """Write the report and its pictures; return every path written.
+
+    Parameters
+    ----------
+    path : str or Path
+        The Markdown file; pictures go beside it, named after it.
+    specs, reports : sequences
+        The declarations and their check reports, in the same order.
+    force : bool
+        Overwrite existing files.
+    """
+    paths = planned_paths(path, specs)
+    refuse_existing(paths, force)
+    ok = sum(r.ok for r in reports)
+    parts = [f"# symbackprop check\n\n{ok} of {len(reports)} declarations checked OK. Errors: the largest "
+             "relative error of the backward pass against numerical differentiation (complex step or "
+             "central differences), and against mpmath in the tails (|x| up to 1e3).\n"]
+    for spec, report, picture_path in zip(specs, reports, paths[1:]):
+        parts.append(_section(spec, report, _picture(spec, picture_path, force)))
+    write_atomic(paths[0], "\n".join(parts), force=force)
+    return paths

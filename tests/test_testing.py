@@ -1,0 +1,80 @@
+"""The pytest helper and the hypothesis strategies for a declaration's inputs."""
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+
+from symbackprop import catalog
+from symbackprop.testing import assert_layer_matches, cases_for, inputs_for
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def _import(name: str):
+    spec = importlib.util.spec_from_file_location(name, FIXTURES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+seed = _import("seed_layers")
+planted = _import("planted_layers")
+
+
+def test_a_matching_class_passes_and_returns_its_report():
+    report = assert_layer_matches(seed.Sigmoid, "sigmoid")
+    assert report.ok and report.findings == []
+
+
+def test_a_mismatch_raises_with_every_finding_listed():
+    with pytest.raises(AssertionError) as caught:
+        assert_layer_matches(seed.Relu, "relu")
+    text = str(caught.value)
+    assert "side-effect" in text and "writes into dout" in text
+    with pytest.raises(AssertionError, match="(?s)wrong-math x.*counterexample"):
+        assert_layer_matches(planted.SigmoidSquared, "sigmoid")
+
+
+def test_informational_findings_do_not_fail():
+    report = assert_layer_matches(planted.ReluOneAtZero, "relu")
+    assert [f.kind for f in report.findings] == ["kink-only"]
+
+
+def test_options_reach_the_checker():
+    assert_layer_matches(seed.Relu, "relu", ignore=["side-effect"])
+    assert_layer_matches(lambda: seed.Sigmoid(), catalog.load("sigmoid"), seed=3)
+
+
+@settings(max_examples=20, deadline=None)
+@given(xs=inputs_for("multiply"))
+def test_inputs_for_draws_one_float64_array_per_input_of_one_shape(xs):
+    assert len(xs) == 2
+    assert xs[0].shape == xs[1].shape and all(x.dtype == np.float64 for x in xs)
+    assert all(np.all(np.isfinite(x)) for x in xs)
+
+
+@settings(max_examples=20, deadline=None)
+@given(xs=inputs_for("log", shape=(3, 2)))
+def test_inputs_keep_to_the_declared_domain(xs):
+    (x,) = xs
+    assert x.shape == (3, 2) and np.all(x > 0)
+
+
+@settings(max_examples=5, deadline=None)
+@given(xs=inputs_for("sigmoid"))
+def test_drawn_inputs_as_examples_of_a_correct_class(xs):
+    assert_layer_matches(seed.Sigmoid, "sigmoid", examples=[xs])
+
+
+@settings(max_examples=15, deadline=None)
+@given(case=cases_for("add"))
+def test_cases_pair_inputs_with_an_upstream_gradient_of_their_shape(case):
+    xs, dout = case
+    layer = seed.AddLayer()
+    layer.forward(*xs)
+    dx, dy = layer.backward(dout)
+    assert dout.shape == xs[0].shape
+    np.testing.assert_array_equal(dx, dout)  # the oracle: d(x + y)/dx = 1
+    np.testing.assert_array_equal(dy, dout)
