@@ -5,14 +5,15 @@ one reference) repeats the same symbolic work; the cache keeps its results in th
 user's cache folder: ``$SYMBACKPROP_CACHE``, else ``$XDG_CACHE_HOME/symbackprop``, else
 ``~/.cache/symbackprop``.
 
-An entry is keyed by a SHA-256 of the declaration's content, the options and this
-package's version.  It is a pickle, and unpickling runs code, so no entry is
+An entry is keyed by a SHA-256 of the declaration's content, the options, this
+package's version and its source code.  It is a pickle, and unpickling runs code, so no entry is
 unpickled unless it carries a valid HMAC-SHA256 tag made with a secret key that lives
 in the cache folder (created once, readable by its owner only): a corrupted,
 truncated or foreign file fails the tag and is recomputed, never trusted.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
@@ -39,6 +40,16 @@ def cache_dir() -> Path:
     return Path(base) / "symbackprop"
 
 
+@functools.lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """A digest of this package's own source: a changed rule invalidates every entry,
+    even between releases."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.rglob("*.py")):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
 def fingerprint(spec) -> str:
     """A digest of everything a declaration says (not of where it was loaded from)."""
     parts = [spec.name, spec.section, spec.description, spec.inputs, spec.params, spec.constants,
@@ -56,7 +67,7 @@ class Cache:
         self.hits = self.misses = 0
 
     def _key(self, kind: str, *parts: object) -> str:
-        text = "\x1f".join([__version__, kind, *map(str, parts)])
+        text = "\x1f".join([__version__, code_fingerprint(), kind, *map(str, parts)])
         return hashlib.sha256(text.encode()).hexdigest()
 
     def _secret(self) -> bytes:

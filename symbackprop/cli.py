@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from . import __version__, catalog
 from .errors import ParseError, SpecError, SymbackpropError
 from .parsing import format_expression, is_identifier, parse_expression
+from .cache import Cache, cached_check, cached_derivation
 from .spec import Spec, layer
 
 
@@ -32,14 +33,26 @@ def _expr_spec(text: str) -> Spec:
 
 
 def _specs(args) -> list[Spec]:
+    """The declarations a command names, their derivations taken from the cache when there."""
     if getattr(args, "expr", None):
-        return [_expr_spec(args.expr)]
-    names = args.spec if isinstance(args.spec, list) else [args.spec]
-    if not names or names == [None]:
-        if args.command == "check":
-            return catalog.load_all()
-        raise SymbackpropError("give a SPEC (a .toml file or a bundled name such as sigmoid) or --expr")
-    return [catalog.load(n) for n in names]
+        specs = [_expr_spec(args.expr)]
+    else:
+        names = args.spec if isinstance(args.spec, list) else [args.spec]
+        if not names or names == [None]:
+            if args.command != "check":
+                raise SymbackpropError("give a SPEC (a .toml file or a bundled name such as sigmoid) or --expr")
+            specs = catalog.load_all()
+        else:
+            specs = [catalog.load(n) for n in names]
+    for spec in specs:
+        cached_derivation(spec, _cache(args))
+    return specs
+
+
+def _cache(args) -> Cache:
+    if getattr(args, "_cache", None) is None:
+        args._cache = Cache(enabled=not getattr(args, "no_cache", False))
+    return args._cache
 
 
 def _print_json(data) -> None:
@@ -148,7 +161,7 @@ def cmd_check(args) -> int:
         print(f"{'declaration':<22} {'ok':<4} {'method':<8} {'max rel err':>11} {'tails err':>10} "
               f"{'claims':>6} {'chains':>6} {'expect':>6} {'seconds':>7}")
     for spec in specs:
-        report = spec.check(max_examples=args.examples)
+        report = cached_check(spec, _cache(args), max_examples=args.examples)
         reports.append(report)
         if not args.json:
             print(_row(report), flush=True)
@@ -270,6 +283,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--expr", help="or a one-off elementwise layer, e.g. \"tanh(x)\"")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(run=cmd_verify_layer)
+    for command in ("check", "derive", "generate", "latex", "graph", "verify-steps"):
+        sub.choices[command].add_argument(
+            "--no-cache", action="store_true",
+            help="derive and check afresh, without the on-disk cache ($SYMBACKPROP_CACHE, ~/.cache/symbackprop)")
     return parser
 
 

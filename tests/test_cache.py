@@ -90,3 +90,17 @@ def test_cache_location_follows_the_environment(monkeypatch, tmp_path):
 def test_fingerprint_tells_declarations_apart_and_is_stable():
     assert fingerprint(catalog.load("exp")) == fingerprint(catalog.load("exp"))
     assert fingerprint(catalog.load("exp")) != fingerprint(catalog.load("log"))
+
+
+def test_the_command_line_uses_the_cache_and_can_skip_it(tmp_path, monkeypatch, capsys):
+    from symbackprop.cli import main
+
+    monkeypatch.setenv("SYMBACKPROP_CACHE", str(tmp_path / "cli"))
+    assert main(["check", "sigmoid", "--examples", "3"]) == 0
+    first = capsys.readouterr().out
+    entries = sorted(p.name for p in (tmp_path / "cli").iterdir())
+    assert len(entries) == 3  # the secret, the derivation, the check report
+    assert main(["check", "sigmoid", "--examples", "3"]) == 0
+    assert capsys.readouterr().out == first
+    assert main(["check", "sigmoid", "--examples", "3", "--no-cache"]) == 0
+    assert sorted(p.name for p in (tmp_path / "cli").iterdir()) == entries
