@@ -95,7 +95,6 @@ def _shared_atoms(pairs: list[tuple[sympy.Symbol, sympy.Expr]], reserved: set[st
     for _, e in pairs:
         for atom in e.atoms(arrays.LogSoftmax, arrays.Softmax, arrays.LogSumExp):
             counts[atom] = counts.get(atom, 0) + 1
-    out = []
     for atom in (a for a, n in counts.items() if n > 1):
         name = next(n for n in (f"logp{k or ''}" for k in itertools.count()) if n not in reserved)
         reserved.add(name)
@@ -132,7 +131,7 @@ def _onehot_labels(spec) -> list[str]:
 def _forward_dims(derivation: Derivation, pairs) -> list[sympy.Symbol]:
     spec = derivation.spec
     used = set().union(*(e.free_symbols for _, e in pairs)) | set(derivation.dims_used)
-    for kind, t, axis in spec.assumptions:
+    for _, t, axis in spec.assumptions:  # integer labels become one-hot rows of this size
         size = spec.shapes[t][axis]
         if isinstance(size, sympy.Symbol):
             used.add(size)
@@ -234,7 +233,7 @@ def network_methods(derivation: Derivation) -> list[str]:
     predict = _dim_bindings(spec, [d for d in spec.dims if any(d in e.free_symbols for _, e in pairs)], params)
     predict += _guarded(_statements(pairs, NumpyLayerPrinter(params), reserved)) + [f"return {spec.predict.name}"]
     sizes = sorted({d for p in spec.params for d in spec.shapes[p] if isinstance(d, sympy.Symbol)}, key=str)
-    init = [f"rng = np.random.default_rng(seed)", "return cls("]
+    init = ["rng = np.random.default_rng(seed)", "return cls("]
     for p in spec.params:
         shape = ", ".join(str(d) for d in spec.shapes[p])
         init.append(f"{INDENT}weight_init_std * rng.standard_normal(({shape},))," if len(spec.shapes[p]) > 1

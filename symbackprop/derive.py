@@ -331,11 +331,6 @@ def _positive_lead(expr: sympy.Expr) -> sympy.Expr:
     return expr
 
 
-@dataclass(frozen=True)
-class _Candidate:
-    expr: sympy.Expr
-
-
 class _NodeSearch:
     """The search for the cheapest form of one node's local derivatives."""
 
@@ -652,11 +647,11 @@ def _reverse_accumulate(spec: Spec, nodes: list[NodeDerivation], dout: sympy.Sym
     flat: dict[sympy.Symbol, sympy.Expr] = {}
     for index, node in enumerate(reversed(nodes)):
         if index == 0:
-            grad, flat_grad = dout, dout
+            grad = dout
         elif node.symbol in contributions:
             grad = _grad_symbol(node.symbol)
             steps.append((grad, tidy(sympy.Add(*contributions[node.symbol]))))
-            flat_grad = flat[grad] = steps[-1][1].xreplace(flat)
+            flat[grad] = steps[-1][1].xreplace(flat)
         else:
             continue  # a dead node: nothing downstream uses it
         for a in node.args:

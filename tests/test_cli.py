@@ -1,6 +1,5 @@
 """The command line: exit codes, one-line errors, JSON fields, nothing half-written."""
 import json
-import os
 import subprocess
 import sys
 import time
