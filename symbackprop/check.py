@@ -9,6 +9,7 @@ chains at random points.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -195,6 +196,51 @@ def _mp_float(expr: sympy.Expr, point: dict) -> float:
     return float(value) if value is not None and abs(value) < 1e300 else float("nan")
 
 
+# -- dtypes: float32 in, float32 out ---------------------------------------------------
+#: float32 results are compared with the float64 results of the same class on the same
+#: (float32-rounded) inputs, relative to this many float32 roundings (eps = 1.2e-7): a few
+#: operations and an exp or tanh in float32 stay well inside, a float64 result or a wrong
+#: formula does not.
+DTYPE_ULPS = 1000
+#: Errors are relative to the larger of the value and this fraction of its typical size.
+DTYPE_FLOOR = 1.0
+
+
+def dtype_tolerance(dtype) -> float:
+    """The relative tolerance of results computed in ``dtype``."""
+    return DTYPE_ULPS * float(np.finfo(dtype).eps)
+
+
+def dtype_check(spec: Spec, cls: type, dtype=np.float32, seed: int = 0) -> list[str]:
+    """Problems of ``cls`` in ``dtype``: results of another dtype, or far from float64."""
+    rng = np.random.default_rng(seed)
+    shape = (4, 5)
+    xs = [rng.uniform(*ELEMENT_RANGE[spec.domain(s)], shape).astype(dtype) for s in spec.inputs]
+    kink_fns = [numpy_function(k, spec.inputs) for k in kinks(spec)]
+    xs = [np.asarray(x, dtype) for x in _away_from_kinks(spec, xs, kink_fns)]
+    dout = rng.standard_normal(shape).astype(dtype)
+    runs = []
+    for kind in (dtype, np.float64):
+        layer = cls()
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = layer.forward(*[x.astype(kind) for x in xs])
+            runs.append([out, *_as_tuple(layer.backward(dout.astype(kind)))])
+    problems = [f"{np.dtype(dtype).name} in, {np.asarray(got).dtype} out ({label})"
+                for label, got in zip(["forward", *[f"d{n}" for n in spec.input_names]], runs[0])
+                if np.asarray(got).dtype != dtype]
+    scales = [1.0] + [gradient_scale(spec, s) * np.abs(dout.astype(float)) for s in spec.inputs]
+    for label, got, want, scale in zip(["forward", *[f"d{n}" for n in spec.input_names]], *runs, scales):
+        want = np.asarray(want, dtype=float)
+        floor = DTYPE_FLOOR * np.maximum(scale, np.max(np.abs(want), initial=0.0) if label == "forward" else scale)
+        err = np.abs(np.asarray(got, dtype=float) - want) / np.maximum(np.abs(want), floor)
+        worst = float(np.nanmax(np.where(np.isfinite(want), err, 0.0)))
+        if worst > dtype_tolerance(dtype):
+            problems.append(f"{label} in {np.dtype(dtype).name} differs from float64 by {worst:.1e} "
+                            f"(tolerance {dtype_tolerance(dtype):.1e})")
+    return problems
+
+
 # -- worked numbers, claims and chains --------------------------------------------
 def expect_check(derivation: Derivation, cls: type) -> list[dict]:
     """Reproduce ``[expect]``: exactly from the declaration, and in float64 from the class."""
@@ -236,10 +282,13 @@ def claims_check(derivation: Derivation) -> tuple[list[dict], list[dict]]:
     return [c.to_json() for c in claims], [c.to_json() for c in chains]
 
 
-def check_spec(spec: Spec, *, max_examples: int = 25) -> CheckReport:
-    """Derive, generate, and check one declaration numerically (see the module docstring)."""
+def check_spec(spec: Spec, *, max_examples: int = 25, backend: str = "numpy") -> CheckReport:
+    """Derive, generate, and check one declaration numerically (see the module docstring);
+    ``backend`` chooses the generated code checked (``"numpy"`` or ``"fused"``)."""
     start = time.perf_counter()
     derivation = spec.derive()
+    if backend != "numpy":  # every check below then runs the other backend's class
+        derivation = dataclasses.replace(derivation, _compiled=derivation.compile(backend))
     if spec.is_array:
         from .check_arrays import check_array_spec
 
@@ -247,6 +296,7 @@ def check_spec(spec: Spec, *, max_examples: int = 25) -> CheckReport:
     cls = derivation.compile()
     error, method, where = gradient_check(spec, cls, max_examples=max_examples)
     tails_error, problems = tail_check(derivation, cls)
+    problems += dtype_check(spec, cls)
     expect = expect_check(derivation, cls)
     claims, chains = claims_check(derivation)
     if error > TOLERANCE[method]:

@@ -1,6 +1,9 @@
-"""The command line: ``symbackprop check | derive | generate | latex | graph``.
+"""The command line: ``symbackprop check | derive | generate | latex | graph | verify-steps | verify-layer``.
 
-Exit codes: 0 all good, 1 a check failed, 2 bad input (one line on stderr, no traceback).
+Exit codes: 0 all good, 1 a check failed, 2 bad input (one line on stderr, no traceback),
+130 interrupted (Ctrl-C: what finished is said on stderr, no output file is left).
+``verify-layer`` and ``verify-steps`` grade many submissions at once, each in its own
+process (:mod:`symbackprop.grading`), given several paths, a glob pattern, or a limit.
 """
 from __future__ import annotations
 
@@ -139,7 +142,7 @@ def cmd_generate(args) -> int:
     (spec,) = _specs(args)
     if args.name is not None and not is_identifier(args.name):
         raise SpecError(f"--name: {args.name!r} is not a valid class name")
-    source = spec.derive().generate(name=args.name)
+    source = spec.derive().generate(name=args.name, backend=args.backend)
     if args.output:
         from .files import write_atomic
 
@@ -160,28 +163,55 @@ def cmd_check(args) -> int:
     if not args.json:
         print(f"{'declaration':<22} {'ok':<4} {'method':<8} {'max rel err':>11} {'tails err':>10} "
               f"{'claims':>6} {'chains':>6} {'expect':>6} {'seconds':>7}")
-    for spec in specs:
-        report = cached_check(spec, _cache(args), max_examples=args.examples)
-        reports.append(report)
-        if not args.json:
-            print(_row(report), flush=True)
-            if report.parameters:
-                figures = ", ".join(f"{name} {f['central']:.1e}" + (f" (complex step {f['complex']:.1e})" if "complex" in f
-                                                                   else "") for name, f in report.parameters.items())
-                print(f"    gradient check, mean |backprop - numerical| per parameter: {figures}")
-            for problem in report.problems:
-                print(f"    {problem}")
+    try:
+        for spec in specs:
+            options = {"backend": args.backend} if args.backend != "numpy" else {}  # numpy: the cache keys of before
+            report = cached_check(spec, _cache(args), max_examples=args.examples, **options)
+            reports.append(report)
+            if not args.json:
+                print(_row(report), flush=True)
+                if report.parameters:
+                    figures = ", ".join(f"{name} {f['central']:.1e}" + (f" (complex step {f['complex']:.1e})"
+                                        if "complex" in f else "") for name, f in report.parameters.items())
+                    print(f"    gradient check, mean |backprop - numerical| per parameter: {figures}")
+                for problem in report.problems:
+                    print(f"    {problem}")
+    except KeyboardInterrupt:
+        _interrupted(reports, len(specs))
+        return 130
     ok = all(r.ok for r in reports)
     if args.markdown:
-        from .report import write_markdown
-
-        write_markdown(args.markdown, specs, reports, force=args.force)
+        _write_markdown_whole(args, specs, reports)
         print(f"wrote {args.markdown}", file=sys.stderr)
     if args.json:
         _print_json({"ok": ok, "results": [r.to_json() for r in reports]})
     else:
         print(f"\n{sum(r.ok for r in reports)} of {len(reports)} declarations checked OK")
     return 0 if ok else 1
+
+
+def _interrupted(reports: list, total: int) -> None:
+    """Ctrl-C during check: what finished, on stderr; no report, no JSON, no file."""
+    done = ", ".join(f"{r.name} {'ok' if r.ok else 'FAILED'}" for r in reports) or "nothing"
+    print(f"symbackprop: interrupted after {len(reports)} of {total} declarations ({done}); nothing written",
+          file=sys.stderr)
+
+
+def _write_markdown_whole(args, specs: list, reports: list) -> None:
+    """The report and its pictures, or (interrupted, failed) none of the files it created."""
+    from pathlib import Path
+
+    from .report import planned_paths, write_markdown
+
+    paths = [Path(p) for p in planned_paths(args.markdown, specs)]
+    existed = {p for p in paths if p.exists()}
+    try:
+        write_markdown(args.markdown, specs, reports, force=args.force)
+    except BaseException:
+        for p in paths:
+            if p not in existed:
+                p.unlink(missing_ok=True)
+        raise
 
 
 def _row(r) -> str:
@@ -197,11 +227,13 @@ def _row(r) -> str:
 def cmd_verify_steps(args) -> int:
     from .steps import verify
 
-    report = verify(args.spec)
-    if args.json:
-        _print_json(report.to_json())
-    else:
-        print(report.text())
+    if _batch_mode(args, args.spec):
+        from .worker import STEPS, Task
+
+        tasks = [Task(STEPS, path, **_limits(args)) for path in _step_files(args.spec)]
+        return _grade_batch(args, tasks, {"command": "verify-steps"})
+    report = verify(args.spec[0])
+    _emit(args, json.dumps(report.to_json(), indent=2, default=str) if args.json else report.text())
     return 0 if report.ok else 1
 
 
@@ -213,14 +245,73 @@ def cmd_verify_layer(args) -> int:
     if (args.against is None) == (args.expr is None):
         raise SymbackpropError("give the declaration to check against: --against SPEC (or --expr)")
     spec = _expr_spec(args.expr) if args.expr else catalog.load(args.against)
+    if _batch_mode(args, [t.rpartition(":")[0] for t in args.target]):
+        from .grading import expand
+        from .worker import LAYER, Task
+
+        tasks = [Task(LAYER, path, name, spec, **_limits(args)) for path, name in expand(args.target, with_class=True)]
+        return _grade_batch(args, tasks, {"command": "verify-layer", "against": spec.source or spec.name})
     with contextlib.redirect_stdout(sys.stderr):  # the layer's own prints must not mix with the report
-        cls = load_class(args.target)
-        report = verify_layer(cls, spec, name=args.target)
-    if args.json:
-        _print_json(report.to_json())
-    else:
-        print(report.text())
+        cls = load_class(args.target[0])
+        report = verify_layer(cls, spec, name=args.target[0])
+    _emit(args, json.dumps(report.to_json(), indent=2, default=str) if args.json else report.text())
     return 0 if report.ok else 1
+
+
+# -- many submissions at once (symbackprop.grading) ---------------------------------------
+def _batch_mode(args, paths: list[str]) -> bool:
+    """Several paths, a glob pattern, or a limit asked for: each submission in its own process."""
+    from .grading import is_pattern
+
+    return len(paths) > 1 or any(is_pattern(p) for p in paths) or \
+        any(getattr(args, k) is not None for k in ("jobs", "timeout", "memory"))
+
+
+def _step_files(specs: list[str]) -> list[str]:
+    """Derivation files by path or glob pattern, sorted; a bundled name stands for its file."""
+    from .grading import expand, is_pattern
+
+    files = [p if is_pattern(p) or os.path.exists(p) else str(catalog.resolve(p)) for p in specs]
+    return [path for path, _ in expand(files, with_class=False)]
+
+
+def _limits(args) -> dict:
+    from .grading import DEFAULT_MEMORY, DEFAULT_TIMEOUT
+
+    return {"timeout": args.timeout or DEFAULT_TIMEOUT, "memory": args.memory or DEFAULT_MEMORY}
+
+
+def _grade_batch(args, tasks: list, about: dict) -> int:
+    """Grade, then the records to stdout (or ``-o``, atomically) and the summary to stderr;
+    on Ctrl-C only what finished, on stderr, and no output at all (exit code 130)."""
+    from .batchview import Progress, interrupted_text, summary_table, to_json, to_text
+    from .grading import grade
+
+    if args.output and os.path.exists(args.output) and not args.force:
+        raise SymbackpropError(f"{args.output}: exists; pass --force to overwrite")
+    progress = Progress(len(tasks), sys.stderr)
+    try:
+        batch = grade(tasks, jobs=args.jobs, on_progress=progress.update)
+    finally:
+        progress.close()
+    if batch.interrupted:
+        print(interrupted_text(batch) + "\n" + summary_table(batch), file=sys.stderr)
+        return 130
+    report = json.dumps(to_json(batch, **about), indent=2, default=str) if args.json else to_text(batch).rstrip("\n")
+    _emit(args, report)
+    print(summary_table(batch), file=sys.stderr)
+    return 0 if batch.ok else 1
+
+
+def _emit(args, text: str) -> None:
+    """The report, to stdout or atomically to ``-o FILE``."""
+    if getattr(args, "output", None):
+        from .files import write_atomic
+
+        write_atomic(args.output, text + "\n", force=args.force)
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        print(text)
 
 
 # -- the parser -------------------------------------------------------------------------
@@ -230,6 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("check", help="derive, generate and check declarations numerically (default: all bundled)")
+    p.add_argument("--backend", choices=("numpy", "fused"), default="numpy",
+                   help="the generated code to check (fused: numba kernels, pip install '.[fast]')")
     p.add_argument("spec", nargs="*", help="a .toml file or a bundled name; none: every bundled declaration")
     p.add_argument("--expr", help="a one-off elementwise layer, e.g. \"1/(1 + exp(-x))\"")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -270,24 +363,63 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="write to this file (atomically; never over an existing one)")
     p.add_argument("--force", action="store_true", help="overwrite an existing output file")
     p.add_argument("--name", help="class name (default: from the declaration)")
+    p.add_argument("--backend", choices=("numpy", "fused"), default="numpy",
+                   help="numpy: readable numpy (default); fused: multi-threaded numba kernels (pip install '.[fast]')")
     p.set_defaults(run=cmd_generate)
 
     p = sub.add_parser("verify-steps", help="check the hand claims and derivation chains, step by step")
-    p.add_argument("spec", help="a bundled name, a layer .toml, or a standalone derivation .toml")
+    p.add_argument("spec", nargs="+", help="a bundled name, a layer .toml, or a standalone derivation .toml; "
+                   "several, or a glob pattern: grade each in its own process")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    _batch_options(p)
     p.set_defaults(run=cmd_verify_steps)
 
     p = sub.add_parser("verify-layer", help="check a hand-written layer class against a declaration")
-    p.add_argument("target", metavar="FILE.py:CLASS", help="the class to check (the file is imported)")
+    p.add_argument("target", nargs="+", metavar="FILE.py:CLASS",
+                   help="the class to check (the file is imported); several, or a glob pattern in FILE "
+                        "('submissions/*/layers.py:Sigmoid'): grade each in its own process")
     p.add_argument("--against", metavar="SPEC", help="a .toml file or a bundled name")
     p.add_argument("--expr", help="or a one-off elementwise layer, e.g. \"tanh(x)\"")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    _batch_options(p)
     p.set_defaults(run=cmd_verify_layer)
     for command in ("check", "derive", "generate", "latex", "graph", "verify-steps"):
         sub.choices[command].add_argument(
             "--no-cache", action="store_true",
             help="derive and check afresh, without the on-disk cache ($SYMBACKPROP_CACHE, ~/.cache/symbackprop)")
     return parser
+
+
+def _batch_options(p: argparse.ArgumentParser) -> None:
+    """Options of verify-layer and verify-steps; any of --jobs, --timeout, --memory grades in isolation."""
+    p.add_argument("--jobs", type=_positive(int), metavar="N", help="submissions graded at once (default: the cores)")
+    p.add_argument("--timeout", type=_positive(float), metavar="SECONDS",
+                   help="wall-clock limit per submission (default 10)")
+    p.add_argument("--memory", type=_memory, metavar="SIZE", help="memory limit per submission (default 1G)")
+    p.add_argument("-o", "--output", metavar="FILE", help="write the report here (atomically) instead of stdout")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output file")
+
+
+def _positive(kind):
+    def convert(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = 0
+        if not 0 < value < float("inf"):
+            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+        return value
+
+    return convert
+
+
+def _memory(text: str) -> int:
+    from .grading import parse_memory
+
+    try:
+        return parse_memory(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _order(text: str) -> int:

@@ -156,11 +156,15 @@ class Derivation:
 
         return generate(self, **options)
 
-    def compile(self) -> type:
-        """The generated class, compiled in memory (memoized)."""
-        if self._compiled is None:
-            from .codegen import compile_class
+    def compile(self, backend: str = "numpy") -> type:
+        """The generated class, compiled in memory (memoized per backend)."""
+        from .codegen import compile_class
 
+        if backend != "numpy":
+            from .fused import memoized
+
+            return memoized(self, backend, lambda: compile_class(self, backend=backend))
+        if self._compiled is None:
             self._compiled = compile_class(self)
         return self._compiled
 

@@ -1,7 +1,7 @@
 r"""Checking a hand-written layer class against its declaration.
 
-:func:`verify_layer` constructs the class the book's way (``cls()``; array layers will
-get their declared parameters positionally), runs it on float64 inputs, and compares
+:func:`verify_layer` constructs the class the book's way (``cls()``; array layers get
+their declared parameters positionally), runs it on float64 inputs, and compares
 it with an independent reference: the declaration's forward :math:`f` and its exact
 derivative :math:`\partial f/\partial x_i` (``Derivation.raw_local``), evaluated with
 mpmath at the very same float64 points.  For every element the error of a value
@@ -41,11 +41,10 @@ Findings (DESIGN.md's kinds):
     the constructor, forward or backward raised.
 
 The reference is an object with ``forward(xs)``, ``local(xs)``, ``kink_mask(xs)`` and
-``one_sided(xs)`` (:class:`ElementwiseReference`); array layers will plug in a
-reference built on the generated class and directional derivatives
-(:func:`symbackprop.numeric.directional_derivative`), and add the checks that only
-apply to them (batch size varied so that a missing ``1/N`` shows, parameter
-gradients ``dW``/``db``, parameters copied instead of shared, a loss ignoring ``dout``).
+``one_sided(xs)`` (:class:`ElementwiseReference`).  Array layers and networks are checked
+by :mod:`symbackprop.layercheck_arrays` (numerical directional derivatives of the
+declaration, the batch size varied, parameter gradients ``dW``/``db``, parameters copied
+instead of shared, a loss ignoring ``dout``), with the same kinds and the same report.
 """
 from __future__ import annotations
 
@@ -65,7 +64,7 @@ import sympy
 
 from .check import kinks
 from .equality import mp_function
-from .errors import SpecError, SymbackpropError
+from .errors import SymbackpropError
 from .numeric import elementwise_derivative
 from .parsing import is_identifier
 from .spec import Spec
@@ -119,12 +118,17 @@ class Finding:
 
 @dataclass
 class LayerReport:
-    """The outcome of :func:`verify_layer`; ``ok`` ignores informational findings."""
+    """The outcome of :func:`verify_layer`; ``ok`` ignores informational findings.
+
+    ``notes`` are remarks that are not findings: a loss layer whose ``backward(dout=1)``
+    ignores ``dout`` (the book's convention for the last layer), what was not checked.
+    """
 
     layer: str
     against: str
     findings: list[Finding] = field(default_factory=list)
     seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -133,7 +137,8 @@ class LayerReport:
     def to_json(self) -> dict:
         """The ``verify-layer --json`` record (DESIGN.md; extra fields added, none renamed)."""
         return {"ok": self.ok, "layer": self.layer, "against": self.against,
-                "findings": [f.to_json() for f in self.findings], "seconds": self.seconds}
+                "findings": [f.to_json() for f in self.findings], "seconds": self.seconds,
+                "notes": list(self.notes)}
 
     def text(self) -> str:
         problems = [f for f in self.findings if not f.informational]
@@ -142,6 +147,7 @@ class LayerReport:
         for f in self.findings:
             where = f" {f.input}" if f.input else ""
             lines.append(f"  {f.kind}{where}: {f.message}")
+        lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
 
@@ -420,16 +426,20 @@ class _Sample:
     bulk: bool
 
 
-class _Verifier:
-    def __init__(self, factory: Callable[[], Any], spec: Spec, reference: ElementwiseReference,
-                 seed: int, examples: Iterable[Sequence[np.ndarray]]):
-        self.spec, self.ref = spec, reference
-        self.names = list(spec.input_names)
-        self.layer = _Layer(factory, len(self.names))
-        self.rng = np.random.default_rng(seed)
-        self.examples = [list(map(np.asarray, e if isinstance(e, (tuple, list)) else (e,))) for e in examples]
+class _Mismatch(Exception):
+    """The class does not have the interface the declaration needs: carried to a finding."""
+
+    def __init__(self, kind: str, message: str):
+        self.kind, self.message = kind, message
+        super().__init__(message)
+
+
+class _Checker:
+    """Findings, one per kind and input, and calls into the layer with its exceptions caught."""
+
+    def __init__(self) -> None:
         self.findings: dict[tuple, Finding] = {}
-        self.tallies = {t: _Tally() for t in ["forward", *self.names]}
+        self.notes: list[str] = []
 
     def add(self, kind: str, input: str | None, message: str, error: float | None = None,
             counterexample: dict | None = None, topic: str = "") -> None:
@@ -446,6 +456,7 @@ class _Verifier:
         self.findings[key] = Finding(kind, input, message, error, counterexample, {topic})
 
     def guarded(self, check: Callable[[], None]) -> bool:
+        """Run one check; an exception of the layer becomes an ``exception`` finding."""
         try:
             check()
             return True
@@ -454,11 +465,29 @@ class _Verifier:
             self.add("exception", None, f"{err.phase} raised {type(err.exc).__name__}: {err.exc}{where}",
                      topic=f"{err.phase} {type(err.exc).__name__}")
             return False
+        except _Mismatch as err:
+            self.add(err.kind, None, err.message, topic=err.message)
+            return False
+
+    def sorted_findings(self) -> list[Finding]:
+        return sorted(self.findings.values(), key=lambda f: (KINDS.index(f.kind), f.input or ""))
+
+
+class _Verifier(_Checker):
+    def __init__(self, factory: Callable[[], Any], spec: Spec, reference: ElementwiseReference,
+                 seed: int, examples: Iterable[Sequence[np.ndarray]]):
+        super().__init__()
+        self.spec, self.ref = spec, reference
+        self.names = list(spec.input_names)
+        self.layer = _Layer(factory, len(self.names))
+        self.rng = np.random.default_rng(seed)
+        self.examples = [list(map(np.asarray, e if isinstance(e, (tuple, list)) else (e,))) for e in examples]
+        self.tallies = {t: _Tally() for t in ["forward", *self.names]}
 
     # -- the checks ---------------------------------------------------------------------
     def run(self) -> list[Finding]:
         if not self.guarded(lambda: self.layer.make()):
-            return list(self.findings.values())
+            return self.sorted_findings()
         samples = self.samples()
         self.set_scales(samples[0].xs)
         for sample in samples:
@@ -467,7 +496,7 @@ class _Verifier:
         bulk = samples[0].xs
         for check in (self.side_effects, self.stale_cache, self.linearity):
             self.guarded(lambda: check(bulk))
-        return sorted(self.findings.values(), key=lambda f: (KINDS.index(f.kind), f.input or ""))
+        return self.sorted_findings()
 
     def samples(self) -> list[_Sample]:
         out = []
@@ -756,12 +785,18 @@ def _precision_message(what: str, t: _Tally) -> str:
         parts.append(f"is {at['got']} at {_inputs(at)} where the exact value is {at['expected']:.6g} "
                      "(overflow in float64)")
     if t.worst > RTOL:
-        cause = ("float32 arithmetic (which rounds at about 6e-08) or a small constant such as 1e-7 added to "
-                 "avoid a division by zero or log(0)") if t.bulk_scaled < 1e-6 else \
-            "a fudge term or a formula that loses accuracy"
         parts.append(f"relative error up to {t.worst:.2g} ({_describe(t.worst_at)}), while on typical inputs "
-                     f"it stays within {t.bulk_scaled:.2g} of the typical size: consistent with {cause}")
+                     f"it stays within {t.bulk_scaled:.2g} of the typical size: consistent with "
+                     f"{precision_cause(t.bulk_scaled)}")
     return f"{what} is less accurate than float64 allows: " + "; ".join(parts)
+
+
+def precision_cause(bulk_scaled: float) -> str:
+    """The likely cause of an error that is small on typical inputs but above float64's."""
+    if bulk_scaled < 1e-6:
+        return ("float32 arithmetic (which rounds at about 6e-08) or a small constant such as 1e-7 added to "
+                "avoid a division by zero or log(0)")
+    return "a fudge term or a formula that loses accuracy"
 
 
 # -- the entry point ------------------------------------------------------------------------
@@ -781,8 +816,8 @@ def resolve_spec(spec: Spec | str) -> Spec:
 _SPECS: dict[tuple, Spec] = {}
 
 
-def verify_layer(cls_or_factory: Callable[[], Any], spec: Spec | str, *, seed: int = 0,
-                 examples: Iterable[Sequence[np.ndarray]] = (), ignore: Iterable[str] = (),
+def verify_layer(cls_or_factory: Callable[..., Any], spec: Spec | str, *, seed: int = 0,
+                 examples: Iterable[Any] = (), ignore: Iterable[str] = (),
                  name: str | None = None) -> LayerReport:
     """Check a hand-written layer class against a declaration.
 
@@ -790,13 +825,18 @@ def verify_layer(cls_or_factory: Callable[[], Any], spec: Spec | str, *, seed: i
     ----------
     cls_or_factory : callable
         The class, or any function returning a fresh layer (with ``forward`` and
-        ``backward``); called once per check.
+        ``backward``); called once per check.  For an array declaration it is called the
+        book's way, with the declared parameters positionally (``Affine(W, b)``); a network
+        (``predict`` declared) may instead take the sizes (``TwoLayerNet(input_size,
+        hidden_size, output_size)``), see :mod:`symbackprop.layercheck_arrays`.
     spec : Spec or str
         The declaration, or a bundled name / ``.toml`` path.
     seed : int
         Seed of the random inputs (the check is deterministic for a given seed).
     examples : iterable of input tuples
-        More inputs to compare values at (e.g. drawn by :func:`symbackprop.testing.inputs_for`).
+        More inputs to compare values at (e.g. drawn by :func:`symbackprop.testing.inputs_for`):
+        for an array declaration, the arrays ``forward`` takes (inputs, then constants such
+        as ``t``), or a dict by name that may also give parameters.
     ignore : iterable of str
         Kinds of findings to leave out of the report.
     name : str, optional
@@ -809,20 +849,22 @@ def verify_layer(cls_or_factory: Callable[[], Any], spec: Spec | str, *, seed: i
 
     Raises
     ------
-    SpecError
-        For a declaration this checker does not handle yet (array layers).
+    SymbackpropError
+        For an unknown kind in ``ignore``, or examples that do not fit the declaration.
     """
     start = time.perf_counter()
     spec = resolve_spec(spec)
-    if getattr(spec, "is_array", False):
-        raise SpecError(f"{spec.source or spec.name}: verify-layer handles elementwise declarations for now "
-                        "(array layers are checked with `symbackprop check`)")
     unknown = sorted(set(ignore) - set(KINDS))
     if unknown:
         raise SymbackpropError(f"ignore: unknown kind {unknown[0]!r} (known: {', '.join(KINDS)})")
-    reference = ElementwiseReference(spec)
-    findings = _Verifier(cls_or_factory, spec, reference, seed, examples).run()
+    if getattr(spec, "is_array", False):
+        from .layercheck_arrays import verify_array_layer
+
+        findings, notes = verify_array_layer(cls_or_factory, spec, seed=seed, examples=examples)
+    else:
+        reference = ElementwiseReference(spec)
+        findings, notes = _Verifier(cls_or_factory, spec, reference, seed, examples).run(), []
     findings = [f for f in findings if f.kind not in set(ignore)]
     label = name or getattr(cls_or_factory, "__qualname__", None) or repr(cls_or_factory)
     against = f"{spec.name} ({spec.source})" if spec.source else spec.name
-    return LayerReport(label, against, findings, round(time.perf_counter() - start, 3))
+    return LayerReport(label, against, findings, round(time.perf_counter() - start, 3), notes)

@@ -1,9 +1,10 @@
 """``symbackprop check --markdown report.md``: the checked declarations as a Markdown page.
 
-For every declaration: the forward pass, the derived backward pass, the cache, the
-error figures of the numerical check, and the computational graph as a picture beside
-them.  Pictures are SVG files written next to the report (``report-sigmoid.svg``),
-drawn by Graphviz; without Graphviz the DOT text is written instead (``.dot``) and
+For every declaration: the forward pass, the derived backward pass (node by node for
+an array layer), the cache, the error figures of the numerical check (per parameter for a
+network), and the computational graph as a picture beside them, array layers included.
+Pictures are SVG files written next to the report (``report-sigmoid.svg``), drawn by
+Graphviz; without Graphviz the DOT text is written instead (``.dot``) and
 the report says how to install it.  Nothing is written over an existing file unless
 ``force`` is given; :func:`planned_paths` lists every file before the checks run, so
 that a refusal comes first.
@@ -63,8 +64,6 @@ def _picture(spec: Spec, path: Path, force: bool) -> str:
     """Draw the graph to ``path``; return the Markdown that shows it (or says why not)."""
     from .explain import graph
 
-    if getattr(spec, "is_array", False):
-        return "*no graph yet: array layers are not drawn so far*"
     try:
         drawing = graph(spec)
     except SymbackpropError as exc:
@@ -76,12 +75,21 @@ def _picture(spec: Spec, path: Path, force: bool) -> str:
     return f"![computational graph of {spec.name}]({path.name})"
 
 
+def _backward(d) -> str:
+    """The backward pass: one statement per input, or node by node for an array layer
+    (``dz1 = da2 @ W2.T``), as ``symbackprop derive`` prints it."""
+    if d.spec.is_array:
+        statements = [(target.name, expr) for target, expr in d.steps]
+    else:
+        statements = [(f"d{k}", v) for k, v in d.backward.items()]
+    return "<br>".join(f"`{name} = {d.readable(expr, standalone=False)}`" for name, expr in statements)
+
+
 def _facts(spec: Spec, report: CheckReport) -> list[tuple[str, str]]:
     rows = [("forward", "<br>".join(f"`{n} = {format_expression(e)}`" for n, e in spec.graph))]
     try:
         d = spec.derive()
-        rows.append(("backward", "<br>".join(f"`d{k} = {d.readable(v, standalone=False)}`"
-                                             for k, v in d.backward.items())))
+        rows.append(("backward", _backward(d)))
         rows.append(("cache", ", ".join(f"`{c}`" for c in d.cache_names) or "nothing"))
         rows += [("where", f"`{c.symbol.name} = {d.readable(c.expr)}` (recomputed)") for c in d.recompute if not c.mask]
     except SymbackpropError as exc:
@@ -89,6 +97,9 @@ def _facts(spec: Spec, report: CheckReport) -> list[tuple[str, str]]:
     rows.append(("max rel. error", f"{report.backward_max_rel_error:.1e} ({report.method})"))
     if report.tails_max_error is not None:
         rows.append(("error in the tails", f"{report.tails_max_error:.1e}"))
+    if report.parameters:
+        rows.append(("gradient check", "mean |backprop - numerical|: " + ", ".join(
+            f"{name} {f['central']:.1e}" for name, f in report.parameters.items())))
     rows.append(("checked", "yes" if report.ok else "**NO**: " + "; ".join(report.problems)))
     return rows
 
@@ -116,9 +127,9 @@ def write_markdown(path: str | Path, specs: Sequence[Spec], reports: Sequence[Ch
     paths = planned_paths(path, specs)
     refuse_existing(paths, force)
     ok = sum(r.ok for r in reports)
-    parts = [f"# symbackprop check\n\n{ok} of {len(reports)} declarations checked OK. Errors: the largest "
-             "relative error of the backward pass against numerical differentiation (complex step or "
-             "central differences), and against mpmath in the tails (|x| up to 1e3).\n"]
+    parts = [(f"# symbackprop check\n\n{ok} of {len(reports)} declarations checked OK. Errors: the largest "
+              "relative error of the backward pass against numerical differentiation (complex step or "
+              "central differences), and against mpmath in the tails (|x| up to 1e3).\n")]
     for spec, report, picture_path in zip(specs, reports, paths[1:]):
         parts.append(_section(spec, report, _picture(spec, picture_path, force)))
     write_atomic(paths[0], "\n".join(parts), force=force)

@@ -176,13 +176,14 @@ class Spec:
             self._derivation = derive(self)
         return self._derivation
 
-    def generate(self) -> str:
-        """Source code of a numpy layer class (see :mod:`symbackprop.codegen`)."""
-        return self.derive().generate()
+    def generate(self, backend: str = "numpy") -> str:
+        """Source code of a layer class (see :mod:`symbackprop.codegen`); ``backend`` is
+        ``"numpy"`` (readable) or ``"fused"`` (numba kernels)."""
+        return self.derive().generate(backend=backend)
 
-    def compile(self) -> type:
+    def compile(self, backend: str = "numpy") -> type:
         """The generated layer class, compiled in memory."""
-        return self.derive().compile()
+        return self.derive().compile(backend)
 
     def check(self, **options: Any) -> CheckReport:
         """Check the generated class numerically (see :func:`symbackprop.check.check_spec`)."""

@@ -12,12 +12,23 @@
     def test_my_sigmoid_on_drawn_inputs(xs):
         assert_layer_matches(my_layers.Sigmoid, "sigmoid", examples=[xs])
 
+Array layers and networks work the same way; the class is built the book's way
+(``Affine(W, b)`` with random parameters) and drawn examples are the arrays ``forward``
+takes::
+
+    def test_my_affine():
+        assert_layer_matches(my_layers.Affine, "affine")
+
+    @given(inputs_for("softmax_with_loss"))        # (x, t): t one-hot rows
+    def test_my_loss_on_drawn_batches(xt):
+        assert_layer_matches(my_layers.SoftmaxWithLoss, "softmax_with_loss", examples=[xt])
+
 A failure raises :class:`AssertionError` listing every finding with its kind, input,
 message and counterexample (see :mod:`symbackprop.layercheck`).
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -29,6 +40,9 @@ from .spec import Spec
 
 #: Element ranges drawn for each input domain (the bulk; the checker adds the tails).
 RANGES = {"real": (-20.0, 20.0), "positive": (1e-2, 50.0), "negative": (-50.0, -1e-2)}
+#: Element ranges of array inputs: ordinary values, as the checker's own (scores of 20 are
+#: not ordinary: there the book's ``log(y + 1e-7)`` is off by far more than rounding).
+ARRAY_RANGES = {"real": (-3.0, 3.0), "positive": (0.1, 2.0), "negative": (-2.0, -0.1)}
 
 
 def assert_layer_matches(cls_or_factory: Callable[[], Any], spec: Spec | str, **options: Any) -> LayerReport:
@@ -60,19 +74,30 @@ def assert_layer_matches(cls_or_factory: Callable[[], Any], spec: Spec | str, **
     return report
 
 
-def inputs_for(spec: Spec | str, *, shape: Sequence[int] | None = None,
-               max_side: int = 5) -> st.SearchStrategy[tuple[np.ndarray, ...]]:
-    """A hypothesis strategy for a declaration's inputs: one float64 array per input,
-    all of one shape, elements in each input's domain (``positive`` inputs stay positive).
+def inputs_for(spec: Spec | str, *, shape: Sequence[int] | None = None, max_side: int = 5,
+               sizes: Mapping[str, int] | None = None) -> st.SearchStrategy[tuple[np.ndarray, ...]]:
+    """A hypothesis strategy for a declaration's inputs.
+
+    Elementwise: one float64 array per input, all of one shape, elements in each input's
+    domain (``positive`` inputs stay positive).  Array declarations: the arrays ``forward``
+    takes (inputs, then constants such as ``t``) at drawn dimension sizes, elements of
+    ordinary size (:data:`ARRAY_RANGES`), one-hot rows where the declaration assumes them.
 
     Parameters
     ----------
     spec : Spec or str
         The declaration, or a bundled name / ``.toml`` path.
     shape : sequence of int, optional
-        A fixed shape; by default shapes of one or two sides up to ``max_side`` are drawn.
+        Elementwise only: a fixed shape; by default shapes of one or two sides up to
+        ``max_side`` are drawn.
+    max_side : int
+        The largest side (elementwise) or dimension size (arrays) drawn.
+    sizes : mapping of str to int, optional
+        Arrays only: fixed sizes of some dimensions (``{"N": 1}``); the others are drawn.
     """
     spec = resolve_spec(spec)
+    if spec.is_array:
+        return array_cases(spec, sizes=sizes, max_side=max_side).map(lambda case: case[0])
     shapes = st.just(tuple(shape)) if shape is not None else st.one_of(
         st.tuples(st.integers(1, max_side)), st.tuples(st.integers(1, max_side), st.integers(1, max_side)))
 
@@ -83,11 +108,42 @@ def inputs_for(spec: Spec | str, *, shape: Sequence[int] | None = None,
     return shapes.flatmap(draw_inputs)
 
 
-def cases_for(spec: Spec | str, **kwargs: Any) -> st.SearchStrategy[tuple[tuple[np.ndarray, ...], np.ndarray]]:
-    """Inputs (as :func:`inputs_for`) together with an upstream gradient ``dout`` of their shape."""
+def cases_for(spec: Spec | str, **kwargs: Any) -> st.SearchStrategy[tuple[tuple[np.ndarray, ...], Any]]:
+    """Inputs (as :func:`inputs_for`) together with an upstream gradient ``dout`` of the
+    output's shape (a float for a loss)."""
+    spec = resolve_spec(spec)
+    if spec.is_array:
+        return array_cases(spec, **kwargs)
 
     def with_dout(xs: tuple[np.ndarray, ...]):
         dout = arrays(np.float64, xs[0].shape, elements=st.floats(-2.0, 2.0))
         return st.tuples(st.just(xs), dout)
 
     return inputs_for(spec, **kwargs).flatmap(with_dout)
+
+
+@st.composite
+def array_cases(draw: Callable, spec: Spec, *, sizes: Mapping[str, int] | None = None,
+                max_side: int = 5) -> tuple[tuple[np.ndarray, ...], Any]:
+    """The arrays ``forward`` of an array declaration takes, and a ``dout``, at drawn sizes."""
+    fixed = dict(sizes or {})
+    chosen = {d: fixed[d.name] if d.name in fixed else draw(st.integers(1, max_side), label=d.name)
+              for d in spec.dims}
+
+    def shape_of(symbol) -> tuple[int, ...]:
+        return tuple(int(d) if d.is_Integer else chosen[d] for d in spec.shapes[symbol])
+
+    onehot = {t: axis for kind, t, axis in spec.assumptions if kind == "onehot"}
+    out = []
+    for s in (*spec.inputs, *spec.constants):
+        shape = shape_of(s)
+        if s in onehot:
+            axis = onehot[s]
+            labels = draw(arrays(np.int64, shape[:axis] + shape[axis + 1:], elements=st.integers(0, shape[axis] - 1)))
+            out.append(np.moveaxis(np.eye(shape[axis])[labels], -1, axis))
+        else:
+            out.append(draw(arrays(np.float64, shape, elements=st.floats(*ARRAY_RANGES[input_domain(spec, s)]))))
+    out_shape = shape_of(spec.output)
+    dout = draw(arrays(np.float64, out_shape, elements=st.floats(-2.0, 2.0))) if out_shape \
+        else draw(st.floats(0.5, 2.0))
+    return tuple(out), dout

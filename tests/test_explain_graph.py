@@ -127,8 +127,10 @@ def test_graph_command_writes_files_and_never_overwrites(tmp_path, capsys):
     assert main(["graph", "--expr", "tanh(x)", "--collapse", "product"]) == 0
     assert "∂L/∂y·(1 - y²)" in capsys.readouterr().out
     assert main(["graph", "sigmoid", "-o", str(tmp_path / "fig.jpg")]) == 2
-    assert main(["graph", "affine"]) == 2
     assert not (tmp_path / "fig.jpg").exists()
+    capsys.readouterr()
+    assert main(["graph", "affine"]) == 0  # array layers too (tests/test_explain_arrays.py)
+    assert capsys.readouterr().out.startswith('digraph "Affine"')
 
 
 def test_without_graphviz_dot_text_and_a_hint(tmp_path, monkeypatch):
@@ -149,12 +151,15 @@ def test_check_markdown_report(tmp_path, capsys):
     report = tmp_path / "report.md"
     assert main(["check", "sigmoid", "apple_orange", "affine", "--examples", "3", "--markdown", str(report)]) == 0
     text = report.read_text()
-    assert "## Affine" in text and "no graph yet" in text and not (tmp_path / "report-affine.svg").exists()
+    assert "no graph" not in text
     for piece in ("## Sigmoid", "`y = 1/(1 + exp(-x))`", "`dx = dout*y*(1 - y)`", "| cache | `y` |",
                   "max rel. error", "![computational graph of Sigmoid](report-sigmoid.svg)",
-                  "## Apples and oranges", "report-apples-and-oranges.svg"):
+                  "## Apples and oranges", "report-apples-and-oranges.svg",
+                  "## Affine", "`db = sum(dout, axis=0)`", "![computational graph of Affine](report-affine.svg)"):
         assert piece in text
     assert "<svg" in (tmp_path / "report-sigmoid.svg").read_text()
+    affine = (tmp_path / "report-affine.svg").read_text()
+    assert ">N×D</text>" in affine and ">dW</text>" in affine
     capsys.readouterr()
     assert main(["check", "sigmoid", "--examples", "3", "--markdown", str(report)]) == 2
     assert "--force" in capsys.readouterr().err

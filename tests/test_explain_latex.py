@@ -240,7 +240,9 @@ def test_latex_command_writes_tex_and_png(tmp_path, capsys):
     assert (tmp_path / "apples.pdf").read_bytes()[:5] == b"%PDF-"
     assert main(["latex", "sigmoid", "--inline", "-o", str(tmp_path / "s.tex")]) == 0
     assert (tmp_path / "s.tex").read_text().startswith("Forward pass")
-    assert main(["latex", "affine"]) == 2  # array layers are not explained yet: one line, exit 2
+    capsys.readouterr()
+    assert main(["latex", "affine"]) == 0  # array layers too (tests/test_explain_arrays.py)
+    assert capsys.readouterr().out.startswith("\\begin{align*}")
 
 
 # -- the project's step verifier --------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """Hand-written layer classes: planted bugs are caught with the right kind, correct classes
-never flagged; the seed's own classes; the verify-layer command.
+never flagged; the seed's own classes; array layers and networks; the verify-layer command.
 
 Oracles: SymPy's derivative evaluated with mpmath at the reported points, classes built
-from SymPy's own derivative with ``lambdify``, and the seed's classes verbatim.
+from SymPy's own derivative with ``lambdify``, the seed's classes verbatim, and for arrays
+gradients typed by hand (``x.T @ dout``, ``(softmax(x) - t) / N``) at the reported values.
 """
 import importlib.util
 import json
@@ -18,9 +19,9 @@ from hypothesis import strategies as st
 
 from symbackprop import catalog
 from symbackprop.cli import main
-from symbackprop.errors import SpecError, SymbackpropError
+from symbackprop.errors import SymbackpropError
 from symbackprop.layercheck import KINDS, load_class, verify_layer
-from symbackprop.spec import layer, spec_from_toml
+from symbackprop.spec import layer
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SEED = str(FIXTURES / "seed_layers.py")
@@ -174,19 +175,6 @@ def test_ignore_leaves_kinds_out_and_refuses_unknown_kinds():
     assert set(KINDS) >= {"wrong-math", "shape", "precision", "side-effect", "stale-cache", "kink-only", "exception"}
 
 
-AFFINE = """
-name = "Affine"
-inputs = { x = ["N", "D"] }
-params = { W = ["D", "M"], b = ["M"] }
-forward = "x @ W + b"
-"""
-
-
-def test_array_declarations_are_refused_for_now():
-    with pytest.raises(SpecError, match="elementwise"):
-        verify_layer(planted.Tanh, spec_from_toml(AFFINE))
-
-
 @pytest.mark.parametrize("target, message", [
     ("nowhere.py:Sigmoid", "no such Python file"),
     (f"{SEED}:Missing", "no class 'Missing'"),
@@ -233,3 +221,203 @@ def test_verify_layer_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_pat
     assert result.returncode == 2 and result.stdout == ""
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+# -- array layers and networks ----------------------------------------------------------------------
+ARRAYS = [n for n in catalog.bundled_names() if catalog.load(n).is_array]
+
+
+def _softmax(x):
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _values(counterexample) -> dict:
+    return {k: np.array(v) for k, v in counterexample["values"].items()}
+
+
+def test_the_books_affine_is_clean():
+    report = verify_layer(load_class(f"{SEED}:Affine"), "affine")
+    assert report.findings == [] and report.notes == [] and report.ok
+
+
+def test_the_books_softmax_with_loss_gets_exactly_a_precision_finding_with_its_size():
+    report = verify_layer(load_class(f"{SEED}:SoftmaxWithLoss"), "softmax_with_loss")
+    (finding,) = report.findings
+    assert (finding.kind, finding.input) == ("precision", None) and not report.ok
+    at = finding.counterexample
+    v = _values(at)
+    x, t = v["x"], v["t"]
+    shifted = x - x.max(axis=1, keepdims=True)
+    log_y = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))  # by hand, exact in float64
+    books = -np.sum(np.log(np.exp(log_y)[np.arange(len(x)), t.argmax(axis=1)] + 1e-7)) / len(x)
+    assert at["expected"] == pytest.approx(-np.sum(t * log_y) / len(x), rel=1e-12)
+    assert at["got"] == pytest.approx(books, rel=1e-12)
+    assert finding.max_rel_error == pytest.approx(abs(books - at["expected"]) / max(abs(books), abs(at["expected"])))
+    assert 1e-8 < at["ordinary_error"] < 1e-5 and "1e-7" in finding.message
+    # its backward(dout=1) ignores dout: the book's convention for the last layer, a note
+    assert len(report.notes) == 1 and "ignores dout" in report.notes[0]
+
+
+def test_the_books_two_layer_net_gets_exactly_a_precision_finding_on_its_loss():
+    report = verify_layer(load_class(f"{SEED}:TwoLayerNet"), "two_layer_net")
+    assert kinds(report) == {("precision", None)}, report.text()
+    (finding,) = report.findings
+    assert finding.message.startswith("loss(x, t) is less accurate") and finding.counterexample["ordinary_error"] < 1e-5
+
+
+@pytest.mark.parametrize("name", ARRAYS)
+def test_generated_array_classes_are_never_flagged(name):
+    spec = catalog.load(name)
+    report = verify_layer(spec.compile(), spec)
+    assert report.findings == [] and report.notes == [], report.text()
+
+
+def test_a_missing_batch_mean_is_located_and_a_batch_of_one_would_hide_it():
+    (finding,) = verify_layer(planted.SoftmaxWithLossNoBatchMean, "softmax_with_loss").findings
+    assert finding.kind == "wrong-math"
+    at = finding.counterexample
+    v, k = _values(at), tuple(at["index"])
+    n = len(v["x"])
+    right = (_softmax(v["x"]) - v["t"]) / n  # the gradient of the mean cross-entropy, by hand
+    assert n == at["sizes"]["N"] > 1
+    assert at["expected"] == pytest.approx(right[k], rel=1e-9) and at["got"] == pytest.approx(n * right[k], rel=1e-9)
+    layer_ = planted.SoftmaxWithLossNoBatchMean()
+    layer_.forward(v["x"][:1], v["t"][:1])
+    np.testing.assert_allclose(layer_.backward(1.0), _softmax(v["x"][:1]) - v["t"][:1], rtol=1e-12)
+
+
+def test_a_transposed_dw_is_a_shape_finding_and_wrong_where_the_matrix_is_square():
+    report = verify_layer(planted.AffineDwTransposed, "affine")
+    shape, = [f for f in report.findings if f.kind == "shape"]
+    assert "dW has shape (5, 3), not (D, M) = (3, 5)" in shape.message and "transpose" in shape.message
+    wrong, = [f for f in report.findings if f.kind == "wrong-math"]
+    at, v = wrong.counterexample, _values(wrong.counterexample)
+    k = tuple(at["index"])
+    assert at["sizes"]["D"] == at["sizes"]["M"]
+    dout = np.array(at["dout"])
+    assert at["expected"] == pytest.approx((v["x"].T @ dout)[k], rel=1e-12)
+    assert at["got"] == pytest.approx((dout.T @ v["x"])[k], rel=1e-12)
+
+
+@pytest.mark.parametrize("name, shape", [("AffineDbNotSummed", (4, 5)), ("AffineDbKeepdims", (1, 5))])
+def test_a_bias_gradient_of_another_shape_is_found_though_broadcasting_hides_it(name, shape):
+    (finding,) = verify_layer(getattr(planted, name), "affine").findings
+    assert finding.kind == "shape" and finding.input == "b"
+    assert f"db has shape {shape}, not (M,) = (5,)" in finding.message
+    assert "broadcasting would hide" in finding.message
+    assert (np.zeros(5) - 0.1 * np.ones(shape)).shape == shape  # b - lr * db: no error, a new shape
+
+
+def test_a_float32_affine_is_precision_with_float32_sized_errors():
+    report = verify_layer(planted.AffineFloat32, "affine")
+    for finding in report.findings:
+        assert finding.kind == "precision" and "float32" in finding.message
+        assert 1e-8 < finding.counterexample["ordinary_error"] < 1e-6
+
+
+def test_copied_parameters_are_reported_as_such_not_as_a_formula_bug():
+    (finding,) = verify_layer(planted.AffineCopiesParams, "affine").findings
+    assert finding.kind == "side-effect" and "copies its parameters" in finding.message
+    assert finding.counterexample == {"copied": ["W", "b"]}
+    W, b, x = np.ones((2, 2)), np.zeros(2), np.ones((1, 2))
+    layer_ = planted.AffineCopiesParams(W, b)
+    W -= 1.0  # the optimizer's in-place update
+    assert layer_.forward(x).tolist() == [[2.0, 2.0]]  # still the old W: x @ W with W = 1
+
+
+def test_a_network_that_copies_its_parameters_is_reported_and_its_values_left_alone():
+    (finding,) = verify_layer(planted.TwoLayerNetCopiesParams, "two_layer_net").findings
+    assert finding.kind == "side-effect" and "copies its parameters" in finding.message
+    assert "values not checked" in finding.message
+
+
+def test_a_loss_ignoring_dout_is_wrong_math_unless_backward_defaults_to_dout_1():
+    report = verify_layer(planted.SoftmaxWithLossIgnoresDout, "softmax_with_loss")
+    assert kinds(report) == {("wrong-math", "x")} and "ignores dout" in report.findings[0].message
+
+    class BooksConvention(planted.SoftmaxWithLossIgnoresDout):
+        def backward(self, dout=1):
+            return super().backward(dout)
+
+    report = verify_layer(BooksConvention, "softmax_with_loss")
+    assert report.ok and report.findings == [] and "ignores dout" in report.notes[0]
+
+
+def test_a_pass_through_wrapper_keeps_the_books_dout_1_convention():
+    books = load_class(f"{SEED}:SoftmaxWithLoss")
+
+    class Wrapped(books):  # as a grader wraps classes to watch them
+        def backward(self, *args, **kwargs):
+            return super().backward(*args, **kwargs)
+
+    report = verify_layer(Wrapped, "softmax_with_loss")
+    assert kinds(report) == {("precision", None)} and "ignores dout" in report.notes[0]
+
+
+def test_given_batches_reach_bugs_the_random_values_miss():
+    class WrongForBigBatches(planted.HandSoftmaxWithLoss):
+        def backward(self, dout=1):
+            dx = super().backward(dout)
+            return 2 * dx if len(dx) >= 8 else dx
+
+    assert verify_layer(WrongForBigBatches, "softmax_with_loss").ok
+    rng = np.random.default_rng(5)
+    x, t = rng.standard_normal((8, 3)), np.eye(3)[rng.integers(0, 3, 8)]
+    report = verify_layer(WrongForBigBatches, "softmax_with_loss", examples=[(x, t)])
+    assert kinds(report) == {("wrong-math", "x")}
+    assert report.findings[0].counterexample["sample"] == "a given example"
+
+
+@pytest.mark.parametrize("example, message", [
+    ((np.zeros((2, 3)),), "forward takes x, t"),
+    ((np.zeros((2, 3)), np.zeros((3, 3))), "does not fit"),
+    ((np.zeros(3), np.zeros(3)), "has shape"),
+    ({"z": np.zeros((2, 3))}, "not an array of"),
+])
+def test_examples_that_do_not_fit_the_declaration_are_bad_input(example, message):
+    with pytest.raises(SymbackpropError, match=message):
+        verify_layer(planted.HandSoftmaxWithLoss, "softmax_with_loss", examples=[example])
+
+
+@settings(max_examples=10)
+@given(target=st.sampled_from(["x", "W", "b"]), factor=st.sampled_from([-1.0, 0.5, 0.999, 1.01, 2.0]))
+def test_a_scaled_affine_gradient_is_wrong_math_on_that_gradient_only(target, factor):
+    class Scaled(planted.HandAffine):
+        def backward(self, dout):
+            dx = super().backward(dout)
+            self.dW = factor * self.dW if target == "W" else self.dW
+            self.db = factor * self.db if target == "b" else self.db
+            return factor * dx if target == "x" else dx
+
+    assert kinds(verify_layer(Scaled, "affine")) == {("wrong-math", target)}
+
+
+def test_a_network_without_the_books_interface_is_an_exception_finding():
+    class NoGradient(planted.TwoLayerNetByParams):
+        gradient = None
+
+    (finding,) = verify_layer(NoGradient, "two_layer_net").findings
+    assert finding.kind == "exception" and "no method gradient()" in finding.message
+
+
+def test_a_network_built_from_sizes_with_misshapen_params_is_a_shape_finding():
+    class Transposed(planted.HandTwoLayerNet):
+        def __init__(self, input_size, hidden_size, output_size):
+            super().__init__(hidden_size, input_size, output_size)
+
+    (finding,) = verify_layer(Transposed, "two_layer_net").findings
+    assert finding.kind == "shape" and "params['W1'] has shape (5, 3)" in finding.message
+
+
+def test_verify_layer_json_for_array_layers(capsys):
+    assert main(["verify-layer", f"{SEED}:Affine", "--against", "affine", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["ok"] is True and data["findings"] == [] and data["notes"] == []
+    assert main(["verify-layer", f"{SEED}:SoftmaxWithLoss", "--against", "softmax_with_loss", "--json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    (finding,) = data["findings"]
+    assert finding["kind"] == "precision" and set(finding["counterexample"]) >= {"index", "got", "expected", "sizes"}
+    assert "ignores dout" in data["notes"][0]
+    assert main(["verify-layer", f"{SEED}:TwoLayerNet", "--against", "two_layer_net"]) == 1
+    assert "precision: loss(x, t)" in capsys.readouterr().out

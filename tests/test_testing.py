@@ -78,3 +78,55 @@ def test_cases_pair_inputs_with_an_upstream_gradient_of_their_shape(case):
     assert dout.shape == xs[0].shape
     np.testing.assert_array_equal(dx, dout)  # the oracle: d(x + y)/dx = 1
     np.testing.assert_array_equal(dy, dout)
+
+
+# -- array layers ------------------------------------------------------------------------------
+def test_the_books_affine_passes_and_its_softmax_with_loss_fails_on_its_precision():
+    assert assert_layer_matches(seed.Affine, "affine").findings == []
+    with pytest.raises(AssertionError, match="(?s)precision: the loss.*1e-7.*counterexample"):
+        assert_layer_matches(seed.SoftmaxWithLoss, "softmax_with_loss")
+    report = assert_layer_matches(seed.SoftmaxWithLoss, "softmax_with_loss", ignore=["precision"])
+    assert report.ok and "ignores dout" in report.notes[0]  # notes never fail
+
+
+@settings(max_examples=20, deadline=None)
+@given(xt=inputs_for("softmax_with_loss"))
+def test_array_inputs_are_what_forward_takes_with_one_hot_targets(xt):
+    x, t = xt
+    assert x.dtype == np.float64 and x.shape == t.shape and x.ndim == 2
+    assert np.all(np.abs(x) <= 3) and set(np.unique(t)) <= {0.0, 1.0}
+    np.testing.assert_array_equal(t.sum(axis=1), np.ones(len(t)))
+
+
+@settings(max_examples=10, deadline=None)
+@given(case=cases_for("affine", sizes={"N": 1}))
+def test_array_cases_pair_inputs_with_a_dout_of_the_outputs_shape(case):
+    (x,), dout = case
+    assert x.shape[0] == 1 == dout.shape[0]
+    W, b = np.ones((x.shape[1], dout.shape[1])), np.zeros(dout.shape[1])
+    layer = seed.Affine(W, b)
+    layer.forward(x)
+    dx = layer.backward(dout)
+    np.testing.assert_allclose(dx, np.repeat(dout.sum(axis=1, keepdims=True), x.shape[1], axis=1))  # dout @ ones.T
+    np.testing.assert_allclose(layer.db, dout[0])  # a batch of one: the sum over the batch is the row
+
+
+@settings(max_examples=10, deadline=None)
+@given(case=cases_for("mse"))
+def test_a_loss_gets_a_scalar_dout(case):
+    (y, t), dout = case
+    assert isinstance(dout, float) and y.shape == t.shape
+
+
+@settings(max_examples=4, deadline=None)
+@given(xs=inputs_for("affine"))
+def test_drawn_batches_as_examples_of_the_books_affine(xs):
+    assert_layer_matches(seed.Affine, "affine", examples=[xs])
+
+
+@settings(max_examples=12, deadline=None)
+@given(xt=inputs_for("softmax_with_loss", sizes={"N": 8}))
+def test_drawn_batches_as_examples_of_the_books_loss_the_readme_way(xt):
+    # drawn values include zeros and subnormals (5e-324): the reference's complex step must cope
+    assert xt[0].shape[0] == 8
+    assert_layer_matches(seed.SoftmaxWithLoss, "softmax_with_loss", examples=[xt], ignore=["precision"])

@@ -4,7 +4,8 @@ The seed draws its figures 5-4 and 5-9 with Graphviz: left to right, round
 operation nodes labelled ``×``, ``+``, ``exp``, ``/``, the forward value above each
 black arrow, and the backward gradient on a red bold arrow pointing back.
 :func:`graph` draws any elementwise declaration that way, from its primitive nodes
-(:mod:`.primitives`):
+(:mod:`.primitives`), and array declarations with shapes on their edges
+(:mod:`.arrays_graph`):
 
 - with worked ``[values]``, arrows carry numbers written as a person writes them
   (``110``, ``3.3``), computed exactly from the declaration;
@@ -167,7 +168,7 @@ class _Labels:
             return self.g.number(v)
         shown = self.g.readable.get(v)
         text = v.name if shown is None else expression_text(shown, self.g.output)
-        return self._shape(v.name if len(text) > 28 else text, v)
+        return v.name if len(text) > 28 else text
 
     def backward(self, expr: sympy.Expr) -> str:
         """The gradient an arrow carries back (an expression in ``dout`` and values)."""
@@ -176,10 +177,6 @@ class _Labels:
 
             return format_number(expr.xreplace(self.g.definitions).xreplace({**self.g.values, DOUT: 1}))
         return expression_text(expr, self.g.output)
-
-    def _shape(self, text: str, v: sympy.Symbol) -> str:
-        shape = self.g.shapes.get(v)
-        return f"{text} [{'×'.join(str(d) for d in shape)}]" if shape else text
 
 
 # -- DOT -------------------------------------------------------------------------------------------
@@ -254,7 +251,7 @@ def _draw_collapsed(g: PrimitiveGraph, d: Derivation, dot: _Dot, backward: bool,
 
 def graph(obj: Spec | Derivation, *, symbolic: bool = False, backward: bool = True,
           collapse: bool | str = False) -> Graph:
-    """The computational graph of an elementwise declaration.
+    """The computational graph of a declaration.
 
     Parameters
     ----------
@@ -271,9 +268,14 @@ def graph(obj: Spec | Derivation, *, symbolic: bool = False, backward: bool = Tr
     Returns
     -------
     Graph
-        ``graph(load("apple_orange")).dot`` reproduces the seed's figure 5-9.
+        ``graph(load("apple_orange")).dot`` reproduces the seed's figure 5-9.  An array
+        declaration is drawn by :func:`.arrays_graph.array_graph` (edges carry shapes).
     """
     spec = obj.spec if isinstance(obj, Derivation) else obj
+    if spec.is_array:
+        from .arrays_graph import array_graph
+
+        return array_graph(obj, symbolic=symbolic, backward=backward, collapse=collapse)
     g = split(spec)
     labels = _Labels(g, symbolic)
     dot = _Dot(spec.name)

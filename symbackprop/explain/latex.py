@@ -28,6 +28,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sympy
 
@@ -37,6 +38,9 @@ from ..spec import DOUT, Spec
 from .numbers import format_number
 from .order import HigherDerivative, higher_order, total_symbol
 from .primitives import Node, PrimitiveGraph, split
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .arrays_latex import ArraySteps
 
 #: Rows longer than this (characters of LaTeX) put each further form on its own line.
 ONE_LINE = 64
@@ -158,6 +162,10 @@ class ChainRuleSteps:
     def __str__(self) -> str:
         return self.latex()
 
+    def __repr__(self) -> str:
+        parts = sum(1 for s in self.sections if s.rows)
+        return f"<ChainRuleSteps of {self.spec.name}: {len(self.rows)} rows in {parts} parts>"
+
 
 def _inline_section(section: Section, printer: _Printer) -> str:
     rows = " \\\\\n".join(printer.row(r) for r in section.rows)
@@ -222,7 +230,7 @@ class _Builder:
         values = self.g.values
         out = []
         if node.op in ("×", "+") or (node.op[:1] in "×+" and len(node.args) == 1):
-            c, rest = node.expr.as_independent(*node.args, as_Add=node.op.startswith("+"))
+            c, _rest = node.expr.as_independent(*node.args, as_Add=node.op.startswith("+"))
             operands = [values[a] for a in node.args if a != sympy.S.One]
             if node.op.startswith("×"):
                 terms = ((*([c] if c != 1 else []), *operands),)
@@ -499,22 +507,29 @@ def _derivation_of(obj: Spec | Derivation) -> Derivation:
     return obj if isinstance(obj, Derivation) else obj.derive()
 
 
-def chain_rule_steps(obj: Spec | Derivation, order: int = 1) -> ChainRuleSteps:
+def chain_rule_steps(obj: Spec | Derivation, order: int = 1) -> ChainRuleSteps | ArraySteps:
     """The chain-rule steps of a declaration (see the module docstring).
 
     Parameters
     ----------
     obj : Spec or Derivation
-        An elementwise declaration, or its derivation.
+        A declaration, or its derivation.
     order : int
-        1 (default); 2 or more adds the derivatives of that order in cached values.
+        1 (default); 2 or more adds the derivatives of that order in cached values
+        (elementwise layers only).
 
     Returns
     -------
-    ChainRuleSteps
+    ChainRuleSteps or ArraySteps
         Its ``latex()`` is an ``align*`` block; in Jupyter it displays as typeset math.
+        An array layer gives :class:`.arrays_latex.ArraySteps`: its forward steps and
+        the derivation's backward statements in matrix notation.
     """
     derivation = _derivation_of(obj)
+    if derivation.spec.is_array:
+        from .arrays_latex import array_steps
+
+        return array_steps(derivation, order)
     graph = split(derivation.spec)
     b = _Builder(graph, derivation)
     y = tex_name(graph.output)
@@ -524,7 +539,8 @@ def chain_rule_steps(obj: Spec | Derivation, order: int = 1) -> ChainRuleSteps:
     chain = b.chain_rows()
     higher = b.order_rows(order)
     helpers = b.helper_rows(chain + higher)
-    sections += [Section("Values the backward pass reads (cached or recomputed)", helpers), Section("Simplified to the chosen backward form", chain),
+    sections += [Section("Values the backward pass reads (cached or recomputed)", helpers),
+                 Section("Simplified to the chosen backward form", chain),
                  Section("The layer's derivatives through the whole forward pass, in cached values"
                          if order == 1 else f"The layer's derivatives up to order {order}, in cached values", higher)]
     return ChainRuleSteps(graph, derivation, sections, b.meaning, order)
@@ -539,11 +555,13 @@ def derivation_latex(derivation: Derivation) -> str:
     """A derivation in brief, typeset: forward, local derivatives, backward, cache.
 
     This is ``Derivation._repr_latex_``: how a derivation shows in Jupyter.  Array
-    layers are shown in their own array syntax, in typewriter type.
+    layers are written in matrix notation (:func:`.arrays_latex.array_derivation_latex`).
     """
     spec = derivation.spec
-    if getattr(spec, "is_array", False):
-        return _array_summary(derivation)
+    if spec.is_array:
+        from .arrays_latex import array_derivation_latex
+
+        return array_derivation_latex(derivation)
     printer = _Printer(spec)
     masks = {c.symbol: c.expr for c in (*derivation.cache, *derivation.recompute) if c.mask}
     rows = [f"{printer.expr(n)} &= {printer.expr(e)}" for n, e in spec.graph]
@@ -561,18 +579,6 @@ def derivation_latex(derivation: Derivation) -> str:
     cached = ", ".join(t for t in (cache, masks_text) if t) or r"\text{nothing}"
     rows.append(rf"\text{{cache}} &: {cached}")
     return _tex_text(spec.name) + "\n$$\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}$$"
-
-
-def _array_summary(derivation: Derivation) -> str:
-    data = derivation.to_json()
-
-    def tt(text: str) -> str:
-        return r"\texttt{" + _tex_text(text) + "}"
-
-    rows = [f"{tt(k)} &= {tt(v)}" for k, v in data["graph"].items()]
-    rows += [f"{tt('d' + k)} &= {tt(v)}" for k, v in data["backward"].items()]
-    rows.append(rf"\text{{cache}} &: {tt(', '.join(data['cache']) or 'nothing')}")
-    return _tex_text(data["name"]) + "\n$$\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}$$"
 
 
 # -- compiling ------------------------------------------------------------------------------

@@ -14,13 +14,12 @@ the gradient ``∂L/∂v`` by reverse accumulation, written in the upstream grad
 (``-dout*y**2*exp(-x)``).  With worked values (``[values]``) every forward value and
 every gradient (``dout = 1``) is also computed exactly.
 
-Array layers are not split yet: the array issue adds them (an edge then carries the
-shape of its value, see :attr:`PrimitiveGraph.shapes`).
+Array layers are split into array operations by :mod:`.array_nodes` instead.
 """
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import sympy
 
@@ -30,7 +29,8 @@ from ..spec import DOUT, Spec
 from .numbers import format_number
 
 #: Labels of one-argument functions in pictures and formulas (default: the SymPy name).
-FUNCTION_LABELS = {"Max": "max", "Min": "min", "Abs": "abs", "sign": "sign", "atan": "arctan", "asinh": "arcsinh", "atanh": "arctanh"}
+FUNCTION_LABELS = {"Max": "max", "Min": "min", "Abs": "abs", "sign": "sign", "atan": "arctan", "asinh": "arcsinh",
+                   "atanh": "arctanh"}
 
 
 @dataclass(frozen=True)
@@ -82,8 +82,6 @@ class PrimitiveGraph:
         ``∂L/∂v`` for every node and input, in ``dout``, inputs, declared names and ``y``.
     values, gradient_values : dict or None
         Exact numbers at the declaration's ``[values]`` (gradients with ``dout = 1``).
-    shapes : dict
-        Shape of each value (empty for elementwise layers; arrays join with the array issue).
     """
 
     spec: Spec
@@ -93,7 +91,6 @@ class PrimitiveGraph:
     gradients: dict[sympy.Symbol, sympy.Expr]
     values: dict[sympy.Symbol, sympy.Expr] | None = None
     gradient_values: dict[sympy.Symbol, sympy.Expr] | None = None
-    shapes: dict[sympy.Symbol, tuple] = field(default_factory=dict)
 
     @property
     def inputs(self) -> tuple[sympy.Symbol, ...]:
@@ -266,11 +263,11 @@ def split(spec: Spec) -> PrimitiveGraph:
     Raises
     ------
     SpecError
-        For an array layer (not split yet).
+        For an array layer (split those with :func:`.array_nodes.split_arrays`).
     """
-    if getattr(spec, "is_array", False):
-        raise SpecError(f"{spec.source or spec.name}: explaining array layers (matrix shapes) "
-                        "is not supported yet: elementwise layers and scalar graphs only")
+    if spec.is_array:
+        raise SpecError(f"{spec.source or spec.name}: an array layer: split it with split_arrays "
+                        "(split is for elementwise layers and scalar graphs)")
     splitter = _Splitter(spec, _reserved_names(spec))
     for name, expr in spec.graph:
         splitter.add(expr, name)

@@ -1,0 +1,197 @@
+"""Grading 200 untrusted submissions with ``--jobs 2``: every verdict right, never a hang, under 2 minutes.
+
+Builds, in a temporary folder, 160 layer files (``Sigmoid`` classes: correct ones, wrong
+ones of every finding kind, endless loops, memory bombs, crashers (``os._exit``,
+``SIGKILL`` of their own process, a segfault through ctypes, a C stack overflow),
+``sys.exit``, megabyte printers, a submission that kills its parent process, broken
+imports) and 40 derivation files (correct, slipped, slow to prove, and hostile strings),
+then grades them as a teacher would::
+
+    symbackprop verify-layer 'layers/*/layers.py:Sigmoid' --against sigmoid --jobs 2 --timeout 5 --json
+    symbackprop verify-steps 'steps/*/derivation.toml' --jobs 2 --timeout 5 --json
+
+and compares every record with the verdict its submission was built to get.
+
+Run: ``python benchmarks/grading.py [--keep]``.  Prints the command's summary tables,
+submissions per second and the total time; exits 1 (after a table of the mismatches)
+if any verdict is wrong, or if it took 2 minutes or more.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BUDGET = 120.0
+TIMEOUT = 5
+
+SIGMOID = '''import numpy as np
+
+
+class Sigmoid:
+    def __init__(self):
+        self.out = None
+
+    def forward(self, x):
+        {forward}
+        self.out = {out}
+        return self.out
+
+    def backward(self, dout):
+        {backward}
+        return {grad}
+'''
+
+
+def layer(forward="pass", backward="pass", out="1 / (1 + np.exp(-x))", grad="dout * (1.0 - self.out) * self.out",
+          before="", after="") -> str:
+    return before + SIGMOID.format(forward=forward, backward=backward, out=out, grad=grad) + after
+
+
+SPINNER = "if os.fork() == 0:\n    while True: pass\n"
+#: kind of submission: (copies, source, expected failing kinds)
+LAYERS = {
+    "correct": (30, layer(), []),
+    "correct_stable": (8, layer(forward="e = np.exp(-np.abs(x))",
+                                out="np.where(x >= 0, 1 / (1 + e), e / (1 + e))"), []),
+    "correct_tanh_form": (6, layer(out="0.5 * (1 + np.tanh(x / 2))"), []),
+    "correct_prints_megabytes": (3, layer(forward='print("#" * 1_000_000)', after='print("!" * 5_000_000)\n'), []),
+    "correct_forks_a_spinner": (1, layer(before="import os\n", after=SPINNER), []),
+    "correct_kills_its_parent": (2, layer(before="import os, signal\n",
+                                          after="os.kill(os.getppid(), signal.SIGKILL)\n"), []),
+    "slip_squared": (5, layer(grad="dout * self.out**2 * (1 - self.out)"), ["wrong-math"]),
+    "ignores_dout": (5, layer(grad="(1.0 - self.out) * self.out"), ["wrong-math"]),
+    "wrong_forward": (5, layer(out="1 / (1 + np.exp(x))", grad="-dout * (1.0 - self.out) * self.out"),
+                      ["wrong-math"]),
+    "float32": (5, layer(forward="x = x.astype(np.float32)", grad="(dout * (1 - self.out) * self.out)"
+                         ".astype(np.float32)"), ["precision"]),
+    "overflows": (5, layer(forward="e = np.exp(x)", out="e / (1 + e)"), ["precision"]),
+    "flattens": (5, layer(grad="(dout * (1.0 - self.out) * self.out).ravel()"), ["shape"]),
+    "two_gradients": (5, layer(grad="(dout * (1.0 - self.out) * self.out, dout)"), ["shape"]),
+    "writes_dout": (5, layer(backward="dout *= (1.0 - self.out) * self.out", grad="dout"), ["side-effect"]),
+    "changes_state": (5, layer(backward="self.out = self.out * 0.5", grad="dout * (1 - 2 * self.out) * 2 "
+                               "* self.out"), ["side-effect"]),
+    "caches_once": (5, layer(forward="first = self.out is None", out="1 / (1 + np.exp(-x)) if first else self.out"),
+                    ["stale-cache"]),
+    "class_cache": (5, layer(before="", forward="pass", out="type(self).shared = 1 / (1 + np.exp(-x))",
+                             grad="dout * (1.0 - type(self).shared) * type(self).shared"), ["stale-cache"]),
+    "raises": (5, layer(backward="raise ValueError('not done yet')"), ["exception"]),
+    "needs_an_argument": (5, layer().replace("def __init__(self):", "def __init__(self, size):"), ["exception"]),
+    "endless_loop": (3, layer(forward="while True: pass"), ["timeout"]),
+    "loops_on_import": (3, layer(after="while True: pass\n"), ["timeout"]),
+    "sleeps_on_import": (2, layer(before="import time\n", after="time.sleep(3600)\n"), ["timeout"]),
+    "memory_bomb": (3, layer(forward="hog = [bytearray(10**7) for _ in range(10**6)]"), ["memory"]),
+    "numpy_bomb": (3, layer(backward="np.ones(1 << 40)"), ["memory"]),
+    "bomb_on_import": (3, layer(after="hog = bytearray(1 << 42)\n"), ["memory"]),
+    "os_exit": (3, layer(before="import os\n", after="os._exit(3)\n"), ["crash"]),
+    "kills_itself": (3, layer(before="import os, signal\n", forward="os.kill(os.getpid(), signal.SIGKILL)"),
+                     ["crash"]),
+    "segfault": (3, layer(before="import ctypes\n", backward="ctypes.string_at(0)"), ["crash"]),
+    "stack_overflow": (3, layer(before="import sys\nsys.setrecursionlimit(10**9)\n",
+                                forward="t = (); [t := (t,) for _ in range(10**6)]; hash(t)"), ["crash"]),
+    "exit_on_import": (3, layer(before="import sys\n", after="sys.exit('bye')\n"), ["exception"]),
+    "exit_in_backward": (3, layer(before="import sys\n", backward="sys.exit(0)"), ["exception"]),
+    "import_error": (4, "import numpy_but_misspelled as np\n" + layer(), ["exception"]),
+    "syntax_error": (4, layer().replace("def backward(self, dout):", "def backward(self, dout)"), ["exception"]),
+    "no_such_class": (2, layer().replace("class Sigmoid:", "class Sigmoidd:"), ["invalid"]),
+}
+
+
+def derivation(*steps: str) -> str:
+    return f'name = "d"\n[symbols]\nx = "real"\n[[chains]]\nof = "dy/dx"\nsteps = {json.dumps(list(steps))}\n'
+
+
+def declaration(claim: str) -> str:
+    return f'name = "Sigmoid"\ninputs = ["x"]\nforward = "1/(1 + exp(-x))"\n[claims]\nlocal.x = "{claim}"\n'
+
+
+SLOW = [f"exp(tanh(x))*(sin(x + {k})**2 + cos(x + {k})**2)**{k + 5}*(cosh(x)**2 - sinh(x)**2)**{k + 3}"
+        for k in range(80)]
+#: kind of derivation file: (copies, text, expected failing kinds)
+STEPS = {
+    "correct_chain": (8, derivation("diff(1/(1 + exp(-x)), x)", "exp(-x)/(1 + exp(-x))**2",
+                                    "(1/(1 + exp(-x)))*(1 - 1/(1 + exp(-x)))"), []),
+    "correct_claim": (4, declaration("y * (1 - y)"), []),
+    "slipped_step": (8, derivation("diff(1/(1 + exp(-x)), x)", "exp(-x)/(1 + exp(-x))"), ["wrong-step"]),
+    "slipped_claim": (4, declaration("y * (1 + y)"), ["wrong-claim"]),
+    "code_injection": (3, derivation("__import__('os').system('touch PWNED')", "x"), ["invalid"]),
+    "power_tower": (2, derivation("9**9**9**9", "x"), ["invalid"]),
+    "deep_nesting": (2, derivation("(" * 1000 + "x" + ")" * 1000, "x"), ["invalid"]),
+    "huge_string": (2, derivation("+".join(["x"] * 50_000), "x"), ["invalid"]),
+    "not_toml": (2, "name = \n[[chains]\n", ["invalid"]),
+    "dunder": (1, derivation("x.__class__", "x"), ["invalid"]),
+    "slow_to_prove": (4, derivation(*SLOW), ["timeout"]),
+}
+
+
+def build(folder: Path, kinds: dict, filename: str) -> dict[str, list[str]]:
+    """Write every copy of every kind; return the expected kinds by submission path."""
+    expected, n = {}, 0
+    for kind, (copies, text, verdict) in kinds.items():
+        for copy in range(copies):
+            path = folder / f"{n:03d}_{kind}_{copy}" / filename
+            path.parent.mkdir(parents=True)
+            path.write_text(text)
+            expected[str(path)] = verdict
+            n += 1
+    return expected
+
+
+def grade(command: list[str], out: Path) -> tuple[dict, float]:
+    """Run the command (its summary table goes to our stderr); its records by path, and seconds."""
+    start = time.perf_counter()
+    run = subprocess.run([sys.executable, "-m", "symbackprop", *command, "--jobs", "2", "--timeout", str(TIMEOUT),
+                          "--json", "-o", str(out)], cwd=ROOT, timeout=600, check=False)
+    seconds = time.perf_counter() - start
+    if run.returncode not in (0, 1) or not out.exists():
+        raise SystemExit(f"the command failed (exit code {run.returncode}, no {out.name})")
+    return {r["path"]: r for r in json.loads(out.read_text())["results"]}, seconds
+
+
+def mismatches(expected: dict[str, list[str]], records: dict) -> list[tuple[str, str, str]]:
+    rows = []
+    for path, kinds in expected.items():
+        record = records.get(path)
+        got = None if record is None else list(dict.fromkeys(f["kind"] for f in record["findings"]
+                                                            if f["kind"] != "kink-only"))
+        if got != kinds:
+            detail = "missing" if record is None else "; ".join(f["message"][:80] for f in record["findings"])
+            rows.append((Path(path).parent.name, ", ".join(kinds) or "ok", f"{', '.join(got or []) or 'ok'}  {detail}"))
+    return rows
+
+
+def main(keep: bool = False) -> int:
+    folder = Path(tempfile.mkdtemp(prefix="symbackprop-grading-"))
+    layers = build(folder / "layers", LAYERS, "layers.py")
+    steps = build(folder / "steps", STEPS, "derivation.toml")
+    print(f"{len(layers)} layer files and {len(steps)} derivation files in {folder}", flush=True)
+    got_layers, t_layers = grade(["verify-layer", f"{folder}/layers/*/layers.py:Sigmoid", "--against", "sigmoid"],
+                                 folder / "layers.json")
+    got_steps, t_steps = grade(["verify-steps", f"{folder}/steps/*/derivation.toml"], folder / "steps.json")
+    rows = mismatches(layers, got_layers) + mismatches(steps, got_steps)
+    injected = list(folder.rglob("PWNED")) + list(ROOT.rglob("PWNED"))
+    total, n = t_layers + t_steps, len(layers) + len(steps)
+    print(f"\nlayers: {len(layers)} in {t_layers:.1f} s; derivations: {len(steps)} in {t_steps:.1f} s")
+    print(f"total: {n} submissions in {total:.1f} s, {n / total:.2f} submissions per second (2 jobs, "
+          f"{TIMEOUT} s timeout, commands' start-up included)")
+    if rows:
+        print(f"\n{len(rows)} wrong verdict(s):\n{'submission':<36} {'expected':<14} got")
+        for name, want, got in rows:
+            print(f"{name:<36} {want:<14} {got}")
+    if injected:
+        print(f"a derivation string ran code: {injected}")
+    if not keep:
+        subprocess.run(["rm", "-rf", str(folder)], check=False)
+    if not rows:
+        print("all verdicts right")
+    if total >= BUDGET:
+        print(f"over the {BUDGET:.0f} s budget")
+    return 0 if not rows and not injected and total < BUDGET else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(keep="--keep" in sys.argv))

@@ -1,0 +1,520 @@
+"""Every layer of issue 7's table, at both sizes: generated numpy, generated fused, hand-written
+numpy, and PyTorch eager and jax.jit when they are installed, in one process.
+
+A call is one ``forward`` plus one ``backward`` (elementwise layers and softmax-with-loss),
+with the parameter gradients for Affine, and a whole SGD step for the network
+(``gradient`` then ``params[k] -= 0.1 * grads[k]``).  Everything runs in float64 unless
+``--dtype float32``.  A round takes one sample of every (case, variant) in a shuffled
+order, so that drift and the neighbours' load hit every variant alike; a sample is the
+mean of ``number`` back-to-back calls (about 10 ms); the tables give medians over rounds.
+
+Physical bounds, measured at start: the copy bandwidth (an 8 MB array copied by every core,
+the best of several tries) and the matrix-product rate (a 1024x1024 float64 product).  A
+case's bound is the larger of (bytes it must move / bandwidth) and (FLOPs of its matrix
+products / rate); ``x bound`` is the time divided by that bound (1.0 would be perfect).
+Page faults per call are the ``ru_minflt`` difference around a separate batch of calls.
+
+Outputs and gradients of every variant are compared with the hand-written ones first.
+
+Run: ``python -m benchmarks [--rounds 40] [--quick] [--markdown FILE]``.
+"""
+from __future__ import annotations
+
+import os
+
+import argparse  # noqa: E402
+import platform  # noqa: E402
+import random  # noqa: E402
+import resource  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
+from benchmarks import arrays as hand_arrays  # noqa: E402
+from benchmarks import elementwise as hand_elementwise  # noqa: E402
+from symbackprop import catalog  # noqa: E402
+
+VARIANTS = ("numpy", "fused", "hand", "torch", "jax")
+
+
+# -- optional peers ---------------------------------------------------------------------------
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def _jax():
+    try:
+        import jax
+    except ImportError:
+        return None
+    jax.config.update("jax_enable_x64", True)
+    jax.config.update("jax_platforms", "cpu")
+    return jax
+
+
+# -- cases ----------------------------------------------------------------------------------------
+class Case:
+    """One row: a name, the calls of each variant, and what the call must move and compute.
+
+    ``calls[variant]`` is ``(step, outputs)``: ``step()`` runs one call; ``outputs()`` runs
+    one and returns the arrays to compare.
+    """
+
+    def __init__(self, name: str, nbytes: float, flops: float = 0.0):
+        self.name, self.nbytes, self.flops = name, nbytes, flops
+        self.calls: dict[str, tuple[Callable, Callable]] = {}
+
+
+def _elementwise(name: str, decl: str, hand: type, shape: tuple, dtype, rng, peers) -> Case:
+    x = rng.standard_normal(shape).astype(dtype)
+    dout = rng.standard_normal(shape).astype(dtype)
+    derivation = catalog.load(decl).derive()
+    mask = any(c.mask for c in derivation.cache)  # forward writes it, backward reads it
+    per_element = 4 * x.itemsize + 2 if mask else 5 * x.itemsize  # x, y (+ mask); dout, y or mask, dx
+    case = Case(f"{name} {shape[0]}x{shape[1]}", per_element * x.size)
+    for variant, cls in (("numpy", derivation.compile()), ("fused", derivation.compile("fused")), ("hand", hand)):
+        layer = cls()
+
+        def step(layer=layer):
+            layer.forward(x)
+            return layer.backward(dout)
+
+        def outputs(layer=layer):
+            return [np.array(layer.forward(x)), np.array(layer.backward(dout.copy()))]
+        case.calls[variant] = (step, outputs)
+    torch, jax = peers
+    fn = {"Sigmoid": ("sigmoid", "sigmoid"), "ReLU": ("relu", "relu"), "Tanh": ("tanh", "tanh")}[name]
+    if torch is not None:
+        tx, tdout = torch.from_numpy(x.copy()).requires_grad_(), torch.from_numpy(dout)
+        top = getattr(torch, fn[0])
+
+        def tstep():
+            y = top(tx)
+            y.backward(tdout)
+            g = tx.grad
+            tx.grad = None
+            return y, g
+        case.calls["torch"] = (tstep, lambda: [a.detach().numpy().copy() for a in tstep()])
+    if jax is not None:
+        jnp = jax.numpy
+        jop = {"sigmoid": jax.nn.sigmoid, "relu": jax.nn.relu, "tanh": jnp.tanh}[fn[1]]
+        jx, jdout = jnp.asarray(x), jnp.asarray(dout)
+
+        @jax.jit
+        def both(a, g):
+            y, vjp = jax.vjp(jop, a)
+            return y, vjp(g)[0]
+        case.calls["jax"] = (lambda: jax.block_until_ready(both(jx, jdout)),
+                             lambda: [np.asarray(a) for a in both(jx, jdout)])
+    return case
+
+
+def _softmax_with_loss(n: int, k: int, dtype, rng, peers) -> Case:
+    x = rng.standard_normal((n, k)).astype(dtype)
+    labels = rng.integers(0, k, n)
+    t = np.eye(k, dtype=dtype)[labels]
+    case = Case(f"SoftmaxWithLoss {n}x{k}", 6 * x.nbytes)  # read x, t, write y; read y, t, write dx
+    derivation = catalog.load("softmax_with_loss").derive()
+    for variant, cls in (("numpy", derivation.compile()), ("fused", derivation.compile("fused")),
+                         ("hand", hand_arrays.SoftmaxWithLoss)):
+        layer = cls()
+
+        def step(layer=layer):
+            layer.forward(x, t)
+            return layer.backward(1.0)
+
+        def outputs(layer=layer):
+            return [np.array(layer.forward(x, t)), np.array(layer.backward(1.0))]
+        case.calls[variant] = (step, outputs)
+    torch, jax = peers
+    if torch is not None:
+        tx, tt = torch.from_numpy(x.copy()).requires_grad_(), torch.from_numpy(t)
+
+        def tstep():
+            loss = -(tt * torch.log_softmax(tx, 1)).sum() / n
+            loss.backward()
+            g = tx.grad
+            tx.grad = None
+            return loss, g
+        case.calls["torch"] = (tstep, lambda: [a.detach().numpy().copy() for a in tstep()])
+    if jax is not None:
+        jnp = jax.numpy
+        jx, jt = jnp.asarray(x), jnp.asarray(t)
+
+        @jax.jit
+        def both(a, tt):
+            return jax.value_and_grad(lambda z: -jnp.sum(tt * jax.nn.log_softmax(z, axis=1)) / n)(a)
+        case.calls["jax"] = (lambda: jax.block_until_ready(both(jx, jt)),
+                             lambda: [np.asarray(a) for a in both(jx, jt)])
+    return case
+
+
+def _affine(n: int, d: int, m: int, dtype, rng, peers) -> Case:
+    x = rng.standard_normal((n, d)).astype(dtype)
+    W, b = (0.01 * rng.standard_normal((d, m))).astype(dtype), rng.standard_normal(m).astype(dtype)
+    dout = rng.standard_normal((n, m)).astype(dtype)
+    item = x.itemsize
+    case = Case(f"Affine {n}x{d} -> {m}", item * (2 * x.size + 3 * W.size + 2 * n * m + x.size), 6.0 * n * d * m)
+    cls = catalog.load("affine").derive()
+    for variant, layer in (("numpy", cls.compile()(W, b)), ("fused", cls.compile("fused")(W, b)),
+                           ("hand", hand_arrays.Affine(W, b))):
+        def step(layer=layer):
+            layer.forward(x)
+            return layer.backward(dout)
+
+        def outputs(layer=layer):
+            return [np.array(layer.forward(x)), np.array(layer.backward(dout)), layer.dW.copy(), layer.db.copy()]
+        case.calls[variant] = (step, outputs)
+    torch, jax = peers
+    if torch is not None:
+        tx, tW, tb = (torch.from_numpy(a.copy()).requires_grad_() for a in (x, W, b))
+        tdout = torch.from_numpy(dout)
+
+        def tstep():
+            y = tx @ tW + tb
+            y.backward(tdout)
+            grads = [tx.grad, tW.grad, tb.grad]
+            tx.grad = tW.grad = tb.grad = None
+            return [y, *grads]
+        case.calls["torch"] = (tstep, lambda: [a.detach().numpy().copy() for a in tstep()])
+    if jax is not None:
+        jnp = jax.numpy
+        args = [jnp.asarray(a) for a in (x, W, b, dout)]
+
+        @jax.jit
+        def both(a, w, bb, g):
+            y, vjp = jax.vjp(lambda a_, w_, b_: a_ @ w_ + b_, a, w, bb)
+            return (y, *vjp(g))
+        case.calls["jax"] = (lambda: jax.block_until_ready(both(*args)),
+                             lambda: [np.asarray(a) for a in both(*args)])
+    return case
+
+
+def _network(n: int, dtype, rng, peers) -> Case:
+    d, h, k = 784, 50, 10
+    cls = catalog.load("two_layer_net").derive()
+    init = cls.compile().initialized(D=d, H=h, K=k, seed=0).params
+    names = ("W1", "b1", "W2", "b2")
+    p0 = {q: init[q].astype(dtype) for q in names}
+    x = rng.random((n, d)).astype(dtype)
+    t = np.eye(k, dtype=dtype)[rng.integers(0, k, n)]
+    item = x.itemsize
+    nbytes = item * (x.size + 2 * sum(a.size for a in p0.values()) * 2 + 6 * n * h + 6 * n * k)
+    case = Case(f"TwoLayerNet step, batch {n}", nbytes, 6.0 * n * (d * h + h * k))
+
+    def sgd(net):
+        grads = net.gradient(x, t)
+        for q in names:
+            net.params[q] -= 0.1 * grads[q]
+        return grads
+
+    for variant, make in (("numpy", cls.compile()), ("fused", cls.compile("fused")), ("hand", hand_arrays.TwoLayerNet)):
+        net = make(*(p0[q].copy() for q in names))
+        reference = make(*(p0[q].copy() for q in names))
+
+        def outputs(reference=reference):
+            loss = reference.loss(x, t)
+            grads = reference.gradient(x, t)
+            return [np.array(loss)] + [np.array(grads[q]) for q in names]
+        case.calls[variant] = ((lambda net=net: sgd(net)), outputs)
+    torch, jax = peers
+    if torch is not None:
+        tp = [torch.from_numpy(p0[q].copy()).requires_grad_() for q in names]
+        tx, tt = torch.from_numpy(x), torch.from_numpy(t)
+
+        def tloss(params):
+            W1, b1, W2, b2 = params
+            return -(tt * torch.log_softmax(torch.relu(tx @ W1 + b1) @ W2 + b2, 1)).sum() / n
+
+        def tstep():
+            loss = tloss(tp)
+            loss.backward()
+            grads = [p.grad for p in tp]
+            with torch.no_grad():
+                for p in tp:
+                    p -= 0.1 * p.grad
+                    p.grad = None
+            return grads
+
+        def toutputs():
+            fresh = [torch.from_numpy(p0[q].copy()).requires_grad_() for q in names]
+            loss = tloss(fresh)
+            loss.backward()
+            return [loss.detach().numpy().copy()] + [p.grad.numpy().copy() for p in fresh]
+        case.calls["torch"] = (tstep, toutputs)
+    if jax is not None:
+        jnp = jax.numpy
+        jx, jt = jnp.asarray(x), jnp.asarray(t)
+
+        def jloss(params):
+            W1, b1, W2, b2 = params
+            return -jnp.sum(jt * jax.nn.log_softmax(jax.nn.relu(jx @ W1 + b1) @ W2 + b2, axis=1)) / n
+
+        @jax.jit
+        def jstep(params):
+            loss, grads = jax.value_and_grad(jloss)(params)
+            return [p - 0.1 * g for p, g in zip(params, grads)], loss, grads
+        state = {"params": [jnp.asarray(p0[q]) for q in names]}
+
+        def run():
+            state["params"], _, grads = jstep(state["params"])
+            return jax.block_until_ready(grads)
+
+        def joutputs():
+            _, loss, grads = jstep([jnp.asarray(p0[q]) for q in names])
+            return [np.asarray(loss)] + [np.asarray(g) for g in grads]
+        case.calls["jax"] = (run, joutputs)
+    return case
+
+
+def make_cases(dtype, quick: bool, peers) -> list[Case]:
+    """Every row of the issue's table, each elementwise layer at both sizes."""
+    rng = np.random.default_rng(0)
+    cases = []
+    sizes = [(100, 784), (1000, 1000)]
+    for name, decl, hand in (("Sigmoid", "sigmoid", hand_elementwise.Sigmoid),
+                             ("ReLU", "relu", hand_elementwise.Relu), ("Tanh", "tanh", hand_elementwise.Tanh)):
+        cases += [_elementwise(name, decl, hand, shape, dtype, rng, peers) for shape in sizes]
+    cases += [_softmax_with_loss(n, k, dtype, rng, peers) for n, k in ((100, 10), (1000, 1000))]
+    cases += [_affine(100, 784, 50, dtype, rng, peers), _affine(1000, 784, 50, dtype, rng, peers)]
+    cases += [_network(100, dtype, rng, peers), _network(1000, dtype, rng, peers)]
+    return cases[:4] if quick else cases
+
+
+# -- measuring -----------------------------------------------------------------------------------
+def check(cases: list[Case], dtype) -> None:
+    """Every variant's outputs against the hand-written ones (losses loosely: the book adds 1e-7)."""
+    rtol = 1e-6 if dtype == np.float64 else 2e-3
+    for case in cases:
+        want = case.calls["hand"][1]()
+        for variant, (_, outputs) in case.calls.items():
+            got = outputs()
+            for i, (g, w) in enumerate(zip(got, want)):
+                tol = 1e-3 if np.ndim(w) == 0 else rtol  # values near 0 of a long float32 sum: judged absolutely
+                atol = tol * (1e-3 if dtype == np.float64 else 1.0) * float(np.max(np.abs(w), initial=0.0))
+                if np.shape(g) != np.shape(w) or not np.allclose(g, w, rtol=tol, atol=atol):
+                    raise AssertionError(f"{case.name}: {variant} differs from hand-written numpy (output {i})")
+
+
+def per_call(fn: Callable, number: int) -> float:
+    start = time.perf_counter()
+    for _ in range(number):
+        fn()
+    return (time.perf_counter() - start) / number
+
+
+def faults_per_call(fn: Callable, count: int) -> float:
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(count):
+        fn()
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / count
+
+
+def copy_bandwidth() -> tuple[float, str]:
+    """Bytes per second of the fastest copy of an 8 MB array (read + write counted)."""
+    a = np.random.default_rng(1).standard_normal(1 << 20)
+    b = np.empty_like(a)
+    best, how = 0.0, "numpy, one thread"
+    for _ in range(50):
+        start = time.perf_counter()
+        np.copyto(b, a)
+        best = max(best, 2 * a.nbytes / (time.perf_counter() - start))
+    try:
+        import numba as nb
+    except ImportError:
+        return best, how
+
+    @nb.njit(parallel=True)
+    def copy(src, dst):
+        for i in nb.prange(src.shape[0]):
+            dst[i] = src[i]
+    copy(a, b)
+    threads = 0.0
+    for _ in range(50):
+        start = time.perf_counter()
+        copy(a, b)
+        threads = max(threads, 2 * a.nbytes / (time.perf_counter() - start))
+    return (threads, f"numba, {nb.get_num_threads()} threads") if threads > best else (best, how)
+
+
+def matmul_rate() -> float:
+    """FLOP/s of a 1024x1024 float64 matrix product (BLAS, every core), best of several."""
+    a = np.random.default_rng(2).standard_normal((1024, 1024))
+    c = np.empty_like(a)
+    best = 0.0
+    for _ in range(10):
+        start = time.perf_counter()
+        np.matmul(a, a, out=c)
+        best = max(best, 2 * 1024 ** 3 / (time.perf_counter() - start))
+    return best
+
+
+def measure(cases: list[Case], rounds: int, pause: float = 0.0, sample: float = 0.01,
+            blocked: bool = False) -> tuple[dict, dict]:
+    """Median seconds per call and page faults per call of every (case, variant); a sample
+    lasts about ``sample`` seconds for the fastest variant of its case."""
+    keys = [(c, v) for c in cases for v in c.calls]
+    for case, variant in keys:  # warm up: compile, fill the buffers
+        for _ in range(3):
+            case.calls[variant][0]()
+    number = {c.name: max(1, round(sample / min(per_call(step, 3) for step, _ in c.calls.values()))) for c in cases}
+    samples: dict = {(c.name, v): [] for c, v in keys}
+    if blocked:  # each (case, variant) alone, its samples back to back: no other library's threads around
+        for case, variant in keys:
+            samples[case.name, variant] = [per_call(case.calls[variant][0], number[case.name]) for _ in range(rounds)]
+    for _ in range(0 if blocked else rounds):
+        random.shuffle(keys)
+        for case, variant in keys:
+            time.sleep(pause)  # the previous variant's thread pool stops spinning: the cores are free
+            samples[case.name, variant].append(per_call(case.calls[variant][0], number[case.name]))
+    seconds = {k: statistics.median(v) for k, v in samples.items()}
+    faults = {(c.name, v): faults_per_call(c.calls[v][0], max(10, number[c.name])) for c, v in keys}
+    return seconds, faults
+
+
+# -- numexpr or numba: the choice of the fused backend ---------------------------------------------
+NUMEXPR_LAYERS = {  # name -> (forward statements, backward statements), as the fused kernels compute them
+    "sigmoid": ([("y", "1/(1 + exp(-x))")], [("dx", "(1 - y)*dout*y")]),
+    "tanh": ([("y", "tanh(x)")], [("dx", "(1 - y**2)*dout")]),
+    "relu": ([("mask", "x > 0"), ("y", "where(x > 0, x, 0)")], [("dx", "where(mask, dout, 0)")]),
+}
+
+
+def _site_size(*packages: str) -> float:
+    """Megabytes installed by these packages (their folders in site-packages)."""
+    import importlib.util
+
+    total = 0
+    for name in packages:
+        found = importlib.util.find_spec(name)
+        if found is None or not found.submodule_search_locations:
+            continue
+        for folder in found.submodule_search_locations:
+            total += sum(f.stat().st_size for f in Path(folder).rglob("*") if f.is_file())
+    return total / 1e6
+
+
+def compare_backends(rounds: int) -> list[str]:
+    """numexpr (one ``evaluate`` per statement, into kept buffers) against the numba kernels of
+    the fused backend, at 1000x1000 float64: time per forward + backward, first-call time in
+    this process, and install size."""
+    import numexpr as ne
+
+    rng = np.random.default_rng(0)
+    x, dout = rng.standard_normal((2, 1000, 1000))
+    lines = [f"- numexpr {ne.__version__} ({ne.nthreads} threads, VML {'on' if ne.use_vml else 'off'}), "
+             f"installs {_site_size('numexpr'):.0f} MB; numba with llvmlite installs "
+             f"{_site_size('numba', 'llvmlite'):.0f} MB", "",
+             "| layer 1000x1000 | numpy backend (ms) | numexpr (ms) | numba fused (ms) | numexpr first call (ms) "
+             "| numba first call (s) |", "|---|---:|---:|---:|---:|---:|"]
+    for name, (forward, backward) in NUMEXPR_LAYERS.items():
+        env = {"x": x, "dout": dout}
+        out = {k: np.empty(x.shape, bool if k == "mask" else float) for k, _ in forward + backward}
+
+        def numexpr_call():
+            for target, text in forward + backward:
+                ne.evaluate(text, local_dict=env, out=out[target])
+                env[target] = out[target]
+        start = time.perf_counter()
+        numexpr_call()
+        numexpr_first = time.perf_counter() - start
+        derivation = catalog.load(name).derive()
+        layer = derivation.compile("fused")()
+        start = time.perf_counter()
+        layer.forward(x)
+        layer.backward(dout)
+        numba_first = time.perf_counter() - start
+        plain = derivation.compile()()
+        calls = {"numpy": lambda: plain.backward(dout) if plain.forward(x) is not None else None,
+                 "numexpr": numexpr_call, "numba": lambda: layer.backward(dout) if layer.forward(x) is not None else None}
+        np.testing.assert_allclose(out["dx"], layer.backward(dout), rtol=1e-12, atol=1e-300)
+        samples = {k: [] for k in calls}
+        for _ in range(rounds):
+            for k in random.sample(list(calls), len(calls)):
+                samples[k].append(per_call(calls[k], 3))
+        ms = {k: 1e3 * statistics.median(v) for k, v in samples.items()}
+        lines.append(f"| {name} | {ms['numpy']:.2f} | {ms['numexpr']:.2f} | {ms['numba']:.2f} | "
+                     f"{1e3 * numexpr_first:.1f} | {numba_first:.2f} |")
+    return lines
+
+
+# -- reporting ------------------------------------------------------------------------------------
+def table(cases, seconds, faults, bandwidth, rate) -> list[str]:
+    present = [v for v in VARIANTS if any(v in c.calls for c in cases)]
+    head = ["case", *[f"{v} (µs)" for v in present], *[f"{v} / hand" for v in present if v != "hand"],
+            "fused / best peer", *[f"{v} x bound" for v in ("numpy", "fused")], "page faults per call (" + " / ".join(present) + ")"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" + "---:|" * (len(head) - 1)]
+    for c in cases:
+        t = {v: seconds.get((c.name, v)) for v in present}
+        bound = max(c.nbytes / bandwidth, c.flops / rate)
+        peers = [t[v] for v in ("torch", "jax") if t.get(v)]
+        row = [c.name, *[f"{1e6 * t[v]:.1f}" if t[v] else "-" for v in present]]
+        row += [f"{t[v] / t['hand']:.2f}" if t[v] else "-" for v in present if v != "hand"]
+        row.append(f"{t['fused'] / min(peers):.2f}" if peers else "-")
+        row += [f"{t[v] / bound:.1f}" for v in ("numpy", "fused")]
+        row.append(" / ".join(f"{faults[c.name, v]:.0f}" if (c.name, v) in faults else "-" for v in present))
+        lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
+def header(args, bandwidth, how, rate, peers) -> list[str]:
+    torch, jax = peers
+    load = os.getloadavg()
+    import numba
+
+    return [f"- machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+            f"load average before the run {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} (1 / 5 / 15 min)",
+            f"- python {platform.python_version()}, numpy {np.__version__}, numba {numba.__version__}, "
+            f"torch {torch.__version__ if torch else 'not installed'} ({torch.get_num_threads() if torch else 0} threads), "
+            f"jax {jax.__version__ if jax else 'not installed'}",
+            f"- {args.dtype}, {args.rounds} {'samples in a block per variant' if args.blocked else 'interleaved rounds'}, "
+            f"medians; copy bandwidth {bandwidth / 1e9:.0f} GB/s ({how}), "
+            f"matrix product {rate / 1e9:.0f} GFLOP/s"]
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    parser.add_argument("--quick", action="store_true", help="the elementwise rows only (a smoke test)")
+    parser.add_argument("--pause", type=float, default=0.0,
+                        help="seconds to wait before each sample (the thread pools of the variant timed before "
+                             "stop spinning, and go to sleep; default 0)")
+    parser.add_argument("--sample", type=float, default=0.01, help="seconds per sample (default 0.01)")
+    parser.add_argument("--blocked", action="store_true",
+                        help="time each (case, variant) in one block of samples instead of interleaved rounds")
+    parser.add_argument("--no-peers", action="store_true", help="skip PyTorch and JAX even when installed")
+    parser.add_argument("--markdown", metavar="FILE", help="also append the report to FILE")
+    parser.add_argument("--backends", action="store_true", help="numexpr against numba for the fused backend, only")
+    args = parser.parse_args(argv)
+    if args.backends:
+        print("\n".join(compare_backends(args.rounds)))
+        return
+    peers = (None, None) if args.no_peers else (_torch(), _jax())
+    dtype = np.dtype(args.dtype)
+    bandwidth, how = copy_bandwidth()
+    rate = matmul_rate()
+    report = header(args, bandwidth, how, rate, peers)
+    cases = make_cases(dtype, args.quick, peers)
+    check(cases, dtype)
+    seconds, faults = measure(cases, args.rounds, args.pause, args.sample, args.blocked)
+    report += ["", *table(cases, seconds, faults, bandwidth, rate)]
+    load = os.getloadavg()
+    report.append(f"\nload average after the run: {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}")
+    print("\n".join(report))
+    if args.markdown:
+        with open(args.markdown, "a", encoding="utf-8") as fh:
+            fh.write("\n".join(report) + "\n")
+
+
+if __name__ == "__main__":
+    main()

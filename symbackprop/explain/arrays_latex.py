@@ -1,0 +1,332 @@
+r"""The backward pass of an array layer, as LaTeX written the way people write matrix calculus.
+
+:func:`array_steps` lays out an array derivation in the same ``align*`` form as the
+elementwise chain-rule steps:
+
+1. the forward pass, one declared step at a time, each with its shape on the right
+   (``a_1 = x W_1 + b_1``, ``N \times H``);
+2. the assumptions the derivation used (``\sum_{\text{axis } 1} t = 1``);
+3. the backward pass, one statement of the derivation at a time, each gradient from
+   the ones before (``\frac{\partial L}{\partial W_1} = x^{T} \frac{\partial L}{\partial a_1}``,
+   ``\frac{\partial L}{\partial b_1} = \sum_{\text{axis } 0} \frac{\partial L}{\partial a_1}``);
+4. the values the backward pass recomputes.
+
+Notation: a matrix product is juxtaposition (``x W``), a transpose ``W^{T}``, an
+elementwise product ``\odot``, a scalar (``\frac{1}{N}``, ``\partial L/\partial loss``)
+multiplies by juxtaposition, a reduction names its axis (``\sum_{\text{axis } 0}``,
+``\operatorname{mean}_{\text{axis } 0}``), softmax and log-softmax are functions of
+their axis, and a ReLU mask is the indicator ``\mathbf{1}[a_1 > 0]``.  Only
+``amsmath`` is needed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy
+from sympy.printing.latex import LatexPrinter
+
+from .. import arrays
+from ..derive import Derivation
+from ..errors import SpecError
+from ..spec import Spec
+from .latex import Form, Row, Section, _tex_text, tex_name
+
+
+def _axis_sub(axes: tuple[int, ...], keepdims: bool = False) -> str:
+    if not axes:
+        return ""
+    text = r"\text{axis } " + ", ".join(str(a) for a in axes) + (r",\ \text{keepdims}" if keepdims else "")
+    return f"_{{{text}}}"
+
+
+def _is_reduction(e: sympy.Basic) -> bool:
+    return isinstance(e, (arrays.ReduceSum, arrays.ReduceMax))
+
+
+class ArrayLatexPrinter(LatexPrinter):
+    """SymPy's LaTeX printer taught the array atoms and the notation above.
+
+    Parameters
+    ----------
+    names : dict
+        LaTeX for particular symbols (gradients as ``\\frac{\\partial L}{\\partial v}``).
+    shapes : dict
+        Symbolic shapes, to tell arrays (``\\odot``) from scalars (juxtaposition).
+    """
+
+    def __init__(self, names: dict[sympy.Symbol, str], shapes: dict[sympy.Symbol, tuple]):
+        super().__init__()
+        self.names, self.shapes = names, shapes
+        self.gradients = {s for s, tex in names.items() if tex.startswith(r"\frac{\partial L}")}
+        self.dims = {d for shape in shapes.values() for d in shape if isinstance(d, sympy.Symbol)}
+
+    # leaves
+    def _print_Symbol(self, expr, style="plain"):
+        return self.names.get(expr) or tex_name(expr)
+
+    _print_ArrayVar = _print_Symbol
+
+    def _print_Rational(self, expr):
+        if expr.p == 1 and expr.q > 1000 and str(expr.q).rstrip("0") == "1":
+            return f"10^{{-{len(str(expr.q)) - 1}}}"
+        return super()._print_Rational(expr)
+
+    def is_array(self, e: sympy.Basic) -> bool:
+        return bool(arrays.shape_of(e, self.shapes))
+
+    def wrap(self, e: sympy.Basic) -> str:
+        """``e`` as an operand: parenthesized when it is a sum or a product."""
+        text = self._print(e)
+        return rf"\left({text}\right)" if isinstance(e, (sympy.Add, sympy.Mul, arrays.Matmul)) else text
+
+    # array operations
+    def _print_Matmul(self, expr):
+        return " ".join(self.wrap(a) if not isinstance(a, arrays.Matmul) else self._print(a) for a in expr.args)
+
+    def _print_Transposed(self, expr):
+        (a,) = expr.args
+        if isinstance(a, arrays.Transposed):
+            return self._print(a.args[0])  # (W^T)^T is W
+        base = self._print(a) if isinstance(a, sympy.Symbol) else rf"\left({self._print(a)}\right)"
+        return f"{base}^{{T}}"
+
+    def _print_ReduceSum(self, expr):
+        return rf"\sum{_axis_sub(expr.axes, expr.keepdims)} {self.wrap(expr.args[0])}"
+
+    def _print_ReduceMax(self, expr):
+        return rf"\max{_axis_sub(expr.axes, expr.keepdims)} {self.wrap(expr.args[0])}"
+
+    def _function(self, name: str, sub: str, arg: sympy.Basic) -> str:
+        return rf"{name}{sub}\left({self._print(arg)}\right)"
+
+    def _print_ReduceMean(self, expr):
+        return self._function(r"\operatorname{mean}", _axis_sub(expr.axes, expr.keepdims), expr.args[0])
+
+    def _print_LogSumExp(self, expr):
+        return self._function(r"\operatorname{logsumexp}", _axis_sub(expr.axes, expr.keepdims), expr.args[0])
+
+    def _print_Softmax(self, expr):
+        return self._function(r"\operatorname{softmax}", _axis_sub((int(expr.args[1]),)), expr.args[0])
+
+    def _print_LogSoftmax(self, expr):
+        return self._function(r"\log\operatorname{softmax}", _axis_sub((int(expr.args[1]),)), expr.args[0])
+
+    def _print_ExpandDims(self, expr):
+        return self._function(r"\operatorname{expand}", _axis_sub(tuple(int(a) for a in expr.args[1])), expr.args[0])
+
+    def _print_BroadcastTo(self, expr):
+        shape = r" \times ".join(self._print(d) for d in expr.args[1])
+        return self._function(r"\operatorname{broadcast}", f"_{{{shape}}}", expr.args[0])
+
+    def _print_Piecewise(self, expr):
+        """``where(c, v, 0)`` as ``v \\odot 1[c]``, the mask as an indicator; else ``where(c, v, w)``."""
+        (value, condition), rest = expr.args[0], expr.args[1:]
+        if rest == ((0, True),):
+            indicator = rf"\mathbf{{1}}\left[{self._print(condition)}\right]"
+            return indicator if value == 1 else rf"{self.wrap(value)} \odot {indicator}"
+        other = rest[0][0] if rest[0][1] is sympy.true else sympy.Piecewise(*rest)
+        parts = (self._print(condition), self._print(value), self._print(other))
+        return r"\operatorname{where}\left(" + ", ".join(parts) + r"\right)"
+
+    # sums and products
+    def _print_Add(self, expr, order=None):
+        """Positive terms first, products before names, numbers last (``x W + b``, ``x - \\mu``)."""
+        terms = sorted(expr.as_ordered_terms(),
+                       key=lambda t: (t.could_extract_minus_sign(), t.is_number, isinstance(t, sympy.Symbol)))
+        out = ""
+        for i, t in enumerate(terms):
+            if t.could_extract_minus_sign():
+                out += ("-" if i == 0 else " - ") + self._print(-t)
+            else:
+                out += ("" if i == 0 else " + ") + self._print(t)
+        return out
+
+    def _print_Mul(self, expr):
+        c, rest = expr.as_independent(*(expr.free_symbols - self.dims), as_Add=False)
+        factors = sympy.Mul.make_args(rest)
+        if all(f.is_number or (isinstance(f, sympy.Symbol) and not self.is_array(f) and f not in self.gradients)
+               for f in factors):
+            return super()._print_Mul(expr)  # numbers, dimensions and plain scalars: \frac{1}{2 N}
+        sign = "-" if c.could_extract_minus_sign() else ""
+        return sign + self._product(-c if sign else c, factors)
+
+    def _order(self, factors: list) -> list:
+        """Gradients first, reductions last (a factor after a ``\\sum`` would read as summed)."""
+        return sorted(factors, key=lambda f: (_is_reduction(f), not (f.free_symbols & self.gradients)))
+
+    def _joined(self, factors: list, more_after: bool = False) -> list[str]:
+        """Each factor printed; a reduction in parentheses unless it ends the product."""
+        last = len(factors) - 1
+        return [rf"\left({self._print(f)}\right)" if _is_reduction(f) and (i < last or more_after) else self.wrap(f)
+                for i, f in enumerate(factors)]
+
+    def _product(self, c: sympy.Expr, factors: tuple) -> str:
+        """``c`` times the factors: scalars juxtaposed first, then arrays joined by ``\\odot``;
+        array denominators make one fraction with the plain array factors."""
+        def below(f):
+            return f.is_Pow and f.exp.is_Integer and f.exp < 0 and self.is_array(f.base)
+
+        den = [f.base**-f.exp for f in factors if below(f)]
+        num = [f for f in factors if not below(f)]
+        arrays_ = self._order([f for f in num if self.is_array(f)])
+        scalars = self._order([f for f in num if not self.is_array(f)])
+        parts = self._joined(scalars, more_after=bool(arrays_ or den))
+        if den:
+            plain = [f for f in arrays_ if not f.free_symbols & self.gradients and not _is_reduction(f)]
+            arrays_ = [f for f in arrays_ if f not in plain]
+            top, bottom = sympy.fraction(c)
+            numerator = " ".join(([self._print(top)] if top != 1 or not plain else []) + [self.wrap(f) for f in plain])
+            denominator = " ".join([self._print(bottom)] * (bottom != 1) + [self.wrap(f) for f in den])
+            joined = [rf"\frac{{{numerator}}}{{{denominator}}}", *self._joined(arrays_)]
+        else:
+            joined = self._joined(arrays_)
+            if c != 1:
+                parts.insert(0, self._print(c))
+        return " ".join(parts + ([r" \odot ".join(joined)] if joined else []))
+
+
+# -- the steps ------------------------------------------------------------------------------------------
+@dataclass
+class ArraySteps:
+    """The forward and backward pass of an array layer, statement by statement.
+
+    Attributes
+    ----------
+    derivation : Derivation
+        The array derivation the rows come from.
+    sections : list of Section
+        Titled groups of rows (forward, assumed, backward, recomputed), in order.
+    meaning : dict
+        ``('grad', v)`` for each gradient symbol: it stands for ``∂L/∂v``.
+    shapes : dict
+        The symbolic shape of every symbol in the rows.
+    """
+
+    derivation: Derivation
+    sections: list[Section]
+    meaning: dict[sympy.Symbol, tuple]
+    shapes: dict[sympy.Symbol, tuple]
+
+    @property
+    def spec(self) -> Spec:
+        return self.derivation.spec
+
+    @property
+    def rows(self) -> list[Row]:
+        return [r for s in self.sections for r in s.rows]
+
+    def printer(self) -> ArrayLatexPrinter:
+        """A printer that writes each gradient symbol as ``\\frac{\\partial L}{\\partial v}``."""
+        names = {s: rf"\frac{{\partial L}}{{\partial {tex_name(m[1])}}}" for s, m in self.meaning.items()}
+        return ArrayLatexPrinter(names, self.shapes)
+
+    def row(self, r: Row, p: ArrayLatexPrinter) -> str:
+        """``lhs &= rhs && shape``."""
+        shape = arrays.shape_of(r.lhs, self.shapes)
+        shape_tex = r" \times ".join(p._print(d) for d in shape) if shape else r"\text{scalar}"
+        return f"{p._print(r.lhs)} &= {p._print(r.forms[0].value)} && {shape_tex}"
+
+    def latex(self, inline: bool = False) -> str:
+        r"""An ``align*`` block, or titled ``$$\begin{aligned}`` blocks with ``inline``."""
+        p = self.printer()
+        if inline:
+            return "\n\n".join(f"{s.title}\n$$\\begin{{aligned}}\n" + " \\\\\n".join(self.row(r, p) for r in s.rows)
+                               + "\n\\end{aligned}$$" for s in self.sections if s.rows) + "\n"
+        body = []
+        for s in self.sections:
+            if s.rows:
+                body.append(rf"\intertext{{{s.title}}}")
+                body += [self.row(r, p) + r" \\" for r in s.rows]
+        body[-1] = body[-1].removesuffix(r" \\")
+        return "\\begin{align*}\n" + "\n".join(body) + "\n\\end{align*}\n"
+
+    def _repr_latex_(self) -> str:
+        return self.latex(inline=True)
+
+    def __str__(self) -> str:
+        return self.latex()
+
+    def __repr__(self) -> str:
+        parts = sum(1 for s in self.sections if s.rows)
+        return f"<ArraySteps of {self.spec.name}: {len(self.rows)} rows in {parts} parts>"
+
+
+def _shapes(derivation: Derivation) -> dict[sympy.Symbol, tuple]:
+    spec = derivation.spec
+    shapes = dict(spec.shapes)
+    shapes[derivation.dout] = shapes[spec.output]
+    for target, _ in derivation.steps:
+        original = next(v for v in (*spec.differentiated, *(s for s, _ in spec.graph)) if f"d{v.name}" == target.name)
+        shapes[target] = shapes[original]
+    for c in (*derivation.cache, *derivation.recompute):
+        shapes.setdefault(c.symbol, arrays.shape_of(c.expr, shapes))
+    return shapes
+
+
+def _meaning(derivation: Derivation) -> dict[sympy.Symbol, tuple]:
+    spec = derivation.spec
+    by_name = {f"d{v.name}": v for v in (*spec.differentiated, *(s for s, _ in spec.graph))}
+    meaning = {target: ("grad", by_name[target.name]) for target, _ in derivation.steps}
+    meaning[derivation.dout] = ("grad", spec.output)
+    return meaning
+
+
+def _masks(derivation: Derivation) -> dict[sympy.Symbol, sympy.Basic]:
+    return {c.symbol: c.expr for c in (*derivation.cache, *derivation.recompute) if c.mask}
+
+
+def _assumed(spec: Spec) -> list[Row]:
+    return [Row("assume", arrays.ReduceSum(t, sympy.Tuple(axis), sympy.Integer(1)), (Form.of(1),))
+            for kind, t, axis in spec.assumptions if kind == "onehot"]
+
+
+def array_steps(obj: Spec | Derivation, order: int = 1) -> ArraySteps:
+    """The forward and backward pass of an array layer, as rows of true equalities.
+
+    Parameters
+    ----------
+    obj : Spec or Derivation
+        An array declaration, or its derivation.
+    order : int
+        Must be 1: higher derivatives are for elementwise layers.
+
+    Returns
+    -------
+    ArraySteps
+        Its ``latex()`` is an ``align*`` block; in Jupyter it displays as typeset math.
+    """
+    derivation = obj if isinstance(obj, Derivation) else obj.derive()
+    spec = derivation.spec
+    if order != 1:
+        raise SpecError(f"{spec.source or spec.name}: higher derivatives (order {order}) are for "
+                        "elementwise layers; this is an array layer")
+    masks = _masks(derivation)
+    meaning = _meaning(derivation)
+    output = tex_name(spec.output)
+    sections = [
+        Section("Forward pass, node by node (shapes on the right)",
+                [Row("forward", s, (Form.of(e),)) for s, e in spec.graph]),
+        Section("Assumed", _assumed(spec)),
+        Section(rf"Backward pass, node by node, from $\partial L/\partial {output}$",
+                [Row("backward", t, (Form.of(e.xreplace(masks)),)) for t, e in derivation.steps]),
+        Section("Values the backward pass recomputes",
+                [Row("define", c.symbol, (Form.of(c.expr),)) for c in derivation.recompute if not c.mask]),
+    ]
+    return ArraySteps(derivation, sections, meaning, _shapes(derivation))
+
+
+def array_derivation_latex(derivation: Derivation) -> str:
+    """An array derivation in brief, typeset: forward, backward statements, cache.
+
+    This is ``Derivation._repr_latex_`` for array layers.
+    """
+    steps = array_steps(derivation)
+    p = steps.printer()
+    rows = [steps.row(r, p) for s in steps.sections for r in s.rows if r.kind != "assume"]
+    masks = _masks(derivation)
+    cache = [p._print(c.symbol) for c in derivation.cache if not c.mask]
+    cache += [p._print(sympy.Piecewise((1, masks[c.symbol]), (0, True))) for c in derivation.cache if c.mask]
+    cached = ", ".join(cache) or r"\text{nothing}"
+    rows.append(rf"\text{{cache}} &: {cached}")
+    return _tex_text(derivation.spec.name) + "\n$$\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}$$"
+

@@ -1,0 +1,965 @@
+r"""The fused backend: each pass of a layer as one multi-threaded loop, compiled by numba.
+
+``generate(derivation, backend="fused")`` prints the same statements as the numpy backend
+(:mod:`symbackprop.codegen`), but elementwise work is gathered into loops that read every
+input once and write every result once, on all cores:
+
+* an elementwise layer gets one kernel for ``forward`` (the output *and* what ``backward``
+  caches, a boolean mask say, in the same sweep) and one for ``backward``;
+* an array layer keeps its matrix products with BLAS (``np.matmul(..., out=buffer)``); the
+  statements around them (bias, activation, softmax, loss) become kernels over rows: a row
+  is read from memory once and stays in the L1 cache while its maximum, its sum of
+  exponentials and its outputs are computed; reductions over every element (a loss) are
+  summed per row, then over the rows.  Reductions down the columns (``sum(dout, axis=0)``)
+  stay with numpy.
+
+Why numba and not numexpr, with the numbers measured on the project's machine: see
+``benchmarks/RESULTS.md``.  In short, numexpr and numba both evaluate ``exp`` and ``tanh``
+with the C library one element at a time, several times slower than numpy's own SIMD
+loops; numba can instead inline the polynomial forms of this module (:func:`exp_` and
+friends, within 2 units in the last place of mpmath), which LLVM vectorizes.  Kernels are
+compiled with one fast-math flag, ``contract`` (fused multiply-adds); sums over a row are
+written to a work row and added by :func:`row_sum`, the only reassociated loop (as numpy's
+pairwise sum is), so the elementary functions keep their accuracy.
+
+Arrays that a kernel writes are kept between calls (:func:`buffer`) and reused when
+nobody else holds them any more, so a layer called again and again with the same shapes
+allocates nothing and takes no page faults.  A result the caller still holds is never
+overwritten: the reference count decides.
+
+Computation runs in float64 registers; float32 arrays are read and written as float32
+(float32 in, float32 out).  Complex input (the checker's complex step) runs the numpy
+backend's ``forward``, kept in the class; other dtypes (float16) are refused with a
+``TypeError``.  Loops over at least :data:`PARALLEL_MIN` elements run on every core, or
+serially when that has been faster lately (:class:`Kernel`).
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+import time
+import weakref
+from dataclasses import dataclass
+
+import numpy as np
+import sympy
+
+from . import arrays
+from .errors import GenerationError
+from .npprint import _NUMPY_NAMES, NumpyLayerPrinter
+
+try:  # the optional dependency: pip install '.[fast]'
+    import numba as nb
+    from llvmlite import ir as _ir
+    from numba import types as _types
+    from numba.extending import intrinsic as _intrinsic
+except ImportError:  # pragma: no cover - tested in a subprocess that hides numba
+    nb = None
+
+#: Arrays with at least this many elements are processed on every core; smaller ones serially
+#: (starting the threads costs more than a small loop).
+PARALLEL_MIN = 1 << 17
+INSTALL_HINT = "the fused backend needs numba: pip install '.[fast]' (or pip install numba)"
+
+
+def require() -> None:
+    """Raise :class:`~symbackprop.errors.GenerationError` with the install hint when numba is missing."""
+    if nb is None:
+        raise GenerationError(INSTALL_HINT)
+
+
+# -- runtime: buffers and operands --------------------------------------------------------------
+def _refcount(a) -> int:
+    return sys.getrefcount(a)
+
+
+def _calibrate() -> int:
+    store = {"a": np.empty(1)}
+    a = store.get("a")
+    return _refcount(a)
+
+
+#: The reference count of a buffer that only its layer's store holds, seen from :func:`buffer`.
+_FREE_REFS = _calibrate()
+
+
+def buffer(store: dict, name: str, shape: tuple, dtype) -> np.ndarray:
+    """An uninitialized array for a kernel to write: the one kept under ``name`` from the
+    previous call when its shape and dtype match and nobody else holds it, else a new one.
+
+    Parameters
+    ----------
+    store : dict
+        The layer's own buffers (``self._buffers``).
+    name : str
+        Which result.
+    shape : tuple of int
+    dtype : numpy dtype
+    """
+    a = store.get(name)
+    if a is not None and a.shape == shape and a.dtype == dtype and _refcount(a) <= _FREE_REFS:
+        return a
+    a = np.empty(shape, dtype)
+    store[name] = a
+    return a
+
+
+def scratch(store: dict, slots: int, cols: int) -> np.ndarray:
+    """Per-thread work rows of a row kernel: ``(threads, slots, cols)`` float64, kept."""
+    return buffer(store, "_scratch", (nb.config.NUMBA_NUM_THREADS, max(slots, 1), cols), np.float64)
+
+
+def float_dtype(*values) -> np.dtype:
+    """The dtype a kernel writes: numpy's result type of the array operands (Python numbers
+    and 0-d arrays do not widen it, integers and booleans compute in float64)."""
+    arrays = [v for v in values if isinstance(v, np.ndarray) and v.ndim and v.dtype != np.bool_]
+    kinds = [np.asarray(v).dtype for v in (arrays or values)]
+    dtype = np.result_type(*kinds) if kinds else np.dtype(np.float64)
+    if dtype.kind in "biu":
+        return np.dtype(np.float64)
+    if dtype not in (np.float32, np.float64):
+        raise TypeError(f"the fused backend computes in float32 or float64, not {dtype}; "
+                        "use the numpy backend for other types")
+    return dtype
+
+
+def operands(*values) -> tuple[list[np.ndarray], tuple, np.dtype]:
+    """Elementwise inputs as C-contiguous arrays of one shape (broadcast if needed) and of
+    one float dtype, with that shape and dtype."""
+    dtype = float_dtype(*values)
+    shape = np.broadcast_shapes(*(np.shape(v) for v in values))
+    return [operand(v, shape, dtype) for v in values], shape, dtype
+
+
+def operand(value, shape: tuple, dtype=None) -> np.ndarray:
+    """``value`` as a C-contiguous array of ``shape``; converted to ``dtype`` only when it is
+    not already float32 or float64 (a float64 upstream gradient stays float64, as in numpy)."""
+    a = np.asarray(value)
+    if a.dtype.kind not in "f" or a.dtype not in (np.float32, np.float64):
+        if a.dtype.kind == "c":
+            float_dtype(a)  # raises TypeError
+        a = a.astype(dtype or np.float64)
+    if a.shape != shape:
+        a = np.broadcast_to(a, shape)
+    return a if a.flags.c_contiguous else a.copy(order="C")  # (np.ascontiguousarray makes 0-d 1-d)
+
+
+def result(a: np.ndarray):
+    """What a method returns: a numpy scalar for 0-d input, as numpy does, else the array."""
+    return a[()] if a.ndim == 0 else a
+
+
+class Kernel:
+    """One loop, compiled lazily twice: serially for small arrays, over all cores for large ones.
+
+    For large arrays the faster of the two is learned from the calls themselves (time per
+    element, a moving average; the slower one is tried again every ``RETRY`` calls): on a
+    machine whose other cores are busy, waiting for a thread to be scheduled costs more than
+    the loop, and the serial loop wins.
+
+    Parameters
+    ----------
+    fn : function
+        Plain Python with ``nb.prange`` loops; numba compiles it per argument types.
+    """
+
+    RETRY = 100
+
+    def __init__(self, fn):
+        require()
+        cache = os.path.isfile(fn.__code__.co_filename)  # generated files only; in-memory classes cannot
+        options = {"error_model": "numpy", "cache": cache, "fastmath": _CONTRACT}
+        self.serial = nb.njit(**options)(fn)
+        self.parallel = nb.njit(parallel=True, **options)(fn)
+        self.__doc__ = fn.__doc__
+        self.calls = 0
+        self.seconds: dict[bool, float] = {}  # parallel or not -> moving average of seconds per element
+        self.compiled: set[bool] = set()
+
+    def __call__(self, size: int, *args):
+        if size < PARALLEL_MIN:
+            return self.serial(*args)
+        self.calls += 1
+        variant = self._choose()
+        start = time.perf_counter()
+        result = (self.parallel if variant else self.serial)(*args)
+        per_element = (time.perf_counter() - start) / size
+        if variant in self.compiled:  # the first call of each compiles: not a sample
+            self.seconds[variant] = 0.7 * self.seconds.get(variant, per_element) + 0.3 * per_element
+        self.compiled.add(variant)
+        return result
+
+    def _choose(self) -> bool:
+        """True: the parallel loop."""
+        if self.calls <= 4:  # both, twice each (the first call of each compiles)
+            return self.calls % 2 == 1
+        parallel, serial = self.seconds.get(True, 0.0), self.seconds.get(False, 0.0)
+        faster = parallel <= serial
+        return (not faster) if self.calls % self.RETRY == 0 else faster
+
+
+# -- runtime: elementary functions LLVM can vectorize ------------------------------------------
+_LOG2E = 1.4426950408889634
+_LN2_HI = 6.93147180369123816490e-01
+_LN2_LO = 1.90821492927058770002e-10
+_SQRT2 = 1.4142135623730951
+#: fdlibm's log: log(1 + f) = f - f**2/2 + s*(f**2/2 + R(s**2)), s = f/(2 + f)
+_LG = (6.666666666666735130e-01, 3.999999999940941908e-01, 2.857142874366239149e-01,
+       2.222219843214978396e-01, 1.818357216161805012e-01, 1.531383769920937332e-01,
+       1.479819860511658591e-01)
+
+#: The only fast-math flag of kernels and functions: fused multiply-adds (one rounding instead
+#: of two), never less accurate.  Sums over a row are reassociated in :func:`row_sum` alone.
+_CONTRACT = {"contract"}
+
+if nb is not None:
+    @_intrinsic
+    def _as_float(typingctx, bits):
+        """The float64 whose bits are the int64 ``bits`` (a register move, no call)."""
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], _ir.DoubleType())
+        return _types.float64(_types.int64), codegen
+
+    @_intrinsic
+    def _as_bits(typingctx, value):
+        """The int64 bits of the float64 ``value``."""
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], _ir.IntType(64))
+        return _types.int64(_types.float64), codegen
+
+    @nb.njit(error_model="numpy", cache=True, inline="always", fastmath=_CONTRACT)
+    def _taylor(r):
+        """1 + r + r**2/2! + ... + r**13/13!"""
+        p = 1.0 / 6227020800.0
+        p = p * r + 1.0 / 479001600.0
+        p = p * r + 1.0 / 39916800.0
+        p = p * r + 1.0 / 3628800.0
+        p = p * r + 1.0 / 362880.0
+        p = p * r + 1.0 / 40320.0
+        p = p * r + 1.0 / 5040.0
+        p = p * r + 1.0 / 720.0
+        p = p * r + 1.0 / 120.0
+        p = p * r + 1.0 / 24.0
+        p = p * r + 1.0 / 6.0
+        p = p * r + 0.5
+        return p * r * r + r + 1.0
+
+    @nb.njit(error_model="numpy", cache=True, inline="always", fastmath=_CONTRACT)
+    def exp_(x):
+        """exp(x) to about 1 ulp: x = k*ln2 + r, exp(r) by its Taylor series, 2**k from bits
+        (in two halves, so that subnormal results come out right); inf and 0 at the ends."""
+        x = np.float64(x)
+        c = min(max(x, -746.0), 710.0)
+        k = np.floor(c * _LOG2E + 0.5)
+        r = (c - k * _LN2_HI) - k * _LN2_LO
+        ki = np.int64(k)
+        k1 = ki >> 1
+        scale = _as_float((k1 + 1023) << 52) * _as_float((ki - k1 + 1023) << 52)
+        return _taylor(r) * scale if x == x else x
+
+    @nb.njit(error_model="numpy", cache=True, inline="always", fastmath=_CONTRACT)
+    def _expm1_small(r):
+        """exp(r) - 1 for |r| <= ln(2)/2, by its Taylor series (no cancellation)."""
+        p = 1.0 / 6227020800.0
+        p = p * r + 1.0 / 479001600.0
+        p = p * r + 1.0 / 39916800.0
+        p = p * r + 1.0 / 3628800.0
+        p = p * r + 1.0 / 362880.0
+        p = p * r + 1.0 / 40320.0
+        p = p * r + 1.0 / 5040.0
+        p = p * r + 1.0 / 720.0
+        p = p * r + 1.0 / 120.0
+        p = p * r + 1.0 / 24.0
+        p = p * r + 1.0 / 6.0
+        p = p * r + 0.5
+        return p * r * r + r
+
+    @nb.njit(error_model="numpy", cache=True, inline="always", fastmath=_CONTRACT)
+    def _expm1_bounded(x):
+        """exp(x) - 1 for |x| <= 45 without cancellation: x = k*ln2 + r, 2**k*expm1(r) + (2**k - 1)
+        (k = 0 and r = x near 0)."""
+        c = min(max(x, -45.0), 45.0)
+        k = np.floor(c * _LOG2E + 0.5)
+        r = (c - k * _LN2_HI) - k * _LN2_LO
+        scale = _as_float((np.int64(k) + 1023) << 52)
+        return scale * _expm1_small(r) + (scale - 1.0)
+
+    @nb.njit(error_model="numpy", cache=True, inline="always", fastmath=_CONTRACT)
+    def expm1_(x):
+        """exp(x) - 1 without cancellation near 0 (both forms computed, one selected: SIMD)."""
+        x = np.float64(x)
+        bounded = _expm1_bounded(x)
+        large = exp_(x) - 1.0
+        return bounded if abs(x) <= 45.0 else large
+
+    @nb.njit(error_model="numpy", cache=True, inline="always", fastmath=_CONTRACT)
+    def log_(x):
+        """log(x) to about 1 ulp (fdlibm's method); -inf at 0, nan below, subnormals scaled."""
+        x = np.float64(x)
+        tiny = x < 2.2250738585072014e-308
+        y = x * 18014398509481984.0 if tiny else x  # 2**54
+        bits = _as_bits(y)
+        e = ((bits >> 52) & 0x7FF) - 1023 - (54 if tiny else 0)
+        m = _as_float((bits & 0xFFFFFFFFFFFFF) | (1023 << 52))
+        big = m > _SQRT2
+        m = m * 0.5 if big else m
+        k = np.float64(e + 1 if big else e)
+        f = m - 1.0
+        s = f / (2.0 + f)
+        z = s * s
+        w = z * z
+        t1 = w * (_LG[1] + w * (_LG[3] + w * _LG[5]))
+        t2 = z * (_LG[0] + w * (_LG[2] + w * (_LG[4] + w * _LG[6])))
+        hfsq = 0.5 * f * f
+        value = k * _LN2_HI - ((hfsq - (s * (hfsq + t1 + t2) + k * _LN2_LO)) - f)
+        value = -np.inf if x == 0.0 else value
+        value = np.nan if x < 0.0 else value
+        return x if (x == np.inf) | (x != x) else value
+
+    @nb.njit(error_model="numpy", cache=True, inline="always", fastmath=_CONTRACT)
+    def log1p_(u):
+        """log(1 + u), accurate near 0: log(m) corrected by the rounding of m = 1 + u."""
+        u = np.float64(u)
+        m = 1.0 + u
+        plain = log_(m)
+        corrected = plain + (u - (m - 1.0)) / m
+        return plain if (m == 0.0) | (m == np.inf) else corrected
+
+    @nb.njit(error_model="numpy", cache=True, inline="always", fastmath=_CONTRACT)
+    def tanh_(x):
+        """tanh(x) = expm1(2|x|)/(expm1(2|x|) + 2) with the sign of x; +-1 beyond |x| = 20."""
+        x = np.float64(x)
+        a = min(abs(x), 20.0)
+        e = _expm1_bounded(2.0 * a)
+        t = e / (e + 2.0)
+        return -t if x < 0 else (t if x == x else x)
+
+    @nb.njit(error_model="numpy", cache=True, inline="always", fastmath=_CONTRACT)
+    def softplus_(x):
+        """log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|)): np.logaddexp(0, x)."""
+        x = np.float64(x)
+        return max(x, 0.0) + log1p_(exp_(-abs(x))) if x == x else x
+
+    @nb.njit(error_model="numpy", cache=True, fastmath={"reassoc", "contract"})
+    def row_sum(w, n):
+        """w[0] + ... + w[n-1], reassociated as numpy's pairwise sum is (so LLVM uses SIMD)."""
+        total = 0.0
+        for j in range(n):
+            total += w[j]
+        return total
+
+    @nb.njit(error_model="numpy", cache=True, fastmath={"reassoc", "nnan", "nsz"})
+    def row_max(w, n):
+        """max(w[0], ..., w[n-1]) (a nan in w reaches the results through the sums that use it)."""
+        top = -np.inf
+        for j in range(n):
+            top = w[j] if w[j] > top else top
+        return top
+
+    @nb.njit(error_model="numpy", cache=True, inline="always", fastmath=_CONTRACT)
+    def maximum_(a, b):
+        """np.maximum: nan if either is nan."""
+        return a if (a > b or a != a) else b
+
+    @nb.njit(error_model="numpy", cache=True, inline="always", fastmath=_CONTRACT)
+    def minimum_(a, b):
+        """np.minimum: nan if either is nan."""
+        return a if (a < b or a != a) else b
+
+
+# -- printing kernel code -------------------------------------------------------------------------
+_FAST = {"exp": "exp_", "expm1": "expm1_", "log": "log_", "log1p": "log1p_", "tanh": "tanh_"}
+_MATH = {"sinh": "sinh", "cosh": "cosh", "sin": "sin", "cos": "cos", "tan": "tan", "atan": "atan",
+         "asinh": "asinh", "atanh": "atanh"}
+
+
+class FusedPrinter(NumpyLayerPrinter):
+    """Prints one element of an expression inside a kernel loop: the fast functions of this
+    module (``_fused.exp_``), ``a if c else b`` for ``where``, ``math`` for the rest."""
+
+    def _print_Function(self, e):
+        name = type(e).__name__
+        args = ", ".join(self._print(a) for a in e.args)
+        if name in _FAST:
+            return f"_fused.{_FAST[name]}({args})"
+        if name in _MATH:
+            return f"math.{_MATH[name]}({args})"
+        if name == "Abs":
+            return f"abs({args})"
+        if name == "sign":
+            return f"np.sign({args})"
+        raise GenerationError(f"the fused backend has no kernel for '{name}' (in {e})")
+
+    def _print_softplus(self, e):
+        return f"_fused.softplus_({self._print(e.args[0])})"
+
+    def _print_Max(self, e):
+        return self._fold_fn("_fused.maximum_", e.args)
+
+    def _print_Min(self, e):
+        return self._fold_fn("_fused.minimum_", e.args)
+
+    def _fold_fn(self, fn: str, args) -> str:
+        text = self._print(args[0])
+        for a in args[1:]:
+            text = f"{fn}({text}, {self._print(a)})"
+        return text
+
+    def _print_Piecewise(self, e):
+        *branches, (last, cond) = e.args
+        if cond != sympy.true:
+            raise GenerationError(f"a piecewise expression needs a final 'otherwise' branch: {e}")
+        if len(branches) == 1 and branches[0][0] == 1 and last == 0:
+            return self._print(branches[0][1])
+        text = self._print(last)
+        for value, c in reversed(branches):
+            text = f"({self._print(value)} if {self._print(c)} else {text})"
+        return text
+
+    def _print_ArrayOp(self, e):  # pragma: no cover - the planner never leaves one in a kernel
+        raise GenerationError(f"no kernel form for {type(e).__name__}")
+
+
+for _name in _NUMPY_NAMES:
+    setattr(FusedPrinter, f"_print_{_name}", FusedPrinter._print_Function)
+
+
+# -- the generated class: shared pieces -----------------------------------------------------------
+INDENT = "    "
+
+
+@dataclass
+class Parts:
+    """What a backend contributes to the generated module and class (see ``codegen.generate``)."""
+
+    imports: list[str]
+    definitions: list[str]
+    state: list[str]
+    forward: list[str]
+    backward: list[str]
+    methods: list[str]
+
+
+def parts(derivation) -> Parts:
+    """The fused module's imports, kernels, and the bodies of ``forward`` and ``backward``.
+
+    Complex input (the checker's complex step) runs the numpy backend's ``forward``, kept as
+    ``_forward_numpy``: the kernels compute in float32 and float64 only.
+    """
+    require()
+    from . import codegen
+
+    spec = derivation.spec
+    builder = _RowBuilder(derivation) if spec.is_array else _FlatBuilder(derivation)
+    arguments = [s.name for s in (*spec.inputs, *spec.constants)]
+    values = [*arguments, *codegen.param_refs(spec).values()]
+    forward = [f"if _fused.is_complex({', '.join(values)}):  # complex step: numpy, not the kernels",
+               f"{INDENT}return self._forward_numpy({', '.join(arguments)})", *builder.forward()]
+    methods = ["", f"{INDENT}def _forward_numpy(self, {', '.join(arguments)}):",
+               f'{INDENT * 2}"""The numpy backend\'s forward, for complex values."""',
+               *[INDENT * 2 + line for line in codegen.forward_lines(derivation)]]
+    imports = ["import math", "", "import numba as nb", "import numpy as np", "",
+               "from symbackprop import fused as _fused"]
+    return Parts(imports, builder.definitions, ["self._buffers = {}  # work arrays kept between calls"],
+                 forward, builder.backward(), methods)
+
+
+_COMPILED: dict = {}  # (id of a derivation, backend) -> (weak reference to it, its class)
+
+
+def memoized(derivation, backend: str, make) -> type:
+    """The class compiled for ``derivation`` by ``make()``, once per derivation and backend
+    (kept beside the derivation, not in it: a derivation is pickled by the cache)."""
+    key = (id(derivation), backend)
+    ref, cls = _COMPILED.get(key, (None, None))
+    if ref is None or ref() is not derivation:
+        cls = make()
+        _COMPILED[key] = (weakref.ref(derivation, lambda _: _COMPILED.pop(key, None)), cls)
+    return cls
+
+
+def is_complex(*values) -> bool:
+    """Is any of ``values`` complex (then the numpy code runs, not the kernels)?"""
+    return any(np.iscomplexobj(v) for v in values)
+
+
+def _kernel_def(fname: str, params: list[str], body: list[str], doc: str) -> list[str]:
+    """A module-level kernel: plain Python with ``nb.prange``, wrapped in :class:`Kernel`."""
+    return ["", "", f"def {fname}({', '.join(params)}):", f'{INDENT}"""{doc}"""',
+            *[INDENT + line for line in body], "", "", f"{fname} = _fused.Kernel({fname})"]
+
+
+def _store(ref: str, name: str, shape: str, dtype: str) -> str:
+    return f'{name} = _fused.buffer(self._buffers, "{ref}", {shape}, {dtype})'
+
+
+# -- elementwise layers: one flat loop per pass ----------------------------------------------------
+class _FlatBuilder:
+    """Elementwise layers: every array has the shape of the inputs; each pass is one loop over
+    the flattened arrays."""
+
+    def __init__(self, derivation):
+        from . import codegen
+
+        self.codegen = codegen
+        self.d = derivation
+        self.spec = derivation.spec
+        self.definitions: list[str] = []
+        self.masks = {c.symbol for c in derivation.cache if c.mask}
+
+    def _kernel(self, fname: str, pairs, reads, writes, doc: str) -> None:
+        used = set().union(*(e.free_symbols for _, e in pairs)) if pairs else set()
+        reserved = {s.name for s in (*reads, *writes)} | {s.name for s, _ in pairs}
+        body = [f"for _k in nb.prange(_a_{writes[0].name}.shape[0]):"]
+        loop = [f"{s.name} = _a_{s.name}[_k]" for s in reads if s in used]
+        loop += self.codegen._statements(pairs, FusedPrinter(), reserved)
+        loop += [f"_a_{s.name}[_k] = {s.name}" for s in writes]
+        body += [INDENT + line for line in loop]
+        params = [f"_a_{s.name}" for s in (*reads, *writes)]
+        self.definitions += _kernel_def(fname, params, body, doc)
+
+    def forward(self) -> list[str]:
+        spec = self.spec
+        pairs = self.codegen._forward_pairs(self.d)
+        computed = [s for s, _ in pairs]
+        cached = [c.symbol for c in self.d.cache]
+        writes = [spec.output] + [s for s in cached if s in computed and s != spec.output]
+        self._kernel("_forward", pairs, list(spec.inputs), writes,
+                     f"{spec.name}.forward: the output and the cache in one sweep.")
+        names = [s.name for s in spec.inputs]
+        lines = [f"({', '.join(names)},), _shape, _dtype = _fused.operands({', '.join(names)})"]
+        lines += [f"self.{c} = None" for c in self.d.cache_names]
+        lines += [_store(s.name, s.name, "_shape", "np.bool_" if s in self.masks else "_dtype") for s in writes]
+        args = ", ".join(f"{s.name}.reshape(-1)" for s in (*spec.inputs, *writes))
+        lines.append(f"_forward({writes[0].name}.size, {args})")
+        lines += [f"self.{c} = {c}" for c in self.d.cache_names]
+        lines.append(f"return _fused.result({spec.output.name})")
+        return lines
+
+    def backward(self) -> list[str]:
+        d = self.d
+        pairs = [(c.symbol, c.expr) for c in d.recompute] + list(d.steps)
+        used = set().union(*(e.free_symbols for _, e in pairs))
+        floats = [c.symbol for c in d.cache if not c.mask and c.symbol in used]
+        masks = [c.symbol for c in d.cache if c.mask and c.symbol in used]
+        grads = [s for s, _ in d.steps if s.name in {f"d{n}" for n in d.spec.input_names}]
+        grads.sort(key=lambda s: d.spec.input_names.index(s.name[1:]))
+        reads = [d.dout, *floats, *masks]
+        self._kernel("_backward", pairs, reads, grads, f"{d.spec.name}.backward: every input's gradient in one sweep.")
+        local = {s: f"_c_{s.name}" for s in floats}
+        lines = [f"({', '.join(['dout', *local.values()])},), _shape, _dtype = "
+                 f"_fused.operands({', '.join(['dout', *[f'self.{s.name}' for s in floats]])})"]
+        lines += [_store(g.name, g.name, "_shape", "_dtype") for g in grads]
+        sources = ["dout", *local.values(), *[f"self.{s.name}" for s in masks], *[g.name for g in grads]]
+        lines.append(f"_backward({grads[0].name}.size, {', '.join(f'{a}.reshape(-1)' for a in sources)})")
+        lines.append("return " + ", ".join(f"_fused.result({g.name})" for g in grads))
+        return lines
+
+
+# -- array layers: matrix products by BLAS, the rest as loops over rows ----------------------------
+_ROW_ATOMS = (arrays.Softmax, arrays.LogSoftmax, arrays.LogSumExp, arrays.ReduceSum, arrays.ReduceMean,
+              arrays.ReduceMax)
+_TOTALS = (arrays.ReduceSum, arrays.ReduceMean, arrays.ReduceMax)
+
+
+@dataclass
+class _Statement:
+    """``symbol = expr`` inside a row kernel; kind ``elem`` (an element per (i, j)), ``row``
+    (one value per row) or ``total`` (a scalar summed over every row)."""
+
+    symbol: sympy.Symbol
+    expr: sympy.Expr
+    kind: str
+    shape: tuple
+
+
+@dataclass
+class _Group:
+    """Consecutive statements over one 2-D domain ``(R, C)``: one kernel."""
+
+    domain: tuple
+    statements: list
+
+
+class _RowBuilder:
+    """Array layers: each statement is either numpy (matrix products, reductions down the
+    columns, anything not over rows) or part of a kernel over the rows of a 2-D domain."""
+
+    def __init__(self, derivation):
+        from . import codegen
+
+        self.codegen = codegen
+        self.d = derivation
+        self.spec = derivation.spec
+        self.definitions: list[str] = []
+        self.shapes = dict(self.spec.shapes)
+        self.shapes[derivation.dout] = self.spec.shapes[self.spec.output]
+        self.fresh = (f"_m{i}" for i in itertools.count())
+        self.kernels = itertools.count()
+
+    # -- planning: which statements fuse ------------------------------------------------------
+    def _axes(self, atom) -> tuple[int, ...]:
+        ndim = len(arrays.shape_of(atom.args[0], self.shapes))
+        axes = (int(atom.args[1]),) if isinstance(atom, (arrays.Softmax, arrays.LogSoftmax)) else atom.axes
+        return tuple(sorted(a % ndim for a in axes)) if axes else tuple(range(ndim))
+
+    def _fusable_atom(self, atom) -> bool:
+        """A reduction or softmax along the rows of a 2-D operand, or a sum over everything."""
+        if not isinstance(atom, _ROW_ATOMS) or len(arrays.shape_of(atom.args[0], self.shapes)) != 2:
+            return False
+        axes = self._axes(atom)
+        return axes == (1,) or (axes == (0, 1) and isinstance(atom, _TOTALS) and not atom.keepdims)
+
+    def _extract(self, expr, numpy_steps: list):
+        """``expr`` with every part a kernel cannot compute (matrix products, column sums, ...)
+        replaced by a temporary computed by numpy first."""
+        if isinstance(expr, arrays.ArrayOp):
+            if self._fusable_atom(expr):
+                return expr.func(self._extract(expr.args[0], numpy_steps), *expr.args[1:])
+            name = arrays.ArrayVar(next(self.fresh), real=True)
+            self.shapes[name] = arrays.shape_of(expr, self.shapes)
+            numpy_steps.append((name, expr))
+            return name
+        if not expr.args or isinstance(expr, sympy.Symbol):
+            return expr
+        return expr.func(*[self._extract(a, numpy_steps) for a in expr.args])
+
+    def _leaf_shapes(self, expr) -> list[tuple]:
+        return [tuple(self.shapes.get(s, ())) for s in expr.free_symbols]
+
+    def _domain(self, expr) -> tuple | None:
+        """The 2-D shape a fusable expression runs over, or None."""
+        atoms = [a for a in expr.atoms(arrays.ArrayOp)]
+        shapes = [tuple(arrays.shape_of(a.args[0], self.shapes)) for a in atoms] + self._leaf_shapes(expr)
+        try:
+            domain = arrays.broadcast(*shapes) if shapes else ()
+        except Exception:  # noqa: BLE001 - shapes the planner cannot follow stay numpy
+            return None
+        if len(domain) != 2 or sympy.S.One in domain:
+            return None
+        if any(tuple(arrays.shape_of(a.args[0], self.shapes)) != domain for a in atoms):
+            return None
+        return domain
+
+    def _kind(self, expr, shape: tuple, domain: tuple) -> str | None:
+        rows, cols = domain
+        if shape == domain:
+            totals = [a for a in expr.atoms(*_TOTALS) if self._axes(a) == (0, 1)]
+            return None if totals else "elem"
+        if shape in ((rows, sympy.S.One), (rows,)):
+            bare = expr.xreplace({a: sympy.Symbol("_r") for a in expr.atoms(*_ROW_ATOMS)})
+            leaves = self._leaf_shapes(bare)
+            return "row" if all(s in ((), shape, (1,), (1, 1)) for s in leaves) else None
+        if shape == ():
+            bare = expr.xreplace({a: sympy.Symbol("_r") for a in expr.atoms(*_TOTALS) if self._axes(a) == (0, 1)})
+            if bare.atoms(arrays.ArrayOp) or any(self._leaf_shapes(bare)):
+                return None
+            return "total"
+        return None
+
+    def plan(self, pairs) -> list:
+        """Statements in order: ``("numpy", symbol, expr)`` or a :class:`_Group`."""
+        steps: list = []
+        for symbol, expr in pairs:
+            shape = tuple(arrays.shape_of(expr, self.shapes))
+            self.shapes.setdefault(symbol, shape)
+            numpy_steps: list = []
+            reduced = self._extract(expr, numpy_steps)
+            domain = self._domain(reduced) if not isinstance(reduced, sympy.Symbol) or not numpy_steps else None
+            if domain is None and not numpy_steps and steps and isinstance(steps[-1], _Group):
+                domain = steps[-1].domain  # one value per row of the kernel before (std = sqrt(var + eps))
+                domain = domain if self._kind(reduced, shape, domain) == "row" else None
+            kind = self._kind(reduced, shape, domain) if domain else None
+            if kind is None:
+                self.shapes.update({s: arrays.shape_of(e, self.shapes) for s, e in numpy_steps})
+                steps.append(("numpy", symbol, expr))
+                continue
+            steps += [("numpy", s, e) for s, e in numpy_steps]
+            statement = _Statement(symbol, reduced, kind, shape)
+            if steps and isinstance(steps[-1], _Group) and steps[-1].domain == domain:
+                steps[-1].statements.append(statement)
+            else:
+                steps.append(_Group(domain, [statement]))
+        return steps
+
+    # -- kernels ---------------------------------------------------------------------------------
+    def _index(self, shape: tuple, domain: tuple, row: bool) -> str | None:
+        """How a kernel reads an array of ``shape`` at element (_i, _j), or at row _i."""
+        rows, cols = domain
+        if not shape:
+            return None
+        first = {rows: "_i", sympy.S.One: "0"}
+        last = {sympy.S.One: "0"} if row else {cols: "_j", sympy.S.One: "0"}
+        if len(shape) == 1:
+            return (first if row else last)[shape[0]]
+        return f"{first[shape[0]]}, {last[shape[1]]}"
+
+    def emit(self, group: _Group, keep: set, names: dict) -> list[str]:
+        """The kernel of ``group`` (added to the module) and the lines that call it."""
+        kernel = _RowKernel(self, group, keep)
+        fname = f"_rows{next(self.kernels)}"
+        doc = f"{self.spec.name}: {', '.join(s.symbol.name for s in group.statements)}, row by row."
+        self.definitions += _kernel_def(fname, kernel.params(), kernel.body(), doc)
+        return kernel.call(fname, NumpyLayerPrinter(names))
+
+    def method(self, pairs, keep: set, names: dict, returns: list[str]) -> list[str]:
+        """Body lines of ``forward`` or ``backward`` from its statements."""
+        steps = self.plan(pairs)
+        lines: list[str] = []
+        printer = NumpyLayerPrinter(names)
+        reserved = set(self.codegen.names_of(self.d)) | {s.name for s, _ in pairs} | {"dout"}
+        for k, step in enumerate(steps):
+            if isinstance(step, _Group):
+                later = set().union(*(_uses(s) for s in steps[k + 1:])) if k + 1 < len(steps) else set()
+                lines += self.emit(step, keep | later, names)
+            else:
+                _, symbol, expr = step
+                lines += self._numpy_lines(symbol, expr, printer, reserved)
+        return self.codegen._guarded(lines) + returns
+
+    def _numpy_lines(self, symbol, expr, printer, reserved) -> list[str]:
+        """A statement numpy computes; a matrix product of named arrays writes into a kept buffer."""
+        a, b = expr.args if isinstance(expr, arrays.Matmul) else (None, None)
+        named = all(isinstance(x, sympy.Symbol) or (isinstance(x, arrays.Transposed) and isinstance(x.args[0], sympy.Symbol))
+                    for x in (a, b)) if a is not None else False
+        target = printer.doprint(symbol)
+        if not named:
+            return self.codegen._statements([(symbol, expr)], printer, reserved)
+        left, right = printer.doprint(a), printer.doprint(b)
+        out = (f'_fused.buffer(self._buffers, "{symbol.name}", ({left}.shape[0], {right}.shape[1]), '
+               f"np.result_type({left}, {right}))")
+        return [f"{target} = np.matmul({left}, {right}, out={out})"]
+
+    def forward(self) -> list[str]:
+        d, spec, cg = self.d, self.spec, self.codegen
+        pairs = cg._forward_pairs(d)
+        params = cg.param_refs(spec)
+        dims = cg._forward_dims(d, pairs)
+        head = cg._dim_bindings(spec, [x for x in dims if x in spec.dims], params) + cg._onehot_labels(spec)
+        head += [f"self.{c} = None" for c in d.cache_names]
+        stored = [*d.cache_names, *(x.name for x in d.dims_used)]
+        keep = {c.symbol for c in d.cache} | {spec.output}
+        tail = [f"self.{n} = {n}" for n in stored] + [f"return {spec.output.name}"]
+        return head + self.method(pairs, keep, dict(params), tail)
+
+    def backward(self) -> list[str]:
+        d, spec, cg = self.d, self.spec, self.codegen
+        names = {c.symbol: f"self.{c.symbol.name}" for c in d.cache}
+        names.update({s: f"self.{s.name}" for s in d.dims_used})
+        names.update(cg.param_refs(spec))
+        names.update(cg.grad_refs(spec))
+        pairs = [(c.symbol, c.expr) for c in d.recompute] + list(d.steps)
+        grads = {f"d{n}" for n in spec.input_names} | {f"d{p.name}" for p in spec.params}
+        keep = {s for s, _ in d.steps if s.name in grads}
+        returns = [f"return {', '.join(f'd{n}' for n in spec.input_names)}"]
+        handed_out = {f"d{n}" for n in spec.input_names} | set(cg.grad_refs(spec).values())
+        release = [f"{ref} = None" for ref in dict.fromkeys(cg.grad_refs(spec).values())]  # their buffers may be reused
+        return release + [cg._fresh(line, handed_out) for line in self.method(pairs, keep, names, returns)]
+
+
+def _uses(step) -> set:
+    if isinstance(step, _Group):
+        return set().union(*(s.expr.free_symbols for s in step.statements))
+    return set(step[2].free_symbols)
+
+
+class _RowKernel:
+    """One kernel over the rows of a domain ``(R, C)``: for each row ``_i`` (on all cores), the
+    row reductions it needs (each a loop over ``_j`` in the L1 cache), then one loop writing the
+    row's elements; sums over everything leave one partial sum per row."""
+
+    def __init__(self, builder: _RowBuilder, group: _Group, keep: set):
+        self.b = builder
+        self.domain = group.domain
+        self.group = group
+        defined = {s.symbol for s in group.statements}
+        self.outputs = [s for s in group.statements if s.kind != "total" and s.symbol in keep]
+        self.totals = [s for s in group.statements if s.kind == "total"]
+        reads = set().union(*(s.expr.free_symbols for s in group.statements)) - defined
+        self.reads = sorted(reads, key=lambda s: s.name)
+        self.arrays = [s for s in self.reads if builder.shapes.get(s, ())]
+        self.partials: list[tuple[str, sympy.Basic]] = []  # (name, full reduction)
+        self.lines: list[str] = []
+        self._emit()
+
+    def params(self) -> list[str]:
+        return (["_rows", "_cols"] + [_param(s, self.b.shapes) for s in self.reads]
+                + [f"_o_{s.symbol.name}" for s in self.outputs] + [name for name, _ in self.partials]
+                + (["_scratch"] if self.slots else []))
+
+    def body(self) -> list[str]:
+        work = [INDENT + "_w = _scratch[nb.get_thread_id()]"] if self.slots else []
+        return ["for _i in nb.prange(_rows):", *work, *[INDENT + line for line in self.lines]]
+
+    # -- the loop body ---------------------------------------------------------------------------
+    def _emit(self) -> None:
+        self.subs: dict = {}        # elementwise values not kept: inlined where used
+        self.row_values: dict = {}  # row reductions already computed in this row: atom -> name
+        self.written: set = set()   # kept elementwise values already stored for this row
+        self.pending: list[str] = []     # the body of the next loop over the row
+        self.after: list[str] = []       # ... the lines after it (reductions of its work rows)
+        self.pending_syms: set = set()   # kept values the next loop computes
+        self.unfinished: set = set()     # reductions the next loop computes
+        self.total_exprs: dict = {}
+        self.slots = 0                   # work rows of the reductions
+        self.counter = itertools.count()
+        for s in self.group.statements:
+            expr = s.expr.xreplace(self.subs)
+            if s.kind == "elem" and s not in self.outputs:
+                self.subs[s.symbol] = expr
+            elif s.kind == "elem":
+                expr = self._rowwise(expr)
+                self._wait_for(expr)
+                self.pending.append(f"{s.symbol.name} = {self._print(expr, row=False)}")
+                self.pending.append(f"_o_{s.symbol.name}[_i, _j] = {s.symbol.name}")
+                self.pending_syms.add(s.symbol)
+            elif s.kind == "row":
+                expr = self._rowwise(expr)
+                self._wait_for(expr)
+                self._flush()
+                self.lines.append(f"{s.symbol.name} = {self._print(expr, row=True)}")
+                self.row_values[s.symbol] = s.symbol.name
+                if s in self.outputs:
+                    self.lines.append(f"_o_{s.symbol.name}[{'_i, 0' if len(s.shape) == 2 else '_i'}] = {s.symbol.name}")
+            else:
+                self.total_exprs[s.symbol] = expr
+                self._total(expr)
+        self._flush()
+
+    def _flush(self) -> None:
+        """Write out the pending loop over the row (one pass over its elements)."""
+        if self.pending:
+            self.lines += ["for _j in range(_cols):", *[INDENT + line for line in self.pending]]
+        self.lines += self.after
+        self.written |= self.pending_syms
+        self.pending, self.after, self.pending_syms, self.unfinished = [], [], set(), set()
+
+    def _wait_for(self, expr) -> None:
+        """Close the pending loop if ``expr`` needs a reduction that loop computes."""
+        if {s.name for s in expr.free_symbols} & self.unfinished:
+            self._flush()
+
+    def _loop(self, reduce: str, name: str, element) -> None:
+        """``name = reduce(element over the row)``: the pending loop writes the elements to a
+        work row of this thread (SIMD, exact functions), ``row_sum``/``row_max`` reduce it."""
+        self._wait_for(element)
+        row = self._row_of(element)
+        if row is None:
+            row = f"_w[{self.slots}]"
+            self.pending.append(f"{row[:-1]}, _j] = {self._print(element, row=False)}")
+            self.slots += 1
+        self.after.append(f"{name} = _fused.{reduce}({row}, _cols)")
+        self.unfinished.add(name)
+
+    def _row_of(self, element) -> str | None:
+        """Row ``_i`` of an array already in memory, when ``element`` is one (no copy needed)."""
+        if not isinstance(element, sympy.Symbol) or element in self.pending_syms:
+            return None
+        if element in self.written:
+            return f"_o_{element.name}[_i]"
+        if element in self.reads and tuple(self.b.shapes.get(element, ())) == tuple(self.domain):
+            return f"_a_{element.name}[_i]"
+        return None
+
+    def _reduce(self, kind: type, element) -> str:
+        """A row reduction of ``element``; returns the local name of its value."""
+        key = (kind, element)
+        if key in self.row_values:
+            return self.row_values[key]
+        n = next(self.counter)
+        name = f"_r{n}"
+        if kind in (arrays.ReduceMax,) or kind is max:
+            self._loop("row_max", name, element)
+        elif kind is arrays.LogSumExp:
+            top = sympy.Symbol(self._reduce(max, element), real=True)
+            self._wait_for(top)
+            self._loop("row_sum", f"_s{n}", sympy.exp(element - top))
+            self.after.append(f"{name} = {top} + _fused.log_(_s{n})")
+        else:
+            self._loop("row_sum", name, element)
+            if kind is arrays.ReduceMean:
+                self.after.append(f"{name} = {name} / _cols")
+        self.unfinished.add(name)
+        self.row_values[key] = name
+        return name
+
+    def _rowwise(self, expr):
+        """``expr`` with each reduction along the rows replaced by its value for row ``_i``."""
+        if isinstance(expr, _ROW_ATOMS) and self.b._axes(expr) == (1,):
+            inner = self._rowwise(expr.args[0])
+            if isinstance(expr, (arrays.Softmax, arrays.LogSoftmax)):
+                lse = sympy.Symbol(self._reduce(arrays.LogSumExp, inner), real=True)
+                return sympy.exp(inner - lse) if isinstance(expr, arrays.Softmax) else inner - lse
+            return sympy.Symbol(self._reduce(type(expr), inner), real=True)
+        if not expr.args or isinstance(expr, sympy.Symbol):
+            return expr
+        return expr.func(*[self._rowwise(a) for a in expr.args])
+
+    def _total(self, expr) -> None:
+        """Partial sums per row of every reduction over all elements in ``expr``."""
+        for atom in sorted(expr.atoms(*_TOTALS), key=sympy.default_sort_key):
+            if self.b._axes(atom) != (0, 1):
+                continue
+            name = f"_p{len(self.partials)}"
+            kind = arrays.ReduceMax if isinstance(atom, arrays.ReduceMax) else arrays.ReduceSum
+            value = self._reduce(kind, self._rowwise(atom.args[0]))
+            self.after.append(f"{name}[_i] = {value}")
+            self.partials.append((name, atom))
+
+    def _print(self, expr, row: bool) -> str:
+        names = {}
+        for s in expr.free_symbols:
+            if s in self.pending_syms:
+                names[s] = s.name
+            elif s in self.written:
+                names[s] = f"_o_{s.name}[_i, _j]"
+            elif s in self.row_values:
+                names[s] = self.row_values[s]
+            elif s in self.b.shapes and self.b.shapes[s]:
+                names[s] = f"_a_{s.name}[{self.b._index(tuple(self.b.shapes[s]), self.domain, row)}]"
+            elif s in self.reads:
+                names[s] = f"_s_{s.name}"
+        return FusedPrinter(names).doprint(expr)
+
+    # -- the call -------------------------------------------------------------------------------
+    def call(self, fname: str, printer: NumpyLayerPrinter) -> list[str]:
+        refs = {s: printer.doprint(s) for s in self.reads}
+        shapes = ", ".join(f"np.shape({refs[s]})" for s in self.arrays)
+        lines = [f"_shape = np.broadcast_shapes({shapes})",
+                 f"_dtype = _fused.float_dtype({', '.join(refs[s] for s in self.arrays)})"]
+        for s in self.outputs:
+            shape = {"elem": "_shape", "row": "(_shape[0], 1)" if len(s.shape) == 2 else "(_shape[0],)"}[s.kind]
+            dtype = "np.bool_" if _is_boolean(s.expr) else "_dtype"
+            lines.append(_store(s.symbol.name, s.symbol.name, shape, dtype))
+        lines += [_store(name, name, "(_shape[0],)", "_dtype") for name, _ in self.partials]
+        if self.slots:
+            lines.append(f"_scratch = _fused.scratch(self._buffers, {self.slots}, _shape[1])")
+        args = ["_shape[0] * _shape[1]", "_shape[0]", "_shape[1]", *[refs[s] for s in self.reads],
+                *[s.symbol.name for s in self.outputs], *[name for name, _ in self.partials],
+                *(["_scratch"] if self.slots else [])]
+        lines.append(f"{fname}({', '.join(args)})")
+        lines += [f"{printer.doprint(s.symbol)} = {s.symbol.name}" for s in self.outputs
+                  if printer.doprint(s.symbol) != s.symbol.name]
+        for s in self.totals:
+            lines.append(f"{printer.doprint(s.symbol)} = {self._total_text(self.total_exprs[s.symbol], printer)}")
+        return lines
+
+    def _total_text(self, expr, printer) -> str:
+        """The scalar after the kernel: each reduction over everything from its partial sums."""
+        values = {}
+        for name, atom in self.partials:
+            placeholder = sympy.Symbol(f"_total_{name}", real=True)
+            values[atom] = placeholder
+            size = "" if not isinstance(atom, arrays.ReduceMean) else " / (_shape[0] * _shape[1])"
+            reduce = "np.max" if isinstance(atom, arrays.ReduceMax) else "np.sum"
+            printer.names[placeholder] = f"({reduce}({name}){size})"
+        return printer.doprint(expr.xreplace(values))
+
+
+def _param(symbol, shapes) -> str:
+    return f"_a_{symbol.name}" if shapes.get(symbol, ()) else f"_s_{symbol.name}"
+
+
+def _is_boolean(expr) -> bool:
+    return isinstance(expr, (sympy.core.relational.Relational, sympy.logic.boolalg.Boolean))

@@ -1,0 +1,101 @@
+"""Float32 in, float32 out, in both backends; the checker's float32 tolerance catches a float64
+result and a wrong formula, and passes float32 rounding."""
+from functools import lru_cache
+
+import numpy as np
+import pytest
+
+from symbackprop import catalog
+from symbackprop.check import dtype_check, dtype_tolerance
+from symbackprop.check_arrays import ArrayProblem
+from symbackprop.check_arrays import dtype_check as array_dtype_check
+
+NAMES = catalog.bundled_names()
+
+
+try:  # one spec per declaration across both files: the fused kernels compile once
+    from test_fused import spec
+except ImportError:  # pragma: no cover - run alone
+    @lru_cache(maxsize=None)
+    def spec(name):
+        return catalog.load(name)
+
+
+def _results(name, backend, dtype, labels=False):
+    """Every value a layer hands out (output, returned and stored gradients) for ``dtype`` input."""
+    s = spec(name)
+    derivation = s.derive()
+    cls = derivation.compile(backend)
+    if not s.is_array:
+        xs = [np.linspace(0.5, 2.0, 12, dtype=dtype).reshape(3, 4) for _ in s.inputs]
+        layer = cls()
+        grads = layer.backward(np.ones((3, 4), dtype)) if layer.forward(*xs) is not None else None
+        return [layer.forward(*xs), *(grads if isinstance(grads, tuple) else (grads,))]
+    problem = ArrayProblem(derivation, {d: 3 + i for i, d in enumerate(s.dims)}, 0)
+    values = {k: v.astype(dtype) for k, v in problem.values.items()}
+    if labels:  # integer class labels where one-hot rows are declared
+        values.update({t: np.argmax(problem.values[t], axis=-1) for kind, t, _ in s.assumptions if kind == "onehot"})
+    layer = cls(*[values[p] for p in s.params])
+    out = layer.forward(*[values[v] for v in (*s.inputs, *s.constants)])
+    dout = problem.dout.astype(dtype) if isinstance(problem.dout, np.ndarray) else 1.0
+    grads = layer.backward(dout)
+    stored = [layer.grads[p.name] if s.predict is not None else getattr(layer, f"d{p.name}") for p in s.params]
+    return [out, *(grads if isinstance(grads, tuple) else (grads,)), *stored]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_float32_in_float32_out(name, backend="numpy"):  # the fused backend: tests/test_fused.py
+    assert {np.asarray(v).dtype for v in _results(name, backend, np.float32)} == {np.dtype(np.float32)}
+    assert {np.asarray(v).dtype for v in _results(name, backend, np.float64)} == {np.dtype(np.float64)}
+
+
+@pytest.mark.parametrize("backend", ["numpy", "fused"])
+@pytest.mark.parametrize("name", ["softmax_with_loss", "two_layer_net"])
+def test_integer_labels_keep_the_dtype(name, backend):
+    assert {np.asarray(v).dtype for v in _results(name, backend, np.float32, labels=True)} == {np.dtype(np.float32)}
+
+
+def test_the_generated_numpy_code_says_how_it_keeps_the_dtype():
+    assert "np.where(self.mask, dout, dout/100)" in spec("leaky_relu").derive().generate()
+    assert "dtype=np.result_type(x, 1.0)" in spec("softmax_with_loss").derive().generate()
+
+
+def test_tolerances_fit_the_dtype():
+    assert dtype_tolerance(np.float32) == pytest.approx(1000 * 2.0 ** -23)
+    assert dtype_tolerance(np.float64) == pytest.approx(1000 * 2.0 ** -52)
+
+
+class Float64Sigmoid:
+    """Right in float64, but hands back float64 for float32 input."""
+
+    def forward(self, x):
+        self.y = 1 / (1 + np.exp(-np.asarray(x, dtype=np.float64)))
+        return self.y
+
+    def backward(self, dout=1.0):
+        return dout * self.y * (1 - self.y)
+
+
+class SloppySigmoid:
+    """Keeps the dtype, but its float32 backward has a relative error of 1e-3 (a constant
+    rounded to three digits): float32 rounding alone is a thousand times smaller."""
+
+    def forward(self, x):
+        self.y = 1 / (1 + np.exp(-x))
+        return self.y
+
+    def backward(self, dout=1.0):
+        factor = 1.001 if self.y.dtype == np.float32 else 1.0
+        return dout * self.y * (1 - self.y) * factor
+
+
+def test_the_float32_check_finds_a_float64_result_and_an_inaccurate_one_and_passes_the_generated_class():
+    sigmoid = spec("sigmoid")
+    assert any("float32 in, float64 out" in p for p in dtype_check(sigmoid, Float64Sigmoid))
+    assert any("dx in float32 differs from float64" in p for p in dtype_check(sigmoid, SloppySigmoid))
+    assert dtype_check(sigmoid, sigmoid.derive().compile()) == []
+
+
+def test_the_array_float32_check_passes_the_generated_classes():
+    for name in ("softmax_with_loss", "layer_norm", "affine"):
+        assert array_dtype_check(spec(name).derive()) == []
