@@ -5,7 +5,8 @@ b 50; dx, dW, db); SoftmaxWithLoss at 100x10 and 1000x1000 with one-hot t (loss,
 a TwoLayerNet 784-50-10 training step at batch 100: ``grads = net.gradient(x, t)`` plus
 ``params[k] -= 0.1 * grads[k]``.  Variants: *generated* -- ``catalog.load(name).compile()``;
 *hand* -- numpy in the style of "Deep Learning from Scratch" ch. 5 (Affine, masked Relu,
-SoftmaxWithLoss, TwoLayerNet with an OrderedDict of layers and reversed backward); *torch*
+SoftmaxWithLoss, TwoLayerNet with an OrderedDict of layers and reversed backward: the book's
+classes of ``tests/fixtures/seed_layers.py``, SoftmaxWithLoss's forward this file's); *torch*
 -- PyTorch CPU eager autograd in float64, only when ``import torch`` works.  The hand loss
 is the book's one-hot form ``-sum(t * log(y + 1e-7)) / N``; its softmax is max-shifted with
 one exp per element (the book's repo calls exp twice: this is the stronger baseline).
@@ -33,6 +34,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 from symbackprop import catalog  # noqa: E402
+from tests.fixtures import seed_layers  # noqa: E402
+from tests.fixtures.seed_layers import Affine, Relu  # noqa: E402  the book's, kept once (tests' oracles)
 
 try:
     import torch
@@ -40,34 +43,8 @@ except ImportError:
     torch = None
 
 
-class Affine:
-    def __init__(self, W, b):
-        self.W, self.b = W, b
-        self.x = self.dW = self.db = None
-
-    def forward(self, x):
-        self.x = x
-        return np.dot(x, self.W) + self.b
-
-    def backward(self, dout):
-        dx = np.dot(dout, self.W.T)
-        self.dW = np.dot(self.x.T, dout)
-        self.db = np.sum(dout, axis=0)
-        return dx
-
-
-class Relu:
-    def forward(self, x):
-        self.mask = (x <= 0)
-        out = x.copy()
-        out[self.mask] = 0
-        return out
-
-    def backward(self, dout):
-        dout[self.mask] = 0
-        return dout
-
-
+# Not the seed's softmax and cross_entropy_error, on purpose: one exp per element (the book's
+# softmax calls exp twice) and the one-hot loss without argmax: the stronger baseline.
 def softmax(x):
     e = np.exp(x - np.max(x, axis=1, keepdims=True))
     return e / np.sum(e, axis=1, keepdims=True)
@@ -77,41 +54,24 @@ def cross_entropy_error(y, t):  # one-hot t
     return -np.sum(t * np.log(y + 1e-7)) / y.shape[0]
 
 
-class SoftmaxWithLoss:
+class SoftmaxWithLoss(seed_layers.SoftmaxWithLoss):
+    """The book's (backward inherited), its forward with this file's softmax and loss."""
+
     def forward(self, x, t):
         self.t = t
         self.y = softmax(x)
         self.loss = cross_entropy_error(self.y, self.t)
         return self.loss
 
-    def backward(self, dout=1):
-        return (self.y - self.t) / self.t.shape[0]
 
+class TwoLayerNet(seed_layers.TwoLayerNet):
+    """The book's TwoLayerNet (predict, loss, gradient of tests/fixtures/seed_layers.py), built
+    from given parameters like the generated class, with the one-exp SoftmaxWithLoss above."""
 
-class TwoLayerNet:
-    def __init__(self, W1, b1, W2, b2):
+    def __init__(self, W1, b1, W2, b2):  # no super().__init__: it draws random weights of the sizes
         self.params = {"W1": W1, "b1": b1, "W2": W2, "b2": b2}
-        self.layers = OrderedDict()
-        self.layers["Affine1"] = Affine(self.params["W1"], self.params["b1"])
-        self.layers["Relu1"] = Relu()
-        self.layers["Affine2"] = Affine(self.params["W2"], self.params["b2"])
+        self.layers = OrderedDict(Affine1=Affine(W1, b1), Relu1=Relu(), Affine2=Affine(W2, b2))
         self.lastLayer = SoftmaxWithLoss()
-
-    def predict(self, x):
-        for layer in self.layers.values():
-            x = layer.forward(x)
-        return x
-
-    def loss(self, x, t):
-        return self.lastLayer.forward(self.predict(x), t)
-
-    def gradient(self, x, t):
-        self.loss(x, t)
-        dout = self.lastLayer.backward(1)
-        for layer in reversed(list(self.layers.values())):
-            dout = layer.backward(dout)
-        a1, a2 = self.layers["Affine1"], self.layers["Affine2"]
-        return {"W1": a1.dW, "b1": a1.db, "W2": a2.dW, "b2": a2.db}
 
 
 def sgd_step(net, x, t):

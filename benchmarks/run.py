@@ -8,9 +8,10 @@ with the parameter gradients for Affine, and a whole SGD step for the network
 order, so that drift and the neighbours' load hit every variant alike; a sample is the
 mean of ``number`` back-to-back calls (about 10 ms); the tables give medians over rounds.
 
-Physical bounds, measured at start: the copy bandwidth (an 8 MB array copied by every core,
-the best of several tries) and the matrix-product rate (a 1024x1024 float64 product).  A
-case's bound is the larger of (bytes it must move / bandwidth) and (FLOPs of its matrix
+Physical bounds, measured at start: the copy bandwidth of each case's own traffic (a copy
+that moves as many bytes as the case must, so with the same footprint in the caches; the best
+of several tries, numpy's one thread or numba's every core) and the matrix-product rate (a
+1024x1024 float64 product).  A case's bound is the larger of (bytes it must move / bandwidth) and (FLOPs of its matrix
 products / rate); ``x bound`` is the time divided by that bound (1.0 would be perfect).
 Page faults per call are the ``ru_minflt`` difference around a separate batch of calls.
 
@@ -319,31 +320,32 @@ def faults_per_call(fn: Callable, count: int) -> float:
     return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / count
 
 
-def copy_bandwidth() -> tuple[float, str]:
-    """Bytes per second of the fastest copy of an 8 MB array (read + write counted)."""
-    a = np.random.default_rng(1).standard_normal(1 << 20)
+def copy_bandwidth(nbytes: float) -> tuple[float, str]:
+    """Bytes per second of the fastest copy that moves ``nbytes`` (an array of ``nbytes / 2``
+    read, another written): the same traffic and the same footprint as a case that must move
+    ``nbytes``, so that a case small enough for the caches is held to the caches' speed and a
+    large one to main memory's.  The best of numpy (one thread) and a numba loop (every core)."""
+    a = np.random.default_rng(1).standard_normal(max(1024, int(nbytes) // 16))
     b = np.empty_like(a)
-    best, how = 0.0, "numpy, one thread"
-    for _ in range(50):
-        start = time.perf_counter()
-        np.copyto(b, a)
-        best = max(best, 2 * a.nbytes / (time.perf_counter() - start))
+    tries = max(20, min(200, int(2e9 / nbytes)))
+
+    def best_of(copy) -> float:
+        copy(a, b)
+        fastest = min(per_call(lambda: copy(a, b), 1) for _ in range(tries))
+        return 2 * a.nbytes / fastest
+    found = {"numpy, one thread": best_of(np.copyto)}
     try:
         import numba as nb
     except ImportError:
-        return best, how
-
-    @nb.njit(parallel=True)
-    def copy(src, dst):
-        for i in nb.prange(src.shape[0]):
-            dst[i] = src[i]
-    copy(a, b)
-    threads = 0.0
-    for _ in range(50):
-        start = time.perf_counter()
-        copy(a, b)
-        threads = max(threads, 2 * a.nbytes / (time.perf_counter() - start))
-    return (threads, f"numba, {nb.get_num_threads()} threads") if threads > best else (best, how)
+        nb = None
+    if nb is not None:
+        @nb.njit(parallel=True)
+        def copy(src, dst):
+            for i in nb.prange(src.shape[0]):
+                dst[i] = src[i]
+        found[f"numba, {nb.get_num_threads()} threads"] = best_of(lambda src, dst: copy(src, dst))
+    how = max(found, key=found.get)
+    return found[how], how
 
 
 def matmul_rate() -> float:
@@ -451,22 +453,24 @@ def compare_backends(rounds: int) -> list[str]:
 def table(cases, seconds, faults, bandwidth, rate) -> list[str]:
     present = [v for v in VARIANTS if any(v in c.calls for c in cases)]
     head = ["case", *[f"{v} (µs)" for v in present], *[f"{v} / hand" for v in present if v != "hand"],
-            "fused / best peer", *[f"{v} x bound" for v in ("numpy", "fused")], "page faults per call (" + " / ".join(present) + ")"]
+            "fused / best peer", "bound (µs) at GB/s", *[f"{v} x bound" for v in ("numpy", "fused")], "page faults per call (" + " / ".join(present) + ")"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" + "---:|" * (len(head) - 1)]
     for c in cases:
         t = {v: seconds.get((c.name, v)) for v in present}
-        bound = max(c.nbytes / bandwidth, c.flops / rate)
+        rate_of_copy = bandwidth[c.name][0]
+        bound = max(c.nbytes / rate_of_copy, c.flops / rate)
         peers = [t[v] for v in ("torch", "jax") if t.get(v)]
         row = [c.name, *[f"{1e6 * t[v]:.1f}" if t[v] else "-" for v in present]]
         row += [f"{t[v] / t['hand']:.2f}" if t[v] else "-" for v in present if v != "hand"]
         row.append(f"{t['fused'] / min(peers):.2f}" if peers else "-")
+        row.append(f"{1e6 * bound:.0f} at {rate_of_copy / 1e9:.0f}" + (" (FLOPs)" if c.flops / rate > c.nbytes / rate_of_copy else ""))
         row += [f"{t[v] / bound:.1f}" for v in ("numpy", "fused")]
         row.append(" / ".join(f"{faults[c.name, v]:.0f}" if (c.name, v) in faults else "-" for v in present))
         lines.append("| " + " | ".join(row) + " |")
     return lines
 
 
-def header(args, bandwidth, how, rate, peers) -> list[str]:
+def header(args, bandwidth: dict, rate, peers) -> list[str]:
     torch, jax = peers
     load = os.getloadavg()
     import numba
@@ -477,7 +481,9 @@ def header(args, bandwidth, how, rate, peers) -> list[str]:
             f"torch {torch.__version__ if torch else 'not installed'} ({torch.get_num_threads() if torch else 0} threads), "
             f"jax {jax.__version__ if jax else 'not installed'}",
             f"- {args.dtype}, {args.rounds} {'samples in a block per variant' if args.blocked else 'interleaved rounds'}, "
-            f"medians; copy bandwidth {bandwidth / 1e9:.0f} GB/s ({how}), "
+            f"medians; copy bandwidth at each case's footprint {min(b for b, _ in bandwidth.values()) / 1e9:.0f} to "
+            f"{max(b for b, _ in bandwidth.values()) / 1e9:.0f} GB/s "
+            f"({', '.join(sorted({how for _, how in bandwidth.values()}))}), "
             f"matrix product {rate / 1e9:.0f} GFLOP/s"]
 
 
@@ -501,10 +507,10 @@ def main(argv=None) -> None:
         return
     peers = (None, None) if args.no_peers else (_torch(), _jax())
     dtype = np.dtype(args.dtype)
-    bandwidth, how = copy_bandwidth()
-    rate = matmul_rate()
-    report = header(args, bandwidth, how, rate, peers)
     cases = make_cases(dtype, args.quick, peers)
+    bandwidth = {c.name: copy_bandwidth(c.nbytes) for c in cases}
+    rate = matmul_rate()
+    report = header(args, bandwidth, rate, peers)
     check(cases, dtype)
     seconds, faults = measure(cases, args.rounds, args.pause, args.sample, args.blocked)
     report += ["", *table(cases, seconds, faults, bandwidth, rate)]

@@ -58,9 +58,15 @@ class Matmul(ArrayOp):
 
 
 class Transposed(ArrayOp):
-    """``a.T``."""
+    """``a.T``; ``Transposed(Transposed(a))`` is ``a`` (numpy's ``.T`` reverses the axes)."""
 
     nargs = 1
+
+    @classmethod
+    def eval(cls, a):
+        if isinstance(a, Transposed):
+            return a.args[0]
+        return None
 
 
 def _axes(axes) -> sympy.Tuple:
@@ -311,12 +317,20 @@ def _backprop(expr, g, shapes, wrt: set, grads: dict, kink) -> None:
         _backprop(leaf, gl, shapes, wrt, grads, kink)
 
 
+def _transposed(g: sympy.Expr) -> sympy.Expr:
+    """``g.T``, with a product's transpose written ``(A @ B).T = B.T @ A.T`` (``@`` is 2-D only)."""
+    if isinstance(g, Matmul):
+        a, b = g.args
+        return Matmul(Transposed(b), Transposed(a))
+    return Transposed(g)
+
+
 def _atom_vjp(e: ArrayOp, g, shapes) -> list[tuple[sympy.Expr, sympy.Expr]]:
     if isinstance(e, Matmul):
         a, b = e.args
         return [(a, Matmul(g, Transposed(b))), (b, Matmul(Transposed(a), g))]
     if isinstance(e, Transposed):
-        return [(e.args[0], Transposed(g))]
+        return [(e.args[0], _transposed(g))]
     if isinstance(e, ExpandDims):
         return [(e.args[0], ReduceSum(g, e.args[1], sympy.Integer(0)))]
     if isinstance(e, (ReduceSum, ReduceMean, ReduceMax, LogSumExp)):

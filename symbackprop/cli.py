@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from . import __version__, catalog
 from .errors import ParseError, SpecError, SymbackpropError
 from .parsing import format_expression, is_identifier, parse_expression
-from .cache import Cache, cached_check, cached_derivation
+from .cache import Cache, cache_dir, cached_check, cached_derivation
 from .spec import Spec, layer
 
 
@@ -332,36 +332,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_check)
 
     p = sub.add_parser("derive", help="local derivatives, the backward pass and the cache")
-    p.add_argument("spec", nargs="?", help="a .toml file or a bundled name")
-    p.add_argument("--expr", help="a one-off elementwise layer, e.g. \"tanh(x)\"")
+    _one_spec(p, "a one-off elementwise layer, e.g. \"tanh(x)\"")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--order", type=_order, default=1, help="also derivatives of this order (2 to 4), in cached values")
     p.set_defaults(run=cmd_derive)
 
     p = sub.add_parser("latex", help="the chain-rule steps as a LaTeX align* block")
-    p.add_argument("spec", nargs="?", help="a .toml file or a bundled name")
-    p.add_argument("--expr", help="a one-off elementwise layer")
+    _one_spec(p)
     p.add_argument("--inline", action="store_true", help="$$\\begin{aligned}...$$ blocks for a notebook or Markdown cell")
     p.add_argument("--order", type=_order, default=1, help="also derivatives of this order (2 to 4)")
-    p.add_argument("-o", "--output", help="write .tex, or typeset .pdf / .png (needs a TeX engine)")
-    p.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    _output_file(p, "write .tex, or typeset .pdf / .png (needs a TeX engine)")
     p.set_defaults(run=cmd_latex)
 
     p = sub.add_parser("graph", help="the computational graph with forward values and backward gradients (DOT)")
-    p.add_argument("spec", nargs="?", help="a .toml file or a bundled name")
-    p.add_argument("--expr", help="a one-off elementwise layer")
-    p.add_argument("-o", "--output", help="write .dot, or draw .svg / .png / .pdf with Graphviz")
+    _one_spec(p)
+    _output_file(p, "write .dot, or draw .svg / .png / .pdf with Graphviz")
     p.add_argument("--symbolic", action="store_true", help="label arrows with expressions, not worked numbers")
     p.add_argument("--collapse", nargs="?", const="backward", choices=("backward", "product"),
                    help="draw the layer as one node (backward arrow: the chosen form, or the raw product)")
-    p.add_argument("--force", action="store_true", help="overwrite an existing output file")
     p.set_defaults(run=cmd_graph)
 
     p = sub.add_parser("generate", help="the numpy layer class, to stdout or a file")
-    p.add_argument("spec", nargs="?", help="a .toml file or a bundled name")
-    p.add_argument("--expr", help="a one-off elementwise layer")
-    p.add_argument("-o", "--output", help="write to this file (atomically; never over an existing one)")
-    p.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    _one_spec(p)
+    _output_file(p, "write to this file (atomically; never over an existing one)")
     p.add_argument("--name", help="class name (default: from the declaration)")
     p.add_argument("--backend", choices=("numpy", "fused"), default="numpy",
                    help="numpy: readable numpy (default); fused: multi-threaded numba kernels (pip install '.[fast]')")
@@ -388,6 +381,18 @@ def build_parser() -> argparse.ArgumentParser:
             "--no-cache", action="store_true",
             help="derive and check afresh, without the on-disk cache ($SYMBACKPROP_CACHE, ~/.cache/symbackprop)")
     return parser
+
+
+def _one_spec(p: argparse.ArgumentParser, expr_help: str = "a one-off elementwise layer") -> None:
+    """The declaration of a command that takes one: a SPEC, or ``--expr``."""
+    p.add_argument("spec", nargs="?", help="a .toml file or a bundled name")
+    p.add_argument("--expr", help=expr_help)
+
+
+def _output_file(p: argparse.ArgumentParser, output_help: str) -> None:
+    """``-o``, and ``--force`` to write over an existing file."""
+    p.add_argument("-o", "--output", help=output_help)
+    p.add_argument("--force", action="store_true", help="overwrite an existing output file")
 
 
 def _batch_options(p: argparse.ArgumentParser) -> None:
@@ -430,6 +435,7 @@ def _order(text: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
+    _hypothesis_storage()
     try:
         args = build_parser().parse_args(argv)
         if getattr(args, "expr", None) and getattr(args, "spec", None):
@@ -444,6 +450,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into head: stop quietly
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - stdout must stay open until exit
         return 0
+
+
+def _hypothesis_storage() -> None:
+    """Keep hypothesis' files out of the working directory.
+
+    Even without an example database, hypothesis caches the constants it finds in
+    source files under ``./.hypothesis``; the command line points it at its own cache
+    folder instead.  Hypothesis reads ``$HYPOTHESIS_STORAGE_DIRECTORY`` when it first
+    stores something, so this is set only while hypothesis is not imported yet (a
+    program or a test session that imported it keeps its own choice), and never over
+    a value the user set.
+    """
+    if "hypothesis" not in sys.modules:
+        os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", str(cache_dir() / "hypothesis"))
 
 
 def _one_line(text: str) -> str:

@@ -16,10 +16,10 @@ input once and write every result once, on all cores:
 Why numba and not numexpr, with the numbers measured on the project's machine: see
 ``benchmarks/RESULTS.md``.  In short, numexpr and numba both evaluate ``exp`` and ``tanh``
 with the C library one element at a time, several times slower than numpy's own SIMD
-loops; numba can instead inline the polynomial forms of this module (:func:`exp_` and
-friends, within 2 units in the last place of mpmath), which LLVM vectorizes.  Kernels are
+loops; numba can instead inline the polynomial forms of :mod:`symbackprop.vecmath` (``exp_``
+and friends, within 2 units in the last place of mpmath), which LLVM vectorizes.  Kernels are
 compiled with one fast-math flag, ``contract`` (fused multiply-adds); sums over a row are
-written to a work row and added by :func:`row_sum`, the only reassociated loop (as numpy's
+written to a work row and added by ``row_sum``, the only reassociated loop (as numpy's
 pairwise sum is), so the elementary functions keep their accuracy.
 
 Arrays that a kernel writes are kept between calls (:func:`buffer`) and reused when
@@ -27,8 +27,11 @@ nobody else holds them any more, so a layer called again and again with the same
 allocates nothing and takes no page faults.  A result the caller still holds is never
 overwritten: the reference count decides.
 
-Computation runs in float64 registers; float32 arrays are read and written as float32
-(float32 in, float32 out).  Complex input (the checker's complex step) runs the numpy
+A kernel computes in the dtype of its result, as numpy would: its last argument ``_F`` is
+that scalar type (``np.float32`` or ``np.float64``) and every constant is written ``_F(c)``,
+so that float32 data stay float32 in the registers (twice the SIMD lanes, shorter
+polynomials) instead of being widened by a float64 constant; float32 in, float32 out.
+Sums over a row are accumulated in float64.  Complex input (the checker's complex step) runs the numpy
 backend's ``forward``, kept in the class; other dtypes (float16) are refused with a
 ``TypeError``.  Loops over at least :data:`PARALLEL_MIN` elements run on every core, or
 serially when that has been faster lately (:class:`Kernel`).
@@ -48,12 +51,12 @@ import sympy
 from . import arrays
 from .errors import GenerationError
 from .npprint import _NUMPY_NAMES, NumpyLayerPrinter
+from .vecmath import CONTRACT as _CONTRACT
 
 try:  # the optional dependency: pip install '.[fast]'
     import numba as nb
-    from llvmlite import ir as _ir
-    from numba import types as _types
-    from numba.extending import intrinsic as _intrinsic
+
+    from .vecmath import exp_, expm1_, log1p_, log_, maximum_, minimum_, row_max, row_sum, softplus_, tanh_  # noqa: F401
 except ImportError:  # pragma: no cover - tested in a subprocess that hides numba
     nb = None
 
@@ -199,175 +202,6 @@ class Kernel:
         return (not faster) if self.calls % self.RETRY == 0 else faster
 
 
-# -- runtime: elementary functions LLVM can vectorize ------------------------------------------
-_LOG2E = 1.4426950408889634
-_LN2_HI = 6.93147180369123816490e-01
-_LN2_LO = 1.90821492927058770002e-10
-_SQRT2 = 1.4142135623730951
-#: fdlibm's log: log(1 + f) = f - f**2/2 + s*(f**2/2 + R(s**2)), s = f/(2 + f)
-_LG = (6.666666666666735130e-01, 3.999999999940941908e-01, 2.857142874366239149e-01,
-       2.222219843214978396e-01, 1.818357216161805012e-01, 1.531383769920937332e-01,
-       1.479819860511658591e-01)
-
-#: The only fast-math flag of kernels and functions: fused multiply-adds (one rounding instead
-#: of two), never less accurate.  Sums over a row are reassociated in :func:`row_sum` alone.
-_CONTRACT = {"contract"}
-
-if nb is not None:
-    @_intrinsic
-    def _as_float(typingctx, bits):
-        """The float64 whose bits are the int64 ``bits`` (a register move, no call)."""
-        def codegen(context, builder, signature, args):
-            return builder.bitcast(args[0], _ir.DoubleType())
-        return _types.float64(_types.int64), codegen
-
-    @_intrinsic
-    def _as_bits(typingctx, value):
-        """The int64 bits of the float64 ``value``."""
-        def codegen(context, builder, signature, args):
-            return builder.bitcast(args[0], _ir.IntType(64))
-        return _types.int64(_types.float64), codegen
-
-    @nb.njit(error_model="numpy", cache=True, inline="always", fastmath=_CONTRACT)
-    def _taylor(r):
-        """1 + r + r**2/2! + ... + r**13/13!"""
-        p = 1.0 / 6227020800.0
-        p = p * r + 1.0 / 479001600.0
-        p = p * r + 1.0 / 39916800.0
-        p = p * r + 1.0 / 3628800.0
-        p = p * r + 1.0 / 362880.0
-        p = p * r + 1.0 / 40320.0
-        p = p * r + 1.0 / 5040.0
-        p = p * r + 1.0 / 720.0
-        p = p * r + 1.0 / 120.0
-        p = p * r + 1.0 / 24.0
-        p = p * r + 1.0 / 6.0
-        p = p * r + 0.5
-        return p * r * r + r + 1.0
-
-    @nb.njit(error_model="numpy", cache=True, inline="always", fastmath=_CONTRACT)
-    def exp_(x):
-        """exp(x) to about 1 ulp: x = k*ln2 + r, exp(r) by its Taylor series, 2**k from bits
-        (in two halves, so that subnormal results come out right); inf and 0 at the ends."""
-        x = np.float64(x)
-        c = min(max(x, -746.0), 710.0)
-        k = np.floor(c * _LOG2E + 0.5)
-        r = (c - k * _LN2_HI) - k * _LN2_LO
-        ki = np.int64(k)
-        k1 = ki >> 1
-        scale = _as_float((k1 + 1023) << 52) * _as_float((ki - k1 + 1023) << 52)
-        return _taylor(r) * scale if x == x else x
-
-    @nb.njit(error_model="numpy", cache=True, inline="always", fastmath=_CONTRACT)
-    def _expm1_small(r):
-        """exp(r) - 1 for |r| <= ln(2)/2, by its Taylor series (no cancellation)."""
-        p = 1.0 / 6227020800.0
-        p = p * r + 1.0 / 479001600.0
-        p = p * r + 1.0 / 39916800.0
-        p = p * r + 1.0 / 3628800.0
-        p = p * r + 1.0 / 362880.0
-        p = p * r + 1.0 / 40320.0
-        p = p * r + 1.0 / 5040.0
-        p = p * r + 1.0 / 720.0
-        p = p * r + 1.0 / 120.0
-        p = p * r + 1.0 / 24.0
-        p = p * r + 1.0 / 6.0
-        p = p * r + 0.5
-        return p * r * r + r
-
-    @nb.njit(error_model="numpy", cache=True, inline="always", fastmath=_CONTRACT)
-    def _expm1_bounded(x):
-        """exp(x) - 1 for |x| <= 45 without cancellation: x = k*ln2 + r, 2**k*expm1(r) + (2**k - 1)
-        (k = 0 and r = x near 0)."""
-        c = min(max(x, -45.0), 45.0)
-        k = np.floor(c * _LOG2E + 0.5)
-        r = (c - k * _LN2_HI) - k * _LN2_LO
-        scale = _as_float((np.int64(k) + 1023) << 52)
-        return scale * _expm1_small(r) + (scale - 1.0)
-
-    @nb.njit(error_model="numpy", cache=True, inline="always", fastmath=_CONTRACT)
-    def expm1_(x):
-        """exp(x) - 1 without cancellation near 0 (both forms computed, one selected: SIMD)."""
-        x = np.float64(x)
-        bounded = _expm1_bounded(x)
-        large = exp_(x) - 1.0
-        return bounded if abs(x) <= 45.0 else large
-
-    @nb.njit(error_model="numpy", cache=True, inline="always", fastmath=_CONTRACT)
-    def log_(x):
-        """log(x) to about 1 ulp (fdlibm's method); -inf at 0, nan below, subnormals scaled."""
-        x = np.float64(x)
-        tiny = x < 2.2250738585072014e-308
-        y = x * 18014398509481984.0 if tiny else x  # 2**54
-        bits = _as_bits(y)
-        e = ((bits >> 52) & 0x7FF) - 1023 - (54 if tiny else 0)
-        m = _as_float((bits & 0xFFFFFFFFFFFFF) | (1023 << 52))
-        big = m > _SQRT2
-        m = m * 0.5 if big else m
-        k = np.float64(e + 1 if big else e)
-        f = m - 1.0
-        s = f / (2.0 + f)
-        z = s * s
-        w = z * z
-        t1 = w * (_LG[1] + w * (_LG[3] + w * _LG[5]))
-        t2 = z * (_LG[0] + w * (_LG[2] + w * (_LG[4] + w * _LG[6])))
-        hfsq = 0.5 * f * f
-        value = k * _LN2_HI - ((hfsq - (s * (hfsq + t1 + t2) + k * _LN2_LO)) - f)
-        value = -np.inf if x == 0.0 else value
-        value = np.nan if x < 0.0 else value
-        return x if (x == np.inf) | (x != x) else value
-
-    @nb.njit(error_model="numpy", cache=True, inline="always", fastmath=_CONTRACT)
-    def log1p_(u):
-        """log(1 + u), accurate near 0: log(m) corrected by the rounding of m = 1 + u."""
-        u = np.float64(u)
-        m = 1.0 + u
-        plain = log_(m)
-        corrected = plain + (u - (m - 1.0)) / m
-        return plain if (m == 0.0) | (m == np.inf) else corrected
-
-    @nb.njit(error_model="numpy", cache=True, inline="always", fastmath=_CONTRACT)
-    def tanh_(x):
-        """tanh(x) = expm1(2|x|)/(expm1(2|x|) + 2) with the sign of x; +-1 beyond |x| = 20."""
-        x = np.float64(x)
-        a = min(abs(x), 20.0)
-        e = _expm1_bounded(2.0 * a)
-        t = e / (e + 2.0)
-        return -t if x < 0 else (t if x == x else x)
-
-    @nb.njit(error_model="numpy", cache=True, inline="always", fastmath=_CONTRACT)
-    def softplus_(x):
-        """log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|)): np.logaddexp(0, x)."""
-        x = np.float64(x)
-        return max(x, 0.0) + log1p_(exp_(-abs(x))) if x == x else x
-
-    @nb.njit(error_model="numpy", cache=True, fastmath={"reassoc", "contract"})
-    def row_sum(w, n):
-        """w[0] + ... + w[n-1], reassociated as numpy's pairwise sum is (so LLVM uses SIMD)."""
-        total = 0.0
-        for j in range(n):
-            total += w[j]
-        return total
-
-    @nb.njit(error_model="numpy", cache=True, fastmath={"reassoc", "nnan", "nsz"})
-    def row_max(w, n):
-        """max(w[0], ..., w[n-1]) (a nan in w reaches the results through the sums that use it)."""
-        top = -np.inf
-        for j in range(n):
-            top = w[j] if w[j] > top else top
-        return top
-
-    @nb.njit(error_model="numpy", cache=True, inline="always", fastmath=_CONTRACT)
-    def maximum_(a, b):
-        """np.maximum: nan if either is nan."""
-        return a if (a > b or a != a) else b
-
-    @nb.njit(error_model="numpy", cache=True, inline="always", fastmath=_CONTRACT)
-    def minimum_(a, b):
-        """np.minimum: nan if either is nan."""
-        return a if (a < b or a != a) else b
-
-
 # -- printing kernel code -------------------------------------------------------------------------
 _FAST = {"exp": "exp_", "expm1": "expm1_", "log": "log_", "log1p": "log1p_", "tanh": "tanh_"}
 _MATH = {"sinh": "sinh", "cosh": "cosh", "sin": "sin", "cos": "cos", "tan": "tan", "atan": "atan",
@@ -375,8 +209,12 @@ _MATH = {"sinh": "sinh", "cosh": "cosh", "sin": "sin", "cos": "cos", "tan": "tan
 
 
 class FusedPrinter(NumpyLayerPrinter):
-    """Prints one element of an expression inside a kernel loop: the fast functions of this
-    module (``_fused.exp_``), ``a if c else b`` for ``where``, ``math`` for the rest."""
+    """Prints one element of an expression inside a kernel loop: the fast functions of
+    :mod:`symbackprop.vecmath` (``_fused.exp_``), ``a if c else b`` for ``where``, ``math``
+    for the rest, and every constant as ``_F(c)``, of the kernel's dtype."""
+
+    def _number(self, text: str) -> str:
+        return f"_F({text})"
 
     def _print_Function(self, e):
         name = type(e).__name__
@@ -485,8 +323,9 @@ def is_complex(*values) -> bool:
 
 
 def _kernel_def(fname: str, params: list[str], body: list[str], doc: str) -> list[str]:
-    """A module-level kernel: plain Python with ``nb.prange``, wrapped in :class:`Kernel`."""
-    return ["", "", f"def {fname}({', '.join(params)}):", f'{INDENT}"""{doc}"""',
+    """A module-level kernel: plain Python with ``nb.prange``, wrapped in :class:`Kernel`; its
+    last parameter ``_F`` is the scalar type it computes in."""
+    return ["", "", f"def {fname}({', '.join([*params, '_F'])}):", f'{INDENT}"""{doc}"""',
             *[INDENT + line for line in body], "", "", f"{fname} = _fused.Kernel({fname})"]
 
 
@@ -532,7 +371,7 @@ class _FlatBuilder:
         lines += [f"self.{c} = None" for c in self.d.cache_names]
         lines += [_store(s.name, s.name, "_shape", "np.bool_" if s in self.masks else "_dtype") for s in writes]
         args = ", ".join(f"{s.name}.reshape(-1)" for s in (*spec.inputs, *writes))
-        lines.append(f"_forward({writes[0].name}.size, {args})")
+        lines.append(f"_forward({writes[0].name}.size, {args}, _dtype.type)")
         lines += [f"self.{c} = {c}" for c in self.d.cache_names]
         lines.append(f"return _fused.result({spec.output.name})")
         return lines
@@ -552,7 +391,7 @@ class _FlatBuilder:
                  f"_fused.operands({', '.join(['dout', *[f'self.{s.name}' for s in floats]])})"]
         lines += [_store(g.name, g.name, "_shape", "_dtype") for g in grads]
         sources = ["dout", *local.values(), *[f"self.{s.name}" for s in masks], *[g.name for g in grads]]
-        lines.append(f"_backward({grads[0].name}.size, {', '.join(f'{a}.reshape(-1)' for a in sources)})")
+        lines.append(f"_backward({grads[0].name}.size, {', '.join(f'{a}.reshape(-1)' for a in sources)}, _dtype.type)")
         lines.append("return " + ", ".join(f"_fused.result({g.name})" for g in grads))
         return lines
 
@@ -937,7 +776,7 @@ class _RowKernel:
             lines.append(f"_scratch = _fused.scratch(self._buffers, {self.slots}, _shape[1])")
         args = ["_shape[0] * _shape[1]", "_shape[0]", "_shape[1]", *[refs[s] for s in self.reads],
                 *[s.symbol.name for s in self.outputs], *[name for name, _ in self.partials],
-                *(["_scratch"] if self.slots else [])]
+                *(["_scratch"] if self.slots else []), "_dtype.type"]
         lines.append(f"{fname}({', '.join(args)})")
         lines += [f"{printer.doprint(s.symbol)} = {s.symbol.name}" for s in self.outputs
                   if printer.doprint(s.symbol) != s.symbol.name]

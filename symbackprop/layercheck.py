@@ -776,19 +776,44 @@ def _describe(at: dict) -> str:
     return f"at {_inputs(at)}{d} ({at['sample']}) it gives {at['got']:.12g}, the declaration {at['expected']:.12g}"
 
 
-def _precision_message(what: str, t: _Tally) -> str:
+def precision_message(what: str, t: _Tally, low_dtype: str, edge: Callable[[dict], str],
+                      worst: Callable[[_Tally], str]) -> str:
+    """The message of a ``precision`` finding: one clause per thing the tally found.
+
+    Parameters
+    ----------
+    what : str
+        The quantity, ``forward`` or ``dx``.
+    t : _Tally
+        What the value checks found for it.
+    low_dtype : str
+        The clause for a result of a lower precision than float64; ``{}`` is its dtype.
+    edge, worst : callable
+        The clauses for an overflow (given the record of where) and for the worst
+        relative error above :data:`RTOL` (given the tally).
+    """
     parts = []
     if t.low_dtype:
-        parts.append(f"returns {t.low_dtype} for float64 input")
+        parts.append(low_dtype.format(t.low_dtype))
     if t.nonfinite_edge:
-        at = t.nonfinite_edge
-        parts.append(f"is {at['got']} at {_inputs(at)} where the exact value is {at['expected']:.6g} "
-                     "(overflow in float64)")
+        parts.append(edge(t.nonfinite_edge))
     if t.worst > RTOL:
-        parts.append(f"relative error up to {t.worst:.2g} ({_describe(t.worst_at)}), while on typical inputs "
-                     f"it stays within {t.bulk_scaled:.2g} of the typical size: consistent with "
-                     f"{precision_cause(t.bulk_scaled)}")
+        parts.append(worst(t))
     return f"{what} is less accurate than float64 allows: " + "; ".join(parts)
+
+
+def _precision_message(what: str, t: _Tally) -> str:
+    return precision_message(what, t, "returns {} for float64 input", _overflow_clause, _worst_clause)
+
+
+def _overflow_clause(at: dict) -> str:
+    return f"is {at['got']} at {_inputs(at)} where the exact value is {at['expected']:.6g} (overflow in float64)"
+
+
+def _worst_clause(t: _Tally) -> str:
+    return (f"relative error up to {t.worst:.2g} ({_describe(t.worst_at)}), while on typical inputs "
+            f"it stays within {t.bulk_scaled:.2g} of the typical size: consistent with "
+            f"{precision_cause(t.bulk_scaled)}")
 
 
 def precision_cause(bulk_scaled: float) -> str:

@@ -68,6 +68,7 @@ from .layercheck import (
     _Tally,
     _UserError,
     precision_cause,
+    precision_message,
 )
 from .numeric import COMPLEX_STEP, RELATIVE_STEP
 from .spec import Spec
@@ -237,20 +238,19 @@ def _where_text(at: dict) -> str:
 
 
 def _precision_text(what: str, t: _Tally) -> str:
-    parts = []
-    if t.low_dtype:
-        parts.append(f"is {t.low_dtype} for float64 values")
-    if t.nonfinite_edge:
-        at = t.nonfinite_edge
-        parts.append(f"is {at['got']} {_at_text(at)} where the declaration gives {at['expected']:.6g} "
-                     "(overflow in float64)")
-    if t.worst > RTOL:
-        cause = precision_cause(t.bulk_scaled) if t.bulk_scaled < 1e-6 else (
-            "a small constant such as 1e-7 added to avoid log(0) or a division by zero (its effect grows as the "
-            "value it guards gets small), or a formula that loses accuracy")
-        parts.append(f"relative error up to {t.worst:.2g}, {_where_text(t.worst_at)}; on ordinary values it "
-                     f"stays within {t.bulk_scaled:.2g} of the typical size: consistent with {cause}")
-    return f"{what} is less accurate than float64 allows: " + "; ".join(parts)
+    return precision_message(what, t, "is {} for float64 values", _overflow_text, _worst_text)
+
+
+def _overflow_text(at: dict) -> str:
+    return f"is {at['got']} {_at_text(at)} where the declaration gives {at['expected']:.6g} (overflow in float64)"
+
+
+def _worst_text(t: _Tally) -> str:
+    cause = precision_cause(t.bulk_scaled) if t.bulk_scaled < 1e-6 else (
+        "a small constant such as 1e-7 added to avoid log(0) or a division by zero (its effect grows as the "
+        "value it guards gets small), or a formula that loses accuracy")
+    return (f"relative error up to {t.worst:.2g}, {_where_text(t.worst_at)}; on ordinary values it "
+            f"stays within {t.bulk_scaled:.2g} of the typical size: consistent with {cause}")
 
 
 def _all_same(a: dict | None, b: dict | None) -> bool:

@@ -123,27 +123,31 @@ class NumpyLayerPrinter(NumPyPrinter):
 
     _print_Dummy = _print_Symbol
 
+    def _number(self, text: str) -> str:
+        """A numeric constant as printed (the fused backend's kernels give it their dtype)."""
+        return text
+
     def _print_Integer(self, n):
-        return str(int(n))
+        return self._number(str(int(n)))
 
     def _print_Rational(self, r):
-        return repr(float(r))
+        return self._number(repr(float(r)))
 
     def _print_Float(self, f):
-        return repr(float(f))
+        return self._number(repr(float(f)))
 
     def _print_Pi(self, _):
-        return "np.pi"
+        return self._number("np.pi")
 
     def _print_Exp1(self, _):
-        return "np.e"
+        return self._number("np.e")
 
     def _print_NumberSymbol(self, n):
-        return repr(float(n))
+        return self._number(repr(float(n)))
 
     def _constant(self, expr) -> str | None:
         if isinstance(expr, sympy.Expr) and not expr.free_symbols and not expr.is_Number and expr.is_real:
-            return repr(float(expr.evalf(20)))
+            return self._number(repr(float(expr.evalf(20))))
         return None
 
     def _print(self, expr, **kwargs):
@@ -182,7 +186,8 @@ class NumpyLayerPrinter(NumPyPrinter):
         return f"{left} @ {right}"
 
     def _print_Transposed(self, e):
-        return f"{self._operand(e.args[0])}.T"
+        a = e.args[0]
+        return f"({self._print(a)}).T" if isinstance(a, arrays.Matmul) else f"{self._operand(a)}.T"
 
     def _axis(self, axes) -> str:
         values = [int(a) for a in axes]
@@ -240,11 +245,11 @@ class NumpyLayerPrinter(NumPyPrinter):
         b = self.parenthesize(base, sympy.printing.precedence.PRECEDENCE["Pow"])
         if ex == sympy.S.Half:
             return f"{self._np('sqrt')}({self._print(base)})"
+        one = self._number("1")
         if ex == -sympy.S.Half:
-            return f"1/{self._np('sqrt')}({self._print(base)})"
+            return f"{one}/{self._np('sqrt')}({self._print(base)})"
         if ex.is_Integer and ex < 0:
-            inner = "" if ex == -1 else f"**{-int(ex)}"
-            return f"1/{b}{inner}" if ex == -1 else f"1/{b}**{-int(ex)}"
+            return f"{one}/{b}" if ex == -1 else f"{one}/{b}**{-int(ex)}"
         if ex.is_Integer:
             return f"{b}**{int(ex)}"
         return f"{b}**{self.parenthesize(ex, sympy.printing.precedence.PRECEDENCE['Pow'])}"
@@ -289,7 +294,7 @@ class NumpyLayerPrinter(NumPyPrinter):
         parts = [self.parenthesize(f, prec) for f in ordered]
         if coeff != 1:
             parts.append(self._print(coeff))
-        text = "*".join(parts) or "1"
+        text = "*".join(parts) or self._number("1")
         if den:
             d = "*".join(self.parenthesize(f, prec) for f in den)
             text = f"{text}/{d}" if len(den) == 1 else f"{text}/({d})"

@@ -293,39 +293,113 @@ def load_spec(path: str | Path, source: str | None = None) -> Spec:
         One line naming the file and the field.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
-    return spec_from_toml(text, source=source or str(path))
+    return spec_from_toml(read_text(path), source=source or str(path))
 
 
 def spec_from_toml(text: str, source: str = "<toml>") -> Spec:
     """Build a :class:`Spec` from the text of a TOML declaration."""
+    return _Loader(parse_toml(text, source), source).spec()
+
+
+def read_text(path: Path) -> str:
+    """The text of a TOML file.
+
+    Raises
+    ------
+    SpecError
+        ``path: cannot read: reason``.
+    """
     try:
-        doc = tomllib.loads(text)
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+
+
+def parse_toml(text: str, source: str) -> dict:
+    """The document of a TOML text; ``source`` names it in the error.
+
+    Raises
+    ------
+    SpecError
+        ``source: not valid TOML: reason``.
+    """
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"{source}: not valid TOML: {exc}") from None
-    return _Loader(doc, source).spec()
 
 
-class _Loader:
-    """Reads one TOML document, naming file and field in every error."""
+class TomlLoader:
+    """Reads one TOML document, naming file and field in every error.
+
+    The common part of the loaders of layer declarations (here) and of standalone
+    derivation files (:mod:`symbackprop.steps`): every error is one line,
+    ``file: field: problem``.
+    """
 
     def __init__(self, doc: dict, source: str):
         self.doc = doc
         self.source = source
-        self.symbols: dict[str, sympy.Symbol] = {}
 
     def fail(self, fieldname: str, message: str) -> SpecError:
+        """The error to raise for ``fieldname``."""
         return SpecError(f"{self.source}: {fieldname}: {message}")
 
     def get(self, key: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
+        """A top-level field, checked to be of ``kind`` when present."""
         value = self.doc.get(key, default)
         if value is not default and not isinstance(value, kind):
             names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
             raise self.fail(key, f"expected {_toml_kind(names)}, got {_toml_kind(type(value).__name__)}")
         return value
+
+    def known_fields(self, table: Mapping, known: Sequence[str], where: str = "") -> None:
+        """Reject the first unknown field of ``table`` (``where`` prefixes its name)."""
+        unknown = sorted(set(table) - set(known))
+        if unknown:
+            fieldname = f"{where}.{unknown[0]}" if where else unknown[0]
+            raise self.fail(fieldname, f"unknown field (known: {', '.join(known)})")
+
+    def assumption(self, fieldname: str, word: Any, also: str = "") -> dict[str, bool]:
+        """The SymPy assumptions of a ``[symbols]`` word (``also``: more known words, listed)."""
+        if not isinstance(word, str) or word not in ASSUMPTIONS:
+            raise self.fail(fieldname, f"unknown assumption {word!r} (known: {', '.join(ASSUMPTIONS)}{also})")
+        return ASSUMPTIONS[word]
+
+    def chain_head(self, i: int, chain: Any, known: Sequence[str], example: str,
+                   strings: bool = False) -> tuple[str, str, list]:
+        """``chains[i]``: its field name, what it derives (``of``) and its steps.
+
+        ``strings``: the steps must all be strings (else they are checked as parsed).
+        """
+        where = f"chains[{i}]"
+        if not isinstance(chain, dict):
+            raise self.fail(where, "expected a table with 'of' and 'steps'")
+        self.known_fields(chain, known, where)
+        of, steps = chain.get("of"), chain.get("steps")
+        if not isinstance(of, str) or not of:
+            raise self.fail(f"{where}.of", f"missing (what the chain derives, e.g. \"{example}\")")
+        if not isinstance(steps, list) or len(steps) < 2 or (strings and not all(isinstance(s, str) for s in steps)):
+            raise self.fail(f"{where}.steps", "expected a list of at least two expression strings")
+        return where, of, steps
+
+    def chain_tail(self, where: str, chain: dict) -> tuple[list[str], dict]:
+        """The ``constraints`` (strings) and the point ``at`` (a table) of a chain."""
+        constraints = chain.get("constraints", [])
+        if not isinstance(constraints, list) or not all(isinstance(c, str) for c in constraints):
+            raise self.fail(f"{where}.constraints", "expected a list of strings")
+        at = chain.get("at", {})
+        if not isinstance(at, dict):
+            raise self.fail(f"{where}.at", "expected a table of name = number")
+        return constraints, at
+
+
+class _Loader(TomlLoader):
+    """Reads one layer declaration."""
+
+    def __init__(self, doc: dict, source: str):
+        super().__init__(doc, source)
+        self.symbols: dict[str, sympy.Symbol] = {}
 
     def parse(self, fieldname: str, text: Any, *, allowed: Iterable[str]) -> sympy.Expr:
         if not isinstance(text, str):
@@ -336,9 +410,7 @@ class _Loader:
             raise self.fail(fieldname, str(exc)) from None
 
     def spec(self) -> Spec:
-        unknown = sorted(set(self.doc) - set(_TOP_LEVEL_FIELDS))
-        if unknown:
-            raise self.fail(unknown[0], f"unknown field (known: {', '.join(_TOP_LEVEL_FIELDS)})")
+        self.known_fields(self.doc, _TOP_LEVEL_FIELDS)
         name = self.get("name", str)
         if not name:
             raise self.fail("name", "missing (every declaration has a name)")
@@ -396,9 +468,7 @@ class _Loader:
                 raise self.fail(f"{key}.{n}", 'expected a shape: a list of dimension names or sizes, e.g. ["N", "D"]')
             dims = tuple(sympy.Integer(d) if isinstance(d, int) else self.dim(f"{key}.{n}", d) for d in shape)
             word = self.get("symbols", dict, {}).get(n, "real")
-            if word not in ASSUMPTIONS:
-                raise self.fail(f"symbols.{n}", f"unknown assumption {word!r} (known: {', '.join(ASSUMPTIONS)})")
-            symbol = ArrayVar(n, **ASSUMPTIONS[word])
+            symbol = ArrayVar(n, **self.assumption(f"symbols.{n}", word))
             self.symbols[n] = symbol
             self.shapes[symbol] = dims
             out.append(symbol)
@@ -450,8 +520,7 @@ class _Loader:
             raise self.fail("inputs", "expected a non-empty list of names")
         assumptions = self.get("symbols", dict, {})
         for key, word in assumptions.items():
-            if not isinstance(word, str) or word not in ASSUMPTIONS:
-                raise self.fail(f"symbols.{key}", f"unknown assumption {word!r} (known: {', '.join(ASSUMPTIONS)})")
+            self.assumption(f"symbols.{key}", word)
             if key not in raw:
                 raise self.fail(f"symbols.{key}", "not an input of this layer")
         for n in raw:
@@ -556,24 +625,9 @@ class _Loader:
         self.symbols.setdefault(DOUT.name, DOUT)
         out = []
         for i, chain in enumerate(chains):
-            where = f"chains[{i}]"
-            if not isinstance(chain, dict):
-                raise self.fail(where, "expected a table with 'of' and 'steps'")
-            unknown = sorted(set(chain) - set(_CHAIN_FIELDS))
-            if unknown:
-                raise self.fail(f"{where}.{unknown[0]}", f"unknown field (known: {', '.join(_CHAIN_FIELDS)})")
-            of, steps = chain.get("of"), chain.get("steps")
-            if not isinstance(of, str) or not of:
-                raise self.fail(f"{where}.of", "missing (what the chain derives, e.g. \"backward.x\")")
-            if not isinstance(steps, list) or len(steps) < 2:
-                raise self.fail(f"{where}.steps", "expected a list of at least two expression strings")
+            where, of, steps = self.chain_head(i, chain, _CHAIN_FIELDS, "backward.x")
             exprs = tuple(self.parse(f"{where}.steps[{j}]", s, allowed=allowed) for j, s in enumerate(steps))
-            constraints = chain.get("constraints", [])
-            if not isinstance(constraints, list) or not all(isinstance(c, str) for c in constraints):
-                raise self.fail(f"{where}.constraints", "expected a list of strings")
-            at = chain.get("at", {})
-            if not isinstance(at, dict):
-                raise self.fail(f"{where}.at", "expected a table of name = number")
+            constraints, at = self.chain_tail(where, chain)
             at = {k: float(self.number(f"{where}.at.{k}", v)) for k, v in at.items()}
             out.append(Chain(of, tuple(steps), exprs, tuple(constraints), at))
         return tuple(out)

@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import ast
 import re
-import tomllib
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -62,7 +61,7 @@ import sympy
 from .equality import close, mp_function
 from .errors import DerivationTimeout, ParseError, SpecError
 from .parsing import FUNCTIONS, MAX_DEPTH, MAX_LENGTH, format_expression, is_identifier, parse_expression
-from .spec import ASSUMPTIONS, DOUT, Spec
+from .spec import ASSUMPTIONS, DOUT, Spec, TomlLoader, parse_toml, read_text
 from .timebound import attempt, bounded
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -1199,28 +1198,16 @@ def load_derivation(path: str | Path, source: str | None = None) -> HandDerivati
         One line naming the file and the field.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
-    return derivation_from_toml(text, source or str(path))
+    return derivation_from_toml(read_text(path), source or str(path))
 
 
 def derivation_from_toml(text: str, source: str = "<toml>") -> HandDerivation:
     """Build a :class:`HandDerivation` from the text of a standalone derivation file."""
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise SpecError(f"{source}: not valid TOML: {exc}") from None
-    return _FileLoader(doc, source).load()
+    return _FileLoader(parse_toml(text, source), source).load()
 
 
-class _FileLoader:
-    def __init__(self, doc: dict, source: str):
-        self.doc, self.source = doc, source
-
-    def fail(self, where: str, message: str) -> SpecError:
-        return SpecError(f"{self.source}: {where}: {message}")
+class _FileLoader(TomlLoader):
+    """Reads one standalone derivation file."""
 
     def table(self, key: str) -> dict:
         value = self.doc.get(key, {})
@@ -1229,9 +1216,7 @@ class _FileLoader:
         return value
 
     def load(self) -> HandDerivation:
-        unknown = sorted(set(self.doc) - set(_FILE_FIELDS))
-        if unknown:
-            raise self.fail(unknown[0], f"unknown field (known: {', '.join(_FILE_FIELDS)})")
+        self.known_fields(self.doc, _FILE_FIELDS)
         name = self.doc.get("name")
         if not isinstance(name, str) or not name:
             raise self.fail("name", "missing (every derivation has a name)")
@@ -1256,11 +1241,9 @@ class _FileLoader:
                 if not (1 <= rows <= MAX_MATRIX_SIDE and 1 <= cols <= MAX_MATRIX_SIDE):
                     raise self.fail(where, f"matrix sides must be between 1 and {MAX_MATRIX_SIDE}")
                 matrices[key] = matrix_symbol(key, rows, cols)
-            elif isinstance(word, str) and word in ASSUMPTIONS:
-                symbols[key] = sympy.Symbol(key, **(ASSUMPTIONS["real"] if relaxed else ASSUMPTIONS[word]))
             else:
-                raise self.fail(where, f"unknown assumption {word!r} (known: {', '.join(ASSUMPTIONS)}, "
-                                "or \"matrix RxC\")")
+                declared_kind = self.assumption(where, word, also=', or "matrix RxC"')
+                symbols[key] = sympy.Symbol(key, **(ASSUMPTIONS["real"] if relaxed else declared_kind))
         world = World(symbols, {}, matrices)
         self.definitions(world)
         return world
@@ -1295,23 +1278,8 @@ class _FileLoader:
             raise self.fail("chains", "expected [[chains]] tables")
         out = []
         for i, chain in enumerate(chains):
-            where = f"chains[{i}]"
-            if not isinstance(chain, dict):
-                raise self.fail(where, "expected a table with 'of' and 'steps'")
-            unknown = sorted(set(chain) - set(_CHAIN_FIELDS))
-            if unknown:
-                raise self.fail(f"{where}.{unknown[0]}", f"unknown field (known: {', '.join(_CHAIN_FIELDS)})")
-            of, steps = chain.get("of"), chain.get("steps")
-            if not isinstance(of, str) or not of:
-                raise self.fail(f"{where}.of", "missing (what the chain derives, e.g. \"dL/dx1\")")
-            if not isinstance(steps, list) or len(steps) < 2 or not all(isinstance(s, str) for s in steps):
-                raise self.fail(f"{where}.steps", "expected a list of at least two expression strings")
-            constraints = chain.get("constraints", [])
-            if not isinstance(constraints, list) or not all(isinstance(c, str) for c in constraints):
-                raise self.fail(f"{where}.constraints", "expected a list of strings")
-            at = chain.get("at", {})
-            if not isinstance(at, dict):
-                raise self.fail(f"{where}.at", "expected a table of name = number")
+            where, of, steps = self.chain_head(i, chain, _CHAIN_FIELDS, "dL/dx1", strings=True)
+            constraints, at = self.chain_tail(where, chain)
             tolerance = chain.get("tolerance")
             if tolerance is not None and (isinstance(tolerance, bool) or not isinstance(tolerance, (int, float))
                                           or not 0 <= tolerance < float("inf")):
@@ -1361,12 +1329,7 @@ def verify(target: str | Path | Spec) -> StepsReport:
     from . import catalog
 
     path = catalog.resolve(str(target))
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise SpecError(f"{path}: not valid TOML: {exc}") from None
+    doc = parse_toml(read_text(path), str(path))
     if is_standalone(doc):
         return verify_hand_derivation(load_derivation(path))
     return verify_spec(catalog.load(str(target)))

@@ -102,6 +102,34 @@ def test_generated_layer_matches_numerical_differentiation_per_element():
     assert np.allclose(layer.dgamma, np.sum(dout * (x - x.mean(0)) / np.sqrt(x.var(0) + 1e-7), axis=0))
 
 
+def test_a_transposed_parameter_is_transposed_back_once(tmp_path, capsys):
+    """``tanh(x @ W.T)``: ``dx = g @ W`` (never ``W.T.T``), ``dW = g.T @ x``; oracle: the
+    complex-step derivative of ``sum(dout * tanh(x @ W.T))`` written here in numpy."""
+    W_ = ArrayVar("W", real=True)
+    assert arrays.Transposed(arrays.Transposed(W_)) == W_
+    path = tmp_path / "transposed_tanh.toml"
+    path.write_text('name = "TransposedTanh"\ninputs = { x = ["N", "D"] }\nparams = { W = ["M", "D"] }\n'
+                    'forward = "tanh(x @ W.T)"\n')
+    assert main(["derive", str(path)]) == 0
+    spec = symbackprop.load_spec(path)
+    printed = capsys.readouterr().out + spec.generate()
+    assert "backward  dx = (dout*(1 - y**2)) @ W\n" in printed and ".T.T" not in printed
+    rng = np.random.default_rng(6)
+    x, W, dout = rng.normal(size=(5, 3)), rng.normal(size=(4, 3)), rng.normal(size=(5, 4))
+    layer = spec.compile()(W)
+    layer.forward(x)
+    grads = {"x": layer.backward(dout), "W": layer.dW}
+    objectives = {"x": lambda v: np.sum(dout * np.tanh(v @ W.T)), "W": lambda v: np.sum(dout * np.tanh(x @ v.T))}
+    for name, value in (("x", x), ("W", W)):
+        numeric = np.zeros_like(value)
+        for idx in np.ndindex(value.shape):
+            e = np.zeros_like(value)
+            e[idx] = 1e-20
+            numeric[idx] = np.imag(objectives[name](value + 1j * e)) / 1e-20
+        np.testing.assert_allclose(grads[name], numeric, rtol=1e-10, atol=1e-12)
+    assert spec.check(max_examples=4).ok
+
+
 def test_two_layer_net_passes_the_books_gradient_check_at_its_levels():
     report = catalog.load("two_layer_net").check(max_examples=4)
     assert report.ok
@@ -203,3 +231,18 @@ def test_training_example_reaches_the_target_accuracy(tmp_path):
     final = [line for line in result.stdout.splitlines() if line.startswith("final test accuracy")]
     assert float(final[0].split()[3]) >= 0.96
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("backend", ["numpy", "fused"])
+def test_the_transpose_of_a_product_keeps_its_parentheses(tmp_path, backend):
+    """``tanh((x @ W).T)`` is ``tanh(W.T @ x.T)``, not ``tanh(x @ W.T)``; oracle: numpy by hand
+    and the checker's numerical derivatives."""
+    path = tmp_path / "transposed_product.toml"
+    path.write_text('name = "TransposedProduct"\ninputs = { x = ["N", "D"] }\nparams = { W = ["D", "M"] }\n'
+                    'forward = "tanh((x @ W).T)"\n')
+    spec = symbackprop.load_spec(path)
+    rng = np.random.default_rng(8)
+    x, W = rng.normal(size=(5, 3)), rng.normal(size=(3, 4))
+    layer = spec.compile(backend)(W)
+    np.testing.assert_allclose(layer.forward(x), np.tanh((x @ W).T), rtol=1e-13)
+    assert spec.check(max_examples=4).ok

@@ -1,5 +1,6 @@
 """The command line: exit codes, one-line errors, JSON fields, nothing half-written."""
 import json
+import os
 import subprocess
 import sys
 import time
@@ -10,9 +11,9 @@ from symbackprop.cli import main
 from symbackprop.parsing import parse_expression
 
 
-def run(*args, cwd=None):
+def run(*args, cwd=None, env=None):
     return subprocess.run([sys.executable, "-m", "symbackprop", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=300)
+                          cwd=cwd, env=env, timeout=300)
 
 
 def test_derive_sigmoid_json(capsys):
@@ -112,6 +113,16 @@ def test_check_exits_1_when_something_fails(tmp_path, capsys):
     bad = tmp_path / "wrong.toml"
     bad.write_text('name = "W"\ninputs = ["x"]\nforward = "exp(x)"\n[claims]\nbackward.x = "dout * x"\n')
     assert main(["check", str(bad), "--examples", "3"]) == 1
+
+
+def test_check_leaves_no_hypothesis_folder_in_the_working_directory(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "HYPOTHESIS_STORAGE_DIRECTORY"}
+    env["SYMBACKPROP_CACHE"] = str(tmp_path / "cache")
+    work = tmp_path / "work"
+    work.mkdir()
+    result = run("check", "sigmoid", "--no-cache", "--examples", "5", cwd=work, env=env)
+    assert result.returncode == 0, result.stderr
+    assert list(work.iterdir()) == []
 
 
 def test_python_dash_m_and_console_script_agree():

@@ -5,6 +5,7 @@ byte-identical between runs apart from ``seconds``, and Ctrl-C leaves no output.
 Oracles: the verdict each submission was written to earn (a correct sigmoid, a slipped
 derivative, an endless loop, ...), and the operating system's own view of processes.
 """
+import importlib.util
 import json
 import os
 import re
@@ -20,32 +21,17 @@ from symbackprop.cli import main
 from symbackprop.grading import OUTPUT_BYTES, expand, parse_memory
 from symbackprop.layercheck import load_class, verify_layer
 
-SIGMOID = '''import numpy as np
-
-
-class Sigmoid:
-    def __init__(self):
-        self.out = None
-
-    def forward(self, x):
-        {forward}
-        self.out = 1 / (1 + np.exp(-x))
-        return self.out
-
-    def backward(self, dout):
-        {backward}
-        return dout * {derivative}
-'''
-
-
-def sigmoid(forward="pass", backward="pass", derivative="(1.0 - self.out) * self.out", before="", after=""):
-    return before + SIGMOID.format(forward=forward, backward=backward, derivative=derivative) + after
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+_spec = importlib.util.spec_from_file_location("submissions", FIXTURES / "submissions.py")
+submissions = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(submissions)
+sigmoid = submissions.sigmoid  # the source of a Sigmoid submission (shared with benchmarks/grading.py)
 
 
 #: name: (source, the kinds of failing findings it must get, a fragment of the message)
 LAYERS = {
     "correct": (sigmoid(), [], ""),
-    "wrong_math": (sigmoid(derivative="self.out"), ["wrong-math"], "dx differs"),
+    "wrong_math": (sigmoid(grad="dout * self.out"), ["wrong-math"], "dx differs"),
     "endless_loop": (sigmoid(forward="while True: pass"), ["timeout"], "within 2 s"),
     "memory_bomb": (sigmoid(forward="hog = [bytearray(10**7) for _ in range(10**5)]"), ["memory"], "MemoryError"),
     "numpy_bomb": (sigmoid(backward="np.ones(1 << 40)"), ["memory"], "MemoryError"),

@@ -20,6 +20,7 @@ their axis, and a ReLU mask is the indicator ``\mathbf{1}[a_1 > 0]``.  Only
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import sympy
@@ -29,7 +30,7 @@ from .. import arrays
 from ..derive import Derivation
 from ..errors import SpecError
 from ..spec import Spec
-from .latex import Form, Row, Section, _tex_text, tex_name
+from .latex import Form, Row, Section, StepsText, _tex_text, tex_name
 
 
 def _axis_sub(axes: tuple[int, ...], keepdims: bool = False) -> str:
@@ -84,9 +85,7 @@ class ArrayLatexPrinter(LatexPrinter):
         return " ".join(self.wrap(a) if not isinstance(a, arrays.Matmul) else self._print(a) for a in expr.args)
 
     def _print_Transposed(self, expr):
-        (a,) = expr.args
-        if isinstance(a, arrays.Transposed):
-            return self._print(a.args[0])  # (W^T)^T is W
+        (a,) = expr.args  # never a transpose: Transposed(Transposed(W)) is W
         base = self._print(a) if isinstance(a, sympy.Symbol) else rf"\left({self._print(a)}\right)"
         return f"{base}^{{T}}"
 
@@ -186,8 +185,8 @@ class ArrayLatexPrinter(LatexPrinter):
 
 
 # -- the steps ------------------------------------------------------------------------------------------
-@dataclass
-class ArraySteps:
+@dataclass(repr=False)
+class ArraySteps(StepsText):
     """The forward and backward pass of an array layer, statement by statement.
 
     Attributes
@@ -211,10 +210,6 @@ class ArraySteps:
     def spec(self) -> Spec:
         return self.derivation.spec
 
-    @property
-    def rows(self) -> list[Row]:
-        return [r for s in self.sections for r in s.rows]
-
     def printer(self) -> ArrayLatexPrinter:
         """A printer that writes each gradient symbol as ``\\frac{\\partial L}{\\partial v}``."""
         names = {s: rf"\frac{{\partial L}}{{\partial {tex_name(m[1])}}}" for s, m in self.meaning.items()}
@@ -226,29 +221,9 @@ class ArraySteps:
         shape_tex = r" \times ".join(p._print(d) for d in shape) if shape else r"\text{scalar}"
         return f"{p._print(r.lhs)} &= {p._print(r.forms[0].value)} && {shape_tex}"
 
-    def latex(self, inline: bool = False) -> str:
-        r"""An ``align*`` block, or titled ``$$\begin{aligned}`` blocks with ``inline``."""
+    def row_writer(self) -> Callable[[Row], str]:
         p = self.printer()
-        if inline:
-            return "\n\n".join(f"{s.title}\n$$\\begin{{aligned}}\n" + " \\\\\n".join(self.row(r, p) for r in s.rows)
-                               + "\n\\end{aligned}$$" for s in self.sections if s.rows) + "\n"
-        body = []
-        for s in self.sections:
-            if s.rows:
-                body.append(rf"\intertext{{{s.title}}}")
-                body += [self.row(r, p) + r" \\" for r in s.rows]
-        body[-1] = body[-1].removesuffix(r" \\")
-        return "\\begin{align*}\n" + "\n".join(body) + "\n\\end{align*}\n"
-
-    def _repr_latex_(self) -> str:
-        return self.latex(inline=True)
-
-    def __str__(self) -> str:
-        return self.latex()
-
-    def __repr__(self) -> str:
-        parts = sum(1 for s in self.sections if s.rows)
-        return f"<ArraySteps of {self.spec.name}: {len(self.rows)} rows in {parts} parts>"
+        return lambda r: self.row(r, p)
 
 
 def _shapes(derivation: Derivation) -> dict[sympy.Symbol, tuple]:

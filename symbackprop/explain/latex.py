@@ -26,6 +26,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,7 +36,7 @@ import sympy
 from ..derive import Derivation
 from ..errors import SymbackpropError
 from ..spec import DOUT, Spec
-from .numbers import format_number
+from .numbers import as_sympy, format_number
 from .order import HigherDerivative, higher_order, total_symbol
 from .primitives import Node, PrimitiveGraph, split
 
@@ -74,7 +75,7 @@ class Form:
 
     @classmethod
     def of(cls, expr: sympy.Expr, numeric: bool = False) -> Form:
-        return cls(((sympy.sympify(expr),),), numeric)
+        return cls(((as_sympy(expr),),), numeric)
 
     @property
     def value(self) -> sympy.Expr:
@@ -98,8 +99,67 @@ class Section:
     rows: list[Row] = field(default_factory=list)
 
 
-@dataclass
-class ChainRuleSteps:
+class StepsText:
+    """What the chain-rule steps and the array steps share: titled sections of rows, written
+    as LaTeX by a row writer of their own (see :func:`sections_latex`)."""
+
+    sections: list[Section]
+
+    @property
+    def rows(self) -> list[Row]:
+        return [r for s in self.sections for r in s.rows]
+
+    def row_writer(self) -> Callable[[Row], str]:
+        """A function writing one row as ``lhs &= ...``."""
+        raise NotImplementedError  # pragma: no cover
+
+    def latex(self, inline: bool = False) -> str:
+        """An ``align*`` block, or titled ``$$\\begin{aligned}`` blocks with ``inline``."""
+        return sections_latex(self.sections, self.row_writer(), inline)
+
+    def _repr_latex_(self) -> str:
+        return self.latex(inline=True)
+
+    def __str__(self) -> str:
+        return self.latex()
+
+    def __repr__(self) -> str:
+        parts = sum(1 for s in self.sections if s.rows)
+        return f"<{type(self).__name__} of {self.spec.name}: {len(self.rows)} rows in {parts} parts>"
+
+
+def sections_latex(sections: list[Section], row: Callable[[Row], str], inline: bool = False) -> str:
+    """Sections of rows as one ``align*`` block, or as titled ``$$\\begin{aligned}`` blocks.
+
+    Parameters
+    ----------
+    sections : list of Section
+        Titled groups of rows; empty sections are left out.
+    row : callable
+        Writes one row as ``lhs &= ...`` (without the line break).
+    inline : bool
+        Titled ``$$\\begin{aligned}...\\end{aligned}$$`` blocks for a notebook or a Markdown
+        cell instead of one ``align*`` block with ``\\intertext`` titles.
+
+    Returns
+    -------
+    str
+        The LaTeX, ending in a newline.
+    """
+    shown = [s for s in sections if s.rows]
+    if inline:
+        return "\n\n".join(f"{s.title}\n$$\\begin{{aligned}}\n" + " \\\\\n".join(row(r) for r in s.rows)
+                           + "\n\\end{aligned}$$" for s in shown) + "\n"
+    body = []
+    for s in shown:
+        body.append(rf"\intertext{{{s.title}}}")
+        body += [row(r) + r" \\" for r in s.rows]
+    body[-1] = body[-1].removesuffix(r" \\")
+    return "\\begin{align*}\n" + "\n".join(body) + "\n\\end{align*}\n"
+
+
+@dataclass(repr=False)
+class ChainRuleSteps(StepsText):
     """The chain-rule steps of one declaration (see the module docstring).
 
     Attributes
@@ -126,25 +186,8 @@ class ChainRuleSteps:
     def spec(self) -> Spec:
         return self.graph.spec
 
-    @property
-    def rows(self) -> list[Row]:
-        return [r for s in self.sections for r in s.rows]
-
-    def latex(self, inline: bool = False) -> str:
-        """An ``align*`` block, or titled ``$$\\begin{aligned}`` blocks with ``inline``."""
-        printer = _Printer(self.spec, self.total_notation)
-        if inline:
-            return "\n\n".join(_inline_section(s, printer) for s in self.sections if s.rows) + "\n"
-        body = []
-        for s in self.sections:
-            if s.rows:
-                body.append(rf"\intertext{{{s.title}}}")
-                body += [printer.row(r) + r" \\" for r in s.rows]
-        body[-1] = body[-1].removesuffix(r" \\")
-        return "\\begin{align*}\n" + "\n".join(body) + "\n\\end{align*}\n"
-
-    def _repr_latex_(self) -> str:
-        return self.latex(inline=True)
+    def row_writer(self) -> Callable[[Row], str]:
+        return _Printer(self.spec, self.total_notation).row
 
     @property
     def total_notation(self) -> str:
@@ -158,18 +201,6 @@ class ChainRuleSteps:
                   if m[0] == "partial" and not set(self.graph.node_of(m[1]).args) <= inputs}
         total = {(m[1], m[2][0]) for m in self.meaning.values() if m[0] == "total" and len(m[2]) == 1}
         return "d" if differ & total else r"\partial"
-
-    def __str__(self) -> str:
-        return self.latex()
-
-    def __repr__(self) -> str:
-        parts = sum(1 for s in self.sections if s.rows)
-        return f"<ChainRuleSteps of {self.spec.name}: {len(self.rows)} rows in {parts} parts>"
-
-
-def _inline_section(section: Section, printer: _Printer) -> str:
-    rows = " \\\\\n".join(printer.row(r) for r in section.rows)
-    return f"{section.title}\n$$\\begin{{aligned}}\n{rows}\n\\end{{aligned}}$$"
 
 
 # -- notation symbols -----------------------------------------------------------------------
@@ -404,7 +435,7 @@ class _Printer:
         return tex_name(s)
 
     def expr(self, e: sympy.Expr) -> str:
-        e = sympy.sympify(e)
+        e = as_sympy(e)
         names = {s: self.name(s) for s in e.free_symbols}
         return sympy.latex(e, symbol_names=names, mul_symbol="dot" if self.wordy(e) else None)
 

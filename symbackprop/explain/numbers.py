@@ -7,12 +7,49 @@ SymPy and printed exactly.  Only a number whose decimal expansion does not end
 """
 from __future__ import annotations
 
+import numbers
+
 import sympy
 
 #: Significant digits kept for a number that is not a terminating decimal.
 DIGITS = 6
 #: A terminating decimal longer than this many significant digits is rounded too.
 MAX_EXACT_DIGITS = 15
+
+
+def as_sympy(value: sympy.Basic | complex) -> sympy.Basic:
+    """A SymPy object for a SymPy object or a Python (or NumPy) number, without parsing.
+
+    Parameters
+    ----------
+    value : sympy.Basic or number
+        A SymPy object (returned as is), a bool, an integer, a fraction, a float or a
+        complex number.
+
+    Returns
+    -------
+    sympy.Basic
+        ``value`` itself, ``true``/``false``, an ``Integer``, a ``Rational``, a ``Float``
+        or ``a + b*I``, the objects SymPy itself converts these numbers to.
+
+    Raises
+    ------
+    TypeError
+        For anything else: text is parsed only by :mod:`symbackprop.parsing`.
+    """
+    if isinstance(value, sympy.Basic):
+        return value
+    if isinstance(value, bool):
+        return sympy.true if value else sympy.false
+    if isinstance(value, numbers.Integral):
+        return sympy.Integer(int(value))
+    if isinstance(value, numbers.Rational):
+        return sympy.Rational(value.numerator, value.denominator)
+    if isinstance(value, numbers.Real):
+        return sympy.Float(value)
+    if isinstance(value, numbers.Complex):
+        return as_sympy(value.real) + as_sympy(value.imag) * sympy.I
+    raise TypeError(f"not a number or a SymPy object: {value!r}")
 
 
 def _terminates(q: int) -> bool:
@@ -50,7 +87,7 @@ def _rounded(value: sympy.Expr, digits: int) -> str:
     return text
 
 
-def format_number(value: object, digits: int = DIGITS) -> str:
+def format_number(value: sympy.Basic | float, digits: int = DIGITS) -> str:
     """Spell a real number the way a person writes it.
 
     Parameters
@@ -74,7 +111,7 @@ def format_number(value: object, digits: int = DIGITS) -> str:
     >>> format_number(110.00000000000001)
     '110'
     """
-    expr = sympy.sympify(value)
+    expr = as_sympy(value)
     if isinstance(expr, sympy.Float):
         expr = sympy.Rational(repr(float(expr)))
         exact = _exact_decimal(expr)
