@@ -8,11 +8,12 @@ with the parameter gradients for Affine, and a whole SGD step for the network
 order, so that drift and the neighbours' load hit every variant alike; a sample is the
 mean of ``number`` back-to-back calls (about 10 ms); the tables give medians over rounds.
 
-Physical bounds, measured at start: the copy bandwidth of each case's own traffic (a copy
-that moves as many bytes as the case must, so with the same footprint in the caches; the best
-of several tries, numpy's one thread or numba's every core) and the matrix-product rate (a
-1024x1024 float64 product).  A case's bound is the larger of (bytes it must move / bandwidth) and (FLOPs of its matrix
-products / rate); ``x bound`` is the time divided by that bound (1.0 would be perfect).
+Physical bounds: the copy bandwidth of each case's own traffic (a copy that moves as many
+bytes as the case must, so with the same footprint in the caches, timed as two more variants
+of the case in the same rounds: numpy's one thread and numba's every core, the faster median)
+and the matrix-product rate (a 1024x1024 float64 product, measured at start).  A case's bound
+is the larger of (bytes it must move / bandwidth) and (FLOPs of its matrix products / rate);
+``x bound`` is the time divided by that bound (1.0 would be perfect).
 Page faults per call are the ``ru_minflt`` difference around a separate batch of calls.
 
 Outputs and gradients of every variant are compared with the hand-written ones first.
@@ -320,32 +321,34 @@ def faults_per_call(fn: Callable, count: int) -> float:
     return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / count
 
 
-def copy_bandwidth(nbytes: float) -> tuple[float, str]:
-    """Bytes per second of the fastest copy that moves ``nbytes`` (an array of ``nbytes / 2``
-    read, another written): the same traffic and the same footprint as a case that must move
-    ``nbytes``, so that a case small enough for the caches is held to the caches' speed and a
-    large one to main memory's.  The best of numpy (one thread) and a numba loop (every core)."""
-    a = np.random.default_rng(1).standard_normal(max(1024, int(nbytes) // 16))
-    b = np.empty_like(a)
-    tries = max(20, min(200, int(2e9 / nbytes)))
+COPIES = ("copy, numpy", "copy, numba")
 
-    def best_of(copy) -> float:
-        copy(a, b)
-        fastest = min(per_call(lambda: copy(a, b), 1) for _ in range(tries))
-        return 2 * a.nbytes / fastest
-    found = {"numpy, one thread": best_of(np.copyto)}
+
+def add_copies(case: Case) -> None:
+    """Two more variants of ``case`` that move as many bytes as it must and nothing else: an
+    array of ``nbytes / 2`` copied into another (same traffic, same footprint in the caches)
+    by numpy (one thread) and by a numba loop (every core).  They are timed in the same rounds
+    as the layers, so the bound sees the same caches and the same neighbours."""
+    a = np.random.default_rng(1).standard_normal(max(1024, int(case.nbytes) // 16))
+    b = np.empty_like(a)
+    case.calls[COPIES[0]] = (lambda: np.copyto(b, a), None)
     try:
         import numba as nb
     except ImportError:
-        nb = None
-    if nb is not None:
-        @nb.njit(parallel=True)
-        def copy(src, dst):
-            for i in nb.prange(src.shape[0]):
-                dst[i] = src[i]
-        found[f"numba, {nb.get_num_threads()} threads"] = best_of(lambda src, dst: copy(src, dst))
-    how = max(found, key=found.get)
-    return found[how], how
+        return
+
+    @nb.njit(parallel=True)
+    def copy(src, dst):
+        for i in nb.prange(src.shape[0]):
+            dst[i] = src[i]
+    case.calls[COPIES[1]] = (lambda: copy(a, b), None)
+
+
+def bandwidth(case: Case, seconds: dict) -> tuple[float, str]:
+    """Bytes per second of the faster copy of ``case`` (median time), and which it was."""
+    times = {how: seconds[case.name, how] for how in COPIES if (case.name, how) in seconds}
+    how = min(times, key=times.get)
+    return case.nbytes / times[how], how
 
 
 def matmul_rate() -> float:
@@ -368,7 +371,8 @@ def measure(cases: list[Case], rounds: int, pause: float = 0.0, sample: float = 
     for case, variant in keys:  # warm up: compile, fill the buffers
         for _ in range(3):
             case.calls[variant][0]()
-    number = {c.name: max(1, round(sample / min(per_call(step, 3) for step, _ in c.calls.values()))) for c in cases}
+    number = {c.name: max(1, round(sample / min(per_call(step, 3) for v, (step, _) in c.calls.items() if v not in COPIES)))
+              for c in cases}
     samples: dict = {(c.name, v): [] for c, v in keys}
     if blocked:  # each (case, variant) alone, its samples back to back: no other library's threads around
         for case, variant in keys:
@@ -450,14 +454,14 @@ def compare_backends(rounds: int) -> list[str]:
 
 
 # -- reporting ------------------------------------------------------------------------------------
-def table(cases, seconds, faults, bandwidth, rate) -> list[str]:
+def table(cases, seconds, faults, rate) -> list[str]:
     present = [v for v in VARIANTS if any(v in c.calls for c in cases)]
     head = ["case", *[f"{v} (µs)" for v in present], *[f"{v} / hand" for v in present if v != "hand"],
             "fused / best peer", "bound (µs) at GB/s", *[f"{v} x bound" for v in ("numpy", "fused")], "page faults per call (" + " / ".join(present) + ")"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" + "---:|" * (len(head) - 1)]
     for c in cases:
         t = {v: seconds.get((c.name, v)) for v in present}
-        rate_of_copy = bandwidth[c.name][0]
+        rate_of_copy = bandwidth(c, seconds)[0]
         bound = max(c.nbytes / rate_of_copy, c.flops / rate)
         peers = [t[v] for v in ("torch", "jax") if t.get(v)]
         row = [c.name, *[f"{1e6 * t[v]:.1f}" if t[v] else "-" for v in present]]
@@ -470,10 +474,12 @@ def table(cases, seconds, faults, bandwidth, rate) -> list[str]:
     return lines
 
 
-def header(args, bandwidth: dict, rate, peers) -> list[str]:
+def header(args, cases, seconds, rate, peers) -> list[str]:
     torch, jax = peers
     load = os.getloadavg()
     import numba
+
+    copies = [bandwidth(c, seconds) for c in cases]
 
     return [f"- machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
             f"load average before the run {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} (1 / 5 / 15 min)",
@@ -481,9 +487,8 @@ def header(args, bandwidth: dict, rate, peers) -> list[str]:
             f"torch {torch.__version__ if torch else 'not installed'} ({torch.get_num_threads() if torch else 0} threads), "
             f"jax {jax.__version__ if jax else 'not installed'}",
             f"- {args.dtype}, {args.rounds} {'samples in a block per variant' if args.blocked else 'interleaved rounds'}, "
-            f"medians; copy bandwidth at each case's footprint {min(b for b, _ in bandwidth.values()) / 1e9:.0f} to "
-            f"{max(b for b, _ in bandwidth.values()) / 1e9:.0f} GB/s "
-            f"({', '.join(sorted({how for _, how in bandwidth.values()}))}), "
+            f"medians; copy bandwidth at each case's footprint {min(b for b, _ in copies) / 1e9:.0f} to "
+            f"{max(b for b, _ in copies) / 1e9:.0f} GB/s ({' or '.join(sorted({how for _, how in copies}))}), "
             f"matrix product {rate / 1e9:.0f} GFLOP/s"]
 
 
@@ -508,12 +513,13 @@ def main(argv=None) -> None:
     peers = (None, None) if args.no_peers else (_torch(), _jax())
     dtype = np.dtype(args.dtype)
     cases = make_cases(dtype, args.quick, peers)
-    bandwidth = {c.name: copy_bandwidth(c.nbytes) for c in cases}
     rate = matmul_rate()
-    report = header(args, bandwidth, rate, peers)
     check(cases, dtype)
+    for case in cases:
+        add_copies(case)
     seconds, faults = measure(cases, args.rounds, args.pause, args.sample, args.blocked)
-    report += ["", *table(cases, seconds, faults, bandwidth, rate)]
+    report = header(args, cases, seconds, rate, peers)
+    report += ["", *table(cases, seconds, faults, rate)]
     load = os.getloadavg()
     report.append(f"\nload average after the run: {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}")
     print("\n".join(report))

@@ -124,9 +124,10 @@ class Softmax(ArrayOp):
 
 
 class LogSoftmax(ArrayOp):
-    """``log_softmax(a, axis)``: ``a - logsumexp(a, axis, keepdims=True)``."""
+    """``log_softmax(a, axis)``: ``a - logsumexp(a, axis, keepdims=True)``, at most 0."""
 
     nargs = 2
+    is_nonpositive = True
 
 
 class ExpandDims(ArrayOp):

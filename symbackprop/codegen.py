@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import linecache
 import re
+from collections.abc import Sequence
 
 import sympy
 
@@ -73,9 +74,22 @@ def _keep_dtype(expr: sympy.Basic) -> sympy.Basic:
     return expr.replace(lambda e: isinstance(e, sympy.Mul) and sum(map(numeric, e.args)) == 1, spread)
 
 
-def _guarded(lines: list[str]) -> list[str]:
+def _may_overflow(pairs: Sequence[tuple[sympy.Symbol, sympy.Expr]]) -> bool:
+    """Can an ``exp`` of these statements overflow?  Not when its argument is known to be
+    at most 0 (``exp(logp)`` with ``logp = log_softmax(a)``); ``cosh`` and ``sinh`` always can."""
+    definitions: dict = {}
+    for symbol, expr in pairs:
+        if expr.atoms(sympy.cosh, sympy.sinh):
+            return True
+        if any(not f.args[0].xreplace(definitions).is_nonpositive for f in expr.atoms(sympy.exp)):
+            return True
+        definitions[symbol] = expr.xreplace(definitions)
+    return False
+
+
+def _guarded(lines: list[str], pairs: Sequence[tuple[sympy.Symbol, sympy.Expr]]) -> list[str]:
     """Wrap lines whose ``exp`` may overflow to inf harmlessly (``1/(1 + inf) = 0``)."""
-    if not any(_OVERFLOWING.search(line) for line in lines):
+    if not any(_OVERFLOWING.search(line) for line in lines) or not _may_overflow(pairs):
         return lines
     return ['with np.errstate(over="ignore"):  # exp overflows to inf where the limit is still exact',
             *[INDENT + line for line in lines]]
@@ -178,7 +192,7 @@ def forward_lines(derivation: Derivation) -> list[str]:
     dims = _forward_dims(derivation, pairs)
     lines = _dim_bindings(spec, [d for d in dims if d in spec.dims], params) + _onehot_labels(spec)
     reserved = {s.name for s, _ in pairs} | {s.name for s in (*spec.inputs, *spec.constants, *spec.dims)}
-    lines += _guarded(_statements(pairs, NumpyLayerPrinter(params), reserved))
+    lines += _guarded(_statements(pairs, NumpyLayerPrinter(params), reserved), pairs)
     stored = [*derivation.cache_names, *(d.name for d in derivation.dims_used)]
     lines += [f"self.{name} = {name}" for name in stored]
     lines.append(f"return {spec.output.name}")
@@ -196,7 +210,7 @@ def backward_lines(derivation: Derivation) -> list[str]:
     printer = NumpyLayerPrinter(names)
     pairs = [(c.symbol, c.expr) for c in derivation.recompute] + list(derivation.steps)
     reserved = {s.name for s, _ in pairs} | set(names_of(derivation)) | {DOUT.name}
-    lines = _guarded(_statements(pairs, printer, reserved))
+    lines = _guarded(_statements(pairs, printer, reserved), pairs)
     handed_out = {f"d{name}" for name in spec.input_names} | set(grad_refs(spec).values())
     lines = [_fresh(line, handed_out) for line in lines]
     grads = ", ".join(f"d{name}" for name in spec.input_names)
@@ -247,7 +261,7 @@ def network_methods(derivation: Derivation) -> list[str]:
     reserved = {s.name for s, _ in pairs} | set(inputs)
     params = param_refs(spec)
     predict = _dim_bindings(spec, [d for d in spec.dims if any(d in e.free_symbols for _, e in pairs)], params)
-    predict += _guarded(_statements(pairs, NumpyLayerPrinter(params), reserved)) + [f"return {spec.predict.name}"]
+    predict += _guarded(_statements(pairs, NumpyLayerPrinter(params), reserved), pairs) + [f"return {spec.predict.name}"]
     sizes = sorted({d for p in spec.params for d in spec.shapes[p] if isinstance(d, sympy.Symbol)}, key=str)
     init = ["rng = np.random.default_rng(seed)", "return cls("]
     for p in spec.params:

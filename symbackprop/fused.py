@@ -27,8 +27,8 @@ nobody else holds them any more, so a layer called again and again with the same
 allocates nothing and takes no page faults.  A result the caller still holds is never
 overwritten: the reference count decides.
 
-A kernel computes in the dtype of its result, as numpy would: its last argument ``_F`` is
-that scalar type (``np.float32`` or ``np.float64``) and every constant is written ``_F(c)``,
+A kernel computes in the dtype of its result, as numpy would: its last argument ``_like`` is
+an empty array of that dtype, ``_F = _like.dtype.type``, and every constant is written ``_F(c)``,
 so that float32 data stay float32 in the registers (twice the SIMD lanes, shorter
 polynomials) instead of being widened by a float64 constant; float32 in, float32 out.
 Sums over a row are accumulated in float64.  Complex input (the checker's complex step) runs the numpy
@@ -43,6 +43,7 @@ import os
 import sys
 import time
 import weakref
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -113,25 +114,38 @@ def scratch(store: dict, slots: int, cols: int) -> np.ndarray:
     return buffer(store, "_scratch", (nb.config.NUMBA_NUM_THREADS, max(slots, 1), cols), np.float64)
 
 
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 def float_dtype(*values) -> np.dtype:
     """The dtype a kernel writes: numpy's result type of the array operands (Python numbers
     and 0-d arrays do not widen it, integers and booleans compute in float64)."""
+    first = values[0]
+    if type(first) is np.ndarray and first.dtype in _FLOATS and all(  # the common case, fast
+            type(v) is np.ndarray and v.dtype == first.dtype for v in values[1:]):
+        return first.dtype
     arrays = [v for v in values if isinstance(v, np.ndarray) and v.ndim and v.dtype != np.bool_]
     kinds = [np.asarray(v).dtype for v in (arrays or values)]
     dtype = np.result_type(*kinds) if kinds else np.dtype(np.float64)
     if dtype.kind in "biu":
         return np.dtype(np.float64)
-    if dtype not in (np.float32, np.float64):
+    if dtype not in _FLOATS:
         raise TypeError(f"the fused backend computes in float32 or float64, not {dtype}; "
                         "use the numpy backend for other types")
     return dtype
 
 
+def domain(*values) -> tuple[tuple, np.dtype]:
+    """The broadcast shape of ``values`` and the dtype a kernel over them writes."""
+    shapes = [np.shape(v) for v in values]
+    shape = shapes[0] if all(s == shapes[0] for s in shapes) else np.broadcast_shapes(*shapes)
+    return shape, float_dtype(*values)
+
+
 def operands(*values) -> tuple[list[np.ndarray], tuple, np.dtype]:
     """Elementwise inputs as C-contiguous arrays of one shape (broadcast if needed) and of
     one float dtype, with that shape and dtype."""
-    dtype = float_dtype(*values)
-    shape = np.broadcast_shapes(*(np.shape(v) for v in values))
+    shape, dtype = domain(*values)
     return [operand(v, shape, dtype) for v in values], shape, dtype
 
 
@@ -139,13 +153,25 @@ def operand(value, shape: tuple, dtype=None) -> np.ndarray:
     """``value`` as a C-contiguous array of ``shape``; converted to ``dtype`` only when it is
     not already float32 or float64 (a float64 upstream gradient stays float64, as in numpy)."""
     a = np.asarray(value)
-    if a.dtype.kind not in "f" or a.dtype not in (np.float32, np.float64):
+    if a.dtype not in _FLOATS:
         if a.dtype.kind == "c":
             float_dtype(a)  # raises TypeError
         a = a.astype(dtype or np.float64)
     if a.shape != shape:
         a = np.broadcast_to(a, shape)
     return a if a.flags.c_contiguous else a.copy(order="C")  # (np.ascontiguousarray makes 0-d 1-d)
+
+
+_LIKE: dict = {}
+
+
+def like(dtype) -> np.ndarray:
+    """An empty array of ``dtype``: a kernel's last argument, whose ``dtype.type`` its constants
+    take (an array, because numba reads a scalar type argument about 15 times more slowly)."""
+    found = _LIKE.get(dtype)
+    if found is None:
+        found = _LIKE[dtype] = np.empty(0, dtype)
+    return found
 
 
 def result(a: np.ndarray):
@@ -156,10 +182,11 @@ def result(a: np.ndarray):
 class Kernel:
     """One loop, compiled lazily twice: serially for small arrays, over all cores for large ones.
 
-    For large arrays the faster of the two is learned from the calls themselves (time per
-    element, a moving average; the slower one is tried again every ``RETRY`` calls): on a
-    machine whose other cores are busy, waiting for a thread to be scheduled costs more than
-    the loop, and the serial loop wins.
+    For large arrays the faster of the two is learned from the calls themselves: each
+    variant's time per element is the *least* of its last ``KEEP`` calls (a thread that was
+    not scheduled in time only ever adds to a call, so the minimum is what the loop costs),
+    and the slower variant is tried again every ``RETRY`` calls.  On a machine whose other
+    cores stay busy, the parallel loop keeps waiting for its threads and the serial loop wins.
 
     Parameters
     ----------
@@ -167,7 +194,8 @@ class Kernel:
         Plain Python with ``nb.prange`` loops; numba compiles it per argument types.
     """
 
-    RETRY = 100
+    RETRY = 32
+    KEEP = 8
 
     def __init__(self, fn):
         require()
@@ -177,7 +205,7 @@ class Kernel:
         self.parallel = nb.njit(parallel=True, **options)(fn)
         self.__doc__ = fn.__doc__
         self.calls = 0
-        self.seconds: dict[bool, float] = {}  # parallel or not -> moving average of seconds per element
+        self.seconds = {True: deque(maxlen=self.KEEP), False: deque(maxlen=self.KEEP)}  # seconds per element
         self.compiled: set[bool] = set()
 
     def __call__(self, size: int, *args):
@@ -189,7 +217,7 @@ class Kernel:
         result = (self.parallel if variant else self.serial)(*args)
         per_element = (time.perf_counter() - start) / size
         if variant in self.compiled:  # the first call of each compiles: not a sample
-            self.seconds[variant] = 0.7 * self.seconds.get(variant, per_element) + 0.3 * per_element
+            self.seconds[variant].append(per_element)
         self.compiled.add(variant)
         return result
 
@@ -197,7 +225,7 @@ class Kernel:
         """True: the parallel loop."""
         if self.calls <= 4:  # both, twice each (the first call of each compiles)
             return self.calls % 2 == 1
-        parallel, serial = self.seconds.get(True, 0.0), self.seconds.get(False, 0.0)
+        parallel, serial = (min(self.seconds[v], default=0.0) for v in (True, False))
         faster = parallel <= serial
         return (not faster) if self.calls % self.RETRY == 0 else faster
 
@@ -324,8 +352,9 @@ def is_complex(*values) -> bool:
 
 def _kernel_def(fname: str, params: list[str], body: list[str], doc: str) -> list[str]:
     """A module-level kernel: plain Python with ``nb.prange``, wrapped in :class:`Kernel`; its
-    last parameter ``_F`` is the scalar type it computes in."""
-    return ["", "", f"def {fname}({', '.join([*params, '_F'])}):", f'{INDENT}"""{doc}"""',
+    last parameter ``_like`` is an empty array of the dtype it computes in (see :func:`like`)."""
+    return ["", "", f"def {fname}({', '.join([*params, '_like'])}):", f'{INDENT}"""{doc}"""',
+            f"{INDENT}_F = _like.dtype.type  # constants in the result's dtype",
             *[INDENT + line for line in body], "", "", f"{fname} = _fused.Kernel({fname})"]
 
 
@@ -371,7 +400,7 @@ class _FlatBuilder:
         lines += [f"self.{c} = None" for c in self.d.cache_names]
         lines += [_store(s.name, s.name, "_shape", "np.bool_" if s in self.masks else "_dtype") for s in writes]
         args = ", ".join(f"{s.name}.reshape(-1)" for s in (*spec.inputs, *writes))
-        lines.append(f"_forward({writes[0].name}.size, {args}, _dtype.type)")
+        lines.append(f"_forward({writes[0].name}.size, {args}, _fused.like(_dtype))")
         lines += [f"self.{c} = {c}" for c in self.d.cache_names]
         lines.append(f"return _fused.result({spec.output.name})")
         return lines
@@ -391,7 +420,7 @@ class _FlatBuilder:
                  f"_fused.operands({', '.join(['dout', *[f'self.{s.name}' for s in floats]])})"]
         lines += [_store(g.name, g.name, "_shape", "_dtype") for g in grads]
         sources = ["dout", *local.values(), *[f"self.{s.name}" for s in masks], *[g.name for g in grads]]
-        lines.append(f"_backward({grads[0].name}.size, {', '.join(f'{a}.reshape(-1)' for a in sources)}, _dtype.type)")
+        lines.append(f"_backward({grads[0].name}.size, {', '.join(f'{a}.reshape(-1)' for a in sources)}, _fused.like(_dtype))")
         lines.append("return " + ", ".join(f"_fused.result({g.name})" for g in grads))
         return lines
 
@@ -555,7 +584,7 @@ class _RowBuilder:
             else:
                 _, symbol, expr = step
                 lines += self._numpy_lines(symbol, expr, printer, reserved)
-        return self.codegen._guarded(lines) + returns
+        return self.codegen._guarded(lines, pairs) + returns
 
     def _numpy_lines(self, symbol, expr, printer, reserved) -> list[str]:
         """A statement numpy computes; a matrix product of named arrays writes into a kept buffer."""
@@ -635,6 +664,8 @@ class _RowKernel:
     def _emit(self) -> None:
         self.subs: dict = {}        # elementwise values not kept: inlined where used
         self.row_values: dict = {}  # row reductions already computed in this row: atom -> name
+        self.exponentials: dict = {}  # log-sum-exp name -> (its work row's element, the sum of the row)
+        self.aliases: dict = {}  # symbols standing for printed text (a work row's element)
         self.written: set = set()   # kept elementwise values already stored for this row
         self.pending: list[str] = []     # the body of the next loop over the row
         self.after: list[str] = []       # ... the lines after it (reductions of its work rows)
@@ -679,17 +710,19 @@ class _RowKernel:
         if {s.name for s in expr.free_symbols} & self.unfinished:
             self._flush()
 
-    def _loop(self, reduce: str, name: str, element) -> None:
+    def _loop(self, reduce: str, name: str, element) -> str:
         """``name = reduce(element over the row)``: the pending loop writes the elements to a
-        work row of this thread (SIMD, exact functions), ``row_sum``/``row_max`` reduce it."""
+        work row of this thread (SIMD, exact functions), ``row_sum``/``row_max`` reduce it in
+        float64 and the result is rounded to the kernel's dtype; returns the row reduced."""
         self._wait_for(element)
         row = self._row_of(element)
         if row is None:
             row = f"_w[{self.slots}]"
             self.pending.append(f"{row[:-1]}, _j] = {self._print(element, row=False)}")
             self.slots += 1
-        self.after.append(f"{name} = _fused.{reduce}({row}, _cols)")
+        self.after.append(f"{name} = _F(_fused.{reduce}({row}, _cols))")
         self.unfinished.add(name)
+        return row
 
     def _row_of(self, element) -> str | None:
         """Row ``_i`` of an array already in memory, when ``element`` is one (no copy needed)."""
@@ -713,27 +746,49 @@ class _RowKernel:
         elif kind is arrays.LogSumExp:
             top = sympy.Symbol(self._reduce(max, element), real=True)
             self._wait_for(top)
-            self._loop("row_sum", f"_s{n}", sympy.exp(element - top))
+            row = self._loop("row_sum", f"_s{n}", sympy.exp(element - top))
             self.after.append(f"{name} = {top} + _fused.log_(_s{n})")
+            self.exponentials[name] = (f"{row[:-1]}, _j]", f"_s{n}")
         else:
             self._loop("row_sum", name, element)
             if kind is arrays.ReduceMean:
-                self.after.append(f"{name} = {name} / _cols")
+                self.after.append(f"{name} = _F({name} / _cols)")
         self.unfinished.add(name)
         self.row_values[key] = name
         return name
 
     def _rowwise(self, expr):
-        """``expr`` with each reduction along the rows replaced by its value for row ``_i``."""
+        """``expr`` with each reduction along the rows replaced by its value for row ``_i``;
+        a softmax reuses the exponentials its log-sum-exp summed: ``exp(a - max) / sum``."""
+        if isinstance(expr, sympy.exp) and isinstance(expr.args[0], arrays.LogSoftmax):
+            expr = arrays.Softmax(*expr.args[0].args)  # y = exp(log_softmax(a)), as the numpy code writes it
         if isinstance(expr, _ROW_ATOMS) and self.b._axes(expr) == (1,):
             inner = self._rowwise(expr.args[0])
             if isinstance(expr, (arrays.Softmax, arrays.LogSoftmax)):
-                lse = sympy.Symbol(self._reduce(arrays.LogSumExp, inner), real=True)
-                return sympy.exp(inner - lse) if isinstance(expr, arrays.Softmax) else inner - lse
+                name = self._reduce(arrays.LogSumExp, inner)
+                lse = sympy.Symbol(name, real=True)
+                if isinstance(expr, arrays.LogSoftmax):
+                    return inner - lse
+                if name not in self.exponentials:
+                    return sympy.exp(inner - lse)
+                return self._share_of(name)
             return sympy.Symbol(self._reduce(type(expr), inner), real=True)
         if not expr.args or isinstance(expr, sympy.Symbol):
             return expr
         return expr.func(*[self._rowwise(a) for a in expr.args])
+
+    def _share_of(self, lse: str):
+        """``exp(a - lse)`` for the row of ``lse``: its work row's ``exp(a - max)`` times one
+        over their sum (computed once per row), instead of a second exponential."""
+        element, total = self.exponentials[lse]
+        share = sympy.Symbol(element, real=True), sympy.Symbol(f"_q{total[2:]}", real=True)
+        if share[1] not in self.aliases and total in self.unfinished:
+            self.after.append(f"{share[1].name} = _F(1) / {total}")
+            self.unfinished.add(share[1].name)
+        elif share[1] not in self.aliases:
+            self.lines.append(f"{share[1].name} = _F(1) / {total}")
+        self.aliases.update({s: s.name for s in share})
+        return share[0] * share[1]
 
     def _total(self, expr) -> None:
         """Partial sums per row of every reduction over all elements in ``expr``."""
@@ -749,7 +804,9 @@ class _RowKernel:
     def _print(self, expr, row: bool) -> str:
         names = {}
         for s in expr.free_symbols:
-            if s in self.pending_syms:
+            if s in self.aliases:
+                names[s] = self.aliases[s]
+            elif s in self.pending_syms:
                 names[s] = s.name
             elif s in self.written:
                 names[s] = f"_o_{s.name}[_i, _j]"
@@ -764,9 +821,7 @@ class _RowKernel:
     # -- the call -------------------------------------------------------------------------------
     def call(self, fname: str, printer: NumpyLayerPrinter) -> list[str]:
         refs = {s: printer.doprint(s) for s in self.reads}
-        shapes = ", ".join(f"np.shape({refs[s]})" for s in self.arrays)
-        lines = [f"_shape = np.broadcast_shapes({shapes})",
-                 f"_dtype = _fused.float_dtype({', '.join(refs[s] for s in self.arrays)})"]
+        lines = [f"_shape, _dtype = _fused.domain({', '.join(refs[s] for s in self.arrays)})"]
         for s in self.outputs:
             shape = {"elem": "_shape", "row": "(_shape[0], 1)" if len(s.shape) == 2 else "(_shape[0],)"}[s.kind]
             dtype = "np.bool_" if _is_boolean(s.expr) else "_dtype"
@@ -776,7 +831,7 @@ class _RowKernel:
             lines.append(f"_scratch = _fused.scratch(self._buffers, {self.slots}, _shape[1])")
         args = ["_shape[0] * _shape[1]", "_shape[0]", "_shape[1]", *[refs[s] for s in self.reads],
                 *[s.symbol.name for s in self.outputs], *[name for name, _ in self.partials],
-                *(["_scratch"] if self.slots else []), "_dtype.type"]
+                *(["_scratch"] if self.slots else []), "_fused.like(_dtype)"]
         lines.append(f"{fname}({', '.join(args)})")
         lines += [f"{printer.doprint(s.symbol)} = {s.symbol.name}" for s in self.outputs
                   if printer.doprint(s.symbol) != s.symbol.name]

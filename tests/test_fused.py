@@ -239,3 +239,17 @@ def test_a_kernel_takes_the_faster_of_its_serial_and_parallel_loops(monkeypatch)
     assert used[4:].count("parallel") == 2  # retried every RETRY calls, in case the cores are free again
     kernel(5, None)
     assert used[-1] == "serial"  # small arrays: always serial
+
+
+def test_one_late_thread_does_not_make_a_kernel_give_up_its_parallel_loop(monkeypatch):
+    import time
+
+    monkeypatch.setattr(fused, "PARALLEL_MIN", 10)
+    kernel = fused.Kernel(lambda a: None)
+    used = []
+    stalls = iter([0.0] * 6 + [0.02])  # the seventh parallel call waits 20 ms for a thread
+    kernel.serial = lambda a: (time.sleep(0.002), used.append("serial"))
+    kernel.parallel = lambda a: (time.sleep(next(stalls, 0.0)), used.append("parallel"))
+    for _ in range(kernel.RETRY - 1):
+        kernel(100, None)
+    assert used[4:].count("serial") == 0  # the stall added to one call; the least of the last calls is unchanged
