@@ -74,6 +74,17 @@ class Case:
     def __init__(self, name: str, nbytes: float, flops: float = 0.0):
         self.name, self.nbytes, self.flops = name, nbytes, flops
         self.calls: dict[str, tuple[Callable, Callable]] = {}
+        self.floor: tuple[Callable, float] | None = None  # (a small call, the case's elements per its element)
+
+    def set_floor(self, make: Callable, args: list, count: int) -> None:
+        """The fused layer's arithmetic without the memory traffic: ``make()`` layers called on
+        ``args``, small enough for the L2 cache (and one core), scaled up to the case."""
+        layer = make()
+
+        def step():
+            layer.forward(*args[:-1])
+            return layer.backward(args[-1])
+        self.floor = (step, count / (np.size(args[0]) * (os.cpu_count() or 1)))
 
 
 def _elementwise(name: str, decl: str, hand: type, shape: tuple, dtype, rng, peers) -> Case:
@@ -93,6 +104,8 @@ def _elementwise(name: str, decl: str, hand: type, shape: tuple, dtype, rng, pee
         def outputs(layer=layer):
             return [np.array(layer.forward(x)), np.array(layer.backward(dout.copy()))]
         case.calls[variant] = (step, outputs)
+    case.set_floor(derivation.compile("fused"), [x.reshape(-1)[:1 << 14].copy(), dout.reshape(-1)[:1 << 14].copy()],
+                   x.size)
     torch, jax = peers
     fn = {"Sigmoid": ("sigmoid", "sigmoid"), "ReLU": ("relu", "relu"), "Tanh": ("tanh", "tanh")}[name]
     if torch is not None:
@@ -137,6 +150,8 @@ def _softmax_with_loss(n: int, k: int, dtype, rng, peers) -> Case:
         def outputs(layer=layer):
             return [np.array(layer.forward(x, t)), np.array(layer.backward(1.0))]
         case.calls[variant] = (step, outputs)
+    rows = max(1, (1 << 14) // k)
+    case.set_floor(derivation.compile("fused"), [x[:rows].copy(), t[:rows].copy(), 1.0], x.size)
     torch, jax = peers
     if torch is not None:
         tx, tt = torch.from_numpy(x.copy()).requires_grad_(), torch.from_numpy(t)
@@ -454,7 +469,40 @@ def compare_backends(rounds: int) -> list[str]:
 
 
 # -- reporting ------------------------------------------------------------------------------------
-def table(cases, seconds, faults, rate) -> list[str]:
+def floors(cases: list[Case], rounds: int) -> dict[str, float]:
+    """Seconds per call of each case's compute floor (see :meth:`Case.set_floor`), medians."""
+    found = {}
+    for case in (c for c in cases if c.floor):
+        step, scale = case.floor
+        for _ in range(3):
+            step()
+        number = max(1, round(0.005 / per_call(step, 3)))
+        found[case.name] = scale * statistics.median(per_call(step, number) for _ in range(rounds))
+    return found
+
+
+def floor_table(cases, seconds, floor, rate) -> list[str]:
+    """Where the fused time goes: the memory bound, the arithmetic alone, and the fused time."""
+    lines = ["| case | fused (µs) | memory bound (µs) | arithmetic alone (µs) | fused / the larger |", "|---|---:|---:|---:|---:|"]
+    for c in cases:
+        if c.name not in floor:
+            continue
+        bound = max(c.nbytes / bandwidth(c, seconds)[0], c.flops / rate)
+        fused = seconds[c.name, "fused"]
+        lines.append(f"| {c.name} | {1e6 * fused:.0f} | {1e6 * bound:.0f} | {1e6 * floor[c.name]:.0f} | "
+                     f"{fused / max(bound, floor[c.name]):.2f} |")
+    return lines
+
+
+def _spread(values: list[float]) -> str:
+    """The median of ``values``, and their range when there are several."""
+    mid = f"{statistics.median(values):.2f}"
+    return mid if len(values) == 1 else f"{mid} ({min(values):.2f}-{max(values):.2f})"
+
+
+def table(cases, runs: list[dict], faults, rate) -> list[str]:
+    """The main table: medians over runs of each (case, variant); ratios with their range over runs."""
+    seconds = {k: statistics.median(run[k] for run in runs) for k in runs[0]}
     present = [v for v in VARIANTS if any(v in c.calls for c in cases)]
     head = ["case", *[f"{v} (µs)" for v in present], *[f"{v} / hand" for v in present if v != "hand"],
             "fused / best peer", "bound (µs) at GB/s", *[f"{v} x bound" for v in ("numpy", "fused")], "page faults per call (" + " / ".join(present) + ")"]
@@ -465,8 +513,10 @@ def table(cases, seconds, faults, rate) -> list[str]:
         bound = max(c.nbytes / rate_of_copy, c.flops / rate)
         peers = [t[v] for v in ("torch", "jax") if t.get(v)]
         row = [c.name, *[f"{1e6 * t[v]:.1f}" if t[v] else "-" for v in present]]
-        row += [f"{t[v] / t['hand']:.2f}" if t[v] else "-" for v in present if v != "hand"]
-        row.append(f"{t['fused'] / min(peers):.2f}" if peers else "-")
+        row += [_spread([run[c.name, v] / run[c.name, "hand"] for run in runs]) if t[v] else "-"
+                for v in present if v != "hand"]
+        best = [min(run[c.name, v] for v in ("torch", "jax") if (c.name, v) in run) for run in runs] if peers else []
+        row.append(_spread([run[c.name, "fused"] / b for run, b in zip(runs, best)]) if peers else "-")
         row.append(f"{1e6 * bound:.0f} at {rate_of_copy / 1e9:.0f}" + (" (FLOPs)" if c.flops / rate > c.nbytes / rate_of_copy else ""))
         row += [f"{t[v] / bound:.1f}" for v in ("numpy", "fused")]
         row.append(" / ".join(f"{faults[c.name, v]:.0f}" if (c.name, v) in faults else "-" for v in present))
@@ -486,7 +536,8 @@ def header(args, cases, seconds, rate, peers) -> list[str]:
             f"- python {platform.python_version()}, numpy {np.__version__}, numba {numba.__version__}, "
             f"torch {torch.__version__ if torch else 'not installed'} ({torch.get_num_threads() if torch else 0} threads), "
             f"jax {jax.__version__ if jax else 'not installed'}",
-            f"- {args.dtype}, {args.rounds} {'samples in a block per variant' if args.blocked else 'interleaved rounds'}, "
+            f"- {args.dtype}, {args.rounds} {'samples in a block per variant' if args.blocked else 'interleaved rounds'}"
+            f"{f' in each of {args.repeat} runs (medians of the runs; ratios: median (range))' if args.repeat > 1 else ''}, "
             f"medians; copy bandwidth at each case's footprint {min(b for b, _ in copies) / 1e9:.0f} to "
             f"{max(b for b, _ in copies) / 1e9:.0f} GB/s ({' or '.join(sorted({how for _, how in copies}))}), "
             f"matrix product {rate / 1e9:.0f} GFLOP/s"]
@@ -495,6 +546,9 @@ def header(args, cases, seconds, rate, peers) -> list[str]:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="run the whole protocol this many times: medians of the runs' medians, ratios with "
+                             "their range over the runs")
     parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     parser.add_argument("--quick", action="store_true", help="the elementwise rows only (a smoke test)")
     parser.add_argument("--pause", type=float, default=0.0,
@@ -517,9 +571,15 @@ def main(argv=None) -> None:
     check(cases, dtype)
     for case in cases:
         add_copies(case)
-    seconds, faults = measure(cases, args.rounds, args.pause, args.sample, args.blocked)
+    runs = []
+    for _ in range(args.repeat):
+        seconds, faults = measure(cases, args.rounds, args.pause, args.sample, args.blocked)
+        runs.append(seconds)
+    seconds = {k: statistics.median(run[k] for run in runs) for k in runs[0]}
     report = header(args, cases, seconds, rate, peers)
-    report += ["", *table(cases, seconds, faults, rate)]
+    report += ["", *table(cases, runs, faults, rate)]
+    report += ["", "Arithmetic alone: the fused layer on 16384 elements (in the L2 cache, one core), scaled to the "
+               "case's elements and divided by the cores.", "", *floor_table(cases, seconds, floors(cases, args.rounds), rate)]
     load = os.getloadavg()
     report.append(f"\nload average after the run: {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}")
     print("\n".join(report))

@@ -253,3 +253,25 @@ def test_one_late_thread_does_not_make_a_kernel_give_up_its_parallel_loop(monkey
     for _ in range(kernel.RETRY - 1):
         kernel(100, None)
     assert used[4:].count("serial") == 0  # the stall added to one call; the least of the last calls is unchanged
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_row_max_is_numpys_maximum(dtype):
+    """The integer-ordered maximum against np.max on rows of mixed signs, magnitudes and infinities."""
+    rng = np.random.default_rng(11)
+    rows = rng.standard_normal((200, 37)) * 10.0 ** rng.integers(-300, 300, (200, 37))
+    rows[::7, 3] = -np.inf
+    rows[::11, 5] = np.inf
+    rows[::13] = -np.abs(rows[::13])  # rows of negative numbers only
+    rows[5] = -0.0
+    with np.errstate(over="ignore"):  # float32: some entries overflow to inf or round to 0, as they should
+        rows = rows.astype(dtype)
+
+    @nb.njit
+    def maxima(a):
+        out = np.empty(a.shape[0])
+        for i in range(a.shape[0]):
+            out[i] = fused.row_max(a[i], a.shape[1])
+        return out
+    np.testing.assert_array_equal(maxima(rows), rows.max(axis=1).astype(np.float64))
+    assert maxima(np.empty((1, 0))) == -np.inf
