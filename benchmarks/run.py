@@ -18,7 +18,7 @@ Page faults per call are the ``ru_minflt`` difference around a separate batch of
 
 Outputs and gradients of every variant are compared with the hand-written ones first.
 
-Run: ``python -m benchmarks [--rounds 40] [--quick] [--markdown FILE]``.
+Run: ``python -m benchmarks [--rounds 30] [--repeat 3] [--dtype float32] [--blocked] [--only TEXT] [--markdown FILE]``.
 """
 from __future__ import annotations
 
@@ -558,6 +558,8 @@ def main(argv=None) -> None:
     parser.add_argument("--blocked", action="store_true",
                         help="time each (case, variant) in one block of samples instead of interleaved rounds")
     parser.add_argument("--no-peers", action="store_true", help="skip PyTorch and JAX even when installed")
+    parser.add_argument("--only", metavar="TEXT", action="append",
+                        help="only the cases whose name contains TEXT (repeatable), e.g. --only 1000x1000")
     parser.add_argument("--markdown", metavar="FILE", help="also append the report to FILE")
     parser.add_argument("--backends", action="store_true", help="numexpr against numba for the fused backend, only")
     args = parser.parse_args(argv)
@@ -566,7 +568,7 @@ def main(argv=None) -> None:
         return
     peers = (None, None) if args.no_peers else (_torch(), _jax())
     dtype = np.dtype(args.dtype)
-    cases = make_cases(dtype, args.quick, peers)
+    cases = [c for c in make_cases(dtype, args.quick, peers) if not args.only or any(t in c.name for t in args.only)]
     rate = matmul_rate()
     check(cases, dtype)
     for case in cases:

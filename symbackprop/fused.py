@@ -27,12 +27,12 @@ nobody else holds them any more, so a layer called again and again with the same
 allocates nothing and takes no page faults.  A result the caller still holds is never
 overwritten: the reference count decides.
 
-A kernel computes in the dtype of its result, as numpy would: its last argument ``_like`` is
-an empty array of that dtype, ``_F = _like.dtype.type``, and every constant is written ``_F(c)``,
-so that float32 data stay float32 in the registers (twice the SIMD lanes, shorter
-polynomials) instead of being widened by a float64 constant; float32 in, float32 out.
-Sums over a row are accumulated in float64.  Complex input (the checker's complex step) runs the numpy
-backend's ``forward``, kept in the class; other dtypes (float16) are refused with a
+A kernel computes in the dtype of its result, as numpy would: its last argument ``_like``
+is an empty array of that dtype, ``_F = _like.dtype.type``, and every constant is written
+``_F(c)``, so that float32 data stay float32 in the registers (twice the SIMD lanes, shorter
+polynomials) instead of being widened by a float64 constant; float32 in, float32 out.  Sums
+over a row are accumulated in float64.  Complex input (the checker's complex step) runs the
+numpy backend's ``forward``, kept in the class; other dtypes (float16) are refused with a
 ``TypeError``.  Loops over at least :data:`PARALLEL_MIN` elements run on every core, or
 serially when that has been faster lately (:class:`Kernel`).
 """

@@ -103,9 +103,13 @@ if nb is not None:
 
     @_inline
     def _expm1_bounded(x):
-        """exp(x) - 1 for |x| <= 45 without cancellation: x = k*ln2 + r, 2**k*expm1(r) + (2**k - 1)
-        (k = 0 and r = x near 0)."""
-        c = min(max(x, -45.0), 45.0)
+        """exp(x) - 1 for |x| <= 45 without cancellation (clamped there)."""
+        return _expm1_within(min(max(x, -45.0), 45.0))
+
+    @_inline
+    def _expm1_within(c):
+        """exp(c) - 1 for |c| <= 45: c = k*ln2 + r, 2**k*expm1(r) + (2**k - 1) (k = 0 and r = c
+        near 0)."""
         k = np.floor(c * _LOG2E + 0.5)
         r = (c - k * _LN2_HI) - k * _LN2_LO
         scale = _as_float((np.int64(k) + 1023) << 52)
@@ -157,7 +161,7 @@ if nb is not None:
         """tanh(x) = expm1(2|x|)/(expm1(2|x|) + 2) with the sign of x; +-1 beyond |x| = 20."""
         x = np.float64(x)
         a = min(abs(x), 20.0)
-        e = _expm1_bounded(2.0 * a)
+        e = _expm1_within(2.0 * a)
         t = e / (e + 2.0)
         return -t if x < 0 else (t if x == x else x)
 
@@ -196,8 +200,13 @@ if nb is not None:
 
     @_inline
     def _expm1_bounded32(x):
-        """exp(x) - 1 for |x| <= 20 in float32 without cancellation."""
-        k, r = _reduce32(min(max(x, F32(-20.0)), F32(20.0)))
+        """exp(x) - 1 for |x| <= 20 in float32 without cancellation (clamped there)."""
+        return _expm1_within32(min(max(x, F32(-20.0)), F32(20.0)))
+
+    @_inline
+    def _expm1_within32(c):
+        """exp(c) - 1 for |c| <= 20 in float32."""
+        k, r = _reduce32(c)
         scale = _as_float(np.int32((np.int32(k) + 127) << 23))
         return scale * _expm1_small32(r) + (scale - F32(1.0))
 
@@ -212,7 +221,7 @@ if nb is not None:
     def _tanh32(x):
         """tanh(x) in float32: expm1(2|x|)/(expm1(2|x|) + 2), +-1 beyond |x| = 9."""
         a = min(abs(x), F32(9.0))
-        e = _expm1_bounded32(F32(2.0) * a)
+        e = _expm1_within32(F32(2.0) * a)
         t = e / (e + F32(2.0))
         return -t if x < 0 else (t if x == x else x)
 
