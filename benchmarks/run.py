@@ -74,17 +74,24 @@ class Case:
     def __init__(self, name: str, nbytes: float, flops: float = 0.0):
         self.name, self.nbytes, self.flops = name, nbytes, flops
         self.calls: dict[str, tuple[Callable, Callable]] = {}
-        self.floor: tuple[Callable, float] | None = None  # (a small call, the case's elements per its element)
+        self.floor: tuple[Callable, Callable, float] | None = None  # (calls on n and on n/2 elements, scale)
 
     def set_floor(self, make: Callable, args: list, count: int) -> None:
         """The fused layer's arithmetic without the memory traffic: ``make()`` layers called on
-        ``args``, small enough for the L2 cache (and one core), scaled up to the case."""
-        layer = make()
+        ``args`` (small enough for the L2 cache, and serial) and on their first halves; the
+        difference of the two times is the cost of half of ``args``' elements without the fixed
+        cost of a call.  Scaled to the ``count`` elements of the case, divided by the cores."""
+        halves = [a[:len(a) // 2].copy() if np.ndim(a) else a for a in args]
+        steps = []
+        for values in (args, halves):
+            layer = make()
 
-        def step():
-            layer.forward(*args[:-1])
-            return layer.backward(args[-1])
-        self.floor = (step, count / (np.size(args[0]) * (os.cpu_count() or 1)))
+            def step(layer=layer, values=values):
+                layer.forward(*values[:-1])
+                return layer.backward(values[-1])
+            steps.append(step)
+        half = np.size(args[0]) - np.size(halves[0])
+        self.floor = (steps[0], steps[1], count / (half * (os.cpu_count() or 1)))
 
 
 def _elementwise(name: str, decl: str, hand: type, shape: tuple, dtype, rng, peers) -> Case:
@@ -470,14 +477,16 @@ def compare_backends(rounds: int) -> list[str]:
 
 # -- reporting ------------------------------------------------------------------------------------
 def floors(cases: list[Case], rounds: int) -> dict[str, float]:
-    """Seconds per call of each case's compute floor (see :meth:`Case.set_floor`), medians."""
+    """Seconds per call of each case's arithmetic alone (see :meth:`Case.set_floor`), medians."""
     found = {}
     for case in (c for c in cases if c.floor):
-        step, scale = case.floor
-        for _ in range(3):
-            step()
-        number = max(1, round(0.005 / per_call(step, 3)))
-        found[case.name] = scale * statistics.median(per_call(step, number) for _ in range(rounds))
+        full, half, scale = case.floor
+        for step in (full, half):
+            for _ in range(3):
+                step()
+        number = max(1, round(0.005 / per_call(full, 3)))
+        differences = [per_call(full, number) - per_call(half, number) for _ in range(rounds)]
+        found[case.name] = scale * statistics.median(differences)
     return found
 
 
@@ -580,8 +589,8 @@ def main(argv=None) -> None:
     seconds = {k: statistics.median(run[k] for run in runs) for k in runs[0]}
     report = header(args, cases, seconds, rate, peers)
     report += ["", *table(cases, runs, faults, rate)]
-    report += ["", "Arithmetic alone: the fused layer on 16384 elements (in the L2 cache, one core), scaled to the "
-               "case's elements and divided by the cores.", "", *floor_table(cases, seconds, floors(cases, args.rounds), rate)]
+    report += ["", "Arithmetic alone: the fused layer's time on 16384 elements less its time on 8192 (in the L2 "
+               "cache, one core, no fixed cost of a call), scaled to the case's elements and divided by the cores.", "", *floor_table(cases, seconds, floors(cases, args.rounds), rate)]
     load = os.getloadavg()
     report.append(f"\nload average after the run: {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}")
     print("\n".join(report))
