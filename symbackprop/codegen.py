@@ -218,6 +218,21 @@ def backward_lines(derivation: Derivation) -> list[str]:
     return lines
 
 
+def _optional_input_grads(lines: list[str], spec) -> list[str]:
+    """A network's input gradients computed only ``if inputs``: ``gradient()`` needs the
+    parameters' alone, and ``dx = da1 @ W1.T`` is a third of a two-layer step's products.
+    Only a statement no later one reads is made optional."""
+    out = list(lines)
+    for k, line in enumerate(out):
+        target, _, value = line.strip().partition(" = ")
+        if target not in {f"d{name}" for name in spec.input_names}:
+            continue
+        used = re.compile(rf"\b{target}\b")
+        if not any(used.search(later) for later in out[k + 1:] if not later.strip().startswith("return ")):
+            out[k] = f"{line} if inputs else None"
+    return out
+
+
 def _fresh(line: str, handed_out: set[str]) -> str:
     """``dx = dout`` as ``dx = dout*1`` (the book's AddLayer): a gradient handed to the caller
     must be an array of its own, never ``dout`` itself or another gradient."""
@@ -282,7 +297,8 @@ def network_methods(derivation: Derivation) -> list[str]:
              f"{INDENT * 2}return float(np.mean(guess == {labels[0]}))",
              "", f"{INDENT}def gradient(self, {call}):",
              f'{INDENT * 2}"""Backpropagation: the gradient of the loss for every parameter."""',
-             f"{INDENT * 2}self.forward({call})", f"{INDENT * 2}self.backward(1.0)", f"{INDENT * 2}return self.grads",
+             f"{INDENT * 2}self.forward({call})", f"{INDENT * 2}self.backward(1.0, inputs=False)",
+             f"{INDENT * 2}return self.grads",
              "", f"{INDENT}def numerical_gradient(self, {call}, h=1e-4):",
              f'{INDENT * 2}"""Central differences, one parameter element at a time (the book\'s chapter 4)."""',
              f"{INDENT * 2}grads = {{}}", f"{INDENT * 2}for name, value in self.params.items():",
@@ -355,8 +371,13 @@ def generate(derivation: Derivation, name: str | None = None, backend: str = "nu
     body += ["", f"{INDENT}def forward(self, {arguments}):"]
     body += [INDENT * 2 + line for line in (fused.forward if fused else forward_lines(derivation))]
     scalar_output = not spec.is_array or spec.shapes[spec.output] == ()
-    body += ["", f"{INDENT}def backward(self, {'dout=1.0' if scalar_output else 'dout'}):"]
-    body += [INDENT * 2 + line for line in (fused.backward if fused else backward_lines(derivation))]
+    backward = fused.backward if fused else backward_lines(derivation)
+    signature = ["self", "dout=1.0" if scalar_output else "dout"]
+    if spec.predict is not None:
+        backward = _optional_input_grads(backward, spec)
+        signature.append("inputs=True")
+    body += ["", f"{INDENT}def backward({', '.join(signature)}):"]
+    body += [INDENT * 2 + line for line in backward]
     body += fused.methods if fused else []
     if spec.predict is not None:
         body += network_methods(derivation)

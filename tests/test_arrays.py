@@ -246,3 +246,23 @@ def test_the_transpose_of_a_product_keeps_its_parentheses(tmp_path, backend):
     layer = spec.compile(backend)(W)
     np.testing.assert_allclose(layer.forward(x), np.tanh((x @ W).T), rtol=1e-13)
     assert spec.check(max_examples=4).ok
+
+
+@pytest.mark.parametrize("backend", ["numpy", "fused"])
+def test_a_networks_gradient_skips_the_input_gradient_and_changes_nothing_else(backend):
+    """``gradient()`` runs ``backward(1.0, inputs=False)``: no ``dx`` (a third of the products),
+    the same parameter gradients; oracle: ``backward`` with ``dx``, and central differences."""
+    net = catalog.load("two_layer_net").compile(backend).initialized(D=6, H=5, K=4, seed=1)
+    rng = np.random.default_rng(9)
+    x, t = rng.normal(size=(7, 6)), np.eye(4)[rng.integers(0, 4, 7)]
+    grads = {k: v.copy() for k, v in net.gradient(x, t).items()}
+    net.forward(x, t)
+    dx = net.backward(1.0)
+    assert dx.shape == x.shape
+    for k, v in net.grads.items():
+        np.testing.assert_array_equal(grads[k], v)
+    net.forward(x, t)
+    assert net.backward(1.0, inputs=False) is None
+    numeric = net.numerical_gradient(x, t)
+    for k in grads:
+        np.testing.assert_allclose(grads[k], numeric[k], rtol=1e-5, atol=1e-8)
