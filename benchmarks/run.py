@@ -23,13 +23,22 @@ Run: ``python -m benchmarks [--rounds 30] [--repeat 3] [--dtype float32] [--bloc
 from __future__ import annotations
 
 import os
+import sys
+
+#: OpenBLAS's idle threads spin for about 0.1 s after every matrix product (THREAD_TIMEOUT 28:
+#: 2**28 cycles) and hold a core that the next sample's threads need, whichever library they
+#: belong to; in one process that times unrelated cases in turn, that is noise for every
+#: multi-threaded variant (ours, PyTorch's, BLAS's own).  Let them sleep at once, before numpy
+#: loads OpenBLAS, unless the user set it or asked for the default (``--blas-spin``).
+BLAS_SPIN = "--blas-spin" in sys.argv
+if not BLAS_SPIN:
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 import argparse  # noqa: E402
 import platform  # noqa: E402
 import random  # noqa: E402
 import resource  # noqa: E402
 import statistics  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -544,7 +553,8 @@ def header(args, cases, seconds, rate, peers) -> list[str]:
             f"load average before the run {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} (1 / 5 / 15 min)",
             f"- python {platform.python_version()}, numpy {np.__version__}, numba {numba.__version__}, "
             f"torch {torch.__version__ if torch else 'not installed'} ({torch.get_num_threads() if torch else 0} threads), "
-            f"jax {jax.__version__ if jax else 'not installed'}",
+            f"jax {jax.__version__ if jax else 'not installed'}; OPENBLAS_THREAD_TIMEOUT="
+            f"{os.environ.get('OPENBLAS_THREAD_TIMEOUT', 'unset (28: threads spin 0.1 s)')}",
             f"- {args.dtype}, {args.rounds} {'samples in a block per variant' if args.blocked else 'interleaved rounds'}"
             f"{f' in each of {args.repeat} runs (medians of the runs; ratios: median (range))' if args.repeat > 1 else ''}, "
             f"medians; copy bandwidth at each case's footprint {min(b for b, _ in copies) / 1e9:.0f} to "
@@ -571,6 +581,9 @@ def main(argv=None) -> None:
                         help="only the cases whose name contains TEXT (repeatable), e.g. --only 1000x1000")
     parser.add_argument("--markdown", metavar="FILE", help="also append the report to FILE")
     parser.add_argument("--backends", action="store_true", help="numexpr against numba for the fused backend, only")
+    parser.add_argument("--blas-spin", action="store_true",
+                        help="leave OpenBLAS's threads spinning 0.1 s after each product (its default; see the top of "
+                             "benchmarks/run.py)")
     args = parser.parse_args(argv)
     if args.backends:
         print("\n".join(compare_backends(args.rounds)))
