@@ -109,9 +109,10 @@ def buffer(store: dict, name: str, shape: tuple, dtype) -> np.ndarray:
     return a
 
 
-def scratch(store: dict, slots: int, cols: int) -> np.ndarray:
-    """Per-thread work rows of a row kernel: ``(threads, slots, cols)`` float64, kept."""
-    return buffer(store, "_scratch", (nb.config.NUMBA_NUM_THREADS, max(slots, 1), cols), np.float64)
+def scratch(store: dict, slots: int, cols: int, dtype=np.float64) -> np.ndarray:
+    """Per-thread work rows of a row kernel: ``(threads, slots, cols)`` of the kernel's dtype, kept
+    (their sums are accumulated in float64 all the same: ``row_sum``)."""
+    return buffer(store, "_scratch", (nb.config.NUMBA_NUM_THREADS, max(slots, 1), cols), dtype)
 
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -828,7 +829,7 @@ class _RowKernel:
             lines.append(_store(s.symbol.name, s.symbol.name, shape, dtype))
         lines += [_store(name, name, "(_shape[0],)", "_dtype") for name, _ in self.partials]
         if self.slots:
-            lines.append(f"_scratch = _fused.scratch(self._buffers, {self.slots}, _shape[1])")
+            lines.append(f"_scratch = _fused.scratch(self._buffers, {self.slots}, _shape[1], _dtype)")
         args = ["_shape[0] * _shape[1]", "_shape[0]", "_shape[1]", *[refs[s] for s in self.reads],
                 *[s.symbol.name for s in self.outputs], *[name for name, _ in self.partials],
                 *(["_scratch"] if self.slots else []), "_fused.like(_dtype)"]
