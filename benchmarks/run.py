@@ -73,6 +73,22 @@ def _jax():
 
 
 # -- cases ----------------------------------------------------------------------------------------
+def layer_step(layer, inputs: list, dout) -> Callable:
+    """A call of ``layer``: ``forward(*inputs)``, then ``backward(dout)``, whose result it returns."""
+    def step():
+        layer.forward(*inputs)
+        return layer.backward(dout)
+    return step
+
+
+def layer_outputs(layer, inputs: list, dout, *kept: str) -> Callable:
+    """The arrays of a call to compare: output, input gradient, then the ``kept`` attributes."""
+    def outputs():
+        out = [np.array(layer.forward(*inputs)), np.array(layer.backward(np.array(dout) if np.ndim(dout) else dout))]
+        return out + [getattr(layer, name).copy() for name in kept]
+    return outputs
+
+
 class Case:
     """One row: a name, the calls of each variant, and what the call must move and compute.
 
@@ -91,14 +107,7 @@ class Case:
         difference of the two times is the cost of half of ``args``' elements without the fixed
         cost of a call.  Scaled to the ``count`` elements of the case, divided by the cores."""
         halves = [a[:len(a) // 2].copy() if np.ndim(a) else a for a in args]
-        steps = []
-        for values in (args, halves):
-            layer = make()
-
-            def step(layer=layer, values=values):
-                layer.forward(*values[:-1])
-                return layer.backward(values[-1])
-            steps.append(step)
+        steps = [layer_step(make(), values[:-1], values[-1]) for values in (args, halves)]
         half = np.size(args[0]) - np.size(halves[0])
         self.floor = (steps[0], steps[1], count / (half * (os.cpu_count() or 1)))
 
@@ -112,14 +121,7 @@ def _elementwise(name: str, decl: str, hand: type, shape: tuple, dtype, rng, pee
     case = Case(f"{name} {shape[0]}x{shape[1]}", per_element * x.size)
     for variant, cls in (("numpy", derivation.compile()), ("fused", derivation.compile("fused")), ("hand", hand)):
         layer = cls()
-
-        def step(layer=layer):
-            layer.forward(x)
-            return layer.backward(dout)
-
-        def outputs(layer=layer):
-            return [np.array(layer.forward(x)), np.array(layer.backward(dout.copy()))]
-        case.calls[variant] = (step, outputs)
+        case.calls[variant] = (layer_step(layer, [x], dout), layer_outputs(layer, [x], dout))
     case.set_floor(derivation.compile("fused"), [x.reshape(-1)[:1 << 14].copy(), dout.reshape(-1)[:1 << 14].copy()],
                    x.size)
     torch, jax = peers
@@ -158,14 +160,7 @@ def _softmax_with_loss(n: int, k: int, dtype, rng, peers) -> Case:
     for variant, cls in (("numpy", derivation.compile()), ("fused", derivation.compile("fused")),
                          ("hand", hand_arrays.SoftmaxWithLoss)):
         layer = cls()
-
-        def step(layer=layer):
-            layer.forward(x, t)
-            return layer.backward(1.0)
-
-        def outputs(layer=layer):
-            return [np.array(layer.forward(x, t)), np.array(layer.backward(1.0))]
-        case.calls[variant] = (step, outputs)
+        case.calls[variant] = (layer_step(layer, [x, t], 1.0), layer_outputs(layer, [x, t], 1.0))
     rows = max(1, (1 << 14) // k)
     case.set_floor(derivation.compile("fused"), [x[:rows].copy(), t[:rows].copy(), 1.0], x.size)
     torch, jax = peers
@@ -200,13 +195,7 @@ def _affine(n: int, d: int, m: int, dtype, rng, peers) -> Case:
     cls = catalog.load("affine").derive()
     for variant, layer in (("numpy", cls.compile()(W, b)), ("fused", cls.compile("fused")(W, b)),
                            ("hand", hand_arrays.Affine(W, b))):
-        def step(layer=layer):
-            layer.forward(x)
-            return layer.backward(dout)
-
-        def outputs(layer=layer):
-            return [np.array(layer.forward(x)), np.array(layer.backward(dout)), layer.dW.copy(), layer.db.copy()]
-        case.calls[variant] = (step, outputs)
+        case.calls[variant] = (layer_step(layer, [x], dout), layer_outputs(layer, [x], dout, "dW", "db"))
     torch, jax = peers
     if torch is not None:
         tx, tW, tb = (torch.from_numpy(a.copy()).requires_grad_() for a in (x, W, b))

@@ -57,6 +57,7 @@ from .vecmath import CONTRACT as _CONTRACT
 try:  # the optional dependency: pip install '.[fast]'
     import numba as nb
 
+    # generated kernels call these as _fused.exp_ and so on (files saved by earlier versions too)
     from .vecmath import exp_, expm1_, log1p_, log_, maximum_, minimum_, row_max, row_sum, softplus_, tanh_  # noqa: F401
 except ImportError:  # pragma: no cover - tested in a subprocess that hides numba
     nb = None
@@ -262,27 +263,13 @@ class FusedPrinter(NumpyLayerPrinter):
         return f"_fused.softplus_({self._print(e.args[0])})"
 
     def _print_Max(self, e):
-        return self._fold_fn("_fused.maximum_", e.args)
+        return self._fold("_fused.maximum_", e.args)
 
     def _print_Min(self, e):
-        return self._fold_fn("_fused.minimum_", e.args)
+        return self._fold("_fused.minimum_", e.args)
 
-    def _fold_fn(self, fn: str, args) -> str:
-        text = self._print(args[0])
-        for a in args[1:]:
-            text = f"{fn}({text}, {self._print(a)})"
-        return text
-
-    def _print_Piecewise(self, e):
-        *branches, (last, cond) = e.args
-        if cond != sympy.true:
-            raise GenerationError(f"a piecewise expression needs a final 'otherwise' branch: {e}")
-        if len(branches) == 1 and branches[0][0] == 1 and last == 0:
-            return self._print(branches[0][1])
-        text = self._print(last)
-        for value, c in reversed(branches):
-            text = f"({self._print(value)} if {self._print(c)} else {text})"
-        return text
+    def _where(self, cond: str, value: str, otherwise: str) -> str:
+        return f"({value} if {cond} else {otherwise})"
 
     def _print_ArrayOp(self, e):  # pragma: no cover - the planner never leaves one in a kernel
         raise GenerationError(f"no kernel form for {type(e).__name__}")
@@ -665,7 +652,7 @@ class _RowKernel:
     def _emit(self) -> None:
         self.subs: dict = {}        # elementwise values not kept: inlined where used
         self.row_values: dict = {}  # row reductions already computed in this row: atom -> name
-        self.exponentials: dict = {}  # log-sum-exp name -> (its work row's element, the sum of the row)
+        self.exponentials: dict = {}  # log-sum-exp name -> (its work row's element, the row's sum, 1/sum)
         self.aliases: dict = {}  # symbols standing for printed text (a work row's element)
         self.written: set = set()   # kept elementwise values already stored for this row
         self.pending: list[str] = []     # the body of the next loop over the row
@@ -749,7 +736,7 @@ class _RowKernel:
             self._wait_for(top)
             row = self._loop("row_sum", f"_s{n}", sympy.exp(element - top))
             self.after.append(f"{name} = {top} + _fused.log_(_s{n})")
-            self.exponentials[name] = (f"{row[:-1]}, _j]", f"_s{n}")
+            self.exponentials[name] = (f"{row[:-1]}, _j]", f"_s{n}", f"_q{n}")
         else:
             self._loop("row_sum", name, element)
             if kind is arrays.ReduceMean:
@@ -781,13 +768,15 @@ class _RowKernel:
     def _share_of(self, lse: str):
         """``exp(a - lse)`` for the row of ``lse``: its work row's ``exp(a - max)`` times one
         over their sum (computed once per row), instead of a second exponential."""
-        element, total = self.exponentials[lse]
-        share = sympy.Symbol(element, real=True), sympy.Symbol(f"_q{total[2:]}", real=True)
-        if share[1] not in self.aliases and total in self.unfinished:
-            self.after.append(f"{share[1].name} = _F(1) / {total}")
-            self.unfinished.add(share[1].name)
-        elif share[1] not in self.aliases:
-            self.lines.append(f"{share[1].name} = _F(1) / {total}")
+        element, total, reciprocal = self.exponentials[lse]
+        share = sympy.Symbol(element, real=True), sympy.Symbol(reciprocal, real=True)
+        if share[1] not in self.aliases:
+            line = f"{reciprocal} = _F(1) / {total}"
+            if total in self.unfinished:  # the sum comes after the pending loop, and so does this
+                self.after.append(line)
+                self.unfinished.add(reciprocal)
+            else:
+                self.lines.append(line)
         self.aliases.update({s: s.name for s in share})
         return share[0] * share[1]
 

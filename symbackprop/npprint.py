@@ -164,15 +164,16 @@ class NumpyLayerPrinter(NumPyPrinter):
         return f"{self._np('logaddexp')}(0, {self._print(e.args[0])})"
 
     def _print_Max(self, e):
-        return self._fold("maximum", e.args)
+        return self._fold(self._np("maximum"), e.args)
 
     def _print_Min(self, e):
-        return self._fold("minimum", e.args)
+        return self._fold(self._np("minimum"), e.args)
 
     def _fold(self, fn: str, args: Sequence) -> str:
+        """``fn(fn(a, b), c)``: a binary function over any number of arguments."""
         text = self._print(args[0])
         for a in args[1:]:
-            text = f"{self._np(fn)}({text}, {self._print(a)})"
+            text = f"{fn}({text}, {self._print(a)})"
         return text
 
     # -- array atoms (see arrays.py) -------------------------------------------------
@@ -237,8 +238,12 @@ class NumpyLayerPrinter(NumPyPrinter):
             return self._print(branches[0][1])  # an indicator: the boolean mask itself
         text = self._print(last)
         for value, c in reversed(branches):
-            text = f"{self._np('where')}({self._print(c)}, {self._print(value)}, {text})"
+            text = self._where(self._print(c), self._print(value), text)
         return text
+
+    def _where(self, cond: str, value: str, otherwise: str) -> str:
+        """``value`` where ``cond`` holds, else ``otherwise``."""
+        return f"{self._np('where')}({cond}, {value}, {otherwise})"
 
     def _print_Pow(self, e, rational=False):
         base, ex = e.args
