@@ -112,7 +112,8 @@ def buffer(store: dict, name: str, shape: tuple, dtype) -> np.ndarray:
 
 def scratch(store: dict, slots: int, cols: int, dtype=np.float64) -> np.ndarray:
     """Per-thread work rows of a row kernel: ``(threads, slots, cols)`` of the kernel's dtype, kept
-    (their sums are accumulated in float64 all the same: ``row_sum``)."""
+    (their sums are accumulated in float64 all the same: ``row_sum``).  The float64 default
+    serves files generated before the dtype was passed."""
     return buffer(store, "_scratch", (nb.config.NUMBA_NUM_THREADS, max(slots, 1), cols), dtype)
 
 
