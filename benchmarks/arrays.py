@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
-from symbackprop import catalog  # noqa: E402
+from symbackprop.spec import catalog  # noqa: E402
 from tests.fixtures import seed_layers  # noqa: E402
 from tests.fixtures.seed_layers import Affine, Relu  # noqa: E402  the book's, kept once (tests' oracles)
 

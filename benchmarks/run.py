@@ -48,7 +48,8 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 from benchmarks import arrays as hand_arrays  # noqa: E402
 from benchmarks import elementwise as hand_elementwise  # noqa: E402
-from symbackprop import catalog  # noqa: E402
+import symbackprop  # noqa: E402
+from symbackprop.spec import catalog  # noqa: E402
 
 VARIANTS = ("numpy", "fused", "hand", "torch", "jax")
 
@@ -119,10 +120,10 @@ def _elementwise(name: str, decl: str, hand: type, shape: tuple, dtype, rng, pee
     mask = any(c.mask for c in derivation.cache)  # forward writes it, backward reads it
     per_element = 4 * x.itemsize + 2 if mask else 5 * x.itemsize  # x, y (+ mask); dout, y or mask, dx
     case = Case(f"{name} {shape[0]}x{shape[1]}", per_element * x.size)
-    for variant, cls in (("numpy", derivation.compile()), ("fused", derivation.compile("fused")), ("hand", hand)):
+    for variant, cls in (("numpy", symbackprop.compile(derivation)), ("fused", symbackprop.compile(derivation, "fused")), ("hand", hand)):
         layer = cls()
         case.calls[variant] = (layer_step(layer, [x], dout), layer_outputs(layer, [x], dout))
-    case.set_floor(derivation.compile("fused"), [x.reshape(-1)[:1 << 14].copy(), dout.reshape(-1)[:1 << 14].copy()],
+    case.set_floor(symbackprop.compile(derivation, "fused"), [x.reshape(-1)[:1 << 14].copy(), dout.reshape(-1)[:1 << 14].copy()],
                    x.size)
     torch, jax = peers
     fn = {"Sigmoid": ("sigmoid", "sigmoid"), "ReLU": ("relu", "relu"), "Tanh": ("tanh", "tanh")}[name]
@@ -157,12 +158,12 @@ def _softmax_with_loss(n: int, k: int, dtype, rng, peers) -> Case:
     t = np.eye(k, dtype=dtype)[labels]
     case = Case(f"SoftmaxWithLoss {n}x{k}", 6 * x.nbytes)  # read x, t, write y; read y, t, write dx
     derivation = catalog.load("softmax_with_loss").derive()
-    for variant, cls in (("numpy", derivation.compile()), ("fused", derivation.compile("fused")),
+    for variant, cls in (("numpy", symbackprop.compile(derivation)), ("fused", symbackprop.compile(derivation, "fused")),
                          ("hand", hand_arrays.SoftmaxWithLoss)):
         layer = cls()
         case.calls[variant] = (layer_step(layer, [x, t], 1.0), layer_outputs(layer, [x, t], 1.0))
     rows = max(1, (1 << 14) // k)
-    case.set_floor(derivation.compile("fused"), [x[:rows].copy(), t[:rows].copy(), 1.0], x.size)
+    case.set_floor(symbackprop.compile(derivation, "fused"), [x[:rows].copy(), t[:rows].copy(), 1.0], x.size)
     torch, jax = peers
     if torch is not None:
         tx, tt = torch.from_numpy(x.copy()).requires_grad_(), torch.from_numpy(t)
@@ -192,7 +193,7 @@ def _affine(n: int, d: int, m: int, dtype, rng, peers) -> Case:
     dout = rng.standard_normal((n, m)).astype(dtype)
     item = x.itemsize
     case = Case(f"Affine {n}x{d} -> {m}", item * (2 * x.size + 3 * W.size + 2 * n * m + x.size), 6.0 * n * d * m)
-    cls = catalog.load("affine").derive()
+    cls = catalog.load("affine")
     for variant, layer in (("numpy", cls.compile()(W, b)), ("fused", cls.compile("fused")(W, b)),
                            ("hand", hand_arrays.Affine(W, b))):
         case.calls[variant] = (layer_step(layer, [x], dout), layer_outputs(layer, [x], dout, "dW", "db"))
@@ -223,7 +224,7 @@ def _affine(n: int, d: int, m: int, dtype, rng, peers) -> Case:
 
 def _network(n: int, dtype, rng, peers) -> Case:
     d, h, k = 784, 50, 10
-    cls = catalog.load("two_layer_net").derive()
+    cls = catalog.load("two_layer_net")
     init = cls.compile().initialized(D=d, H=h, K=k, seed=0).params
     names = ("W1", "b1", "W2", "b2")
     p0 = {q: init[q].astype(dtype) for q in names}
@@ -454,12 +455,12 @@ def compare_backends(rounds: int) -> list[str]:
         numexpr_call()
         numexpr_first = time.perf_counter() - start
         derivation = catalog.load(name).derive()
-        layer = derivation.compile("fused")()
+        layer = symbackprop.compile(derivation, "fused")()
         start = time.perf_counter()
         layer.forward(x)
         layer.backward(dout)
         numba_first = time.perf_counter() - start
-        plain = derivation.compile()()
+        plain = symbackprop.compile(derivation)()
         calls = {"numpy": lambda: plain.backward(dout) if plain.forward(x) is not None else None,
                  "numexpr": numexpr_call, "numba": lambda: layer.backward(dout) if layer.forward(x) is not None else None}
         np.testing.assert_allclose(out["dx"], layer.backward(dout), rtol=1e-12, atol=1e-300)

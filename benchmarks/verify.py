@@ -24,9 +24,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout
-from symbackprop import catalog  # noqa: E402
-from symbackprop.layercheck import verify_layer  # noqa: E402
-from symbackprop.steps import verify  # noqa: E402
+from symbackprop.spec import catalog  # noqa: E402
+from symbackprop.checker import verify_layer  # noqa: E402
+from symbackprop.verify import verify  # noqa: E402
 
 BUDGET = 2.0
 FIXTURES = ROOT / "tests" / "fixtures"

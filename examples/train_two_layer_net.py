@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from symbackprop import catalog
+from symbackprop.spec import catalog
 from symbackprop.datasets import DataError, load_digits, load_mnist
 
 

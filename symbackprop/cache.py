@@ -13,6 +13,7 @@ truncated or foreign file fails the tag and is recomputed, never trusted.
 """
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import hmac
@@ -25,8 +26,10 @@ from typing import TypeVar
 
 import sympy
 
-from . import __version__
+from . import derivation as derive_stage
+from . import pipeline
 from .files import write_atomic
+from .version import __version__
 
 T = TypeVar("T")
 TAG_BYTES = 32
@@ -129,29 +132,23 @@ class Cache:
 
 
 def cached_derivation(spec, cache: Cache):
-    """``spec.derive()`` through the cache (the derivation is memoized on the spec as usual)."""
-    if spec._derivation is None:
-        derivation = cache.get("derive", (fingerprint(spec),), lambda: _portable(spec.derive()))
-        derivation.spec = spec
-        spec._derivation = derivation
-    return spec._derivation
+    """The derivation of ``spec`` through the cache (then memoized for the spec as usual)."""
+    derivation = cache.get("derive", (fingerprint(spec),), lambda: _portable(derive_stage.derive(spec)))
+    derivation.spec = spec
+    derive_stage.remember(spec, derivation)
+    return derivation
 
 
 def cached_check(spec, cache: Cache, **options):
-    """``spec.check(**options)`` through the cache: a check is deterministic (derandomized
-    hypothesis), so the same declaration, options and version give the same report."""
+    """:func:`symbackprop.pipeline.check` through the cache: a check is deterministic
+    (derandomized hypothesis), so the same declaration, options and version give the same report."""
     return cache.get("check", (fingerprint(spec), sorted(options.items())),
-                     lambda: spec.check(**options))
+                     lambda: pipeline.check(spec, **options))
 
 
 def _portable(derivation):
-    """A derivation without what cannot be pickled or belongs to the caller (the compiled
-    class, the spec's back reference)."""
-    import copy
+    """A derivation without its back reference to the caller's spec (a copy is pickled)."""
 
     clone = copy.copy(derivation)
-    clone._compiled = None
-    spec = copy.copy(derivation.spec)
-    spec._derivation = None
-    clone.spec = spec
+    clone.spec = copy.copy(derivation.spec)
     return clone

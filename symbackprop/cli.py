@@ -13,11 +13,10 @@ import os
 import sys
 from collections.abc import Sequence
 
-from . import __version__, catalog
 from .errors import ParseError, SpecError, SymbackpropError
-from .parsing import format_expression, is_identifier, parse_expression
-from .cache import Cache, cache_dir, cached_check, cached_derivation
-from .spec import Spec, layer
+from .version import __version__
+
+# Commands import what they need when they run: ``symbackprop --help`` loads no SymPy.
 
 
 class _Parser(argparse.ArgumentParser):
@@ -25,7 +24,10 @@ class _Parser(argparse.ArgumentParser):
         raise SymbackpropError(message)
 
 
-def _expr_spec(text: str) -> Spec:
+def _expr_spec(text: str):
+    from .lang.parser import parse_expression
+    from .spec.model import layer
+
     try:
         expr = parse_expression(text)
     except ParseError as exc:
@@ -35,8 +37,11 @@ def _expr_spec(text: str) -> Spec:
     return layer(expr, name="Layer", output="out" if any(s.name == "y" for s in expr.free_symbols) else "y")
 
 
-def _specs(args) -> list[Spec]:
+def _specs(args) -> list:
     """The declarations a command names, their derivations taken from the cache when there."""
+    from .cache import cached_derivation
+    from .spec import catalog
+
     if getattr(args, "expr", None):
         specs = [_expr_spec(args.expr)]
     else:
@@ -52,7 +57,9 @@ def _specs(args) -> list[Spec]:
     return specs
 
 
-def _cache(args) -> Cache:
+def _cache(args):
+    from .cache import Cache
+
     if getattr(args, "_cache", None) is None:
         args._cache = Cache(enabled=not getattr(args, "no_cache", False))
     return args._cache
@@ -64,8 +71,11 @@ def _print_json(data) -> None:
 
 # -- commands ---------------------------------------------------------------------------
 def cmd_derive(args) -> int:
+    from .derivation import derive
+    from .lang.text import format_expression
+
     (spec,) = _specs(args)
-    derivation = spec.derive()
+    derivation = derive(spec)
     higher = _higher_order(derivation, args.order)
     if args.json:
         data = derivation.to_json()
@@ -102,7 +112,7 @@ def cmd_derive(args) -> int:
 def _higher_order(derivation, order: int) -> list:
     if order == 1:
         return []
-    from .explain import higher_order
+    from .derivation.order import higher_order
 
     return higher_order(derivation, order)
 
@@ -139,10 +149,13 @@ def cmd_graph(args) -> int:
 
 
 def cmd_generate(args) -> int:
+    from .lang.parser import is_identifier
+    from .pipeline import generate
+
     (spec,) = _specs(args)
     if args.name is not None and not is_identifier(args.name):
         raise SpecError(f"--name: {args.name!r} is not a valid class name")
-    source = spec.derive().generate(name=args.name, backend=args.backend)
+    source = generate(spec, backend=args.backend, name=args.name)
     if args.output:
         from .files import write_atomic
 
@@ -154,6 +167,8 @@ def cmd_generate(args) -> int:
 
 
 def cmd_check(args) -> int:
+    from .cache import cached_check
+
     specs = _specs(args)
     if args.markdown:
         from .report import planned_paths, refuse_existing
@@ -225,10 +240,10 @@ def _row(r) -> str:
 
 
 def cmd_verify_steps(args) -> int:
-    from .steps import verify
+    from .verify import verify
 
     if _batch_mode(args, args.spec):
-        from .worker import STEPS, Task
+        from .grading.worker import STEPS, Task
 
         tasks = [Task(STEPS, path, **_limits(args)) for path in _step_files(args.spec)]
         return _grade_batch(args, tasks, {"command": "verify-steps"})
@@ -240,14 +255,15 @@ def cmd_verify_steps(args) -> int:
 def cmd_verify_layer(args) -> int:
     import contextlib
 
-    from .layercheck import load_class, verify_layer
+    from .checker import load_class, verify_layer
+    from .spec import catalog
 
     if (args.against is None) == (args.expr is None):
         raise SymbackpropError("give the declaration to check against: --against SPEC (or --expr)")
     spec = _expr_spec(args.expr) if args.expr else catalog.load(args.against)
     if _batch_mode(args, [t.rpartition(":")[0] for t in args.target]):
-        from .grading import expand
-        from .worker import LAYER, Task
+        from .grading.batch import expand
+        from .grading.worker import LAYER, Task
 
         tasks = [Task(LAYER, path, name, spec, **_limits(args)) for path, name in expand(args.target, with_class=True)]
         return _grade_batch(args, tasks, {"command": "verify-layer", "against": spec.source or spec.name})
@@ -261,7 +277,7 @@ def cmd_verify_layer(args) -> int:
 # -- many submissions at once (symbackprop.grading) ---------------------------------------
 def _batch_mode(args, paths: list[str]) -> bool:
     """Several paths, a glob pattern, or a limit asked for: each submission in its own process."""
-    from .grading import is_pattern
+    from .grading.batch import is_pattern
 
     return len(paths) > 1 or any(is_pattern(p) for p in paths) or \
         any(getattr(args, k) is not None for k in ("jobs", "timeout", "memory"))
@@ -269,14 +285,15 @@ def _batch_mode(args, paths: list[str]) -> bool:
 
 def _step_files(specs: list[str]) -> list[str]:
     """Derivation files by path or glob pattern, sorted; a bundled name stands for its file."""
-    from .grading import expand, is_pattern
+    from .grading.batch import expand, is_pattern
+    from .spec import catalog
 
     files = [p if is_pattern(p) or os.path.exists(p) else str(catalog.resolve(p)) for p in specs]
     return [path for path, _ in expand(files, with_class=False)]
 
 
 def _limits(args) -> dict:
-    from .grading import DEFAULT_MEMORY, DEFAULT_TIMEOUT
+    from .grading.batch import DEFAULT_MEMORY, DEFAULT_TIMEOUT
 
     return {"timeout": args.timeout or DEFAULT_TIMEOUT, "memory": args.memory or DEFAULT_MEMORY}
 
@@ -284,8 +301,8 @@ def _limits(args) -> dict:
 def _grade_batch(args, tasks: list, about: dict) -> int:
     """Grade, then the records to stdout (or ``-o``, atomically) and the summary to stderr;
     on Ctrl-C only what finished, on stderr, and no output at all (exit code 130)."""
-    from .batchview import Progress, interrupted_text, summary_table, to_json, to_text
-    from .grading import grade
+    from .grading.batch import grade
+    from .grading.view import Progress, interrupted_text, summary_table, to_json, to_text
 
     if args.output and os.path.exists(args.output) and not args.force:
         raise SymbackpropError(f"{args.output}: exists; pass --force to overwrite")
@@ -419,7 +436,7 @@ def _positive(kind):
 
 
 def _memory(text: str) -> int:
-    from .grading import parse_memory
+    from .grading.batch import parse_memory
 
     try:
         return parse_memory(text)
@@ -463,6 +480,8 @@ def _hypothesis_storage() -> None:
     a value the user set.
     """
     if "hypothesis" not in sys.modules:
+        from .cache import cache_dir
+
         os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", str(cache_dir() / "hypothesis"))
 
 

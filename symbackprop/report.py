@@ -15,15 +15,14 @@ import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from .derivation import derive
 from .errors import OutputExistsError, SymbackpropError
+from .explain import graph
 from .files import write_atomic
-from .parsing import format_expression
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .check import CheckReport
-    from .spec import Spec
+from .lang.text import format_expression
+from .reports import CheckReport
+from .spec.model import Spec
 
 
 def _slug(name: str) -> str:
@@ -62,8 +61,6 @@ def refuse_existing(paths: Sequence[Path], force: bool) -> None:
 
 def _picture(spec: Spec, path: Path, force: bool) -> str:
     """Draw the graph to ``path``; return the Markdown that shows it (or says why not)."""
-    from .explain import graph
-
     try:
         drawing = graph(spec)
     except SymbackpropError as exc:
@@ -88,7 +85,7 @@ def _backward(d) -> str:
 def _facts(spec: Spec, report: CheckReport) -> list[tuple[str, str]]:
     rows = [("forward", "<br>".join(f"`{n} = {format_expression(e)}`" for n, e in spec.graph))]
     try:
-        d = spec.derive()
+        d = derive(spec)
         rows.append(("backward", _backward(d)))
         rows.append(("cache", ", ".join(f"`{c}`" for c in d.cache_names) or "nothing"))
         rows += [("where", f"`{c.symbol.name} = {d.readable(c.expr)}` (recomputed)") for c in d.recompute if not c.mask]

@@ -35,11 +35,12 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from .layercheck import LayerReport, input_domain, resolve_spec, verify_layer
-from .spec import Spec
+from .checker import verify_layer
+from .numerics.domain import domain_of
+from .reports import LayerReport
+from .spec.catalog import declaration
+from .spec.model import Spec
 
-#: Element ranges drawn for each input domain (the bulk; the checker adds the tails).
-RANGES = {"real": (-20.0, 20.0), "positive": (1e-2, 50.0), "negative": (-50.0, -1e-2)}
 #: Element ranges of array inputs: ordinary values, as the checker's own (scores of 20 are
 #: not ordinary: there the book's ``log(y + 1e-7)`` is off by far more than rounding).
 ARRAY_RANGES = {"real": (-3.0, 3.0), "positive": (0.1, 2.0), "negative": (-2.0, -0.1)}
@@ -55,7 +56,7 @@ def assert_layer_matches(cls_or_factory: Callable[[], Any], spec: Spec | str, **
     spec : Spec or str
         The declaration, or a bundled name / ``.toml`` path.
     **options
-        Passed to :func:`symbackprop.layercheck.verify_layer`: ``examples`` (input
+        Passed to :func:`symbackprop.checker.verify_layer`: ``examples`` (input
         tuples to compare values at), ``ignore`` (kinds to leave out), ``seed``.
 
     Raises
@@ -95,14 +96,14 @@ def inputs_for(spec: Spec | str, *, shape: Sequence[int] | None = None, max_side
     sizes : mapping of str to int, optional
         Arrays only: fixed sizes of some dimensions (``{"N": 1}``); the others are drawn.
     """
-    spec = resolve_spec(spec)
+    spec = declaration(spec)
     if spec.is_array:
         return array_cases(spec, sizes=sizes, max_side=max_side).map(lambda case: case[0])
     shapes = st.just(tuple(shape)) if shape is not None else st.one_of(
         st.tuples(st.integers(1, max_side)), st.tuples(st.integers(1, max_side), st.integers(1, max_side)))
 
     def draw_inputs(s: tuple) -> st.SearchStrategy[tuple[np.ndarray, ...]]:
-        return st.tuples(*(arrays(np.float64, s, elements=st.floats(*RANGES[input_domain(spec, x)]))
+        return st.tuples(*(arrays(np.float64, s, elements=st.floats(*domain_of(x).search))
                            for x in spec.inputs))
 
     return shapes.flatmap(draw_inputs)
@@ -111,7 +112,7 @@ def inputs_for(spec: Spec | str, *, shape: Sequence[int] | None = None, max_side
 def cases_for(spec: Spec | str, **kwargs: Any) -> st.SearchStrategy[tuple[tuple[np.ndarray, ...], Any]]:
     """Inputs (as :func:`inputs_for`) together with an upstream gradient ``dout`` of the
     output's shape (a float for a loss)."""
-    spec = resolve_spec(spec)
+    spec = declaration(spec)
     if spec.is_array:
         return array_cases(spec, **kwargs)
 
@@ -142,7 +143,7 @@ def array_cases(draw: Callable, spec: Spec, *, sizes: Mapping[str, int] | None =
             labels = draw(arrays(np.int64, shape[:axis] + shape[axis + 1:], elements=st.integers(0, shape[axis] - 1)))
             out.append(np.moveaxis(np.eye(shape[axis])[labels], -1, axis))
         else:
-            out.append(draw(arrays(np.float64, shape, elements=st.floats(*ARRAY_RANGES[input_domain(spec, s)]))))
+            out.append(draw(arrays(np.float64, shape, elements=st.floats(*ARRAY_RANGES.get(domain_of(s).kind, ARRAY_RANGES['real'])))))
     out_shape = shape_of(spec.output)
     dout = draw(arrays(np.float64, out_shape, elements=st.floats(-2.0, 2.0))) if out_shape \
         else draw(st.floats(0.5, 2.0))

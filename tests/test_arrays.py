@@ -12,12 +12,13 @@ import pytest
 import sympy
 
 import symbackprop
-from symbackprop import arrays, catalog
-from symbackprop.arrays import ArrayVar
+from symbackprop import ops as arrays
+from symbackprop.spec import catalog
+from symbackprop.ops import ArrayVar
 from symbackprop.cli import main
 from symbackprop.datasets import DataError, load_mnist, read_idx
-from symbackprop.derive_arrays import ExplicitCheckFailed
-from symbackprop.parsing import parse_expression
+from symbackprop.derivation.explicit import ExplicitCheckFailed
+from symbackprop.lang.parser import parse_expression
 
 ARRAYS = [n for n in catalog.bundled_names() if catalog.load(n).is_array]
 

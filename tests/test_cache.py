@@ -3,7 +3,8 @@ import pickle
 
 import pytest
 
-from symbackprop import catalog
+import symbackprop
+from symbackprop.spec import catalog
 from symbackprop.cache import Cache, cache_dir, cached_check, cached_derivation, fingerprint
 
 
@@ -23,7 +24,7 @@ def test_a_hit_skips_the_derivation(cache, monkeypatch):
     again = cached_derivation(catalog.load("sigmoid"), cache)
     assert cache.hits == 1
     assert again.backward == first.backward and again.cache_names == first.cache_names
-    assert again.compile()().forward(0.0) == 0.5  # usable: the class is generated again from it
+    assert symbackprop.compile(again)().forward(0.0) == 0.5  # usable: the class is generated again from it
 
 
 def test_check_reports_are_cached_with_their_options(cache):

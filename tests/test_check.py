@@ -4,9 +4,9 @@ import pytest
 import sympy
 
 import symbackprop
-from symbackprop import catalog
-from symbackprop.check import gradient_check, kinks
-from symbackprop.numeric import directional_derivative, elementwise_derivative, numerical_gradient, relative_error
+from symbackprop.spec import catalog
+from symbackprop.checker.elementwise import gradient_check, kinks
+from symbackprop.numerics.differences import directional_derivative, elementwise_derivative, numerical_gradient, relative_error
 
 x = sympy.Symbol("x", real=True)
 

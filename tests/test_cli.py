@@ -8,7 +8,7 @@ import time
 import pytest
 
 from symbackprop.cli import main
-from symbackprop.parsing import parse_expression
+from symbackprop.lang.parser import parse_expression
 
 
 def run(*args, cwd=None, env=None):

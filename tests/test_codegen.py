@@ -10,7 +10,7 @@ import pytest
 import sympy
 
 import symbackprop
-from symbackprop import catalog
+from symbackprop.spec import catalog
 from symbackprop.codegen import class_name
 from symbackprop.errors import GenerationError, SpecError
 

@@ -19,11 +19,12 @@ import numpy as np
 import pytest
 import sympy
 
-from symbackprop import arrays, catalog
-from symbackprop.arrays import ArrayVar
+from symbackprop import ops as arrays
+from symbackprop.spec import catalog
+from symbackprop.ops import ArrayVar
 from symbackprop.cli import main
-from symbackprop.explain import chain_rule_steps, graph, latex, split_arrays
-from symbackprop.explain.latex import document
+from symbackprop.explain import chain_rule_steps, derivation_latex, graph, latex, split_arrays
+from symbackprop.explain.tex import document
 
 ARRAY_SPECS = ["affine", "softmax", "softmax_with_loss", "log_softmax", "cross_entropy", "mse", "batch_norm",
                "layer_norm", "two_layer_net"]
@@ -227,7 +228,7 @@ OWN = {
 
 
 def own(name):
-    from symbackprop.spec import spec_from_toml
+    from symbackprop.spec.toml import spec_from_toml
 
     return spec_from_toml(f'name = "{name}"\n' + OWN[name])
 
@@ -364,7 +365,7 @@ def test_a_wrong_arrow_is_caught():
 def test_array_latex_compiles(tmp_path):
     blocks = [latex(catalog.load(name)) for name in ARRAY_SPECS]
     blocks += [latex(catalog.load(name), inline=True) for name in ("two_layer_net", "batch_norm")]
-    blocks += [catalog.load(name).derive()._repr_latex_() for name in ARRAY_SPECS]
+    blocks += [derivation_latex(catalog.load(name)) for name in ARRAY_SPECS]
     blocks += [latex(own(name)) for name in sorted(OWN)]
     (tmp_path / "arrays.tex").write_text(document(*blocks), encoding="utf-8")
     result = subprocess.run([shutil.which("latex"), "-interaction=nonstopmode", "-halt-on-error", "arrays.tex"],
@@ -392,7 +393,7 @@ def test_commands_for_the_two_layer_network(tmp_path, capsys):
 
 def test_jupyter_shows_array_derivations_and_graphs():
     derivation = catalog.load("two_layer_net").derive()
-    shown = derivation._repr_latex_()
+    shown = derivation_latex(derivation)
     assert shown.startswith("TwoLayerNet\n$$\\begin{aligned}") and shown.endswith("\\end{aligned}$$")
     assert r"\frac{\partial L}{\partial W_{1}} &= x^{T} \frac{\partial L}{\partial a_{1}}" in shown
     assert r"\text{cache} &: x, t, z_{1}, y, \mathbf{1}\left[a_{1} > 0\right]" in shown

@@ -11,10 +11,10 @@ from collections import Counter
 
 import pytest
 
-from symbackprop import catalog
+from symbackprop.spec import catalog
 from symbackprop.cli import main
 from symbackprop.explain import graph
-from symbackprop.explain.graph import GraphvizMissing
+from symbackprop.explain import GraphvizMissing
 
 NODE = re.compile(r'^\s*"(\w+)" \[label="([^"]*)"', re.M)
 EDGE = re.compile(r'^\s*"(\w+)" -> "(\w+)" \[label="([^"]*)"([^\]]*)\];', re.M)

@@ -17,13 +17,13 @@ import numpy as np
 import pytest
 import sympy
 
-from symbackprop import catalog
+from symbackprop.spec import catalog
 from symbackprop.cli import main
-from symbackprop.equality import first_mismatch
-from symbackprop.explain import chain_rule_steps, format_number, higher_order, latex
-from symbackprop.explain.latex import document
-from symbackprop.parsing import format_expression
-from symbackprop.spec import DOUT
+from symbackprop.numerics.equality import first_mismatch
+from symbackprop.explain import chain_rule_steps, derivation_latex, format_number, higher_order, latex
+from symbackprop.explain.tex import document
+from symbackprop.lang.text import format_expression
+from symbackprop.spec.model import DOUT
 
 SPECS = [("sigmoid", 2), ("tanh", 2), ("apple_orange", 1), ("apple", 2), ("chain_rule", 2), ("swish", 2),
          ("relu", 2), ("elu", 2), ("softplus", 2), ("softsign", 1), ("sqrt", 2), ("log", 2), ("reciprocal", 2),
@@ -219,7 +219,7 @@ def test_the_latex_compiles(tmp_path):
     blocks = [latex(catalog.load(name), order=order) for name, order in SPECS]
     blocks += [latex(catalog.load(name), inline=True) for name in ("sigmoid", "apple_orange", "relu")]
     blocks += [latex(catalog.load("gelu"), order=2)]
-    blocks += [catalog.load(n).derive()._repr_latex_() for n in ("sigmoid", "swish", "affine")]
+    blocks += [derivation_latex(catalog.load(n)) for n in ("sigmoid", "swish", "affine")]
     (tmp_path / "all.tex").write_text(document(*blocks), encoding="utf-8")
     result = subprocess.run([shutil.which("latex"), "-interaction=nonstopmode", "-halt-on-error", "all.tex"],
                             cwd=tmp_path, capture_output=True, text=True, timeout=120)
@@ -276,7 +276,8 @@ def _as_derivation_file(steps):
 
 @pytest.mark.parametrize("name, order", [("sigmoid", 2), ("tanh", 2), ("apple_orange", 1), ("swish", 1)])
 def test_the_step_verifier_accepts_every_printed_chain(name, order):
-    from symbackprop.steps import derivation_from_toml, verify_hand_derivation
+    from symbackprop.spec.hand import derivation_from_toml
+    from symbackprop.verify import verify_hand_derivation
 
     steps = chain_rule_steps(catalog.load(name), order=order)
     report = verify_hand_derivation(derivation_from_toml(_as_derivation_file(steps)))

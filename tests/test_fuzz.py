@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from symbackprop.cli import main
 from symbackprop.errors import SymbackpropError
-from symbackprop.spec import spec_from_toml
+from symbackprop.spec.toml import spec_from_toml
 
 FIELDS = ["name", "inputs", "params", "constants", "assume", "output", "forward", "graph", "predict",
           "symbols", "values", "expect", "claims", "chains", "section", "bogus"]
@@ -25,7 +25,7 @@ documents = st.dictionaries(st.sampled_from(FIELDS), value, max_size=8)
 @settings(max_examples=300, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
 @given(documents)
 def test_the_loader_raises_only_its_own_errors(doc):
-    from symbackprop.spec import _Loader
+    from symbackprop.spec.toml import _Loader
 
     try:
         _Loader(doc, "fuzz.toml").spec()

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from symbackprop.cli import main
-from symbackprop.grading import OUTPUT_BYTES, expand, parse_memory
-from symbackprop.layercheck import load_class, verify_layer
+from symbackprop.grading.batch import OUTPUT_BYTES, expand, parse_memory
+from symbackprop.checker import load_class, verify_layer
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 _spec = importlib.util.spec_from_file_location("submissions", FIXTURES / "submissions.py")

@@ -17,11 +17,12 @@ import sympy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from symbackprop import catalog
+from symbackprop.spec import catalog
 from symbackprop.cli import main
 from symbackprop.errors import SymbackpropError
-from symbackprop.layercheck import KINDS, load_class, verify_layer
-from symbackprop.spec import layer
+from symbackprop.checker import load_class, verify_layer
+from symbackprop.reports import KINDS
+from symbackprop.spec.model import layer
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SEED = str(FIXTURES / "seed_layers.py")

@@ -5,7 +5,7 @@ The expected numbers are the seed's own printed outputs, typed in here by hand.
 import numpy as np
 import pytest
 
-from symbackprop import catalog
+from symbackprop.spec import catalog
 
 
 def run(name, values, dout=1.0):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
-from symbackprop import catalog
+from symbackprop.spec import catalog
 from symbackprop.testing import assert_layer_matches, cases_for, inputs_for
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

@@ -1,6 +1,6 @@
 r"""Explaining a derivation: the chain-rule steps in LaTeX, the computational graph in DOT.
 
->>> from symbackprop import catalog
+>>> from symbackprop.spec import catalog
 >>> from symbackprop.explain import chain_rule_steps, graph
 >>> steps = chain_rule_steps(catalog.load("sigmoid"))      # displays as math in Jupyter
 >>> print(steps.latex())                                    # an align* block     # doctest: +SKIP
@@ -12,32 +12,31 @@ shapes and their backward arrows with the derivation's statements (``dW1``), and
 (``\frac{\partial L}{\partial W} = x^{T} \frac{\partial L}{\partial y}``).
 
 Modules: :mod:`.primitives` splits a declaration into one-operation nodes,
-:mod:`.latex` writes the steps, :mod:`.graph` draws the graph, :mod:`.order` finds
-higher derivatives in cached values, :mod:`.numbers` spells numbers as people do;
-for array layers :mod:`.array_nodes` splits into array operations with their backward
-arrows, :mod:`.arrays_graph` draws them and :mod:`.arrays_latex` writes the matrix calculus.
+:mod:`.latex` writes the steps, :mod:`.graph` draws the graph, :mod:`.numbers` spells
+numbers as people do, :mod:`.tex` and :mod:`.dot` hold what both kinds of layer share
+(rows of equalities and typesetting; DOT text and Graphviz); for array layers
+:mod:`.array_nodes` splits into array operations with their backward arrows,
+:mod:`.arrays_graph` draws them and :mod:`.arrays_latex` writes the matrix calculus.
+Higher derivatives come from :mod:`symbackprop.derivation.order`.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
+from ..derivation import Derivation, derive
+from ..derivation.order import HigherDerivative, higher_order
 from ..errors import OutputExistsError, SymbackpropError
 from ..files import write_atomic
+from ..spec.model import Spec
 from .array_nodes import ArrayGraph, split_arrays
-from .arrays_latex import ArraySteps, array_steps
-from .graph import Graph, GraphvizFailed, GraphvizMissing, graph
-from .latex import (
-    ChainRuleSteps,
-    TeXFailed,
-    TeXMissing,
-    chain_rule_steps,
-    derivation_latex,
-    latex,
-    render,
-)
+from .arrays_graph import array_graph
+from .arrays_latex import ArraySteps, array_derivation_latex, array_steps
+from .dot import Graph, GraphvizFailed, GraphvizMissing
+from .graph import elementwise_graph
+from .latex import ChainRuleSteps, elementwise_derivation_latex, elementwise_steps
 from .numbers import format_number
-from .order import HigherDerivative, higher_order
 from .primitives import PrimitiveGraph, split
+from .tex import TeXFailed, TeXMissing, render
 
 __all__ = [
     "ArrayGraph", "ArraySteps", "ChainRuleSteps", "Graph", "GraphvizFailed", "GraphvizMissing",
@@ -48,6 +47,42 @@ __all__ = [
 
 #: What ``latex -o FILE`` writes, by the file's suffix.
 LATEX_FORMATS = ("tex", "pdf", "png")
+
+
+def _spec_of(obj: Spec | Derivation) -> Spec:
+    return obj.spec if isinstance(obj, Derivation) else obj
+
+
+def chain_rule_steps(obj: Spec | Derivation, order: int = 1) -> ChainRuleSteps | ArraySteps:
+    """The chain-rule steps of a declaration: :func:`.latex.elementwise_steps`, or for an
+    array layer :func:`.arrays_latex.array_steps` (matrix notation).
+
+    Its ``latex()`` is an ``align*`` block; in Jupyter it displays as typeset math.
+    """
+    if _spec_of(obj).is_array:
+        return array_steps(obj, order)
+    return elementwise_steps(obj, order)
+
+
+def latex(obj: Spec | Derivation, inline: bool = False, order: int = 1) -> str:
+    """The chain-rule steps as LaTeX: an ``align*`` block, or notebook blocks with ``inline``."""
+    return chain_rule_steps(obj, order).latex(inline=inline)
+
+
+def derivation_latex(obj: Spec | Derivation) -> str:
+    """A derivation in brief, typeset (how a derivation shows in Jupyter)."""
+    derivation = obj if isinstance(obj, Derivation) else derive(obj)
+    if derivation.spec.is_array:
+        return array_derivation_latex(derivation)
+    return elementwise_derivation_latex(derivation)
+
+
+def graph(obj: Spec | Derivation, *, symbolic: bool = False, backward: bool = True,
+          collapse: bool | str = False) -> Graph:
+    """The computational graph of a declaration (:func:`.graph.elementwise_graph`; for an
+    array layer :func:`.arrays_graph.array_graph`, edges labelled with shapes)."""
+    draw = array_graph if _spec_of(obj).is_array else elementwise_graph
+    return draw(obj, symbolic=symbolic, backward=backward, collapse=collapse)
 
 
 def save_latex(text: str, path: str | Path, *, force: bool = False) -> Path:

@@ -7,7 +7,7 @@ node per operation, ``@``, ``+``, ``relu``, ``softmax``, ``sum`` (with its axis)
 are constants here, like numbers.  Every value has its symbolic shape.
 
 Backward arrows carry what each node sends back to each operand: the node's
-vector-Jacobian product (:func:`symbackprop.arrays.vjp`) applied to the gradient of
+vector-Jacobian product (:func:`symbackprop.ops.vjp`) applied to the gradient of
 its output, written in the gradients of the declared values (``da1``, ``dout``),
 exactly the names of the derivation's statements.  An arrow that carries a whole
 statement (its operand has no other consumer) is named after it (``dW1``).
@@ -25,25 +25,26 @@ from dataclasses import dataclass, field
 
 import sympy
 
-from .. import arrays
-from ..arrays import ArrayVar
-from ..derive import Derivation
-from ..spec import Spec
-from .primitives import FUNCTION_LABELS, _book_step
-from .primitives import _constant_text as _exact_text
+from .. import ops
+from ..derivation import Derivation, derive
+from ..ops import ArrayVar
+from ..spec.model import Spec
+from ..lang.functions import label_of
+from ..numerics.kinks import book_convention
+from .primitives import constant_text as _exact_text
 
 #: The placeholder for a node's upstream gradient (not an identifier: never a declared name).
 UPSTREAM = "upstream'"
 #: Labels of the array operations (a reduction adds its axis).
-ARRAY_LABELS = {arrays.Matmul: "@", arrays.Transposed: ".T", arrays.ReduceSum: "sum", arrays.ReduceMean: "mean",
-                arrays.ReduceMax: "max", arrays.LogSumExp: "logsumexp", arrays.Softmax: "softmax",
-                arrays.LogSoftmax: "log_softmax", arrays.ExpandDims: "expand_dims",
-                arrays.BroadcastTo: "broadcast_to"}
+ARRAY_LABELS = {ops.Matmul: "@", ops.Transposed: ".T", ops.ReduceSum: "sum", ops.ReduceMean: "mean",
+                ops.ReduceMax: "max", ops.LogSumExp: "logsumexp", ops.Softmax: "softmax",
+                ops.LogSoftmax: "log_softmax", ops.ExpandDims: "expand_dims",
+                ops.BroadcastTo: "broadcast_to"}
 
 
 @dataclass(frozen=True)
 class ArrayNode:
-    """One operation ``symbol = expr`` on arrays.
+    """One operation ``symbol = expr`` on ops.
 
     Attributes
     ----------
@@ -140,22 +141,22 @@ def _constant_text(c: sympy.Expr) -> str:
     return _exact_text(c)
 
 
-def _axis_text(expr: arrays.ArrayOp) -> str:
-    if isinstance(expr, arrays._Reduce):
+def _axis_text(expr: ops.ArrayOp) -> str:
+    if isinstance(expr, ops._Reduce):
         axes = ", ".join(str(a) for a in expr.axes)
         text = f"axis={axes}" if expr.axes else ""
         return text + (", keepdims" if expr.keepdims and text else "")
-    if isinstance(expr, (arrays.Softmax, arrays.LogSoftmax)):
+    if isinstance(expr, (ops.Softmax, ops.LogSoftmax)):
         return f"axis={int(expr.args[1])}"
     return ""
 
 
-def _split_array_op(expr: arrays.ArrayOp) -> tuple[str, list, Callable]:
+def _split_array_op(expr: ops.ArrayOp) -> tuple[str, list, Callable]:
     label = ARRAY_LABELS.get(type(expr), type(expr).__name__.lower())
     axis = _axis_text(expr)
     label = f"{label}\n{axis}" if axis else label
-    if isinstance(expr, arrays.Matmul):
-        return label, list(expr.args), arrays.Matmul
+    if isinstance(expr, ops.Matmul):
+        return label, list(expr.args), ops.Matmul
     head, rest = expr.args[0], expr.args[1:]
     return label, [head], lambda a: type(expr)(a, *rest)
 
@@ -192,7 +193,7 @@ class _Splitter:
             op, operands, rebuild = self.split(expr)
         args = [self.operand(o) for o in operands]
         node_expr = rebuild(*args)
-        shape = arrays.shape_of(node_expr, self.shapes)
+        shape = ops.shape_of(node_expr, self.shapes)
         if symbol is None:
             name = next(self.names)
             symbol = ArrayVar(name, real=True) if shape else sympy.Symbol(name, real=True)
@@ -203,7 +204,7 @@ class _Splitter:
 
     def split(self, expr: sympy.Expr) -> tuple[str, list, Callable]:
         """One operation of ``expr``: its label, its operands, how to rebuild it from them."""
-        if isinstance(expr, arrays.ArrayOp):
+        if isinstance(expr, ops.ArrayOp):
             return _split_array_op(expr)
         if isinstance(expr, sympy.Add):
             return self.split_add(expr)
@@ -244,7 +245,7 @@ class _Splitter:
         return "×", [sympy.Mul(*factors[:-1]), factors[-1]], lambda a, b: a * b
 
     def split_function(self, expr: sympy.Function) -> tuple[str, list, Callable]:
-        name = FUNCTION_LABELS.get(type(expr).__name__, type(expr).__name__.lower())
+        name = label_of(type(expr))
         operands = [a for a in expr.args if not self.constant(a)]
 
         def rebuild(*values):
@@ -285,8 +286,8 @@ class _Backward:
         self.live = self._live()
         self.grads: dict[sympy.Symbol, list[sympy.Expr]] = {}
         self.named = {n.expr: n.symbol for n in graph.nodes if not isinstance(n.expr, sympy.Symbol)}
-        self.named.update({arrays.Softmax(*n.expr.args): sympy.exp(n.symbol) for n in graph.nodes
-                           if isinstance(n.expr, arrays.LogSoftmax)})
+        self.named.update({ops.Softmax(*n.expr.args): sympy.exp(n.symbol) for n in graph.nodes
+                           if isinstance(n.expr, ops.LogSoftmax)})
         self.readable = _readable(graph)
 
     def _live(self) -> set[sympy.Symbol]:
@@ -328,10 +329,10 @@ class _Backward:
             shape = self.g.shapes[node.symbol]
             up = ArrayVar(UPSTREAM, real=True) if shape else sympy.Symbol(UPSTREAM, real=True)
             wrt = [a for a in node.args if a in self.live]
-            pulled = arrays.vjp(node.expr, up, {**self.g.shapes, up: shape}, wrt, _book_step)
+            pulled = ops.vjp(node.expr, up, {**self.g.shapes, up: shape}, wrt, lambda e: book_convention(e, set()))
             for a in wrt:
                 sent = pulled.get(a, sympy.S.Zero)
-                if not isinstance(node.expr, (sympy.Symbol, arrays.ArrayOp)):
+                if not isinstance(node.expr, (sympy.Symbol, ops.ArrayOp)):
                     sent = sent.subs(node.expr, node.symbol)  # in the node's own output: 1/(2*std)
                 self.send(node.symbol, a, sent.xreplace(self.named).xreplace({up: g}).xreplace(self.readable))
 
@@ -342,7 +343,7 @@ class _Backward:
             sent = derived.pullback[a].xreplace({derived.upstream: self.grad_symbol(step)})
             self.send(step, a, sent.xreplace(helpers))
         definitions = dict(self.g.spec.graph)
-        shown = [f"log({v.name}) = {self.g.derivation.readable(arrays.fuse_logs(sympy.log(v), definitions))}"
+        shown = [f"log({v.name}) = {self.g.derivation.readable(ops.fuse_logs(sympy.log(v), definitions))}"
                  for v in dropped]
         self.g.fused.append(Fused(step, dropped, "; ".join(shown)))
 
@@ -368,7 +369,7 @@ def split_arrays(obj: Spec | Derivation) -> ArrayGraph:
     -------
     ArrayGraph
     """
-    derivation = obj if isinstance(obj, Derivation) else obj.derive()
+    derivation = obj if isinstance(obj, Derivation) else derive(obj)
     nodes, shapes = _split(derivation.spec)
     graph = ArrayGraph(derivation, nodes, shapes)
     shapes[derivation.dout] = shapes[derivation.spec.output]

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import sympy
 
-from ..derive import Derivation
-from ..spec import Spec
+from ..derivation import Derivation
+from ..spec.model import Spec
 from .array_nodes import ArrayGraph, split_arrays
-from .graph import Graph, _Dot, _quote
+from .dot import Dot, Graph, quote
 
 
 def shape_text(shape: tuple) -> str:
@@ -29,7 +29,7 @@ class _ArrayDrawing:
 
     def __init__(self, g: ArrayGraph, symbolic: bool):
         self.g, self.symbolic = g, symbolic
-        self.dot = _Dot(g.spec.name)
+        self.dot = Dot(g.spec.name)
         self.ids = {s: f"in_{s.name}" for s in g.leaves}
         self.ids.update({n.symbol: f"op{i + 1}" for i, n in enumerate(g.nodes)})
         self.declared = {s for s, _ in g.spec.graph}
@@ -71,8 +71,8 @@ class _ArrayDrawing:
             for a in n.args:
                 if a in self.ids and self.g.producer(a) is None and computed and a not in placed:
                     placed.add(a)
-                    self.dot.lines.append(f"    {{rank=same; {_quote(self.ids[a])}; "
-                                          f"{_quote(self.ids[computed[0]])};}}")
+                    self.dot.lines.append(f"    {{rank=same; {quote(self.ids[a])}; "
+                                          f"{quote(self.ids[computed[0]])};}}")
 
     def boxed(self, k: int) -> list[sympy.Symbol]:
         """The nodes of the ``k``-th fused step, and the leaves only they read (``t``)."""
@@ -83,10 +83,10 @@ class _ArrayDrawing:
 
     def clusters(self) -> None:
         for k, f in enumerate(self.g.fused):
-            self.dot.lines += [f"    subgraph {_quote(f'cluster_fused{k + 1}')} {{",
-                               f"        label={_quote('backward fused: ' + f.text)};",
+            self.dot.lines += [f"    subgraph {quote(f'cluster_fused{k + 1}')} {{",
+                               f"        label={quote('backward fused: ' + f.text)};",
                                '        style="dashed"; color="gray50"; fontname="Helvetica"; fontsize="10";',
-                               *[f"        {_quote(self.ids[s])};" for s in self.boxed(k)], "    }"]
+                               *[f"        {quote(self.ids[s])};" for s in self.boxed(k)], "    }"]
 
     def backward(self) -> None:
         output = self.g.spec.output
@@ -99,9 +99,9 @@ class _ArrayDrawing:
             self.dot.backward(self.ids[arrow.source], self.ids[arrow.target], label)
 
 
-def _collapsed(g: ArrayGraph, symbolic: bool, backward: bool) -> _Dot:
+def _collapsed(g: ArrayGraph, symbolic: bool, backward: bool) -> Dot:
     spec, d = g.spec, g.derivation
-    dot = _Dot(spec.name)
+    dot = Dot(spec.name)
     constants = set(spec.constants)
     for s in g.leaves:
         dot.node(f"in_{s.name}", s.name, shape="ellipse", **({"style": "dashed"} if s in constants else {}))

@@ -26,11 +26,11 @@ from dataclasses import dataclass
 import sympy
 from sympy.printing.latex import LatexPrinter
 
-from .. import arrays
-from ..derive import Derivation
+from .. import ops
+from ..derivation import Derivation, derive
 from ..errors import SpecError
-from ..spec import Spec
-from .latex import Form, Row, Section, StepsText, _tex_text, tex_name
+from ..spec.model import Spec
+from .tex import Form, Row, Section, StepsText, tex_name, tex_text
 
 
 def _axis_sub(axes: tuple[int, ...], keepdims: bool = False) -> str:
@@ -41,7 +41,7 @@ def _axis_sub(axes: tuple[int, ...], keepdims: bool = False) -> str:
 
 
 def _is_reduction(e: sympy.Basic) -> bool:
-    return isinstance(e, (arrays.ReduceSum, arrays.ReduceMax))
+    return isinstance(e, (ops.ReduceSum, ops.ReduceMax))
 
 
 class ArrayLatexPrinter(LatexPrinter):
@@ -73,16 +73,16 @@ class ArrayLatexPrinter(LatexPrinter):
         return super()._print_Rational(expr)
 
     def is_array(self, e: sympy.Basic) -> bool:
-        return bool(arrays.shape_of(e, self.shapes))
+        return bool(ops.shape_of(e, self.shapes))
 
     def wrap(self, e: sympy.Basic) -> str:
         """``e`` as an operand: parenthesized when it is a sum or a product."""
         text = self._print(e)
-        return rf"\left({text}\right)" if isinstance(e, (sympy.Add, sympy.Mul, arrays.Matmul)) else text
+        return rf"\left({text}\right)" if isinstance(e, (sympy.Add, sympy.Mul, ops.Matmul)) else text
 
     # array operations
     def _print_Matmul(self, expr):
-        return " ".join(self.wrap(a) if not isinstance(a, arrays.Matmul) else self._print(a) for a in expr.args)
+        return " ".join(self.wrap(a) if not isinstance(a, ops.Matmul) else self._print(a) for a in expr.args)
 
     def _print_Transposed(self, expr):
         (a,) = expr.args  # never a transpose: Transposed(Transposed(W)) is W
@@ -217,7 +217,7 @@ class ArraySteps(StepsText):
 
     def row(self, r: Row, p: ArrayLatexPrinter) -> str:
         """``lhs &= rhs && shape``."""
-        shape = arrays.shape_of(r.lhs, self.shapes)
+        shape = ops.shape_of(r.lhs, self.shapes)
         shape_tex = r" \times ".join(p._print(d) for d in shape) if shape else r"\text{scalar}"
         return f"{p._print(r.lhs)} &= {p._print(r.forms[0].value)} && {shape_tex}"
 
@@ -234,7 +234,7 @@ def _shapes(derivation: Derivation) -> dict[sympy.Symbol, tuple]:
         original = next(v for v in (*spec.differentiated, *(s for s, _ in spec.graph)) if f"d{v.name}" == target.name)
         shapes[target] = shapes[original]
     for c in (*derivation.cache, *derivation.recompute):
-        shapes.setdefault(c.symbol, arrays.shape_of(c.expr, shapes))
+        shapes.setdefault(c.symbol, ops.shape_of(c.expr, shapes))
     return shapes
 
 
@@ -251,7 +251,7 @@ def _masks(derivation: Derivation) -> dict[sympy.Symbol, sympy.Basic]:
 
 
 def _assumed(spec: Spec) -> list[Row]:
-    return [Row("assume", arrays.ReduceSum(t, sympy.Tuple(axis), sympy.Integer(1)), (Form.of(1),))
+    return [Row("assume", ops.ReduceSum(t, sympy.Tuple(axis), sympy.Integer(1)), (Form.of(1),))
             for kind, t, axis in spec.assumptions if kind == "onehot"]
 
 
@@ -270,7 +270,7 @@ def array_steps(obj: Spec | Derivation, order: int = 1) -> ArraySteps:
     ArraySteps
         Its ``latex()`` is an ``align*`` block; in Jupyter it displays as typeset math.
     """
-    derivation = obj if isinstance(obj, Derivation) else obj.derive()
+    derivation = obj if isinstance(obj, Derivation) else derive(obj)
     spec = derivation.spec
     if order != 1:
         raise SpecError(f"{spec.source or spec.name}: higher derivatives (order {order}) are for "
@@ -303,5 +303,5 @@ def array_derivation_latex(derivation: Derivation) -> str:
     cache += [p._print(sympy.Piecewise((1, masks[c.symbol]), (0, True))) for c in derivation.cache if c.mask]
     cached = ", ".join(cache) or r"\text{nothing}"
     rows.append(rf"\text{{cache}} &: {cached}")
-    return _tex_text(derivation.spec.name) + "\n$$\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}$$"
+    return tex_text(derivation.spec.name) + "\n$$\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}$$"
 

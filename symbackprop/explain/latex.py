@@ -23,139 +23,20 @@ tests check every printed equality numerically.
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import sympy
 
-from ..derive import Derivation
-from ..errors import SymbackpropError
-from ..spec import DOUT, Spec
+from ..derivation import Derivation, derive
+from ..derivation.order import HigherDerivative, higher_order, total_symbol
+from ..spec.model import DOUT, Spec
 from .numbers import as_sympy, format_number
-from .order import HigherDerivative, higher_order, total_symbol
 from .primitives import Node, PrimitiveGraph, split
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .arrays_latex import ArraySteps
+from .tex import Form, Row, Section, StepsText, tex_name, tex_text
 
 #: Rows longer than this (characters of LaTeX) put each further form on its own line.
 ONE_LINE = 64
-#: Seconds a TeX run may take.
-TEX_TIMEOUT = 60
-_GREEK = {"alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda",
-          "mu", "nu", "xi", "pi", "rho", "sigma", "tau", "upsilon", "phi", "chi", "psi", "omega"}
-_TEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
-
-
-class TeXMissing(SymbackpropError):
-    """No TeX engine (``latex``/``pdflatex``) or ``dvipng`` on the PATH."""
-
-
-class TeXFailed(SymbackpropError):
-    """The TeX engine rejected a document (the message holds its first error line)."""
-
-
-# -- the model -----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Form:
-    """One side of an equality: a sum of products, printed factor by factor.
-
-    ``numeric`` forms hold worked numbers (``1.1 · 2``) and are printed as a person writes
-    them; they hold only at the declaration's ``[values]`` with ``dout = 1``.
-    """
-
-    terms: tuple[tuple[sympy.Expr, ...], ...]
-    numeric: bool = False
-
-    @classmethod
-    def of(cls, expr: sympy.Expr, numeric: bool = False) -> Form:
-        return cls(((as_sympy(expr),),), numeric)
-
-    @property
-    def value(self) -> sympy.Expr:
-        """The form as one SymPy expression."""
-        return sympy.Add(*[sympy.Mul(*t) for t in self.terms])
-
-
-@dataclass(frozen=True)
-class Row:
-    """``lhs = forms[0] = forms[1] = ...``; ``kind`` is forward, define, local, backward,
-    chain, total or order."""
-
-    kind: str
-    lhs: sympy.Expr
-    forms: tuple[Form, ...]
-
-
-@dataclass
-class Section:
-    title: str
-    rows: list[Row] = field(default_factory=list)
-
-
-class StepsText:
-    """What the chain-rule steps and the array steps share: titled sections of rows, written
-    as LaTeX by a row writer of their own (see :func:`sections_latex`)."""
-
-    sections: list[Section]
-
-    @property
-    def rows(self) -> list[Row]:
-        return [r for s in self.sections for r in s.rows]
-
-    def row_writer(self) -> Callable[[Row], str]:
-        """A function writing one row as ``lhs &= ...``."""
-        raise NotImplementedError  # pragma: no cover
-
-    def latex(self, inline: bool = False) -> str:
-        """An ``align*`` block, or titled ``$$\\begin{aligned}`` blocks with ``inline``."""
-        return sections_latex(self.sections, self.row_writer(), inline)
-
-    def _repr_latex_(self) -> str:
-        return self.latex(inline=True)
-
-    def __str__(self) -> str:
-        return self.latex()
-
-    def __repr__(self) -> str:
-        parts = sum(1 for s in self.sections if s.rows)
-        return f"<{type(self).__name__} of {self.spec.name}: {len(self.rows)} rows in {parts} parts>"
-
-
-def sections_latex(sections: list[Section], row: Callable[[Row], str], inline: bool = False) -> str:
-    """Sections of rows as one ``align*`` block, or as titled ``$$\\begin{aligned}`` blocks.
-
-    Parameters
-    ----------
-    sections : list of Section
-        Titled groups of rows; empty sections are left out.
-    row : callable
-        Writes one row as ``lhs &= ...`` (without the line break).
-    inline : bool
-        Titled ``$$\\begin{aligned}...\\end{aligned}$$`` blocks for a notebook or a Markdown
-        cell instead of one ``align*`` block with ``\\intertext`` titles.
-
-    Returns
-    -------
-    str
-        The LaTeX, ending in a newline.
-    """
-    shown = [s for s in sections if s.rows]
-    if inline:
-        return "\n\n".join(f"{s.title}\n$$\\begin{{aligned}}\n" + " \\\\\n".join(row(r) for r in s.rows)
-                           + "\n\\end{aligned}$$" for s in shown) + "\n"
-    body = []
-    for s in shown:
-        body.append(rf"\intertext{{{s.title}}}")
-        body += [row(r) + r" \\" for r in s.rows]
-    body[-1] = body[-1].removesuffix(r" \\")
-    return "\\begin{align*}\n" + "\n".join(body) + "\n\\end{align*}\n"
 
 
 @dataclass(repr=False)
@@ -392,20 +273,6 @@ def _common_denominator(expr: sympy.Expr) -> sympy.Expr:
 
 
 # -- printing ---------------------------------------------------------------------------------
-def tex_name(symbol: sympy.Symbol) -> str:
-    """``x``, ``u_{1}``, ``\\alpha``, ``\\mathit{apple\\_num}``."""
-    name = symbol.name
-    match = re.fullmatch(r"([A-Za-z]|[a-z]+)(\d*)", name)
-    if match and (len(match.group(1)) == 1 or match.group(1) in _GREEK):
-        stem = match.group(1) if len(match.group(1)) == 1 else "\\" + match.group(1)
-        return stem + (f"_{{{match.group(2)}}}" if match.group(2) else "")
-    return r"\mathit{" + name.replace("_", r"\_") + "}"
-
-
-def _tex_text(text: str) -> str:
-    return "".join(_TEX_SPECIALS.get(ch, ch) for ch in text)
-
-
 class _Printer:
     """SymPy to LaTeX with the seed's notation: ``dout`` is ``∂L/∂y``, written first."""
 
@@ -535,11 +402,11 @@ def _join_terms(parts: list[str]) -> str:
 
 # -- the public functions -----------------------------------------------------------------
 def _derivation_of(obj: Spec | Derivation) -> Derivation:
-    return obj if isinstance(obj, Derivation) else obj.derive()
+    return obj if isinstance(obj, Derivation) else derive(obj)
 
 
-def chain_rule_steps(obj: Spec | Derivation, order: int = 1) -> ChainRuleSteps | ArraySteps:
-    """The chain-rule steps of a declaration (see the module docstring).
+def elementwise_steps(obj: Spec | Derivation, order: int = 1) -> ChainRuleSteps:
+    """The chain-rule steps of an elementwise declaration (see the module docstring).
 
     Parameters
     ----------
@@ -551,16 +418,10 @@ def chain_rule_steps(obj: Spec | Derivation, order: int = 1) -> ChainRuleSteps |
 
     Returns
     -------
-    ChainRuleSteps or ArraySteps
+    ChainRuleSteps
         Its ``latex()`` is an ``align*`` block; in Jupyter it displays as typeset math.
-        An array layer gives :class:`.arrays_latex.ArraySteps`: its forward steps and
-        the derivation's backward statements in matrix notation.
     """
     derivation = _derivation_of(obj)
-    if derivation.spec.is_array:
-        from .arrays_latex import array_steps
-
-        return array_steps(derivation, order)
     graph = split(derivation.spec)
     b = _Builder(graph, derivation)
     y = tex_name(graph.output)
@@ -577,22 +438,12 @@ def chain_rule_steps(obj: Spec | Derivation, order: int = 1) -> ChainRuleSteps |
     return ChainRuleSteps(graph, derivation, sections, b.meaning, order)
 
 
-def latex(obj: Spec | Derivation, inline: bool = False, order: int = 1) -> str:
-    """The chain-rule steps as LaTeX: an ``align*`` block, or notebook blocks with ``inline``."""
-    return chain_rule_steps(obj, order).latex(inline=inline)
-
-
-def derivation_latex(derivation: Derivation) -> str:
+def elementwise_derivation_latex(derivation: Derivation) -> str:
     """A derivation in brief, typeset: forward, local derivatives, backward, cache.
 
-    This is ``Derivation._repr_latex_``: how a derivation shows in Jupyter.  Array
-    layers are written in matrix notation (:func:`.arrays_latex.array_derivation_latex`).
+    How an elementwise derivation shows in Jupyter.
     """
     spec = derivation.spec
-    if spec.is_array:
-        from .arrays_latex import array_derivation_latex
-
-        return array_derivation_latex(derivation)
     printer = _Printer(spec)
     masks = {c.symbol: c.expr for c in (*derivation.cache, *derivation.recompute) if c.mask}
     rows = [f"{printer.expr(n)} &= {printer.expr(e)}" for n, e in spec.graph]
@@ -609,60 +460,6 @@ def derivation_latex(derivation: Derivation) -> str:
     masks_text = ", ".join(rf"[{printer.expr(c.expr)}]" for c in derivation.cache if c.mask)
     cached = ", ".join(t for t in (cache, masks_text) if t) or r"\text{nothing}"
     rows.append(rf"\text{{cache}} &: {cached}")
-    return _tex_text(spec.name) + "\n$$\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}$$"
+    return tex_text(spec.name) + "\n$$\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}$$"
 
 
-# -- compiling ------------------------------------------------------------------------------
-def document(*blocks: str) -> str:
-    """A LaTeX document around one or more blocks (``align*`` or inline), for ``pdflatex``."""
-    head = ("\\documentclass[fleqn]{article}\n\\usepackage[utf8]{inputenc}\n\\usepackage{amsmath}\n"
-            "\\usepackage[paperwidth=24cm,paperheight=200cm,margin=1cm]{geometry}\n"
-            "\\setlength{\\mathindent}{2em}\n"
-            "\\allowdisplaybreaks\n\\pagestyle{empty}\n\\begin{document}\n")
-    return head + "\n\\bigskip\n".join(blocks) + "\n\\end{document}\n"
-
-
-def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        raise TeXMissing(f"'{name}' not found: install a TeX engine, e.g. apt-get install "
-                         "texlive-latex-base texlive-latex-recommended dvipng (Debian/Ubuntu)")
-    return path
-
-
-def run_tex(source: str, engine: str = "pdflatex", folder: Path | None = None) -> Path:
-    """Compile a document; return the PDF (``pdflatex``) or DVI (``latex``) it made.
-
-    Raises
-    ------
-    TeXMissing, TeXFailed
-    """
-    folder = Path(folder or tempfile.mkdtemp(prefix="symbackprop-tex-"))
-    (folder / "steps.tex").write_text(source, encoding="utf-8")
-    command = [_tool(engine), "-interaction=nonstopmode", "-halt-on-error", "-no-shell-escape", "steps.tex"]
-    try:
-        result = subprocess.run(command, cwd=folder, capture_output=True, timeout=TEX_TIMEOUT, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        raise TeXFailed(f"{engine} ran past {TEX_TIMEOUT} s") from None
-    out = folder / ("steps.pdf" if engine == "pdflatex" else "steps.dvi")
-    if result.returncode != 0 or not out.exists():
-        log = result.stdout.decode("utf-8", "replace")
-        first = next((line for line in log.splitlines() if line.startswith("!")), "see the TeX log")
-        raise TeXFailed(f"{engine} failed: {first}")
-    return out
-
-
-def render(block: str, fmt: str, dpi: int = 160) -> bytes:
-    """The block typeset as ``pdf`` or ``png`` (``latex`` + ``dvipng``, cropped tight)."""
-    with tempfile.TemporaryDirectory(prefix="symbackprop-tex-") as folder:
-        if fmt == "pdf":
-            return run_tex(document(block), "pdflatex", Path(folder)).read_bytes()
-        if fmt != "png":
-            raise SymbackpropError(f"cannot render LaTeX as {fmt!r} (tex, pdf or png)")
-        dvi = run_tex(document(block), "latex", Path(folder))
-        png = Path(folder) / "steps.png"
-        command = [_tool("dvipng"), "-q", "-T", "tight", "-D", str(dpi), "-bg", "White", "-o", str(png), str(dvi)]
-        result = subprocess.run(command, capture_output=True, timeout=TEX_TIMEOUT, stdin=subprocess.DEVNULL)
-        if result.returncode != 0 or not png.exists():
-            raise TeXFailed(f"dvipng failed: {result.stderr.decode('utf-8', 'replace').strip()[:200]}")
-        return png.read_bytes()

@@ -23,15 +23,15 @@ from dataclasses import dataclass
 
 import sympy
 
-from ..derive import arithmetic_cost
+from ..derivation.cost import arithmetic_cost
 from ..errors import SpecError
-from ..spec import DOUT, Spec
+from ..lang.functions import label_of
+from ..lang.text import format_expression
+from ..numerics.kinks import book_convention
+from ..spec.model import DOUT, Spec
 from .numbers import format_number
 
 #: Labels of one-argument functions in pictures and formulas (default: the SymPy name).
-FUNCTION_LABELS = {"Max": "max", "Min": "min", "Abs": "abs", "sign": "sign", "atan": "arctan", "asinh": "arcsinh",
-                   "atanh": "arctanh"}
-
 
 @dataclass(frozen=True)
 class Node:
@@ -125,12 +125,11 @@ def _is_constant(expr: sympy.Basic) -> bool:
     return not expr.free_symbols
 
 
-def _constant_text(c: sympy.Expr) -> str:
+def constant_text(c: sympy.Expr) -> str:
+    """A constant as written in a node's label."""
     if c.is_Rational or c.is_Float:
         text = format_number(c)
         return f"({text})" if text.startswith("-") else text
-    from ..parsing import format_expression
-
     return f"({format_expression(c)})"
 
 
@@ -155,8 +154,8 @@ def _split_arithmetic(expr: sympy.Expr) -> tuple[str, list[sympy.Expr], callable
     c, rest = expr.as_independent(*expr.free_symbols, as_Add=add)
     if c != (0 if add else 1):
         if add:
-            return f"+{_constant_text(c)}", [rest], lambda a: c + a
-        return f"×{_constant_text(c)}", [rest], lambda a: c * a
+            return f"+{constant_text(c)}", [rest], lambda a: c + a
+        return f"×{constant_text(c)}", [rest], lambda a: c * a
     terms = expr.args
     head = expr.func(*terms[:-1])
     return ("+", [head, terms[-1]], lambda a, b: a + b) if add else ("×", [head, terms[-1]], lambda a, b: a * b)
@@ -165,19 +164,19 @@ def _split_arithmetic(expr: sympy.Expr) -> tuple[str, list[sympy.Expr], callable
 def _split_pow(expr: sympy.Pow) -> tuple[str, list[sympy.Expr], callable]:
     base, ex = expr.args
     if _is_constant(ex):
-        label = {-1: "/", sympy.S.Half: "sqrt"}.get(ex, f"**{_constant_text(ex)}")
+        label = {-1: "/", sympy.S.Half: "sqrt"}.get(ex, f"**{constant_text(ex)}")
         return label, [base], lambda a: a**ex
     if _is_constant(base):
-        return f"{_constant_text(base)}**", [ex], lambda a: base**a
+        return f"{constant_text(base)}**", [ex], lambda a: base**a
     return "**", [base, ex], lambda a, b: a**b
 
 
 def _split_function(expr: sympy.Function) -> tuple[str, list[sympy.Expr], callable]:
-    name = FUNCTION_LABELS.get(type(expr).__name__, type(expr).__name__.lower())
+    name = label_of(type(expr))
     operands = [a for a in expr.args if not _is_constant(a)]
     constants = [a for a in expr.args if _is_constant(a)]
     if constants:
-        name = f"{name}({', '.join(_constant_text(c).strip('()') for c in constants)}, ·)"
+        name = f"{name}({', '.join(constant_text(c).strip('()') for c in constants)}, ·)"
 
     def rebuild(*values):
         it = iter(values)
@@ -225,15 +224,9 @@ class _Splitter:
         return symbol
 
 
-def _book_step(expr: sympy.Expr) -> sympy.Expr:
-    """A kink's derivative the book's way: ``Heaviside(u)`` is 1 for ``u > 0``, else 0."""
-    expr = expr.replace(sympy.Heaviside, lambda u, *h0: sympy.Piecewise((1, u > 0), (0, True)))
-    return expr.replace(sympy.DiracDelta, lambda *a: sympy.S.Zero)
-
-
 def _make_node(symbol: sympy.Symbol, expr: sympy.Expr, args: tuple[sympy.Symbol, ...],
                op: str, declared: bool) -> Node:
-    raw = {a: _book_step(sympy.diff(expr, a)) for a in args}
+    raw = {a: book_convention(sympy.diff(expr, a), set()) for a in args}
     local = {}
     for a, d in raw.items():
         literal = d.subs(expr, symbol) if not isinstance(expr, sympy.Symbol) else d

@@ -1,0 +1,86 @@
+"""Checking layer classes against their declarations: generated code and hand-written alike.
+
+* :func:`check_generated`: the generated class of a declaration, against numerical
+  differentiation, mpmath in the tails, float32, and the worked numbers;
+* :func:`verify_layer`: a hand-written class, with the findings of
+  :data:`~symbackprop.reports.KINDS` (wrong math, shapes, precision, side effects, stale
+  caches, kinks, exceptions).
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ..derivation.model import Derivation
+from ..errors import SymbackpropError
+from ..reports import KINDS, CheckReport, LayerReport
+from ..spec import catalog
+from ..spec.model import Spec
+from .arrays import check_array_spec
+from .elementwise import check_elementwise
+from .layer import ElementwiseReference, ElementwiseVerifier, load_class
+from .layer_arrays import verify_array_layer
+
+
+def check_generated(derivation: Derivation, cls: type, *, max_examples: int = 25) -> CheckReport:
+    """Check the generated class ``cls`` of ``derivation`` numerically (array layers with
+    half the examples: each costs several forward passes per value)."""
+    if derivation.spec.is_array:
+        return check_array_spec(derivation, cls, max_examples=max(3, max_examples // 2))
+    return check_elementwise(derivation, cls, max_examples=max_examples)
+
+
+def verify_layer(cls_or_factory: Callable[..., Any], spec: Spec | str, *, seed: int = 0,
+                 examples: Iterable[Any] = (), ignore: Iterable[str] = (),
+                 name: str | None = None) -> LayerReport:
+    """Check a hand-written layer class against a declaration.
+
+    Parameters
+    ----------
+    cls_or_factory : callable
+        The class, or any function returning a fresh layer (with ``forward`` and
+        ``backward``); called once per check.  For an array declaration it is called the
+        book's way, with the declared parameters positionally (``Affine(W, b)``); a network
+        (``predict`` declared) may instead take the sizes (``TwoLayerNet(input_size,
+        hidden_size, output_size)``), see :mod:`symbackprop.checker.layer_arrays`.
+    spec : Spec or str
+        The declaration, or a bundled name / ``.toml`` path.
+    seed : int
+        Seed of the random inputs (the check is deterministic for a given seed).
+    examples : iterable of input tuples
+        More inputs to compare values at (e.g. drawn by :func:`symbackprop.testing.inputs_for`):
+        for an array declaration, the arrays ``forward`` takes (inputs, then constants such
+        as ``t``), or a dict by name that may also give parameters.
+    ignore : iterable of str
+        Kinds of findings to leave out of the report.
+    name : str, optional
+        How the report names the layer.
+
+    Returns
+    -------
+    LayerReport
+        ``ok`` unless a finding other than ``kink-only`` was made.
+
+    Raises
+    ------
+    SymbackpropError
+        For an unknown kind in ``ignore``, or examples that do not fit the declaration.
+    """
+    start = time.perf_counter()
+    spec = catalog.declaration(spec)
+    unknown = sorted(set(ignore) - set(KINDS))
+    if unknown:
+        raise SymbackpropError(f"ignore: unknown kind {unknown[0]!r} (known: {', '.join(KINDS)})")
+    if spec.is_array:
+        findings, notes = verify_array_layer(cls_or_factory, spec, seed=seed, examples=examples)
+    else:
+        reference = ElementwiseReference(spec)
+        findings, notes = ElementwiseVerifier(cls_or_factory, spec, reference, seed, examples).run(), []
+    findings = [f for f in findings if f.kind not in set(ignore)]
+    label = name or getattr(cls_or_factory, "__qualname__", None) or repr(cls_or_factory)
+    against = f"{spec.name} ({spec.source})" if spec.source else spec.name
+    return LayerReport(label, against, findings, round(time.perf_counter() - start, 3), notes)
+
+
+__all__ = ["check_generated", "load_class", "verify_layer"]

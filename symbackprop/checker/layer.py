@@ -1,0 +1,730 @@
+r"""Checking a hand-written layer class against its declaration.
+
+:func:`verify_layer` constructs the class the book's way (``cls()``; array layers get
+their declared parameters positionally), runs it on float64 inputs, and compares
+it with an independent reference: the declaration's forward :math:`f` and its exact
+derivative :math:`\partial f/\partial x_i` (``Derivation.raw_local``), evaluated with
+mpmath at the very same float64 points.  For every element the error of a value
+:math:`a` against the reference :math:`b` is
+
+.. math:: e = \frac{|a - b|}{\max(|a|, |b|, \phi\, s\, |\text{dout}|)}
+
+where :math:`s` is the quantity's typical size (its largest magnitude on the bulk of
+random inputs) and :math:`\phi = 10^{-6}`: values far below their typical size are
+judged absolutely, so a float64 sigmoid that saturates (:math:`1 - y = 0` at
+:math:`x = 37`, where the exact gradient is :math:`8.5\times10^{-17}`) is not blamed.
+
+Findings (DESIGN.md's kinds):
+
+``wrong-math``
+    an error larger than :data:`WRONG` of the typical size on the bulk of random
+    inputs (or a non-finite value there), a backward that is not linear in ``dout``,
+    or a gradient at a kink outside the one-sided derivatives.
+``precision``
+    errors above :data:`RTOL` that are small on the bulk: float32 arithmetic, a fudge
+    term such as ``1e-7``, a lower-precision result dtype, overflow in the tails
+    (:math:`|x|` up to 1000).
+``shape``
+    an output or gradient whose shape differs from its input's (even when numpy
+    broadcasting would hide it), a wrong number of gradients, None.
+``side-effect``
+    forward changes its input; backward changes ``dout`` or an input, returns a
+    gradient sharing memory with ``dout`` or with another gradient, or changes the
+    layer's state (a second backward differs).  One finding per method.
+``stale-cache``
+    ``forward(x1); forward(x2); backward(d)`` differs from a fresh ``forward(x2);
+    backward(d)``, or two instances share their cache.
+``kink-only``
+    informational: at a non-differentiable point the class uses another one-sided
+    derivative (or a value between them) than the declaration's convention.
+``exception``
+    the constructor, forward or backward raised.
+
+The reference is an object with ``forward(xs)``, ``local(xs)``, ``kink_mask(xs)`` and
+``one_sided(xs)`` (:class:`ElementwiseReference`).  Array layers and networks are checked
+by :mod:`symbackprop.layercheck_arrays` (numerical directional derivatives of the
+declaration, the batch size varied, parameter gradients ``dW``/``db``, parameters copied
+instead of shared, a loss ignoring ``dout``), with the same kinds and the same report.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mpmath
+import numpy as np
+import sympy
+
+from ..errors import SymbackpropError
+from ..lang.parser import is_identifier
+from ..numerics.differences import elementwise_derivative
+from ..numerics.domain import domain_of, rotated
+from ..numerics.evaluate import mp_call, mp_function
+from ..numerics.kinks import book_convention, kink_arguments, linear_root
+from ..reports import KINDS, Finding
+from ..spec.model import Spec
+from ..timebound import attempt
+
+#: Largest error (see the module docstring) a float64 implementation is allowed.
+RTOL = 1e-8
+#: Error relative to the typical size beyond which, on the bulk, the math is wrong.
+WRONG = 1e-5
+#: Tolerance of the linearity checks (relative, and of the gradient's typical size).
+LINEAR_RTOL = 1e-6
+#: Fraction of the typical size below which values are judged absolutely.
+FLOOR = 1e-6
+#: Array shapes of the random inputs; the first is the bulk used by every check.
+SHAPES = ((8, 8), (1,), (7,), (2, 3, 2))
+_MP_DPS = 40
+_MAX_FLOAT = np.finfo(float).max
+
+
+class _UserError(Exception):
+    """The layer under test raised: carried to an ``exception`` finding."""
+
+    def __init__(self, phase: str, exc: BaseException, shape: tuple | None):
+        self.phase, self.exc, self.shape = phase, exc, shape
+        super().__init__(phase)
+
+
+# -- loading FILE.py:CLASS -----------------------------------------------------------------
+def load_class(target: str) -> Callable[[], Any]:
+    """Import ``CLASS`` from ``FILE.py`` (the user's own, trusted code) and return it.
+
+    The file's folder is on ``sys.path`` while it is imported, so that it can import
+    its neighbours (the book's ``common/``).
+
+    Raises
+    ------
+    SymbackpropError
+        One line: a malformed target, a missing file or class, or an import that failed.
+    """
+    path_text, sep, name = str(target).rpartition(":")
+    if not sep or not path_text or not name:
+        raise SymbackpropError(f"{target}: expected FILE.py:CLASS")
+    if not is_identifier(name):
+        raise SymbackpropError(f"{target}: {name!r} is not a class name")
+    path = Path(path_text)
+    if path.suffix != ".py" or not path.is_file():
+        raise SymbackpropError(f"{path_text}: no such Python file")
+    module_name = f"_symbackprop_user_{abs(hash(str(path.resolve())))}"
+    module_spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    folder = str(path.resolve().parent)
+    sys.path.insert(0, folder)
+    sys.modules[module_name] = module
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            module_spec.loader.exec_module(module)
+    except (Exception, SystemExit) as exc:
+        sys.modules.pop(module_name, None)
+        raise SymbackpropError(f"{path_text}: cannot import: {type(exc).__name__}: {exc}") from None
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(folder)
+    cls = getattr(module, name, None)
+    if cls is None or not callable(cls):
+        found = sorted(k for k, v in vars(module).items() if isinstance(v, type) and v.__module__ == module_name)
+        raise SymbackpropError(f"{path_text}: no class {name!r} (classes: {', '.join(found) or 'none'})")
+    return cls
+
+
+# -- the reference ---------------------------------------------------------------------------
+class ElementwiseReference:
+    r"""Exact values of an elementwise declaration at float64 points.
+
+    ``forward(xs)`` is :math:`f(x)`, ``local(xs)[i]`` is :math:`\partial f/\partial x_i`,
+    both by mpmath at 40 digits, rounded to float64 (nan where undefined or beyond
+    float64's range).  At a kink the declaration's own convention applies (the book's:
+    ReLU'(0) = 0); ``one_sided`` gives the range spanned by the derivatives on either side.
+    """
+
+    def __init__(self, spec: Spec):
+        self.spec = spec
+        self.names = spec.input_names
+        raw = raw_local(spec)
+        self.raw = [raw[n] for n in self.names]
+        self._forward = mp_function(spec.forward, spec.inputs)
+        self._local = [mp_function(r, spec.inputs) for r in self.raw]
+        self.kinks = kink_arguments(spec.forward)
+        self._kinks = [mp_function(k, spec.inputs) for k in self.kinks]
+
+    def forward(self, xs: Sequence[np.ndarray]) -> np.ndarray:
+        return _mp_map(self._forward, xs)
+
+    def local(self, xs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        return [_mp_map(fn, xs) for fn in self._local]
+
+    def kink_mask(self, xs: Sequence[np.ndarray]) -> np.ndarray:
+        """Elements exactly at a kink of the forward."""
+        mask = np.zeros(np.broadcast_shapes(*(np.shape(x) for x in xs)), bool)
+        for fn in self._kinks:
+            mask |= _mp_map(fn, xs) == 0
+        return mask
+
+    def one_sided(self, xs: Sequence[np.ndarray], mask: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per input, the smallest and largest derivative just beside each masked element
+        (every input moved by :math:`\\pm 10^{-20}` relative, at 40 digits)."""
+        out = []
+        for fn in self._local:
+            lo, hi = np.full(mask.shape, np.inf), np.full(mask.shape, -np.inf)
+            for k in zip(*np.nonzero(mask)):
+                base = [mpmath.mpf(float(np.broadcast_to(x, mask.shape)[k])) for x in xs]
+                for j in range(len(xs)):
+                    for sign in (-1, 1):
+                        moved = list(base)
+                        moved[j] = base[j] + sign * mpmath.mpf(10) ** -20 * max(1, abs(base[j]))
+                        v = _mp_value(fn, moved)
+                        if np.isfinite(v):
+                            lo[k], hi[k] = min(lo[k], v), max(hi[k], v)
+            out.append((lo, hi))
+        return out
+
+
+def raw_local(spec: Spec) -> dict[str, sympy.Expr]:
+    r""":math:`\partial y/\partial x_i` of the whole forward, taken from the declaration itself
+    (never from a derivation or generated code), with the book's convention at kinks."""
+    return {s.name: book_convention(sympy.diff(spec.forward, s), set()) for s in spec.inputs}
+
+
+def _mp_value(fn: Callable, values: Sequence) -> float:
+    """``fn(values)`` at 40 digits, rounded to float64; nan where undefined or beyond float64."""
+    v = mp_call(fn, values, _MP_DPS)
+    if v is None or isinstance(v, bool) or abs(v) > _MAX_FLOAT:
+        return float("nan")
+    return float(v)
+
+
+def _mp_map(fn: Callable, xs: Sequence[np.ndarray]) -> np.ndarray:
+    shape = np.broadcast_shapes(*(np.shape(x) for x in xs))
+    flat = [np.broadcast_to(np.asarray(x, dtype=float), shape).ravel() for x in xs]
+    out = np.array([_mp_value(fn, [mpmath.mpf(float(v[k])) for v in flat]) for k in range(int(np.prod(shape)))])
+    return out.reshape(shape)
+
+
+def kink_points(spec: Spec, rng: np.random.Generator, per_kink: int = 2) -> list[np.ndarray]:
+    """Input arrays (one per input, 1-D) whose elements lie exactly on the forward's kinks:
+    each kink expression solved for one input, the other inputs random."""
+    rows: list[list[float]] = []
+    for k in kink_arguments(spec.forward):
+        s = sorted(k.free_symbols & set(spec.inputs), key=lambda t: t.name)
+        if not s:
+            continue
+        found = linear_root(k)
+        for _ in range(per_kink):
+            others = {t: float(_draw(spec, t, rng, 1)[0]) for t in spec.inputs}
+            if found is not None:
+                symbol, root = found
+                roots = [root]
+            else:
+                symbol = s[0]
+                try:
+                    roots = attempt(lambda: sympy.solve(k, symbol), [], 0.5)[0]
+                except (NotImplementedError, TypeError, ValueError, sympy.PolynomialError):
+                    roots = []
+            for r in roots[:2]:
+                value = r.xreplace({t: sympy.Float(v) for t, v in others.items()})
+                if value.is_real and value.is_number and _in_domain(spec, symbol, float(value)):
+                    rows.append([float(value) if t == symbol else others[t] for t in spec.inputs])
+    if not rows:
+        return []
+    return [np.array(col) for col in zip(*rows)]
+
+
+def _in_domain(spec: Spec, symbol: sympy.Symbol, value: float) -> bool:
+    return domain_of(symbol).contains(value)
+
+
+def _draw(spec: Spec, symbol: sympy.Symbol, rng: np.random.Generator, shape) -> np.ndarray:
+    """Bulk inputs from the input's domain (:meth:`~symbackprop.numerics.domain.Domain.draw`)."""
+    return domain_of(symbol).draw(rng, shape)
+
+
+def _edges(spec: Spec) -> list[np.ndarray]:
+    """Edge values of every input, rotated against each other, of one common length."""
+    return rotated([domain_of(s).edges() for s in spec.inputs])
+
+
+def _douts(rng: np.random.Generator, shape) -> np.ndarray:
+    """Upstream gradients away from 0 (magnitudes 0.5 to 2, both signs), never all ones."""
+    return rng.choice([-1.0, 1.0], shape) * rng.uniform(0.5, 2.0, shape)
+
+
+# -- running the layer ---------------------------------------------------------------------
+class _Layer:
+    """Calls into the class under test: fresh copies in, exceptions and warnings caught."""
+
+    def __init__(self, factory: Callable[[], Any], n_inputs: int):
+        self.factory, self.n = factory, n_inputs
+
+    def make(self, shape=None):
+        return self._call("the constructor", self.factory, (), shape)
+
+    def forward(self, layer, xs: Sequence[np.ndarray]):
+        return self._call("forward", layer.forward, tuple(xs), np.shape(xs[0]))
+
+    def backward(self, layer, dout: np.ndarray):
+        return self._call("backward", layer.backward, (dout,), np.shape(dout))
+
+    def run(self, xs: Sequence[np.ndarray], dout: np.ndarray):
+        layer = self.make(np.shape(xs[0]))
+        y = self.forward(layer, [x.copy() for x in xs])
+        return y, self.backward(layer, dout.copy())
+
+    @staticmethod
+    def _call(phase: str, fn: Callable, args: tuple, shape):
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            try:
+                return fn(*args)
+            except Exception as exc:  # the layer's own bug, reported as a finding
+                raise _UserError(phase, exc, shape) from None
+
+
+def _gradients(value: Any, n: int) -> list | None:
+    """The gradients backward returned, as a list; None if their number is wrong."""
+    items = list(value) if isinstance(value, (tuple, list)) else [value]
+    if n == 1 and isinstance(value, (tuple, list)) and len(value) != 1:
+        items = [value]
+    return items if len(items) == n else None
+
+
+def _array(value: Any) -> np.ndarray | None:
+    if value is None:
+        return None
+    try:
+        out = np.asarray(value)
+        if out.dtype.kind not in "fiub":
+            return None
+        return out
+    except (TypeError, ValueError):
+        return None
+
+
+# -- tallies of errors ------------------------------------------------------------------------
+@dataclass
+class _Tally:
+    """What the value checks found for one quantity (the forward, or one input's gradient)."""
+
+    scale: float = 1.0
+    worst: float = 0.0
+    worst_at: dict | None = None
+    bulk_scaled: float = 0.0
+    bulk_at: dict | None = None
+    nonfinite_bulk: dict | None = None
+    nonfinite_edge: dict | None = None
+    low_dtype: str | None = None
+    kink_outside: dict | None = None
+    kink_other: dict | None = None
+
+
+@dataclass
+class _Sample:
+    label: str
+    xs: list[np.ndarray]
+    bulk: bool
+
+
+class _Mismatch(Exception):
+    """The class does not have the interface the declaration needs: carried to a finding."""
+
+    def __init__(self, kind: str, message: str):
+        self.kind, self.message = kind, message
+        super().__init__(message)
+
+
+class _Checker:
+    """Findings, one per kind and input, and calls into the layer with its exceptions caught."""
+
+    def __init__(self) -> None:
+        self.findings: dict[tuple, Finding] = {}
+        self.notes: list[str] = []
+
+    def add(self, kind: str, input: str | None, message: str, error: float | None = None,
+            counterexample: dict | None = None, topic: str = "") -> None:
+        """Record a finding; one per kind and input, later ones on another topic appended."""
+        key = (kind, input)
+        if key in self.findings:
+            old = self.findings[key]
+            if topic not in old.topics and len(old.message) < 600:
+                old.message += f"; also: {message}"
+                old.topics.add(topic)
+            if error is not None and (old.max_rel_error is None or error > old.max_rel_error):
+                old.max_rel_error, old.counterexample = error, counterexample or old.counterexample
+            return
+        self.findings[key] = Finding(kind, input, message, error, counterexample, {topic})
+
+    def guarded(self, check: Callable[[], None]) -> bool:
+        """Run one check; an exception of the layer becomes an ``exception`` finding."""
+        try:
+            check()
+            return True
+        except _UserError as err:
+            where = f" (first with inputs of shape {err.shape})" if err.shape is not None else ""
+            self.add("exception", None, f"{err.phase} raised {type(err.exc).__name__}: {err.exc}{where}",
+                     topic=f"{err.phase} {type(err.exc).__name__}")
+            return False
+        except _Mismatch as err:
+            self.add(err.kind, None, err.message, topic=err.message)
+            return False
+
+    def sorted_findings(self) -> list[Finding]:
+        return sorted(self.findings.values(), key=lambda f: (KINDS.index(f.kind), f.input or ""))
+
+
+class ElementwiseVerifier(_Checker):
+    def __init__(self, factory: Callable[[], Any], spec: Spec, reference: ElementwiseReference,
+                 seed: int, examples: Iterable[Sequence[np.ndarray]]):
+        super().__init__()
+        self.spec, self.ref = spec, reference
+        self.names = list(spec.input_names)
+        self.layer = _Layer(factory, len(self.names))
+        self.rng = np.random.default_rng(seed)
+        self.examples = [list(map(np.asarray, e if isinstance(e, (tuple, list)) else (e,))) for e in examples]
+        self.tallies = {t: _Tally() for t in ["forward", *self.names]}
+
+    # -- the checks ---------------------------------------------------------------------
+    def run(self) -> list[Finding]:
+        if not self.guarded(lambda: self.layer.make()):
+            return self.sorted_findings()
+        samples = self.samples()
+        self.set_scales(samples[0].xs)
+        for sample in samples:
+            self.guarded(lambda: self.values(sample))
+        self.classify()
+        bulk = samples[0].xs
+        for check in (self.side_effects, self.stale_cache, self.linearity):
+            self.guarded(lambda: check(bulk))
+        return self.sorted_findings()
+
+    def samples(self) -> list[_Sample]:
+        out = []
+        for i, shape in enumerate(SHAPES):
+            xs = [_draw(self.spec, s, self.rng, shape) for s in self.spec.inputs]
+            out.append(_Sample(f"random inputs of shape {shape}", xs, True))
+        out.append(_Sample("edge values (|x| up to 1000)", _edges(self.spec), False))
+        at_kinks = kink_points(self.spec, self.rng)
+        if at_kinks:
+            out.append(_Sample("kinks", at_kinks, False))
+        out += [_Sample("a given example", xs, True) for xs in self.examples]
+        return out
+
+    def set_scales(self, xs: list[np.ndarray]) -> None:
+        values = [self.ref.forward(xs), *self.ref.local(xs)]
+        for name, v in zip(self.tallies, values):
+            finite = np.abs(v[np.isfinite(v)])
+            self.tallies[name].scale = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+
+    def values(self, sample: _Sample) -> None:
+        xs = sample.xs
+        shape = np.broadcast_shapes(*(x.shape for x in xs))
+        dout = _douts(self.rng, shape)
+        y, back = self.layer.run(xs, dout)
+        self.compare("forward", y, self.ref.forward(xs), np.ones(shape), xs, dout, sample)
+        grads = _gradients(back, len(self.names))
+        if grads is None:
+            count = len(back) if isinstance(back, (tuple, list)) else 1
+            self.add("shape", None, f"backward returned {count} gradient(s); the declaration has "
+                     f"{len(self.names)} input(s) ({', '.join(self.names)}), so it should return "
+                     + ("one array" if len(self.names) == 1 else f"a tuple of {len(self.names)}"))
+            return
+        locals_ = self.ref.local(xs)
+        at_kink = self.ref.kink_mask(xs)
+        sides = self.ref.one_sided(xs, at_kink) if at_kink.any() else None
+        for i, name in enumerate(self.names):
+            want = dout * locals_[i]
+            got = self.compare(name, grads[i], np.where(at_kink, np.nan, want), dout, xs, dout, sample)
+            if got is not None and sides is not None:
+                self.kinks(name, got, locals_[i], sides[i], at_kink, xs, dout)
+
+    def compare(self, name: str, got_raw: Any, want: np.ndarray, scale_by: np.ndarray,
+                xs: list[np.ndarray], dout: np.ndarray, sample: _Sample) -> np.ndarray | None:
+        """Shape, dtype and value of one returned array against the reference."""
+        label = "the output" if name == "forward" else f"d{name}"
+        what = "forward" if name == "forward" else "backward"
+        got = _array(got_raw)
+        if got is None:
+            self.add("shape", None if name == "forward" else name,
+                     f"{what} returned {type(got_raw).__name__} for {label}, not an array of numbers")
+            return None
+        if got.shape != want.shape:
+            hidden = " (numpy broadcasting would hide this)" if _broadcastable(got.shape, want.shape) else ""
+            self.add("shape", None if name == "forward" else name,
+                     f"{label} has shape {got.shape} for inputs of shape {want.shape}{hidden}", topic="shape")
+            if got.size != want.size:
+                return None
+            got = got.reshape(want.shape)
+        tally = self.tallies[name]
+        if got.dtype.kind == "f" and got.dtype.itemsize < 8:
+            tally.low_dtype = str(got.dtype)
+        got = got.astype(float)
+        usable = np.isfinite(want)
+        finite = np.isfinite(got)
+        scale = tally.scale * np.abs(scale_by)
+        error = np.abs(got - want) / np.maximum(np.maximum(np.abs(got), np.abs(want)), np.maximum(FLOOR * scale, 1e-300))
+        scaled = np.abs(got - want) / np.maximum(np.abs(want), np.maximum(scale, 1e-300))
+        bad = usable & ~finite
+        if bad.any():
+            k = _first(bad)
+            record = self.where(xs, dout, k, got, want, sample, name)
+            if sample.bulk:
+                tally.nonfinite_bulk = tally.nonfinite_bulk or record
+            else:
+                tally.nonfinite_edge = tally.nonfinite_edge or record
+        ok = usable & finite
+        if ok.any():
+            k = _argmax(np.where(ok, error, -1.0))
+            if error[k] > tally.worst:
+                tally.worst, tally.worst_at = float(error[k]), self.where(xs, dout, k, got, want, sample, name)
+            if sample.bulk:
+                k = _argmax(np.where(ok, scaled, -1.0))
+                if scaled[k] > tally.bulk_scaled:
+                    tally.bulk_scaled = float(scaled[k])
+                    tally.bulk_at = self.where(xs, dout, k, got, want, sample, name)
+        return got
+
+    def where(self, xs, dout, k: tuple, got, want, sample: _Sample, name: str) -> dict:
+        shape = np.shape(got)
+        inputs = {n: float(np.broadcast_to(x, shape)[k]) for n, x in zip(self.names, xs)}
+        record = {"inputs": inputs, "got": float(got[k]), "expected": float(want[k]),
+                  "index": [int(i) for i in k], "shape": list(shape), "sample": sample.label}
+        if name != "forward":
+            record["dout"] = float(dout[k])
+        return record
+
+    def kinks(self, name: str, got: np.ndarray, exact: np.ndarray, side: tuple, mask: np.ndarray,
+              xs: list[np.ndarray], dout: np.ndarray) -> None:
+        """At a kink, a gradient between the one-sided derivatives is a convention."""
+        tally = self.tallies[name]
+        lo, hi = side
+        for k in zip(*np.nonzero(mask)):
+            slope = got[k] / dout[k]
+            tol = 1e-7 * max(1.0, abs(lo[k]), abs(hi[k]))
+            record = {"inputs": {n: float(np.broadcast_to(x, mask.shape)[k]) for n, x in zip(self.names, xs)},
+                      "dout": float(dout[k]), "got": float(got[k]), "expected": float(exact[k] * dout[k]),
+                      "one_sided": [float(lo[k]), float(hi[k])]}
+            if np.isfinite(exact[k]) and abs(slope - exact[k]) <= tol:
+                continue
+            if np.isfinite(slope) and lo[k] - tol <= slope <= hi[k] + tol:
+                tally.kink_other = tally.kink_other or {**record, "slope": float(slope), "convention": float(exact[k])}
+            else:
+                tally.kink_outside = tally.kink_outside or {**record, "slope": float(slope)}
+
+    def classify(self) -> None:
+        for name, t in self.tallies.items():
+            target = None if name == "forward" else name
+            what = "forward" if name == "forward" else f"d{name}"
+            if t.nonfinite_bulk or t.bulk_scaled > WRONG:
+                at = t.nonfinite_bulk or t.bulk_at
+                self.add("wrong-math", target, f"{what} differs from the declaration: {_describe(at)}"
+                         + self.own_forward_hint(name), t.worst, at)
+            elif t.worst > RTOL or t.nonfinite_edge or t.low_dtype:
+                self.add("precision", target, _precision_message(what, t), t.worst, t.nonfinite_edge or t.worst_at)
+            if t.kink_outside:
+                k = t.kink_outside
+                self.add("wrong-math", target, f"at the kink {_inputs(k)}, {what}/dout is {k['slope']:.6g}, outside "
+                         f"the one-sided derivatives [{k['one_sided'][0]:.6g}, {k['one_sided'][1]:.6g}]", None, k,
+                         topic="kink")
+            elif t.kink_other:
+                k = t.kink_other
+                self.add("kink-only", target, f"at the kink {_inputs(k)} (not differentiable), {what} = "
+                         f"{k['slope']:.6g}*dout (one-sided derivatives {k['one_sided'][0]:.6g} and "
+                         f"{k['one_sided'][1]:.6g}); the declaration takes {k['convention']:.6g} (the book's "
+                         "convention). Both are valid; informational.", None, k)
+
+    def own_forward_hint(self, name: str) -> str:
+        """When the forward itself is wrong, say whether backward matches *its* derivative."""
+        if name != "forward" or len(self.names) != 1:
+            return ""
+        xs = [_draw(self.spec, self.spec.inputs[0], self.rng, (16,))]
+        try:
+            layer = self.layer.make()
+            self.layer.forward(layer, [xs[0].copy()])
+            back = _array(self.layer.backward(layer, np.ones(16)))
+        except _UserError:
+            return ""
+        slope, noise = elementwise_derivative(lambda x: np.asarray(self.layer.forward(self.layer.make(), [x])), xs, 0)
+        if back is not None and back.shape == slope.shape and np.all(np.abs(back - slope) <= 1e-5 * (np.abs(slope) + 1) + noise):
+            return " (backward is consistent with this forward: the forward itself is not the declared function)"
+        return ""
+
+    def side_effects(self, xs: list[np.ndarray]) -> None:
+        passed, dout = [x.copy() for x in xs], _douts(self.rng, xs[0].shape)
+        layer = self.layer.make()
+        self.layer.forward(layer, passed)
+        changed = [n for n, a, b in zip(self.names, passed, xs) if not _same(a, b)]
+        if changed:
+            self.add("side-effect", None, f"forward writes into its input {', '.join(changed)}")
+        given = dout.copy()
+        after_forward = [x.copy() for x in passed]
+        grads = _gradients(self.layer.backward(layer, given), len(self.names)) or []
+        problems, example = [], None
+        if not _same(given, dout):
+            changed = ~np.isclose(given, dout, rtol=1e-12, atol=0.0, equal_nan=True)
+            k = _first(changed)
+            example = {"index": list(k), "dout_before": float(dout[k]), "dout_after": float(given[k])}
+            problems.append(f"backward writes into dout ({int(changed.sum())} of {dout.size} elements changed)")
+        shared = [f"d{n}" for n, g in zip(self.names, grads) if isinstance(g, np.ndarray) and np.shares_memory(g, given)]
+        if shared:
+            problems.append(f"{', '.join(shared)} shares memory with dout (returned without a copy)")
+        arrays = [(n, g) for n, g in zip(self.names, grads) if isinstance(g, np.ndarray)]
+        pairs = [f"d{a} and d{b}" for i, (a, g) in enumerate(arrays) for b, h in arrays[i + 1:]
+                 if np.shares_memory(g, h)]
+        if pairs:
+            problems.append(f"{', '.join(pairs)} share memory")
+        changed = [n for n, a, b in zip(self.names, passed, after_forward) if not _same(a, b)]
+        if changed:
+            problems.append(f"backward writes into the input {', '.join(changed)}")
+        again = _gradients(self.layer.backward(layer, dout.copy()), len(self.names))
+        if again is not None and grads and not all(_same(_array(a), _array(b)) for a, b in zip(again, grads)) \
+                and not problems:
+            problems.append("a second backward with the same dout gives another result (backward changes the "
+                            "layer's state)")
+        if problems:
+            self.add("side-effect", None, "; ".join(problems), counterexample=example)
+
+    def stale_cache(self, xs: list[np.ndarray]) -> None:
+        other = [_draw(self.spec, s, self.rng, xs[0].shape) for s in self.spec.inputs]
+        dout = _douts(self.rng, xs[0].shape)
+        fresh_other = self.fresh(other, dout)
+        layer = self.layer.make()
+        self.layer.forward(layer, [x.copy() for x in xs])
+        self.layer.forward(layer, [x.copy() for x in other])
+        reused = _gradients(self.layer.backward(layer, dout.copy()), len(self.names))
+        if not _all_same(reused, fresh_other):
+            first = " it used the first forward's values" if _all_same(reused, self.fresh(xs, dout)) else ""
+            self.add("stale-cache", None, "forward(x1); forward(x2); backward(dout) differs from a fresh "
+                     f"forward(x2); backward(dout):{first or ' the cache is not refreshed by every forward'}")
+        a, b = self.layer.make(), self.layer.make()
+        self.layer.forward(a, [x.copy() for x in xs])
+        self.layer.forward(b, [x.copy() for x in other])
+        from_a = _gradients(self.layer.backward(a, dout.copy()), len(self.names))
+        if not _all_same(from_a, self.fresh(xs, dout)):
+            self.add("stale-cache", None, "two instances share their cache: a forward on one changes the "
+                     "other's backward (state kept on the class, not on self?)")
+
+    def fresh(self, xs: list[np.ndarray], dout: np.ndarray) -> list | None:
+        return _gradients(self.layer.run(xs, dout)[1], len(self.names))
+
+    def linearity(self, xs: list[np.ndarray]) -> None:
+        """backward(0) = 0, backward(2 d) = 2 backward(d), backward(d + e) = backward(d) + backward(e)."""
+        d, e = _douts(self.rng, xs[0].shape), _douts(self.rng, xs[0].shape)
+        run = {key: self.fresh(xs, value) for key, value in
+               (("d", d), ("e", e), ("2d", 2 * d), ("d+e", d + e), ("0", 0 * d))}
+        if any(v is None for v in run.values()):
+            return
+        for i, name in enumerate(self.names):
+            g = {k: _array(v[i]) for k, v in run.items()}
+            if any(v is None or v.shape != g["d"].shape for v in g.values()):
+                continue
+            g = {k: v.astype(float) for k, v in g.items()}
+            scale = max(float(np.max(np.abs(g["d"]), initial=0.0)), 1e-300)
+            problems = []
+            if np.max(np.abs(g["0"]), initial=0.0) > 1e-12 * scale:
+                problems.append("backward(0) is not 0")
+            if _same(g["2d"], g["d"]) and np.max(np.abs(g["d"]), initial=0.0) > 0:
+                problems.append("backward ignores dout (backward(2*dout) = backward(dout))")
+            elif not _near(g["2d"], 2 * g["d"], scale):
+                problems.append("backward(2*dout) is not 2*backward(dout)")
+            if not _near(g["d+e"], g["d"] + g["e"], scale):
+                problems.append("backward(d + e) is not backward(d) + backward(e)")
+            if problems:
+                self.add("wrong-math", name, "backward is not linear in dout: " + "; ".join(problems),
+                         topic="linearity")
+
+
+def _first(mask: np.ndarray) -> tuple:
+    return tuple(int(i) for i in np.argwhere(mask)[0])
+
+
+def _argmax(values: np.ndarray) -> tuple:
+    return tuple(int(i) for i in np.unravel_index(int(np.argmax(values)), values.shape))
+
+
+def _broadcastable(a: tuple, b: tuple) -> bool:
+    try:
+        return np.broadcast_shapes(a, b) == b
+    except ValueError:
+        return False
+
+
+def _same(a, b) -> bool:
+    if a is None or b is None:
+        return a is b
+    a, b = np.asarray(a), np.asarray(b)
+    return a.shape == b.shape and bool(np.allclose(a, b, rtol=1e-12, atol=0.0, equal_nan=True))
+
+
+def _all_same(a: list | None, b: list | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return all(_same(_array(u), _array(v)) for u, v in zip(a, b))
+
+
+def _near(a: np.ndarray, b: np.ndarray, scale: float) -> bool:
+    """Equal up to float32-sized rounding: linearity is about the formula, not precision."""
+    return bool(np.all(np.abs(a - b) <= LINEAR_RTOL * (np.maximum(np.abs(a), np.abs(b)) + scale)))
+
+
+def _inputs(record: dict) -> str:
+    return ", ".join(f"{k} = {v:.6g}" for k, v in record["inputs"].items())
+
+
+def _describe(at: dict) -> str:
+    d = f", dout = {at['dout']:.6g}" if "dout" in at else ""
+    return f"at {_inputs(at)}{d} ({at['sample']}) it gives {at['got']:.12g}, the declaration {at['expected']:.12g}"
+
+
+def precision_message(what: str, t: _Tally, low_dtype: str, edge: Callable[[dict], str],
+                      worst: Callable[[_Tally], str]) -> str:
+    """The message of a ``precision`` finding: one clause per thing the tally found.
+
+    Parameters
+    ----------
+    what : str
+        The quantity, ``forward`` or ``dx``.
+    t : _Tally
+        What the value checks found for it.
+    low_dtype : str
+        The clause for a result of a lower precision than float64; ``{}`` is its dtype.
+    edge, worst : callable
+        The clauses for an overflow (given the record of where) and for the worst
+        relative error above :data:`RTOL` (given the tally).
+    """
+    parts = []
+    if t.low_dtype:
+        parts.append(low_dtype.format(t.low_dtype))
+    if t.nonfinite_edge:
+        parts.append(edge(t.nonfinite_edge))
+    if t.worst > RTOL:
+        parts.append(worst(t))
+    return f"{what} is less accurate than float64 allows: " + "; ".join(parts)
+
+
+def _precision_message(what: str, t: _Tally) -> str:
+    return precision_message(what, t, "returns {} for float64 input", _overflow_clause, _worst_clause)
+
+
+def _overflow_clause(at: dict) -> str:
+    return f"is {at['got']} at {_inputs(at)} where the exact value is {at['expected']:.6g} (overflow in float64)"
+
+
+def _worst_clause(t: _Tally) -> str:
+    return (f"relative error up to {t.worst:.2g} ({_describe(t.worst_at)}), while on typical inputs "
+            f"it stays within {t.bulk_scaled:.2g} of the typical size: consistent with "
+            f"{precision_cause(t.bulk_scaled)}")
+
+
+def precision_cause(bulk_scaled: float) -> str:
+    """The likely cause of an error that is small on typical inputs but above float64's."""
+    if bulk_scaled < 1e-6:
+        return ("float32 arithmetic (which rounds at about 6e-08) or a small constant such as 1e-7 added to "
+                "avoid a division by zero or log(0)")
+    return "a fudge term or a formula that loses accuracy"

@@ -1,0 +1,926 @@
+r"""Checking a hand-written array layer, or a network, against its declaration.
+
+The class is built the book's way: the declared parameters passed positionally, random
+float64 values of the declared shapes (``Affine(W, b)``; hyper-parameters keep their
+defaults).  A network (a declaration with ``predict``) may instead take its sizes, as
+the book's ``TwoLayerNet(input_size, hidden_size, output_size)``; its ``params`` are then
+set in place, as the book's optimizer changes them.  Networks are checked through the
+book's interface: ``loss(x, t)``, ``predict(x)`` and ``gradient(x, t)``.
+
+The reference is the declaration at concrete sizes
+(:class:`~symbackprop.checker.arrays.ArrayProblem`): its forward is the generated class's
+(the declared graph printed as numpy, checked by ``symbackprop check``), its derivatives
+are numerical.  With an upstream gradient :math:`\bar y` and a direction :math:`v`,
+
+.. math:: D_v = \frac{d}{dh} \langle \bar y, f(s + h v) \rangle \Big|_{h=0}
+
+by complex step (no cancellation, float64-exact) where the forward is analytic, else by
+central differences with their rounding noise estimated.  A few random directions
+*decide*: the gradient :math:`g` returned or stored by the class passes when
+:math:`\langle g, v\rangle = D_v` within :data:`~symbackprop.checker.layer.RTOL`.  Only when
+one disagrees is every element compared with :math:`D_{e_k}` to *locate* the error and
+measure it, as for elementwise layers: the relative error with a floor of
+:math:`10^{-6}` of the quantity's typical size, and the error relative to that size.
+
+Samples: a batch of 4 with distinct sizes for the other dimensions (a transposed
+gradient changes shape), a batch of one, a batch of 2 with square matrices (a transpose
+keeps its shape but not its values), large values (:math:`|x|` up to 1000: softmax
+saturates, a naive ``exp`` overflows), and the caller's examples.  Varying the batch size
+shows a missing ``1/N``, which a batch of one hides.
+
+Findings use the kinds of :mod:`symbackprop.checker.layer`.  ``wrong-math`` when the error
+exceeds :data:`WRONG` of the typical size on ordinary values (or a backward is not linear
+in ``dout``); ``precision`` when it stays below that but above float64's (float32, the
+book's ``log(y + 1e-7)``); ``shape`` for a gradient whose shape is not its value's (``db``
+of shape ``(N, M)`` or ``(1, M)`` for ``(M,)``), a missing ``dW``; ``side-effect`` for
+writes into ``x``, ``t``, ``dout`` or the parameters, gradients sharing memory, and
+parameters *copied* instead of shared (a distinct message: the optimizer's in-place
+update would never reach the layer); ``stale-cache``; ``exception``.  A loss layer whose
+``backward(dout=1)`` ignores ``dout`` follows the book's convention for the last layer:
+a note, not a finding (without that default it is ``wrong-math``).
+"""
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import sympy
+
+from ..derivation import derive
+from ..errors import SymbackpropError
+from ..numerics.differences import COMPLEX_STEP, RELATIVE_STEP
+from ..reports import Finding
+from ..spec.model import Spec
+from .arrays import ArrayProblem, choose_method
+from .layer import (
+    FLOOR,
+    RTOL,
+    _argmax,
+    _array,
+    _Checker,
+    _douts,
+    _first,
+    _gradients,
+    _Layer,
+    _Mismatch,
+    _near,
+    _same,
+    _Tally,
+    _UserError,
+    precision_cause,
+    precision_message,
+)
+
+#: Error relative to the typical size beyond which, on ordinary values, the math is wrong.
+#: Formula slips are off by 1e-1 or more; the book's ``log(y + 1e-7)`` by about 1e-7.
+WRONG = 1e-4
+#: Random directions per gradient and sample.
+DIRECTIONS = 3
+#: At most this many elements of one gradient are compared one by one.
+LOCATE_LIMIT = 400
+#: Sizes of the dimensions other than the batch, in the order of ``spec.dims``.
+OTHER_SIZES = (3, 5, 6, 7, 2, 8)
+#: Batch sizes: the main sample, a batch of one, square matrices, a second forward.
+MAIN_BATCH, SECOND_BATCH = 4, 3
+#: Counterexamples carry the sample's arrays when they have at most this many elements in all.
+VALUES_LIMIT = 300
+#: Magnitude of the large values.
+LARGE = 1000.0
+_EPS = np.finfo(float).eps
+_MISSING = object()
+
+
+@dataclass
+class _Sample:
+    label: str
+    problem: ArrayProblem
+    bulk: bool
+    given: bool = False
+    ref: tuple | None = None
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        return {d.name: int(n) for d, n in sorted(self.problem.sizes.items(), key=lambda kv: kv[0].name)}
+
+
+def verify_array_layer(factory: Callable[..., Any], spec: Spec, *, seed: int = 0,
+                       examples: Iterable[Any] = ()) -> tuple[list[Finding], list[str]]:
+    """Findings and notes for a hand-written array layer or network (see the module docstring).
+
+    Parameters
+    ----------
+    factory : callable
+        The class, or a function taking what the class's constructor takes.
+    spec : Spec
+        An array declaration (``spec.is_array``).
+    seed : int
+        Seed of the random values.
+    examples : iterable
+        Tuples of the arrays ``forward`` takes (inputs, then constants), or dicts by name
+        (which may also give parameters).
+    """
+    checker = (NetworkVerifier if spec.predict is not None else ArrayVerifier)(factory, spec, seed, examples)
+    return checker.run(), checker.notes
+
+
+# -- numerical derivatives of the declaration --------------------------------------------
+def _objective(problem: ArrayProblem, symbol: sympy.Symbol, value: np.ndarray) -> tuple[Any, float]:
+    r""":math:`\langle \bar y, f \rangle` with ``symbol`` set to ``value``, and the sum of the
+    magnitudes of its terms (the scale of its rounding)."""
+    out, _ = problem.run({**problem.values, symbol: value})
+    terms = problem.dout * np.asarray(out)
+    return np.sum(terms), float(np.sum(np.abs(terms)).real)
+
+
+def directional(problem: ArrayProblem, symbol: sympy.Symbol, direction: np.ndarray,
+                method: str) -> tuple[float, float]:
+    r"""The derivative of the declaration's objective along ``direction``, and its uncertainty.
+
+    The complex step is :math:`10^{-20}` times the smallest magnitude in the array, at least
+    :math:`10^{-200}` (its error is :math:`O(h^2/x^2)`: ``log`` at :math:`y = 10^{-17}`
+    needs :math:`h \ll y`).
+    Central differences at steps :math:`h` and :math:`2h` give the uncertainty: rounding,
+    :math:`8\varepsilon \sum|\bar y f| / h`, plus the difference of the two estimates
+    (truncation, or a kink crossed).
+    """
+    x = problem.values[symbol]
+    if method == "complex":
+        nonzero = np.abs(x[x != 0])
+        h = COMPLEX_STEP * min(1.0, max(float(nonzero.min(initial=1.0)), 1e-200))
+        value, _ = _objective(problem, symbol, x + 1j * h * direction)
+        return float(np.imag(value)) / h, 0.0
+    h = RELATIVE_STEP * max(1.0, float(np.max(np.abs(x), initial=0.0)))
+    estimates, size = [], 0.0
+    for step in (h, 2 * h):
+        up, up_size = _objective(problem, symbol, x + step * direction)
+        down, down_size = _objective(problem, symbol, x - step * direction)
+        estimates.append(float(up - down) / (2 * step))
+        size = max(size, up_size, down_size)
+    return estimates[0], 8 * _EPS * size / h + abs(estimates[0] - estimates[1])
+
+
+# -- small helpers ---------------------------------------------------------------------------
+def _copy(value: Any) -> Any:
+    return value.copy() if isinstance(value, np.ndarray) else value
+
+
+def _copies(values: Sequence[np.ndarray]) -> list[np.ndarray]:
+    return [v.copy() for v in values]
+
+
+def _batch_dim(spec: Spec) -> sympy.Symbol | None:
+    first = spec.shapes[spec.inputs[0]]
+    return first[0] if first and isinstance(first[0], sympy.Symbol) else None
+
+
+def _size_dims(spec: Spec, batch: sympy.Symbol | None) -> list[sympy.Symbol]:
+    """The dimensions of the parameters in order of appearance (D, H, K for ``W1``, ``W2``)."""
+    out: list[sympy.Symbol] = []
+    for p in spec.params:
+        out += [d for d in spec.shapes[p] if isinstance(d, sympy.Symbol) and d != batch and d not in out]
+    return out
+
+
+def _arity(factory: Callable[..., Any]) -> int | None:
+    """Required positional arguments of the constructor; None if it takes ``*args`` or is opaque."""
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return None
+    count = 0
+    for p in signature.parameters.values():
+        if p.kind == p.VAR_POSITIONAL:
+            return None
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty:
+            count += 1
+    return count
+
+
+def _default_is_one(layer: Any) -> bool:
+    """Does the layer's ``backward`` declare ``dout=1`` (the book's last layer)?  Pass-through
+    wrappers, ``backward(self, *args, **kwargs)`` of a subclass, are looked through."""
+    variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    for klass in type(layer).__mro__:
+        method = klass.__dict__.get("backward")
+        if method is None:
+            continue
+        try:
+            params = list(inspect.signature(method).parameters.values())[1:]  # after self
+        except (TypeError, ValueError):
+            return False
+        if params and all(p.kind in variadic for p in params):
+            continue
+        default = params[0].default if params else inspect.Parameter.empty
+        return isinstance(default, (int, float)) and not isinstance(default, bool) and default == 1
+    return False
+
+
+def _dims_text(shape: tuple) -> str:
+    if not shape:
+        return "a scalar"
+    names = ", ".join(str(d) for d in shape)
+    return f"({names},)" if len(shape) == 1 else f"({names})"
+
+
+def _index_text(at: dict) -> str:
+    return at["quantity"] + (f"[{', '.join(map(str, at['index']))}]" if at["index"] else "")
+
+
+def _at_text(at: dict) -> str:
+    sizes = ", ".join(f"{k} = {v}" for k, v in at["sizes"].items())
+    return f"at {_index_text(at)} ({at['sample']}; {sizes})"
+
+
+def _where_text(at: dict) -> str:
+    return f"{_at_text(at)} it gives {at['got']:.12g}, the declaration {at['expected']:.12g}"
+
+
+def _precision_text(what: str, t: _Tally) -> str:
+    return precision_message(what, t, "is {} for float64 values", _overflow_text, _worst_text)
+
+
+def _overflow_text(at: dict) -> str:
+    return f"is {at['got']} {_at_text(at)} where the declaration gives {at['expected']:.6g} (overflow in float64)"
+
+
+def _worst_text(t: _Tally) -> str:
+    cause = precision_cause(t.bulk_scaled) if t.bulk_scaled < 1e-6 else (
+        "a small constant such as 1e-7 added to avoid log(0) or a division by zero (its effect grows as the "
+        "value it guards gets small), or a formula that loses accuracy")
+    return (f"relative error up to {t.worst:.2g}, {_where_text(t.worst_at)}; on ordinary values it "
+            f"stays within {t.bulk_scaled:.2g} of the typical size: consistent with {cause}")
+
+
+def _all_same(a: dict | None, b: dict | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+
+
+# -- array layers -------------------------------------------------------------------------------
+class ArrayVerifier(_Checker):
+    """A layer with ``forward(*inputs, *constants)`` and ``backward(dout)`` that returns the
+    inputs' gradients and stores the parameters' as ``self.d<name>``."""
+
+    network = False
+
+    def __init__(self, factory: Callable[..., Any], spec: Spec, seed: int, examples: Iterable[Any]):
+        super().__init__()
+        self.factory, self.spec, self.seed = factory, spec, seed
+        self.derivation = derive(spec)
+        self.rng = np.random.default_rng(seed)
+        self.batch = _batch_dim(spec)
+        self.scalar = spec.shapes[spec.output] == ()
+        self.args = (*spec.inputs, *spec.constants)
+        self.checked = list(spec.differentiated)
+        self.tallies = {"forward": _Tally(), **{s.name: _Tally() for s in self.checked}}
+        self.examples = list(examples)
+        self.method = "central"
+        self.values_unreachable = False
+
+    # -- the checks ---------------------------------------------------------------------
+    def run(self) -> list[Finding]:
+        samples = self.samples()
+        main = samples[0]
+        self.method = choose_method(main.problem)
+        if not self.guarded(lambda: self.build(main.problem)):
+            return self.sorted_findings()
+        self.set_scales([s for s in samples if s.bulk and not s.given])
+        self.guarded(lambda: self.copied_params(main))
+        if not self.values_unreachable:
+            for sample in samples:
+                self.guarded(lambda sample=sample: self.values(sample))
+        self.classify()
+        for check in (self.side_effects, self.stale_cache, self.linearity):
+            self.guarded(lambda check=check: check(main))
+        return self.sorted_findings()
+
+    # -- samples and the reference ----------------------------------------------------------
+    def sizes(self, batch: int, others: int | None = None) -> dict[sympy.Symbol, int]:
+        out, k = {}, 0
+        for d in self.spec.dims:
+            if d == self.batch:
+                out[d] = batch
+            else:
+                out[d] = others or OTHER_SIZES[k % len(OTHER_SIZES)]
+                k += 1
+        return out
+
+    def problem(self, sizes: dict, offset: int) -> ArrayProblem:
+        problem = ArrayProblem(self.derivation, sizes, self.seed * 1009 + offset)
+        if self.scalar:
+            problem.dout = 1.0  # a loss: the book calls backward(dout=1); linearity checks vary it
+        return problem
+
+    def samples(self) -> list[_Sample]:
+        out = [_Sample("random values", self.problem(self.sizes(MAIN_BATCH), 1), True),
+               _Sample("random values, a batch of one", self.problem(self.sizes(1), 2), True),
+               _Sample("random values, square matrices", self.problem(self.sizes(2, 3), 3), True)]
+        large = self.problem(self.sizes(MAIN_BATCH), 4)
+        for s in self.spec.inputs:
+            large.values[s] = self.large_values(s, large.values[s].shape, large.rng)
+        out.append(_Sample(f"large values, |{self.spec.inputs[0].name}| up to {LARGE:g}", large, False))
+        out += [_Sample("a given example", self.example_problem(e, k), True, given=True)
+                for k, e in enumerate(self.examples)]
+        return out
+
+    @staticmethod
+    def large_values(symbol: sympy.Symbol, shape: tuple, rng: np.random.Generator) -> np.ndarray:
+        if symbol.is_positive or symbol.is_negative:
+            tiny_to_large = np.exp(rng.uniform(-40.0, 7.0, shape))
+            return tiny_to_large if symbol.is_positive else -tiny_to_large
+        return rng.uniform(-LARGE, LARGE, shape)
+
+    def example_problem(self, example: Any, k: int) -> ArrayProblem:
+        """A problem at the sizes an example's arrays imply, holding those arrays."""
+        given = self.example_arrays(example)
+        fixed: dict[sympy.Symbol, int] = {}
+        for symbol, array in given.items():
+            declared = self.spec.shapes[symbol]
+            if array.ndim != len(declared):
+                raise SymbackpropError(f"examples: {symbol.name} has shape {array.shape}; the declaration's is "
+                                       f"{_dims_text(declared)}")
+            for d, n in zip(declared, array.shape):
+                if (d.is_Integer and int(d) != n) or (not d.is_Integer and fixed.setdefault(d, n) != n):
+                    raise SymbackpropError(f"examples: {symbol.name} has shape {array.shape}, which does not fit "
+                                           f"{_dims_text(declared)} with the other arrays")
+        problem = self.problem({**self.sizes(MAIN_BATCH), **fixed}, 100 + k)
+        problem.values.update({s: a.copy() for s, a in given.items()})
+        return problem
+
+    def example_arrays(self, example: Any) -> dict[sympy.Symbol, np.ndarray]:
+        if isinstance(example, Mapping):
+            known = {s.name: s for s in (*self.args, *self.spec.params)}
+            unknown = sorted(set(example) - set(known))
+            if unknown:
+                raise SymbackpropError(f"examples: {unknown[0]!r} is not an array of {self.spec.name} "
+                                       f"(known: {', '.join(known)})")
+            return {known[k]: np.asarray(v, dtype=float) for k, v in example.items()}
+        arrays = list(example) if isinstance(example, (tuple, list)) else [example]
+        if len(arrays) != len(self.args):
+            raise SymbackpropError(f"examples: forward takes {', '.join(s.name for s in self.args)}; "
+                                   f"an example gives {len(arrays)} array(s)")
+        return {s: np.asarray(a, dtype=float) for s, a in zip(self.args, arrays)}
+
+    def reference(self, sample: _Sample) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray | None]:
+        """The declaration's output, its gradients (generated backward: scales and ranking only)
+        and, for a network, ``predict``."""
+        if sample.ref is None:
+            p = sample.problem
+            out, layer = p.run({k: v.copy() for k, v in p.values.items()})
+            predict = None
+            if self.spec.predict is not None:
+                with np.errstate(all="ignore"):
+                    predict = np.asarray(layer.predict(p.values[self.spec.inputs[0]].copy()), dtype=float)
+            with np.errstate(all="ignore"):
+                grads = {s.name: np.asarray(g, dtype=float) for s, g in p.gradients().items()}
+            sample.ref = (np.asarray(out, dtype=float), grads, predict)
+        return sample.ref
+
+    def reference_output(self, problem: ArrayProblem, changed: dict) -> np.ndarray:
+        out, _ = problem.run({**{k: v.copy() for k, v in problem.values.items()}, **changed})
+        return np.asarray(out, dtype=float)
+
+    def set_scales(self, samples: list[_Sample]) -> None:
+        """Each quantity's typical size: its largest magnitude over the ordinary samples."""
+        largest = dict.fromkeys(self.tallies, 0.0)
+        for sample in samples:
+            out, grads, predict = self.reference(sample)
+            for name, value in (("forward", out), ("predict", predict), *grads.items()):
+                if name in largest and value is not None:
+                    finite = np.abs(value[np.isfinite(value)])
+                    largest[name] = max(largest[name], float(finite.max(initial=0.0)))
+        for name, size in largest.items():
+            self.tallies[name].scale = size if size > 0 else 1.0
+
+    # -- calling the layer ---------------------------------------------------------------------
+    def shape_of(self, problem: ArrayProblem) -> tuple:
+        return np.shape(problem.values[self.spec.inputs[0]])
+
+    def call(self, obj: Any, method: str, args: Sequence[Any], problem: ArrayProblem) -> Any:
+        fn = getattr(obj, method, None)
+        if not callable(fn):
+            raise _Mismatch("exception", f"{type(obj).__name__} has no method {method}()"
+                            + self.interface_hint())
+        return _Layer._call(method, fn, tuple(args), self.shape_of(problem))
+
+    def interface_hint(self) -> str:
+        return " (a layer needs forward and backward, as the book's)"
+
+    def param_arrays(self, problem: ArrayProblem) -> list[np.ndarray]:
+        return [problem.values[p].copy() for p in self.spec.params]
+
+    def arg_arrays(self, problem: ArrayProblem) -> list[np.ndarray]:
+        return [problem.values[s].copy() for s in self.args]
+
+    def build(self, problem: ArrayProblem, params: list[np.ndarray] | None = None) -> Any:
+        """The layer, built the book's way: ``cls(*params)``."""
+        params = self.param_arrays(problem) if params is None else params
+        return _Layer._call("the constructor", self.factory, tuple(params), self.shape_of(problem))
+
+    def shared(self, layer: Any, params: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """The parameter arrays the layer should be computing with."""
+        return {p.name: a for p, a in zip(self.spec.params, params)}
+
+    def output(self, layer: Any, problem: ArrayProblem) -> np.ndarray | None:
+        return _array(self.call(layer, "forward", self.arg_arrays(problem), problem))
+
+    def run_backward(self, layer: Any, dout: Any, problem: ArrayProblem) -> dict[str, Any]:
+        """Every gradient of one backward: returned for the inputs, stored for the parameters."""
+        back = self.call(layer, "backward", (dout,), problem)
+        n = len(self.spec.inputs)
+        returned = _gradients(back, n)
+        if returned is None:
+            count = len(back) if isinstance(back, (tuple, list)) else 1
+            raise _Mismatch("shape", f"backward returned {count} gradient(s); the declaration has {n} input(s) "
+                            f"({', '.join(self.spec.input_names)}), so it should return "
+                            + ("one array" if n == 1 else f"a tuple of {n}"))
+        grads = {s.name: g for s, g in zip(self.spec.inputs, returned)}
+        for p in self.spec.params:
+            grads[p.name] = self.stored(layer, p.name)
+        return grads
+
+    @staticmethod
+    def stored(layer: Any, name: str) -> Any:
+        value = getattr(layer, f"d{name}", _MISSING)
+        table = getattr(layer, "grads", None)
+        if value is _MISSING and isinstance(table, Mapping):
+            value = table.get(name, _MISSING)
+        return value
+
+    def gradient_arrays(self, layer: Any, dout: Any, problem: ArrayProblem) -> dict[str, np.ndarray]:
+        """Copies of the gradients of one backward that are arrays of numbers."""
+        grads = self.run_backward(layer, dout, problem)
+        return {k: np.array(a) for k, v in grads.items() if v is not _MISSING and (a := _array(v)) is not None}
+
+    def fresh_gradients(self, problem: ArrayProblem, dout: Any) -> dict[str, np.ndarray]:
+        layer = self.build(problem)
+        self.call(layer, "forward", self.arg_arrays(problem), problem)
+        return self.gradient_arrays(layer, _copy(dout), problem)
+
+    # -- values ------------------------------------------------------------------------------
+    def values(self, sample: _Sample) -> None:
+        p = sample.problem
+        out_ref, _, _ = self.reference(sample)
+        layer = self.build(p)
+        self.compare_values("forward", self.call(layer, "forward", self.arg_arrays(p), p), out_ref, sample)
+        grads = self.run_backward(layer, _copy(p.dout), p)
+        for s in self.checked:
+            self.compare_gradient(s, grads[s.name], sample)
+
+    def label(self, name: str) -> str:
+        if name == "forward":
+            return "the loss" if self.scalar else "the output"
+        return f"d{name}"
+
+    def missing_text(self, name: str) -> str:
+        return f"backward stored no gradient for {name} (the book's layers keep it as self.d{name})"
+
+    def declared_shape(self, name: str) -> tuple:
+        symbol = {"forward": self.spec.output, "predict": self.spec.predict}.get(name)
+        if symbol is None:
+            symbol = next(s for s in self.spec.differentiated if s.name == name)
+        return self.spec.shapes[symbol]
+
+    def shaped(self, name: str, raw: Any, want: tuple, sample: _Sample) -> np.ndarray | None:
+        """The value as an array of the declared shape; a ``shape`` finding when it is not.
+        Values are still compared across a missing or extra axis of length 1."""
+        target = None if name in ("forward", "predict") else name
+        if raw is _MISSING:
+            self.add("shape", target, self.missing_text(name), topic="missing")
+            return None
+        got = _array(raw)
+        if got is None:
+            self.add("shape", target, f"{self.label(name)} is {type(raw).__name__}, not an array of numbers",
+                     topic="type")
+            return None
+        if got.shape == want:
+            return got
+        hint = ""
+        if got.ndim == 2 and got.shape[::-1] == want:
+            hint = ": the transpose of the declared shape"
+        else:
+            try:
+                np.broadcast_shapes(got.shape, want)
+                hint = ": numpy broadcasting would hide this"
+            except ValueError:
+                pass
+        sizes = ", ".join(f"{k} = {v}" for k, v in sample.sizes.items())
+        declared = _dims_text(self.declared_shape(name))
+        self.add("shape", target, f"{self.label(name)} has shape {got.shape}, not {declared}"
+                 + (f" = {want}" if want else "") + f" (at {sizes}){hint}", topic="shape")
+        if tuple(n for n in got.shape if n != 1) == tuple(n for n in want if n != 1):
+            return got.reshape(want)
+        return None
+
+    def compare_values(self, name: str, raw: Any, want: np.ndarray, sample: _Sample) -> None:
+        got = self.shaped(name, raw, want.shape, sample)
+        if got is not None:
+            self.note_dtype(name, got)
+            self.tally(name, got.astype(float), want, 0.0, sample)
+
+    def note_dtype(self, name: str, got: np.ndarray) -> None:
+        if got.dtype.kind == "f" and got.dtype.itemsize < 8:
+            self.tallies[name].low_dtype = str(got.dtype)
+
+    def compare_gradient(self, symbol: sympy.Symbol, raw: Any, sample: _Sample) -> None:
+        """Decide by random directions; only if one disagrees, locate element by element."""
+        got = self.shaped(symbol.name, raw, sample.problem.values[symbol].shape, sample)
+        if got is None:
+            return
+        self.note_dtype(symbol.name, got)
+        got = got.astype(float)
+        if np.all(np.isfinite(got)) and self.directions_agree(sample, symbol, got):
+            return
+        want, noise = self.numeric_gradient(sample, symbol, got)
+        self.tally(symbol.name, got, want, noise, sample)
+
+    def directions_agree(self, sample: _Sample, symbol: sympy.Symbol, got: np.ndarray) -> bool:
+        ref = np.nan_to_num(self.reference(sample)[1][symbol.name], nan=0.0, posinf=0.0, neginf=0.0)
+        for _ in range(DIRECTIONS):
+            v = self.rng.standard_normal(got.shape)
+            want, noise = directional(sample.problem, symbol, v, self.method)
+            if not np.isfinite(want):
+                continue
+            have = float(np.sum(got * v))
+            floor = FLOOR * float(np.linalg.norm(ref) * np.linalg.norm(v))
+            if max(0.0, abs(have - want) - noise) > RTOL * max(abs(have), abs(want), floor, 1e-300):
+                return False
+        return True
+
+    def numeric_gradient(self, sample: _Sample, symbol: sympy.Symbol,
+                         got: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The declaration's derivative element by element (nan where not computed)."""
+        x = sample.problem.values[symbol]
+        want, noise = np.full(x.shape, np.nan), np.zeros(x.shape)
+        for idx in self.to_locate(got, self.reference(sample)[1][symbol.name]):
+            e = np.zeros(x.shape)
+            e[idx] = 1.0
+            want[idx], noise[idx] = directional(sample.problem, symbol, e, self.method)
+        return want, noise
+
+    @staticmethod
+    def to_locate(got: np.ndarray, ref: np.ndarray) -> list[tuple]:
+        """Every element, or the :data:`LOCATE_LIMIT` farthest from the generated backward."""
+        if got.size <= LOCATE_LIMIT:
+            return list(np.ndindex(got.shape))
+        with np.errstate(all="ignore"):
+            far = np.abs(got - ref) / np.maximum(np.maximum(np.abs(got), np.abs(ref)), 1e-300)
+        order = np.argsort(-np.nan_to_num(far, nan=np.inf).ravel(), kind="stable")[:LOCATE_LIMIT]
+        return [tuple(int(i) for i in np.unravel_index(k, got.shape)) for k in order]
+
+    def tally(self, name: str, got: np.ndarray, want: np.ndarray, noise: Any, sample: _Sample) -> None:
+        t = self.tallies[name]
+        usable, finite = np.isfinite(want), np.isfinite(got)
+        with np.errstate(all="ignore"):
+            excess = np.maximum(np.abs(got - want) - noise, 0.0)
+            error = excess / np.maximum(np.maximum(np.abs(got), np.abs(want)), max(FLOOR * t.scale, 1e-300))
+            scaled = excess / np.maximum(np.abs(want), max(t.scale, 1e-300))
+        bad = usable & ~finite
+        if bad.any():
+            record = self.where(name, _first(bad), got, want, float("inf"), sample)
+            if sample.bulk:
+                t.nonfinite_bulk = t.nonfinite_bulk or record
+            else:
+                t.nonfinite_edge = t.nonfinite_edge or record
+        ok = usable & finite
+        if not ok.any():
+            return
+        k = _argmax(np.where(ok, error, -1.0))
+        if error[k] > t.worst:
+            t.worst, t.worst_at = float(error[k]), self.where(name, k, got, want, float(error[k]), sample)
+        k = _argmax(np.where(ok, scaled, -1.0))
+        if sample.bulk and scaled[k] > t.bulk_scaled:
+            t.bulk_scaled = float(scaled[k])
+            t.bulk_at = self.where(name, k, got, want, float(error[k]), sample)
+
+    def where(self, name: str, k: tuple, got: np.ndarray, want: np.ndarray, error: float, sample: _Sample) -> dict:
+        record = {"quantity": self.label(name), "input": None if name in ("forward", "predict") else name,
+                  "index": [int(i) for i in k], "shape": list(got.shape), "got": float(got[k]),
+                  "expected": float(want[k]), "relative_error": error, "sizes": sample.sizes,
+                  "sample": sample.label}
+        return {**record, **self.values_record(sample)}
+
+    def values_record(self, sample: _Sample) -> dict:
+        """The sample's arrays and ``dout`` by name, to reproduce it (when they are small)."""
+        p = sample.problem
+        named = {s.name: p.values[s] for s in (*self.args, *self.spec.params)}
+        if sum(v.size for v in named.values()) > VALUES_LIMIT:
+            return {}
+        dout = p.dout.tolist() if isinstance(p.dout, np.ndarray) else float(p.dout)
+        return {"values": {k: v.tolist() for k, v in named.items()}, "dout": dout}
+
+    def classify(self) -> None:
+        for name, t in self.tallies.items():
+            target = None if name in ("forward", "predict") else name
+            what = self.label(name)
+            if t.nonfinite_bulk or t.bulk_scaled > WRONG:
+                at = t.nonfinite_bulk or t.bulk_at
+                self.add("wrong-math", target, f"{what} differs from the declaration: relative error "
+                         f"{at['relative_error']:.2g} {_where_text(at)}", max(t.worst, at["relative_error"]), at,
+                         topic=name)
+            elif t.worst > RTOL or t.nonfinite_edge or t.low_dtype:
+                at = t.nonfinite_edge or t.worst_at
+                at = {**at, "ordinary_error": t.bulk_scaled} if at else {"ordinary_error": t.bulk_scaled}
+                self.add("precision", target, _precision_text(what, t), t.worst or None, at, topic=name)
+
+    # -- side effects, copies, caches, linearity -----------------------------------------------
+    def changed(self, phase: str, args: list, kept_args: list, params: dict, kept_params: dict) -> list[str]:
+        out = [f"{phase} writes into its input {s.name}" for s, a, b in zip(self.args, args, kept_args)
+               if not _same(a, b)]
+        out += [f"{phase} changes the parameter {n} (updating parameters is the optimizer's job)"
+                for n, a in params.items() if not _same(a, kept_params[n])]
+        return out
+
+    def side_effects(self, sample: _Sample) -> None:
+        p = sample.problem
+        params, args = self.param_arrays(p), self.arg_arrays(p)
+        layer = self.build(p, params)
+        shared = self.shared(layer, params)
+        kept_args, kept_params = _copies(args), {k: v.copy() for k, v in shared.items()}
+        self.call(layer, "forward", args, p)
+        forward = self.changed("forward", args, kept_args, shared, kept_params)
+        if forward:
+            self.add("side-effect", None, "; ".join(forward), topic="forward")
+        kept_args, kept_params = _copies(args), {k: v.copy() for k, v in shared.items()}
+        given = _copy(p.dout)
+        grads = self.gradient_arrays_live(layer, given, p)
+        first = {k: v.copy() for k, v in grads.items()}
+        problems, example = self.memory_problems(grads, given, p.dout)
+        problems += self.changed("backward", args, kept_args, shared, kept_params)
+        again = self.gradient_arrays(layer, _copy(p.dout), p)
+        if not problems and not _all_same(again, first):
+            problems.append("a second backward with the same dout gives another result (backward changes the "
+                            "layer's state, e.g. accumulates into dW)")
+        if problems:
+            self.add("side-effect", None, "; ".join(problems), counterexample=example, topic="backward")
+
+    def gradient_arrays_live(self, layer: Any, dout: Any, problem: ArrayProblem) -> dict[str, np.ndarray]:
+        """The gradients of one backward as returned or stored (not copied: memory is checked)."""
+        grads = self.run_backward(layer, dout, problem)
+        return {k: v for k, v in grads.items() if isinstance(v, np.ndarray)}
+
+    def memory_problems(self, grads: dict[str, np.ndarray], given: Any, dout: Any) -> tuple[list[str], dict | None]:
+        problems, example = [], None
+        if isinstance(dout, np.ndarray) and not _same(given, dout):
+            changed = ~np.isclose(given, dout, rtol=1e-12, atol=0.0, equal_nan=True)
+            k = _first(changed)
+            example = {"index": list(k), "dout_before": float(dout[k]), "dout_after": float(given[k])}
+            problems.append(f"backward writes into dout ({int(changed.sum())} of {dout.size} elements changed)")
+        if isinstance(given, np.ndarray):
+            aliased = [f"d{n}" for n, g in grads.items() if np.shares_memory(g, given)]
+            if aliased:
+                problems.append(f"{', '.join(aliased)} shares memory with dout (kept without a copy)")
+        items = list(grads.items())
+        pairs = [f"d{a} and d{b}" for i, (a, g) in enumerate(items) for b, h in items[i + 1:] if np.shares_memory(g, h)]
+        if pairs:
+            problems.append(f"{', '.join(pairs)} share memory")
+        return problems, example
+
+    def copied_params(self, sample: _Sample) -> None:
+        """After each parameter is changed in place, as an optimizer does, the output must follow."""
+        p = sample.problem
+        params = self.param_arrays(p)
+        layer = self.build(p, params)
+        arrays = self.shared(layer, params)
+        if not arrays:
+            return
+        before, ref_before = self.output(layer, p), self.reference(sample)[0]
+        copied = []
+        for symbol in self.spec.params:
+            array = arrays.get(symbol.name)
+            if not isinstance(array, np.ndarray) or array.dtype.kind != "f":
+                continue
+            kept = array.copy()
+            array += 0.5 + self.rng.standard_normal(array.shape)
+            moved = self.reference_output(p, {symbol: array.copy()})
+            after = self.output(layer, p)
+            if not np.allclose(moved, ref_before, rtol=1e-6) and _same(after, before):
+                copied.append(symbol.name)
+            array[...] = kept
+        if copied:
+            self.add("side-effect", None, self.copied_text(copied), counterexample={"copied": copied},
+                     topic="copied")
+
+    def copied_text(self, copied: list[str]) -> str:
+        names = ", ".join(copied)
+        first = copied[0]
+        return (f"the layer copies its parameters instead of sharing them: after {names} changed in place, as an "
+                f"optimizer changes them ({first} -= lr * d{first}), forward still gives the old output, so "
+                f"training would never update this layer (keep the arrays given to the constructor: "
+                f"self.{first} = {first})")
+
+    def other_problem(self, problem: ArrayProblem) -> ArrayProblem:
+        """A second batch (of another size) for the same parameters."""
+        sizes = dict(problem.sizes)
+        if self.batch is not None:
+            sizes[self.batch] = SECOND_BATCH
+        other = self.problem(sizes, 5)
+        other.values.update({s: problem.values[s].copy() for s in self.spec.params})
+        return other
+
+    def stale_cache(self, sample: _Sample) -> None:
+        p = sample.problem
+        other = self.other_problem(p)
+        fresh = self.fresh_gradients(other, other.dout)
+        reused, raised = self.reused_gradients(p, other)
+        if not _all_same(reused, fresh):
+            why = f" (backward raised {raised})" if raised else ""
+            self.add("stale-cache", None, "forward(x1); forward(x2); backward(dout) differs from a fresh forward(x2); "
+                     f"backward(dout), with x2 a batch of {SECOND_BATCH}{why}: the cache is not refreshed by every "
+                     "forward", topic="reuse")
+        mine = self.fresh_gradients(p, p.dout)
+        try:
+            a, b = self.build(p), self.build(other)
+            self.call(a, "forward", self.arg_arrays(p), p)
+            self.call(b, "forward", self.arg_arrays(other), other)
+            from_a = self.gradient_arrays(a, _copy(p.dout), p)
+        except _UserError:
+            from_a = None
+        if not _all_same(from_a, mine):
+            self.add("stale-cache", None, "two instances share their cache: a forward on one changes the other's "
+                     "backward (state kept on the class, not on self?)", topic="shared")
+
+    def reused_gradients(self, first: ArrayProblem, second: ArrayProblem) -> tuple[dict | None, str]:
+        try:
+            layer = self.build(first)
+            self.call(layer, "forward", self.arg_arrays(first), first)
+            self.call(layer, "forward", self.arg_arrays(second), second)
+            return self.gradient_arrays(layer, _copy(second.dout), second), ""
+        except _UserError as err:
+            return None, f"{type(err.exc).__name__}: {err.exc}"
+
+    def linearity(self, sample: _Sample) -> None:
+        """backward(0) = 0, backward(2 d) = 2 backward(d), backward(d + e) = backward(d) + backward(e)."""
+        p = sample.problem
+        if self.scalar:
+            d, e = 1.0, 0.625
+        else:
+            d, e = _douts(self.rng, np.shape(p.dout)), _douts(self.rng, np.shape(p.dout))
+        runs = {k: self.fresh_gradients(p, v) for k, v in (("d", d), ("e", e), ("2d", 2 * d), ("d+e", d + e),
+                                                           ("0", 0 * d))}
+        ignored = []
+        for s in self.checked:
+            g = {k: v.get(s.name) for k, v in runs.items()}
+            if any(v is None or v.shape != g["d"].shape for v in g.values()):
+                continue
+            problems = _linearity_problems({k: v.astype(float) for k, v in g.items()})
+            if problems[:1] == ["ignores"] and self.scalar and _default_is_one(self.build(p)):
+                ignored.append(f"d{s.name}")
+                continue
+            if problems:
+                text = "; ".join("backward ignores dout (backward(2*dout) = backward(dout))" if q == "ignores" else q
+                                 for q in problems)
+                self.add("wrong-math", s.name, "backward is not linear in dout: " + text, topic="linearity")
+        if ignored:
+            self.notes.append(f"backward ignores dout: it gives {', '.join(ignored)} for dout = 1, its default (the "
+                              "book's convention for the last layer: right when the loss ends the network, wrong "
+                              "when the loss is scaled or added to another one)")
+
+
+def _linearity_problems(g: dict[str, np.ndarray]) -> list[str]:
+    scale = max(float(np.max(np.abs(g["d"]), initial=0.0)), 1e-300)
+    problems = []
+    if _same(g["2d"], g["d"]) and np.max(np.abs(g["d"]), initial=0.0) > 0:
+        problems.append("ignores")
+    elif not _near(g["2d"], 2 * g["d"], scale):
+        problems.append("backward(2*dout) is not 2*backward(dout)")
+    if np.max(np.abs(g["0"]), initial=0.0) > 1e-12 * scale:
+        problems.append("backward(0) is not 0")
+    if not _near(g["d+e"], g["d"] + g["e"], scale):
+        problems.append("backward(d + e) is not backward(d) + backward(e)")
+    return problems
+
+
+# -- networks ------------------------------------------------------------------------------------
+class NetworkVerifier(ArrayVerifier):
+    """A network with the book's interface: ``params``, ``predict(x)``, ``loss(x, t)`` and
+    ``gradient(x, t)`` returning a dict of the parameters' gradients."""
+
+    network = True
+
+    def __init__(self, factory: Callable[..., Any], spec: Spec, seed: int, examples: Iterable[Any]):
+        super().__init__(factory, spec, seed, examples)
+        self.checked = list(spec.params)
+        self.tallies = {"forward": _Tally(), "predict": _Tally(), **{s.name: _Tally() for s in self.checked}}
+        self.size_dims = _size_dims(spec, self.batch)
+        arity = _arity(factory)
+        self.by_sizes = arity is not None and arity == len(self.size_dims) != len(spec.params)
+
+    def interface_hint(self) -> str:
+        return " (a network needs the book's predict, loss and gradient)"
+
+    def problem(self, sizes: dict, offset: int) -> ArrayProblem:
+        """Weights as training sees them: N(0, 1/fan_in) matrices, biases of 0.1, so that the
+        scores stay moderate (standard normal weights give scores of 10 and more, where the
+        book's ``log(y + 1e-7)`` is off by a few percent: not an ordinary value)."""
+        problem = super().problem(sizes, offset)
+        for p in self.spec.params:
+            value = problem.values[p]
+            problem.values[p] = value / np.sqrt(value.shape[0]) if value.ndim > 1 else 0.1 * value
+        return problem
+
+    def build(self, problem: ArrayProblem, params: list[np.ndarray] | None = None) -> Any:
+        """``cls(*params)``, or the book's ``cls(*sizes)`` with ``params`` then set in place."""
+        params = self.param_arrays(problem) if params is None else params
+        if not self.by_sizes:
+            return super().build(problem, params)
+        sizes = tuple(int(problem.sizes[d]) for d in self.size_dims)
+        net = _Layer._call("the constructor", self.factory, sizes, self.shape_of(problem))
+        table = getattr(net, "params", None)
+        for symbol, value in zip(self.spec.params, params):
+            target = table.get(symbol.name) if isinstance(table, Mapping) else None
+            if not isinstance(target, np.ndarray):
+                raise _Mismatch("exception", f"built from the sizes {sizes}, the network has no params"
+                                f"[{symbol.name!r}] array (the book's TwoLayerNet keeps its parameters in self.params)")
+            if target.shape != value.shape:
+                raise _Mismatch("shape", f"built from the sizes {sizes}, params[{symbol.name!r}] has shape "
+                                f"{target.shape}, not {_dims_text(self.spec.shapes[symbol])} = {value.shape}")
+            target[...] = value  # in place, as the book's optimizer changes them
+        return net
+
+    def shared(self, layer: Any, params: list[np.ndarray]) -> dict[str, np.ndarray]:
+        table = getattr(layer, "params", None)
+        if not isinstance(table, Mapping):
+            return super().shared(layer, params) if not self.by_sizes else {}
+        return {k: v for k, v in table.items() if isinstance(v, np.ndarray)}
+
+    def output(self, layer: Any, problem: ArrayProblem) -> np.ndarray | None:
+        return _array(self.call(layer, "loss", self.arg_arrays(problem), problem))
+
+    def label(self, name: str) -> str:
+        return {"forward": "loss(x, t)", "predict": "predict(x)"}.get(name, f"grads[{name!r}]")
+
+    def missing_text(self, name: str) -> str:
+        return f"gradient(x, t) gave no grads[{name!r}]"
+
+    def gradients(self, net: Any, problem: ArrayProblem) -> Mapping:
+        grads = self.call(net, "gradient", self.arg_arrays(problem), problem)
+        if not isinstance(grads, Mapping):
+            raise _Mismatch("shape", f"gradient(x, t) returned {type(grads).__name__}, not a dict of the "
+                            "parameters' gradients (the book's grads['W1'], ...)")
+        return grads
+
+    def gradient_copies(self, net: Any, problem: ArrayProblem) -> dict[str, np.ndarray]:
+        grads = self.gradients(net, problem)
+        return {k: np.array(a) for k, v in grads.items() if (a := _array(v)) is not None}
+
+    def values(self, sample: _Sample) -> None:
+        p = sample.problem
+        out_ref, _, predict_ref = self.reference(sample)
+        net = self.build(p)
+        loss = self.call(net, "loss", self.arg_arrays(p), p)
+        predict = self.call(net, "predict", self.arg_arrays(p)[:len(self.spec.inputs)], p)
+        grads = self.gradients(net, p)
+        self.compare_values("forward", loss, out_ref, sample)
+        self.compare_values("predict", predict, predict_ref, sample)
+        for s in self.checked:
+            self.compare_gradient(s, grads.get(s.name, _MISSING), sample)
+
+    def copied_params(self, sample: _Sample) -> None:
+        super().copied_params(sample)
+        if self.by_sizes and ("side-effect", None) in self.findings and "copies" in self.findings[
+                ("side-effect", None)].message:
+            self.values_unreachable = True
+            self.findings[("side-effect", None)].message += ("; values not checked: the network does not compute "
+                                                             "with the arrays in its params")
+
+    def copied_text(self, copied: list[str]) -> str:
+        names = ", ".join(f"params[{n!r}]" for n in copied)
+        return (f"the network copies its parameters instead of sharing them: after {names} changed in place, "
+                "as the book's optimizer changes them (params[key] -= lr * grads[key]), loss(x, t) stays the "
+                "same, so training would never update the network (its layers must hold the very arrays in params)")
+
+    def side_effects(self, sample: _Sample) -> None:
+        p = sample.problem
+        net = self.build(p)
+        args, shared = self.arg_arrays(p), self.shared(net, [])
+        kept_args, kept_params = _copies(args), {k: v.copy() for k, v in shared.items()}
+        grads = self.call(net, "gradient", args, p)
+        problems = self.changed("gradient(x, t)", args, kept_args, shared, kept_params)
+        arrays = [(k, v) for k, v in grads.items() if isinstance(v, np.ndarray)] if isinstance(grads, Mapping) else []
+        pairs = [f"grads[{a!r}] and grads[{b!r}]" for i, (a, g) in enumerate(arrays) for b, h in arrays[i + 1:]
+                 if np.shares_memory(g, h)]
+        pairs += [f"grads[{a!r}] and params[{b!r}]" for a, g in arrays for b, h in shared.items()
+                  if np.shares_memory(g, h)]
+        if pairs:
+            problems.append(f"{', '.join(pairs)} share memory")
+        if problems:
+            self.add("side-effect", None, "; ".join(problems), topic="gradient")
+
+    def stale_cache(self, sample: _Sample) -> None:
+        p = sample.problem
+        other = self.other_problem(p)
+        fresh = self.gradient_copies(self.build(other), other)
+        net = self.build(p)
+        self.gradient_copies(net, p)
+        reused = self.gradient_copies(net, other)
+        if not _all_same(reused, fresh):
+            self.add("stale-cache", None, f"gradient(x1, t1); gradient(x2, t2) differs from a fresh gradient(x2, t2), "
+                     f"with x2 a batch of {SECOND_BATCH}: something of the first call is kept", topic="reuse")
+
+    def linearity(self, sample: _Sample) -> None:
+        """``gradient(x, t)`` takes no upstream gradient: nothing to check."""

@@ -1,0 +1,70 @@
+"""Code generation: one printer per backend, in a registry.
+
+:data:`BACKENDS` maps a backend's name to the function that prints a module for a
+derivation: ``"numpy"`` (readable numpy in the book's shape, numpy its only import) and
+``"fused"`` (the same class with each pass's elementwise work as multi-threaded numba
+kernels; needs ``pip install '.[fast]'``).  A new backend is one entry.
+"""
+from __future__ import annotations
+
+import linecache
+import weakref
+from collections.abc import Callable
+
+from ..derivation.model import Derivation
+from ..errors import GenerationError
+from . import fused, scaffold
+from .scaffold import class_name
+
+Backend = Callable[[Derivation, "str | None"], str]
+
+#: Backends by name: each prints the source of a module defining one layer class.
+BACKENDS: dict[str, Backend] = {
+    "numpy": lambda derivation, name: scaffold.module(derivation, name),
+    "fused": lambda derivation, name: scaffold.module(derivation, name, fused.parts(derivation)),
+}
+
+
+def generate(derivation: Derivation, name: str | None = None, backend: str = "numpy") -> str:
+    """The source of a module defining the layer class of ``derivation``.
+
+    Parameters
+    ----------
+    derivation : Derivation
+    name : str, optional
+        Class name; default from the declaration's name.
+    backend : str
+        A key of :data:`BACKENDS`.
+    """
+    if backend not in BACKENDS:
+        raise GenerationError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
+    return BACKENDS[backend](derivation, name)
+
+
+_COMPILED: dict[tuple, tuple] = {}  # (id of a derivation, backend, name) -> (weak reference to it, its class)
+
+
+def compile_class(derivation: Derivation, name: str | None = None, backend: str = "numpy") -> type:
+    """The generated class, compiled in memory (no file written), once per derivation,
+    backend and name."""
+    key = (id(derivation), backend, name)
+    ref, cls = _COMPILED.get(key, (None, None))
+    if ref is None or ref() is not derivation:
+        cls = _compile(generate(derivation, name, backend), class_name(name or derivation.spec.name))
+        _COMPILED[key] = (weakref.ref(derivation, lambda _: _COMPILED.pop(key, None)), cls)
+    return cls
+
+
+def _compile(source: str, cls_name: str) -> type:
+    """Run generated source (printed from our own SymPy trees, never from user text) in a
+    fresh namespace; its lines are registered so that tracebacks show them."""
+    filename = f"<symbackprop:{cls_name}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    namespace: dict = {"__name__": "symbackprop_generated"}
+    exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - our generated source only
+    cls = namespace[cls_name]
+    cls.__symbackprop_source__ = source
+    return cls
+
+
+__all__ = ["BACKENDS", "class_name", "compile_class", "generate"]

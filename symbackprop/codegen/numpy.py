@@ -1,0 +1,271 @@
+"""The numpy backend's printer: SymPy expressions as fast, numerically stable numpy code.
+
+:class:`NumpyLayerPrinter` is a subclass of SymPy's ``NumPyPrinter``.  Before printing,
+the stable rewrites of :mod:`symbackprop.lang.stable` keep float64 results correct in the
+tails (``|x|`` up to 1e3): ``log(1 + exp(u))`` as ``np.logaddexp(0, u)``, ``log(1 + u)``
+as ``np.log1p``, ``exp(u) - 1`` as ``np.expm1``.  Functions are printed from their row
+of the function table (:mod:`symbackprop.lang.functions`).
+
+An ``exp`` that overflows to inf where the expression's limit is still right
+(``1/(1 + exp(1000)) = 0``) is allowed: callers evaluate under
+``np.errstate(over="ignore")``; the checker compares such forms with mpmath in the tails.
+
+Operand order matters for speed: numpy reuses a temporary array in place when it is
+the left operand of the next operation, so products print their compound factors
+first and plain names and numbers last (``(1 - y)*y*dout`` allocates one array,
+``dout*y*(1 - y)`` two).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import sympy
+from sympy.printing.numpy import NumPyPrinter
+
+from .. import ops
+from ..errors import GenerationError
+from ..lang.functions import BY_CLASS, NODES
+from ..lang.stable import stable
+
+class NumpyLayerPrinter(NumPyPrinter):
+    """Prints expressions of a derivation as numpy code.
+
+    Parameters
+    ----------
+    names : mapping of Symbol to str, optional
+        How to print symbols (``y`` as ``self.y``); default: the symbol's name.
+    """
+
+    printmethod = "_numpy_layer_code"
+
+    def __init__(self, names: Mapping[sympy.Symbol, str] | None = None):
+        super().__init__({"fully_qualified_modules": False, "allow_unknown_functions": False})
+        self.names = dict(names or {})
+
+    def doprint(self, expr, assign_to=None):  # noqa: D102 - see class docstring
+        return super().doprint(stable(expr), assign_to)
+
+    def _np(self, name: str) -> str:
+        return f"np.{name}"
+
+    def _print_Symbol(self, s):
+        return self.names.get(s, s.name)
+
+    _print_Dummy = _print_Symbol
+
+    def _number(self, text: str) -> str:
+        """A numeric constant as printed (the fused backend's kernels give it their dtype)."""
+        return text
+
+    def _print_Integer(self, n):
+        return self._number(str(int(n)))
+
+    def _print_Rational(self, r):
+        return self._number(repr(float(r)))
+
+    def _print_Float(self, f):
+        return self._number(repr(float(f)))
+
+    def _print_Pi(self, _):
+        return self._number("np.pi")
+
+    def _print_Exp1(self, _):
+        return self._number("np.e")
+
+    def _print_NumberSymbol(self, n):
+        return self._number(repr(float(n)))
+
+    def _constant(self, expr) -> str | None:
+        if isinstance(expr, sympy.Expr) and not expr.free_symbols and not expr.is_Number and expr.is_real:
+            return self._number(repr(float(expr.evalf(20))))
+        return None
+
+    def _print(self, expr, **kwargs):
+        constant = self._constant(expr)
+        return constant if constant is not None else super()._print(expr, **kwargs)
+
+    def _print_Function(self, e):
+        row = BY_CLASS.get(type(e))
+        if row is None or row.numpy is None:
+            raise GenerationError(f"numpy has no function for '{type(e).__name__}' (in {e})")
+        return f"{self._np(row.numpy)}({', '.join(self._print(a) for a in e.args)})"
+
+    def _print_softplus(self, e):
+        return f"{self._np('logaddexp')}(0, {self._print(e.args[0])})"
+
+    def _print_Max(self, e):
+        return self._fold(self._np("maximum"), e.args)
+
+    def _print_Min(self, e):
+        return self._fold(self._np("minimum"), e.args)
+
+    def _fold(self, fn: str, args: Sequence) -> str:
+        """``fn(fn(a, b), c)``: a binary function over any number of arguments."""
+        text = self._print(args[0])
+        for a in args[1:]:
+            text = f"{fn}({text}, {self._print(a)})"
+        return text
+
+    # -- array atoms (see ops.py) -------------------------------------------------
+    def _operand(self, e) -> str:
+        return self._print(e) if isinstance(e, (sympy.Symbol, ops.ArrayOp)) else f"({self._print(e)})"
+
+    def _print_Matmul(self, e):
+        a, b = e.args
+        left = self._print(a) if isinstance(a, ops.Matmul) else self._operand(a)
+        right = self._operand(b) if not isinstance(b, ops.Matmul) else f"({self._print(b)})"
+        return f"{left} @ {right}"
+
+    def _print_Transposed(self, e):
+        a = e.args[0]
+        return f"({self._print(a)}).T" if isinstance(a, ops.Matmul) else f"{self._operand(a)}.T"
+
+    def _axis(self, axes) -> str:
+        values = [int(a) for a in axes]
+        return "None" if not values else str(values[0]) if len(values) == 1 else str(tuple(values))
+
+    def _reduction(self, fn: str, e) -> str:
+        keep = ", keepdims=True" if e.keepdims else ""
+        axis = f", axis={self._axis(e.args[1])}" if len(e.args[1]) else ""
+        return f"{self._np(fn)}({self._print(e.args[0])}{axis}{keep})"
+
+    def _print_ReduceSum(self, e):
+        return self._reduction("sum", e)
+
+    def _print_ReduceMean(self, e):
+        return self._reduction("mean", e)
+
+    def _print_ReduceMax(self, e):
+        return self._reduction("max", e)
+
+    def _print_LogSumExp(self, e):
+        return f"logsumexp({self._print(e.args[0])}, axis={self._axis(e.args[1])}, keepdims={e.keepdims})"
+
+    def _print_Softmax(self, e):
+        return f"softmax({self._print(e.args[0])}, axis={int(e.args[1])})"
+
+    def _print_LogSoftmax(self, e):
+        return f"log_softmax({self._print(e.args[0])}, axis={int(e.args[1])})"
+
+    def _print_ExpandDims(self, e):
+        return f"{self._np('expand_dims')}({self._print(e.args[0])}, {self._axis(e.args[1])})"
+
+    def _print_BroadcastTo(self, e):
+        shape = ", ".join(self._print(d) for d in e.args[1])
+        return f"{self._np('broadcast_to')}({self._print(e.args[0])}, ({shape},)).copy()"
+
+    def _print_Relational(self, e):
+        return f"({self._print(e.lhs)} {e.rel_op} {self._print(e.rhs)})"
+
+    def _print_BooleanTrue(self, _):
+        return "True"
+
+    def _print_Piecewise(self, e):
+        *branches, (last, cond) = e.args
+        if cond != sympy.true:
+            raise GenerationError(f"a piecewise expression needs a final 'otherwise' branch: {e}")
+        if len(branches) == 1 and branches[0][0] == 1 and last == 0:
+            return self._print(branches[0][1])  # an indicator: the boolean mask itself
+        text = self._print(last)
+        for value, c in reversed(branches):
+            text = self._where(self._print(c), self._print(value), text)
+        return text
+
+    def _where(self, cond: str, value: str, otherwise: str) -> str:
+        """``value`` where ``cond`` holds, else ``otherwise``."""
+        return f"{self._np('where')}({cond}, {value}, {otherwise})"
+
+    def _print_Pow(self, e, rational=False):
+        base, ex = e.args
+        b = self.parenthesize(base, sympy.printing.precedence.PRECEDENCE["Pow"])
+        if ex == sympy.S.Half:
+            return f"{self._np('sqrt')}({self._print(base)})"
+        one = self._number("1")
+        if ex == -sympy.S.Half:
+            return f"{one}/{self._np('sqrt')}({self._print(base)})"
+        if ex.is_Integer and ex < 0:
+            return f"{one}/{b}" if ex == -1 else f"{one}/{b}**{-int(ex)}"
+        if ex.is_Integer:
+            return f"{b}**{int(ex)}"
+        return f"{b}**{self.parenthesize(ex, sympy.printing.precedence.PRECEDENCE['Pow'])}"
+
+    def _print_Add(self, e, order=None):
+        """Positive terms first (``y - t``, not ``-t + y``); among them numbers and compound
+        terms before plain names (``x @ W + b``: numpy adds into the product's buffer)."""
+        terms = list(e.args)
+        negative = [t for t in terms if t.could_extract_minus_sign()]
+        positive = sorted((t for t in terms if t not in negative), key=lambda t: isinstance(t, sympy.Symbol))
+        text = self._print(positive[0]) if positive else ""
+        for t in positive[1:]:
+            text += f" + {self._print(t)}"
+        for t in negative:
+            inner = self.parenthesize(-t, sympy.printing.precedence.PRECEDENCE["Add"] + 1) \
+                if isinstance(-t, sympy.Add) else self._print(-t)
+            text = f"{text} - {inner}" if text else f"-{inner}"
+        return text
+
+    def _print_Mul(self, e):
+        scalars, arrays_ = _split_scalars(e)
+        if scalars is not None:  # (y - t)*(dout/N): one pass over the array for all scalars
+            prec = sympy.printing.precedence.PRECEDENCE["Mul"]
+            return f"{self._print(arrays_)}*({self._print(scalars)})" if isinstance(arrays_, sympy.Mul) \
+                else f"{self.parenthesize(arrays_, prec)}*({self._print(scalars)})"
+        coeff, factors = e.as_coeff_mul()
+        num, den = [], []
+        for f in factors:
+            if not f.free_symbols:  # fold constant factors such as sqrt(2/pi) into the coefficient
+                coeff *= f
+            elif isinstance(f, sympy.Pow) and f.exp.is_Integer and f.exp < 0:
+                den.append(f.base if f.exp == -1 else sympy.Pow(f.base, -f.exp))
+            else:
+                num.append(f)
+        if coeff.is_Rational and coeff.q != 1 and coeff.p in (1, -1):
+            den.insert(0, sympy.Integer(coeff.q))
+            coeff = sympy.Integer(coeff.p)
+        sign = "-" if coeff.is_negative else ""
+        coeff = -coeff if coeff.is_negative else coeff
+        prec = sympy.printing.precedence.PRECEDENCE["Mul"]
+        ordered = sorted(num, key=lambda f: f.is_Atom)  # compound factors first (stable sort)
+        parts = [self.parenthesize(f, prec) for f in ordered]
+        if coeff != 1:
+            parts.append(self._print(coeff))
+        text = "*".join(parts) or self._number("1")
+        if den:
+            d = "*".join(self.parenthesize(f, prec) for f in den)
+            text = f"{text}/{d}" if len(den) == 1 else f"{text}/({d})"
+        return f"{sign}{text}"
+
+
+def _split_scalars(e: sympy.Mul) -> tuple[sympy.Expr | None, sympy.Expr]:
+    """In an array product, the factors known to be scalars (no array variable or atom),
+    when there are at least two of them: ``(y - t)*dout/N``, ``2*dvar*xc/N``."""
+    is_array = [bool(f.atoms(ops.ArrayVar) or f.atoms(ops.ArrayOp)) for f in e.args]
+    if not any(is_array):
+        return None, e
+    scalars = [f for f, a in zip(e.args, is_array) if not a]
+    if len(scalars) < 2 or all(f.is_Number for f in scalars):
+        return None, e
+    return sympy.Mul(*scalars), sympy.Mul(*[f for f, a in zip(e.args, is_array) if a])
+
+
+for _row in NODES:
+    if _row.numpy is not None:
+        setattr(NumpyLayerPrinter, f"_print_{_row.sympy.__name__}", NumpyLayerPrinter._print_Function)
+
+
+#: Module-level helpers for generated code: stable forms of the array atoms.
+HELPERS = {
+    "softmax": '''def softmax(a, axis):
+    """exp(a) / sum(exp(a)), shifted by the maximum so that exp cannot overflow."""
+    e = np.exp(a - np.max(a, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)''',
+    "log_softmax": '''def log_softmax(a, axis):
+    """log(softmax(a)) without forming softmax: a - max - log(sum(exp(a - max)))."""
+    shifted = a - np.max(a, axis=axis, keepdims=True)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))''',
+    "logsumexp": '''def logsumexp(a, axis, keepdims):
+    """log(sum(exp(a))), shifted by the maximum so that exp cannot overflow."""
+    top = np.max(a, axis=axis, keepdims=True)
+    out = top + np.log(np.sum(np.exp(a - top), axis=axis, keepdims=True))
+    return out if keepdims else np.squeeze(out, axis=axis)''',
+}

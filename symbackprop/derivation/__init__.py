@@ -1,0 +1,34 @@
+"""Derivation: exact local derivatives, their cheapest forms in cached values, and the
+backward pass by reverse accumulation (elementwise and array layers alike).
+
+:func:`derive` is memoized per declaration object: every stage that asks for the
+derivation of the same :class:`~symbackprop.spec.model.Spec` gets the same one.
+"""
+from __future__ import annotations
+
+import weakref
+
+from ..spec.model import Spec
+from .arrays import derive_arrays
+from .elementwise import derive_elementwise
+from .model import Cached, Derivation, NodeDerivation
+
+_DERIVED: dict[int, Derivation] = {}
+
+
+def derive(spec: Spec) -> Derivation:
+    """The derivation of ``spec`` (computed once per declaration object)."""
+    found = _DERIVED.get(id(spec))
+    if found is None or found.spec is not spec:
+        found = derive_arrays(spec) if spec.is_array else derive_elementwise(spec)
+        remember(spec, found)
+    return found
+
+
+def remember(spec: Spec, derivation: Derivation) -> None:
+    """Make ``derivation`` the one :func:`derive` returns for ``spec`` (a cached one, say)."""
+    _DERIVED[id(spec)] = derivation
+    weakref.finalize(spec, _DERIVED.pop, id(spec), None)
+
+
+__all__ = ["Cached", "Derivation", "NodeDerivation", "derive", "remember"]

@@ -1,0 +1,166 @@
+"""Derivation of array layers: backward passes in matrix form.
+
+Every node of the declared graph gets a *pullback*: each argument's gradient as an
+expression in the node's own upstream gradient.  Elementwise nodes (``relu(a)``,
+``x - mu`` with broadcasting) go through the scalar engine (:mod:`symbackprop.derivation.search`), which
+finds the cheap cached form (a ReLU mask, ``y*(1 - y)``), then sum over broadcast
+axes; other nodes use the vector-Jacobian products of :mod:`symbackprop.ops`.  Reverse
+accumulation over the nodes is shared with elementwise layers.
+
+After the rules, gradients are tidied: values the forward pass computed replace
+their definitions (``softmax(x)`` becomes the cached ``y``), declared assumptions
+act (``onehot(t, axis=1)``: ``sum(t, axis=1, keepdims=True) = 1``), and the cheapest
+of ``factor``/``cancel``/``expand`` forms is kept.  Softmax-with-loss comes out as
+``dout*(y - t)/N``.  Finally every formula is expanded at small explicit shapes
+with scalar symbols and compared with SymPy's ``diff`` (:func:`~symbackprop.derivation.explicit.verify_explicit`).
+"""
+from __future__ import annotations
+
+import numpy as np
+import sympy
+
+from .. import ops
+from ..numerics.domain import sample_points, tail_points
+from ..numerics.kinks import book_convention
+from ..ops import ArrayOp, ArrayVar, ReduceSum
+from ..spec.model import Spec, array_dout
+from ..timebound import attempt
+from .accumulate import reverse_accumulate
+from .cost import arithmetic_cost
+from .explicit import verify_explicit
+from .model import Cached, Derivation, NodeDerivation
+from .search import derive_node
+
+SECONDS_PER_TIDY = 1.0
+
+
+def _upstream(shape: tuple) -> sympy.Symbol:
+    return ArrayVar("upstream", real=True) if shape else sympy.Symbol("upstream", real=True)
+
+
+def _is_elementwise(expr: sympy.Expr) -> bool:
+    return not expr.atoms(ArrayOp)
+
+
+def _promote_helpers(node: NodeDerivation, cached: set, recomputed: list):
+    """The scalar engine's helpers (masks, sub-expressions) are arrays here."""
+    promote = {h: ArrayVar(h.name, real=True) for h in node.helpers}
+    node.local = {a: e.xreplace(promote) for a, e in node.local.items()}
+    node.helpers = {promote[h]: Cached(promote[h], c.expr, c.mask) for h, c in node.helpers.items()}
+    return node, {promote.get(c, c) for c in cached}, [promote.get(r, r) for r in recomputed]
+
+
+class _ArrayDeriver:
+    """One array declaration on its way to a :class:`~symbackprop.derivation.Derivation`."""
+
+    def __init__(self, spec: Spec):
+        self.spec = spec
+        self.shapes = dict(spec.shapes)
+        self.notes: set[str] = set()
+        self.definitions = dict(spec.graph)
+        self.names = {s.name for s in (*spec.differentiated, *spec.constants, *self.definitions, *spec.dims)}
+        self.names |= {"dout", "upstream"} | {f"d{n}" for n in list(self.names)}
+        self.dout = array_dout(self.shapes[spec.output])
+        self.onehot = [(t, axis) for kind, t, axis in spec.assumptions if kind == "onehot"]
+
+    def live(self) -> set[sympy.Symbol]:
+        """Differentiated symbols and the graph values that depend on them."""
+        live = set(self.spec.differentiated)
+        for symbol, expr in self.spec.graph:
+            if expr.free_symbols & live:
+                live.add(symbol)
+        return live
+
+    def node(self, symbol: sympy.Symbol, expr: sympy.Expr, live: set) -> tuple[NodeDerivation, set, list]:
+        expr = ops.fuse_logs(expr, self.definitions)
+        args = tuple(s for s in (*self.spec.differentiated, *self.definitions) if s in expr.free_symbols and s in live)
+        up = _upstream(self.shapes[symbol])
+        if _is_elementwise(expr):
+            points = sample_points(args, [(symbol, expr)], 12, seed=len(self.names))
+            node, cached, recomputed = derive_node(symbol, expr, args, points, tail_points(args, [(symbol, expr)]),
+                                                   self.names, self.notes)
+            node, cached, recomputed = _promote_helpers(node, cached, recomputed)
+            for helper in node.helpers.values():
+                self.shapes[helper.symbol] = ops.shape_of(helper.expr, self.shapes)
+            node.pullback = {a: ops.unbroadcast(up * node.local[a], self.shapes[symbol], self.shapes[a])
+                             for a in args}
+        else:
+            pulled = ops.vjp(expr, up, self.shapes, args, lambda e: book_convention(e, self.notes))
+            node = NodeDerivation(symbol, expr, args, {}, {}, {})
+            node.pullback = {a: self.tidy(pulled.get(a, sympy.S.Zero)) for a in args}
+            cached, recomputed = set(), []
+        node.upstream = up
+        return node, cached, recomputed
+
+    def named(self, expr: sympy.Expr) -> sympy.Expr:
+        """Values the forward pass computed replace their definitions (softmax(x) -> y)."""
+        table = {defn: sym for sym, defn in self.definitions.items() if not defn.is_Atom}
+        table.update({ops.Softmax(*defn.args): sympy.exp(sym) for sym, defn in self.definitions.items()
+                      if isinstance(defn, ops.LogSoftmax)})
+        return expr.xreplace(table) if table else expr
+
+    def assume(self, expr: sympy.Expr) -> sympy.Expr:
+        for t, axis in self.onehot:
+            expr = expr.xreplace({ReduceSum(t, sympy.Tuple(axis), sympy.Integer(1)): sympy.S.One})
+        return expr
+
+    def tidy(self, expr: sympy.Expr) -> sympy.Expr:
+        expr = self.assume(self.named(expr))
+        best = expr
+        for rewrite in (sympy.factor, sympy.cancel, lambda e: sympy.factor(sympy.expand(e))):
+            value, finished = attempt(lambda: self.assume(rewrite(expr)), None, SECONDS_PER_TIDY)
+            if not finished:
+                self.notes.add("a simplification ran past its bound; kept the unsimplified form")
+            elif value is not None and arithmetic_cost(value) < arithmetic_cost(best):
+                best = value
+        return best
+
+    def full_shape(self, symbol: sympy.Symbol, grad: sympy.Expr) -> sympy.Expr:
+        """A gradient that broadcasting left smaller than its variable, spread to full shape."""
+        if ops.shape_of(grad, self.shapes) == tuple(self.shapes[symbol]):
+            return grad
+        return ops.BroadcastTo(grad, sympy.Tuple(*self.shapes[symbol]))
+
+    def derive(self) -> Derivation:
+        spec = self.spec
+        live = self.live()
+        nodes, cache_syms, recompute = [], set(), []
+        for symbol, expr in spec.graph:
+            if symbol not in live:
+                continue
+            node, cached, recomputed = self.node(symbol, expr, live)
+            nodes.append(node)
+            cache_syms |= cached
+            recompute += [node.helpers[a] for a in recomputed if a in node.helpers]
+        self.shapes[self.dout] = self.shapes[spec.output]
+        for symbol in (*spec.differentiated, *self.definitions):
+            self.shapes[ArrayVar(f"d{symbol.name}", real=True)] = self.shapes[symbol]
+        steps, backward = reverse_accumulate(spec, nodes, self.dout, tidy=self.tidy)
+        for i, (target, expr) in enumerate(steps):
+            original = next((s for s in spec.differentiated if f"d{s.name}" == target.name), None)
+            if original is not None:
+                steps[i] = (target, self.full_shape(original, expr))
+                backward[original.name] = self.full_shape(original, backward[original.name])
+        used = set().union(*(e.free_symbols for _, e in steps)) | set().union(
+            *(c.expr.free_symbols for c in recompute))
+        cache = self.cache_list(nodes, (used | cache_syms) - {c.symbol for c in recompute})
+        derivation = Derivation(spec, nodes, cache, recompute, steps, {}, backward, {}, sorted(self.notes),
+                                dout=self.dout)
+        derivation.dims_used = sorted((used & set(spec.dims)) | {d for c in recompute for d in c.expr.free_symbols
+                                                                  if d in spec.dims}, key=lambda d: d.name)
+        verify_explicit(derivation)
+        return derivation
+
+    def cache_list(self, nodes: list[NodeDerivation], used: set) -> list[Cached]:
+        """What forward stores: inputs, constants, graph values, then helpers (masks first).
+        Parameters live on the layer already and cost nothing to keep."""
+        order = [Cached(s, s) for s in (*self.spec.inputs, *self.spec.constants) if s in used]
+        order += [Cached(s, e) for s, e in self.spec.graph if s in used]
+        for node in nodes:
+            order += [h for a, h in node.helpers.items() if a in used and h not in order]
+        return order
+
+
+def derive_arrays(spec: Spec) -> Derivation:
+    """Derive an array declaration (see the module docstring)."""
+    return _ArrayDeriver(spec).derive()

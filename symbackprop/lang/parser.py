@@ -1,0 +1,342 @@
+"""Turn untrusted expression text into SymPy, and SymPy back into that text.
+
+This is the only place where user text becomes SymPy.  The text is never given to
+``eval``, ``exec``, ``sympify`` or ``parse_expr``: it is parsed with
+``ast.parse(text, mode="eval")`` and the tree is walked with a whitelist that
+builds SymPy objects directly.
+
+Grammar (a subset of Python expression syntax)::
+
+    expr  := number | name | pi | expr OP expr | -expr | +expr | (expr) | call
+    OP    := + - * / **
+    call  := f(expr, ...)           f a name of the function table (functions.py), exact arity, positional only
+           | where(a CMP b, expr, expr)    CMP one of < <= > >=, not chained
+           | diff(expr, name) | subs(expr, name, expr)    only with calculus=True
+
+Integers are exact; float literals become exact rationals (``1.1`` is ``11/10``).
+Names become ``Symbol(name, real=True)`` unless the caller maps them.  Newlines,
+carriage returns and tabs count as spaces anywhere (so ``"x\\n+1"`` is ``x + 1``),
+leading spaces are fine, and columns in error messages count characters of the
+whole text from 1.
+
+Limits, each refused with a one-line :class:`ParseError` before any costly work:
+text length (``MAX_LENGTH``), nesting depth (``MAX_DEPTH``; a chain such as
+``a + b - c`` is one level), integer literal digits, and the numbers SymPy would build
+(:mod:`symbackprop.lang.guards`).  Values that are infinite, undefined or not real
+(``1/0``, ``log(0)``, ``sqrt(-1)``) are refused too.  What remains is SymPy's own
+automatic simplification, which for legitimate but extreme text (hundreds of nested
+transcendental calls) can take around a second; callers wanting a wall-clock bound
+wrap the call (see ``timebound``).
+
+:func:`symbackprop.lang.text.format_expression` is the inverse: it prints SymPy in this syntax.
+"""
+from __future__ import annotations
+
+import ast
+import keyword
+import math
+from collections.abc import Callable, Collection, Mapping
+
+import sympy
+
+from .. import ops
+from ..errors import ParseError
+from . import guards
+from .functions import BY_NAME, Function
+from .guards import MAX_INT_DIGITS, Refusal
+
+MAX_LENGTH = 10_000        # characters
+MAX_DEPTH = 200            # AST nesting depth
+INT_LIMIT = 10 ** MAX_INT_DIGITS
+BAD = frozenset({sympy.nan, sympy.zoo, sympy.oo, -sympy.oo, sympy.I})
+
+#: Available only with ``calculus=True``; both stay unevaluated.
+CALCULUS_FUNCTIONS: dict[str, Function] = {
+    "diff": Function(("diff",), 2, lambda e, x: sympy.Derivative(e, x), kinds="en"),
+    "subs": Function(("subs",), 3, lambda e, u, v: sympy.Subs(e, u, v), kinds="ene"),
+}
+
+COMPARISONS = {ast.Lt: sympy.StrictLessThan, ast.LtE: sympy.LessThan,
+                ast.Gt: sympy.StrictGreaterThan, ast.GtE: sympy.GreaterThan}
+_CHAINS = {ast.Add: (True, False), ast.Sub: (True, True),
+           ast.Mult: (False, False), ast.Div: (False, True)}  # (is_sum, inverted)
+_OPERATORS = {ast.Mod: "%", ast.FloorDiv: "//", ast.MatMult: "@", ast.BitAnd: "&",
+              ast.BitOr: "|", ast.BitXor: "^", ast.LShift: "<<", ast.RShift: ">>",
+              ast.Not: "not", ast.Invert: "~"}
+_REFUSED = {ast.Attribute: "attribute access is", ast.Subscript: "indexing is", ast.Lambda: "lambda is",
+            ast.Compare: "a comparison is", ast.IfExp: "'a if c else b' is", ast.BoolOp: "'and'/'or' are",
+            ast.List: "lists are", ast.Tuple: "tuples are", ast.Set: "sets are", ast.Dict: "dicts are",
+            ast.ListComp: "comprehensions are", ast.SetComp: "comprehensions are",
+            ast.DictComp: "comprehensions are", ast.GeneratorExp: "generator expressions are",
+            ast.JoinedStr: "f-strings are", ast.NamedExpr: "':=' is", ast.Starred: "'*' unpacking is",
+            ast.Slice: "slices are", ast.Await: "await is", ast.Yield: "yield is", ast.YieldFrom: "yield is"}
+_HINTS = {ast.IfExp: " (use where(c, a, b))",
+          ast.Compare: " (comparisons are allowed only as the first argument of where)"}
+
+
+def is_identifier(name: str) -> bool:
+    """Whether ``name`` may name a variable (and so may reach generated source).
+
+    Parameters
+    ----------
+    name : str
+        Candidate name.
+
+    Returns
+    -------
+    bool
+        True for ASCII Python identifiers of at most 64 characters that are not
+        keywords, do not start with ``__``, and are not ``pi`` or a function name.
+    """
+    return (isinstance(name, str) and name.isascii() and name.isidentifier()
+            and len(name) <= 64 and not keyword.iskeyword(name) and not name.startswith("__")
+            and name != "pi" and name not in BY_NAME and name not in CALCULUS_FUNCTIONS)
+
+
+def _one_line(message: object) -> str:
+    return " ".join(str(message).split())[:500]
+
+
+class _Parser:
+    """One parse: the text, the name rules and the symbols made so far."""
+
+    def __init__(self, text: str, source: str, shift: int, symbols: Mapping[str, sympy.Symbol],
+                 allowed: Collection[str] | None, calculus: bool, arrays: bool = False):
+        self.text, self.source, self.shift = text, source, shift  # source == text[shift:], spaced
+        self.symbols, self.allowed, self.arrays = symbols, allowed, arrays
+        self.functions = {**BY_NAME, **CALCULUS_FUNCTIONS} if calculus else BY_NAME
+        self.made: dict[str, sympy.Symbol] = {}
+
+    def fail(self, message: str, node: ast.AST) -> ParseError:
+        prefix = self.source.encode()[:node.col_offset]  # col_offset counts UTF-8 bytes
+        column = self.shift + len(prefix.decode("utf-8", "ignore")) + 1
+        return ParseError(_one_line(message), text=self.text, column=column)
+
+    def build(self, node: ast.AST, depth: int) -> sympy.Basic:
+        if depth > MAX_DEPTH:
+            raise self.fail(f"expression nested too deeply (more than {MAX_DEPTH} levels)", node)
+        handler = _HANDLERS.get(type(node))
+        if self.arrays and isinstance(node, ast.Attribute):
+            handler = _Parser.attribute
+        if handler is None:
+            what = _REFUSED.get(type(node), f"{type(node).__name__} expressions are")
+            raise self.fail(f"{what} not allowed{_HINTS.get(type(node), '')}", node)
+        try:
+            result = handler(self, node, depth)
+        except Refusal as exc:
+            raise self.fail(str(exc), node) from None
+        if result in BAD or any(a in BAD for a in result.args):
+            raise self.fail("value is infinite, undefined or not real here", node)
+        return result
+
+    def constant(self, node: ast.Constant, depth: int) -> sympy.Expr:
+        value = node.value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            kind = {bool: "True/False are", str: "strings are", complex: "complex numbers are",
+                    bytes: "bytes are", type(None): "None is"}.get(type(value), f"{value!r} is")
+            raise self.fail(f"{kind} not allowed", node)
+        if isinstance(value, int):
+            if abs(value) >= INT_LIMIT:
+                raise self.fail(f"integer literal has more than {MAX_INT_DIGITS} digits", node)
+            return sympy.Integer(value)
+        if not math.isfinite(value):
+            raise self.fail("number is infinite or nan (too large for a float)", node)
+        return sympy.Rational(repr(value))
+
+    def name(self, node: ast.Name, depth: int) -> sympy.Expr:
+        name = node.id
+        if name == "pi":
+            return sympy.pi
+        if name in BY_NAME or name in CALCULUS_FUNCTIONS:
+            raise self.fail(f"'{name}' is a function; call it as {name}(...)", node)
+        if not is_identifier(name):
+            raise self.fail(f"name {name!r} is not allowed", node)
+        if name in self.symbols:
+            return self.symbols[name]
+        if self.allowed is not None and name not in self.allowed:
+            raise self.fail(f"unknown name {name!r}", node)
+        return self.made.setdefault(name, sympy.Symbol(name, real=True))
+
+    def attribute(self, node: ast.Attribute, depth: int) -> sympy.Expr:
+        if node.attr != "T":
+            raise self.fail(f"attribute '.{node.attr}' is not allowed (only .T, the transpose)", node)
+        return ops.Transposed(self.build(node.value, depth + 1))
+
+    def binop(self, node: ast.BinOp, depth: int) -> sympy.Expr:
+        op = type(node.op)
+        if op is ast.MatMult and self.arrays:
+            return ops.Matmul(self.build(node.left, depth + 1), self.build(node.right, depth + 1))
+        if op is ast.Pow:
+            return guards.power(self.build(node.left, depth + 1), self.build(node.right, depth + 1))
+        if op not in _CHAINS:
+            raise self.fail(f"operator '{_OPERATORS.get(op, op.__name__)}' is not allowed", node)
+        is_sum = _CHAINS[op][0]
+        items = []  # flatten a + b - c (or a * b / c) iteratively: one level, one SymPy call
+        while isinstance(node, ast.BinOp) and _CHAINS.get(type(node.op), (None,))[0] == is_sum:
+            items.append((_CHAINS[type(node.op)][1], node.right))
+            node = node.left
+        items.append((False, node))
+        terms = []
+        for inverted, operand in reversed(items):
+            value = self.build(operand, depth + 1)
+            if inverted:
+                value = -value if is_sum else guards.power(value, sympy.S.NegativeOne)
+            terms.append(value)
+        return sympy.Add(*terms) if is_sum else guards.product(terms)
+
+    def unary(self, node: ast.UnaryOp, depth: int) -> sympy.Expr:
+        if isinstance(node.op, (ast.USub, ast.UAdd)):
+            value = self.build(node.operand, depth + 1)
+            return -value if isinstance(node.op, ast.USub) else value
+        raise self.fail(f"operator '{_OPERATORS[type(node.op)]}' is not allowed", node)
+
+    def call(self, node: ast.Call, depth: int) -> sympy.Basic:
+        if not isinstance(node.func, ast.Name):
+            raise self.fail("calling anything but a plain function name is not allowed", node)
+        if self.arrays and node.func.id in ARRAY_FUNCTIONS:
+            return self.array_call(node, depth)
+        name, builder = node.func.id, self.functions.get(node.func.id)
+        if builder is None:
+            hint = "; diff and subs need calculus=True" if name in CALCULUS_FUNCTIONS else ""
+            raise self.fail(f"calls of {name!r} are not allowed: unknown function{hint} "
+                            f"(known: {', '.join(sorted(self.functions))})", node)
+        if node.keywords or any(isinstance(a, ast.Starred) for a in node.args):
+            raise self.fail(f"{name}() takes positional arguments only", node)
+        if len(node.args) != builder.arity:
+            plural = "s" if builder.arity != 1 else ""
+            raise self.fail(f"{name}() takes {builder.arity} argument{plural} ({len(node.args)} given)", node)
+        kinds = builder.kinds or "e" * builder.arity
+        return builder.make(*(self.argument(a, k, name, depth + 1) for a, k in zip(node.args, kinds)))
+
+    def argument(self, node: ast.AST, kind: str, function: str, depth: int) -> sympy.Basic:
+        if kind == "n" and not isinstance(node, ast.Name):
+            raise self.fail(f"this argument of {function}() must be a plain name", node)
+        if kind != "c":
+            return self.build(node, depth)
+        if not isinstance(node, ast.Compare):
+            raise self.fail(f"the first argument of {function}() must be a comparison such as x > 0", node)
+        if len(node.ops) != 1:
+            raise self.fail("chained comparisons are not allowed", node)
+        relation = COMPARISONS.get(type(node.ops[0]))
+        if relation is None:
+            raise self.fail("only the comparisons <, <=, >, >= are allowed", node)
+        return relation(self.build(node.left, depth + 1), self.build(node.comparators[0], depth + 1))
+
+
+    def array_call(self, node: ast.Call, depth: int) -> sympy.Basic:
+        """``sum/mean/max/logsumexp(a, axis=..., keepdims=...)``, ``softmax/log_softmax(a, axis=...)``."""
+        name = node.func.id
+        allowed = ARRAY_FUNCTIONS[name]
+        if len(node.args) != 1 or any(isinstance(a, ast.Starred) for a in node.args):
+            raise self.fail(f"{name}() takes one array argument (and keywords {', '.join(allowed)})", node)
+        options = {}
+        for kw in node.keywords:
+            if kw.arg not in allowed:
+                raise self.fail(f"{name}() has no keyword {kw.arg!r} (known: {', '.join(allowed)})", kw.value)
+            options[kw.arg] = self.keyword_value(kw.arg, kw.value)
+        a = self.build(node.args[0], depth + 1)
+        if name == "expand_dims":
+            axis = options.get("axis")
+            if axis is None:
+                raise self.fail("expand_dims() needs axis=", node)
+            return ops.ExpandDims(a, ops._axes(axis))
+        if name in ("softmax", "log_softmax"):
+            axis = options.get("axis", -1)
+            if not isinstance(axis, int):
+                raise self.fail(f"{name}() needs a single integer axis", node)
+            return (ops.Softmax if name == "softmax" else ops.LogSoftmax)(a, sympy.Integer(axis))
+        return ops.reduce_op(name, a, options.get("axis"), options.get("keepdims", False))
+
+    def keyword_value(self, key: str, node: ast.AST):
+        if key == "keepdims":
+            if isinstance(node, ast.Constant) and isinstance(node.value, bool):
+                return node.value
+            raise self.fail("keepdims must be True or False", node)
+        if isinstance(node, ast.Constant) and node.value is None:
+            return None
+        items = node.elts if isinstance(node, ast.Tuple) else [node]
+        axes = []
+        for item in items:
+            sign = -1 if isinstance(item, ast.UnaryOp) and isinstance(item.op, ast.USub) else 1
+            item = item.operand if sign < 0 else item
+            if not (isinstance(item, ast.Constant) and type(item.value) is int and item.value < 32):
+                raise self.fail("axis must be a small integer, a tuple of them, or None", node)
+            axes.append(sign * item.value)
+        return tuple(axes) if isinstance(node, ast.Tuple) else axes[0]
+
+
+#: Array functions (only with ``arrays=True``) and their keywords.
+ARRAY_FUNCTIONS: dict[str, tuple[str, ...]] = {
+    "sum": ("axis", "keepdims"), "mean": ("axis", "keepdims"), "max": ("axis", "keepdims"),
+    "logsumexp": ("axis", "keepdims"), "softmax": ("axis",), "log_softmax": ("axis",),
+    "expand_dims": ("axis",),
+}
+
+_HANDLERS: dict[type, Callable[[_Parser, ast.AST, int], sympy.Basic]] = {
+    ast.Constant: _Parser.constant, ast.Name: _Parser.name, ast.BinOp: _Parser.binop,
+    ast.UnaryOp: _Parser.unary, ast.Call: _Parser.call,
+}
+
+
+def parse_expression(text: str, *, symbols: Mapping[str, sympy.Symbol] | None = None,
+                     allowed_names: Collection[str] | None = None,
+                     calculus: bool = False, arrays: bool = False) -> sympy.Expr:
+    """Parse untrusted expression text into a SymPy expression.
+
+    Parameters
+    ----------
+    text : str
+        The expression, in the grammar described in the module docstring.
+    symbols : mapping of str to sympy.Symbol, optional
+        Names that map to these symbols.  Other names become ``Symbol(name, real=True)``.
+    allowed_names : collection of str, optional
+        If given, names outside it (and outside ``symbols``) are refused.
+    calculus : bool
+        Also allow ``diff(expr, x)`` and ``subs(expr, u, v)`` (both unevaluated).
+    arrays : bool
+        Also allow the array syntax: ``a @ b``, ``a.T``, ``sum/mean/max/logsumexp(a,
+        axis=..., keepdims=...)``, ``softmax/log_softmax(a, axis=...)``.
+
+    Returns
+    -------
+    sympy.Expr
+
+    Raises
+    ------
+    ParseError
+        For every malformed, disallowed or too costly input; the message is one line.
+    """
+    if not isinstance(text, str):
+        raise ParseError(f"expected an expression string, got {type(text).__name__}")
+    if len(text) > MAX_LENGTH:
+        raise ParseError(f"expression too long ({len(text)} characters, at most {MAX_LENGTH})")
+    if not text.strip():
+        raise ParseError("empty expression", text=text)
+    if "\x00" in text:
+        raise ParseError("null bytes are not allowed", text=text, column=text.index("\x00") + 1)
+    spaced = text.replace("\n", " ").replace("\r", " ").replace("\t", " ")
+    source = spaced.lstrip(" ")  # ast.parse, unlike eval, refuses leading spaces
+    shift = len(spaced) - len(source)
+    try:
+        tree = ast.parse(source, mode="eval")
+    except SyntaxError as exc:
+        column = (exc.offset or len(source) + 1) + shift if exc.lineno == 1 else None  # 0: at the end
+        raise ParseError(_one_line(exc.msg or "invalid syntax"), text=text, column=column) from None
+    except (RecursionError, MemoryError):
+        raise ParseError("expression nested too deeply", text=text) from None
+    except ValueError as exc:
+        raise ParseError(f"invalid text: {_one_line(exc)}", text=text) from None
+    parser = _Parser(text, source, shift, symbols or {}, allowed_names, calculus, arrays)
+    try:
+        with guards.budget():
+            result = parser.build(tree.body, 1)
+    except ParseError:
+        raise
+    except RecursionError:
+        raise ParseError("expression nested too deeply", text=text) from None
+    except Exception as exc:  # SymPy refusing a construction is still the user's input
+        raise ParseError(f"cannot build expression: {type(exc).__name__}: {_one_line(exc)}",
+                         text=text) from None
+    if not isinstance(result, sympy.Expr) or result.has(*BAD):
+        raise ParseError("expression is not a finite real expression", text=text)
+    return result

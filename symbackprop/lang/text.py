@@ -1,0 +1,218 @@
+"""SymPy back to the declaration syntax: :func:`format_expression`.
+
+The inverse of :func:`symbackprop.lang.parser.parse_expression`: what it prints parses
+back to an equal expression.  Functions are spelled by their row of the function table
+(``atan`` prints as ``arctan``), decimals as they were written (``0.044715``).
+"""
+from __future__ import annotations
+
+import math
+
+import sympy
+from sympy.printing.str import StrPrinter
+
+from .. import ops
+from .functions import BY_CLASS, NODES
+from .parser import COMPARISONS, INT_LIMIT, BAD, is_identifier
+
+def _decimal_denominator(q: int) -> bool:
+    """Is ``q`` 10**k with k >= 2 (a number written with decimals, such as 0.01 or 1e-07)?"""
+    k = 0
+    while q % 10 == 0:
+        q //= 10
+        k += 1
+    return q == 1 and k >= 2
+
+
+class _Printer(StrPrinter):
+    """Prints SymPy in the parser's own syntax."""
+
+    def _print(self, expr, **kwargs) -> str:
+        if isinstance(expr, sympy.Basic) and (
+                expr in BAD or (isinstance(expr, sympy.NumberSymbol) and expr not in (sympy.pi, sympy.E))):
+            raise ValueError(f"{expr} has no spelling in the expression syntax")
+        return super()._print(expr, **kwargs)
+
+    def _call(self, name: str, *args: sympy.Basic) -> str:
+        return f"{name}({', '.join(self._print(a) for a in args)})"
+
+    def _print_Symbol(self, expr: sympy.Symbol) -> str:
+        if not is_identifier(expr.name):
+            raise ValueError(f"symbol name {expr.name!r} is not a valid identifier")
+        return expr.name
+
+    def _print_Integer(self, expr: sympy.Integer) -> str:
+        n = int(expr.p)
+        if abs(n) < INT_LIMIT:
+            return str(n)
+        terms, rest, i = [], abs(n), 0  # (c2*(10**90)**2 + c1*10**90 + c0) parses back
+        while rest:
+            rest, digits = divmod(rest, 10 ** 90)
+            if digits:
+                terms.append(str(digits) + ("" if i == 0 else "*10**90" if i == 1 else f"*(10**90)**{i}"))
+            i += 1
+        body = " + ".join(reversed(terms))
+        return f"(-({body}))" if n < 0 else f"({body})"
+
+    def _print_Rational(self, expr: sympy.Rational) -> str:
+        if expr.q == 1:
+            return self._print_Integer(sympy.Integer(expr.p))
+        if _decimal_denominator(int(expr.q)) and abs(expr.p) < 10**15:
+            return repr(float(expr))  # 1e-07 and 0.044715 as written; the parser reads them back exactly
+        return f"{self._print_Integer(sympy.Integer(expr.p))}/{self._print_Integer(sympy.Integer(expr.q))}"
+
+    def _print_Add(self, expr, order=None) -> str:
+        """Positive terms first, as people write them: ``1 - y``, ``x @ W + b``, ``var + 1e-07``
+        (whole numbers lead, other numbers close, compound terms come before plain names)."""
+        terms = list(expr.args)
+        negative = [t for t in terms if t.could_extract_minus_sign()]
+
+        def place(t):
+            return (0 if t.is_Integer else 3 if t.is_Number else 2 if isinstance(t, sympy.Symbol) else 1, str(t))
+
+        positive = sorted((t for t in terms if t not in negative), key=place)
+        if not positive:
+            return super()._print_Add(expr, order)
+        text = " + ".join(self._print(t) for t in positive)
+        for t in negative:
+            inner = self._print(-t)
+            text += f" - ({inner})" if isinstance(-t, sympy.Add) else f" - {inner}"
+        return text
+
+    def _print_Float(self, expr: sympy.Float) -> str:
+        value = float(expr)
+        if not math.isfinite(value):
+            raise ValueError(f"{expr} has no spelling in the expression syntax")
+        return repr(value)
+
+    def _print_Exp1(self, expr) -> str:
+        return "exp(1)"
+
+    # -- array atoms (see ops.py), in the array syntax ------------------------------
+    def _operand(self, expr) -> str:
+        text = self._print(expr)
+        return text if isinstance(expr, (sympy.Symbol, ops.ArrayOp)) and not isinstance(
+            expr, ops.Matmul) else f"({text})"
+
+    def _print_Matmul(self, expr) -> str:
+        a, b = expr.args
+        right = self._print(b) if isinstance(b, (sympy.Symbol, ops.Transposed)) else f"({self._print(b)})"
+        return f"{self._operand(a) if not isinstance(a, ops.Matmul) else self._print(a)} @ {right}"
+
+    def _print_Transposed(self, expr) -> str:
+        return f"{self._operand(expr.args[0])}.T"
+
+    def _axes_text(self, axes) -> str:
+        values = [int(a) for a in axes]
+        return str(values[0]) if len(values) == 1 else "(" + ", ".join(map(str, values)) + ")"
+
+    def _print__Reduce(self, expr) -> str:
+        name = {"ReduceSum": "sum", "ReduceMean": "mean", "ReduceMax": "max", "LogSumExp": "logsumexp"}
+        keywords = ([f"axis={self._axes_text(expr.args[1])}"] if len(expr.args[1]) else []) + (
+            ["keepdims=True"] if expr.keepdims else [])
+        return f"{name[type(expr).__name__]}({', '.join([self._print(expr.args[0]), *keywords])})"
+
+    _print_ReduceSum = _print_ReduceMean = _print_ReduceMax = _print_LogSumExp = _print__Reduce
+
+    def _print_Softmax(self, expr) -> str:
+        return f"softmax({self._print(expr.args[0])}, axis={int(expr.args[1])})"
+
+    def _print_LogSoftmax(self, expr) -> str:
+        return f"log_softmax({self._print(expr.args[0])}, axis={int(expr.args[1])})"
+
+    def _print_ExpandDims(self, expr) -> str:
+        return f"expand_dims({self._print(expr.args[0])}, axis={self._axes_text(expr.args[1])})"
+
+    def _print_row(self, expr) -> str:
+        """A function of the table, by its first name (``atan`` as ``arctan``)."""
+        return self._call(BY_CLASS[type(expr)].name, *expr.args)
+
+    def _print_Max(self, expr) -> str:
+        return self._nested("maximum", expr.args)
+
+    def _print_Min(self, expr) -> str:
+        return self._nested("minimum", expr.args)
+
+    def _nested(self, name: str, args: tuple) -> str:
+        if len(args) == 1:
+            return self._print(args[0])
+        return f"{name}({self._print(args[0])}, {self._nested(name, args[1:])})"
+
+    def _print_Heaviside(self, expr) -> str:
+        u, h0 = expr.args[0], (expr.args[1] if len(expr.args) > 1 else sympy.S.Half)
+        if h0 == 0:
+            return self._call("heaviside", u)
+        arg, value = self._print(u), self._print(h0)
+        return f"where({arg} > 0, 1, where({arg} < 0, 0, {value}))"
+
+    def _print_Piecewise(self, expr) -> str:
+        *branches, (last, final) = expr.args
+        if final is not sympy.true:
+            raise ValueError("a Piecewise without a final True branch cannot be written with where()")
+        out = self._print(last)
+        for value, cond in reversed(branches):
+            out = self._where(cond, self._print(value), out)
+        return out
+
+    def _where(self, cond: sympy.Basic, then: str, other: str) -> str:
+        """``where`` text for any condition built from real comparisons, and, or, not."""
+        if type(cond) in COMPARISONS.values():
+            return f"where({self._print(cond)}, {then}, {other})"
+        if cond is sympy.true or cond is sympy.false:
+            return then if cond is sympy.true else other
+        if isinstance(cond, (sympy.And, sympy.Or)):
+            first, rest = cond.args[0], cond.func(*cond.args[1:])
+            if isinstance(cond, sympy.And):
+                return self._where(first, self._where(rest, then, other), other)
+            return self._where(first, then, self._where(rest, then, other))
+        if isinstance(cond, sympy.Not):
+            return self._where(cond.args[0], other, then)
+        if isinstance(cond, (sympy.Eq, sympy.Ne)):
+            a, b = cond.args
+            if isinstance(cond, sympy.Ne):
+                then, other = other, then
+            return self._where(sympy.Lt(a, b, evaluate=False), other,
+                               self._where(sympy.Gt(a, b, evaluate=False), other, then))
+        raise ValueError(f"condition {cond} cannot be written in the expression syntax")
+
+    def _print_Derivative(self, expr) -> str:
+        out = self._print(expr.expr)
+        for var, count in expr.variable_count:
+            for _ in range(int(count)):
+                out = f"diff({out}, {self._print(var)})"
+        return out
+
+    def _print_Subs(self, expr) -> str:
+        out = self._print(expr.expr)
+        for var, point in zip(expr.variables, expr.point):
+            out = f"subs({out}, {self._print(var)}, {self._print(point)})"
+        return out
+
+
+for _row in NODES:
+    setattr(_Printer, f"_print_{_row.sympy.__name__}", _Printer._print_row)
+
+
+def format_expression(expr: sympy.Basic) -> str:
+    """Print ``expr`` in the parser's syntax, so that it parses back to an equal expression.
+
+    Parameters
+    ----------
+    expr : sympy.Basic
+        The expression (symbols must have identifier names).
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    ValueError
+        If ``expr`` has no spelling in the syntax: a ``Piecewise`` without a final
+        ``True`` branch or with a condition not built from ``< <= > >= == !=`` with
+        and/or/not (those are spelled as nested ``where``), infinities,
+        ``nan``, ``I``, constants other than ``pi`` and ``E``, or a symbol whose name
+        fails :func:`is_identifier`.  Functions outside the grammar print in SymPy's
+        spelling and so fail to parse back, loudly.
+    """
+    return _Printer().doprint(expr)

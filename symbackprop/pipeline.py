@@ -1,0 +1,63 @@
+"""The façade: the only code that chains the stages (declare, derive, generate, check, verify).
+
+>>> import sympy, symbackprop
+>>> x = sympy.Symbol("x")
+>>> sigmoid = symbackprop.layer(1 / (1 + sympy.exp(-x)), name="Sigmoid")
+>>> symbackprop.derive(sigmoid).backward["x"]
+dout*y*(1 - y)
+
+Every stage below reads only the stages before it; these functions hand each stage's
+result to the next.  A :class:`~symbackprop.spec.model.Spec`'s fluent methods
+(``spec.derive()``, ``spec.check()``) delegate here.
+"""
+from __future__ import annotations
+
+import time
+
+from . import codegen
+from . import derivation as derive_stage
+from .checker import check_generated
+from .derivation.model import Derivation
+from .reports import CheckReport
+from .spec.model import Spec
+from .verify import array_claims, verify_derivation
+
+
+def _derivation(obj: Spec | Derivation) -> Derivation:
+    return obj if isinstance(obj, Derivation) else derive_stage.derive(obj)
+
+
+def derive(spec: Spec) -> Derivation:
+    """Local derivatives, the backward pass and the cache of a declaration (memoized)."""
+    return derive_stage.derive(spec)
+
+
+def generate(obj: Spec | Derivation, backend: str = "numpy", name: str | None = None) -> str:
+    """Source of the layer class: ``backend`` is a key of :data:`symbackprop.codegen.BACKENDS`
+    (``"numpy"``, readable; ``"fused"``, numba kernels)."""
+    return codegen.generate(_derivation(obj), name, backend)
+
+
+def compile(obj: Spec | Derivation, backend: str = "numpy", name: str | None = None) -> type:  # noqa: A001
+    """The generated layer class, compiled in memory (once per derivation and backend)."""
+    return codegen.compile_class(_derivation(obj), name, backend)
+
+
+def check(spec: Spec, *, max_examples: int = 25, backend: str = "numpy") -> CheckReport:
+    """``symbackprop check`` of one declaration: derive, generate, check the class
+    numerically, and verify the declaration's hand claims and chains."""
+    start = time.perf_counter()
+    derivation = derive_stage.derive(spec)
+    report = check_generated(derivation, codegen.compile_class(derivation, backend=backend),
+                             max_examples=max_examples)
+    if spec.is_array:
+        claims, chains = [c.to_json() for c in array_claims(derivation)], []
+    else:
+        found = verify_derivation(derivation)
+        claims, chains = ([r.to_json() for r in records] for records in found)
+    report.claims, report.chains = claims, chains
+    report.problems += [f"claim {c['of']} is wrong" for c in claims if c["status"] == "wrong"]
+    report.problems += [f"chain {c['of']}: step {c['first_wrong_step']} is wrong" for c in chains if not c["ok"]]
+    report.ok = not report.problems
+    report.seconds = round(time.perf_counter() - start, 3)
+    return report

@@ -1,0 +1,269 @@
+"""Declarations: what a layer computes, written once.
+
+A :class:`Spec` holds the inputs (real SymPy symbols, applied elementwise: every input
+has the same shape, any shape), and the forward pass as an *ordered graph* of named
+intermediates ``name = expression``; the last name is the output.  A layer with a
+single ``forward`` expression is a graph of one node.  Graphs keep the order and the
+grouping they were written in (the seed's apple example stays a chain of two-input
+products), because the explanation and the generated code follow the declared nodes.
+
+Specs come from TOML files (:func:`load_spec`) or from SymPy expressions
+(:func:`layer`)::
+
+    >>> import sympy, symbackprop
+    >>> x = sympy.Symbol("x")
+    >>> sig = symbackprop.layer(1 / (1 + sympy.exp(-x)), name="Sigmoid")
+    >>> str(sig.derive().backward["x"])
+    'dout*y*(1 - y)'
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import sympy
+
+from .. import ops
+from ..errors import SpecError
+from ..lang.parser import is_identifier
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..derivation.model import Derivation
+    from ..reports import CheckReport
+
+#: The upstream gradient ``dL/dy`` in every backward expression.
+DOUT = sympy.Symbol("dout", real=True)
+
+#: Assumption words accepted in ``[symbols]``, mapped to SymPy assumptions.
+ASSUMPTIONS = {
+    "real": {"real": True},
+    "positive": {"positive": True},
+    "negative": {"negative": True},
+    "nonnegative": {"nonnegative": True},
+    "nonzero": {"real": True, "nonzero": True},
+    "integer": {"integer": True},
+}
+
+@dataclass(frozen=True)
+class Claim:
+    """A hand result to verify: ``of`` is ``backward.<input>`` or ``local.<input>``."""
+
+    of: str
+    text: str
+    expr: sympy.Expr
+
+
+@dataclass(frozen=True)
+class Chain:
+    """A hand derivation: steps that should each equal the one before."""
+
+    of: str
+    steps: tuple[str, ...]
+    exprs: tuple[sympy.Expr, ...]
+    constraints: tuple[str, ...] = ()
+    at: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Spec:
+    """One layer, declared once.
+
+    Attributes
+    ----------
+    name : str
+        Human name, also the generated class name (``Sigmoid``).
+    inputs : tuple of sympy.Symbol
+        Differentiated inputs, in the order ``forward`` takes them and ``backward``
+        returns their gradients.
+    graph : tuple of (sympy.Symbol, sympy.Expr)
+        Ordered named intermediates; each expression uses inputs and earlier names.
+        The last name is the output ``y``.
+    values, expect : dict
+        Worked numbers: input values, and the forward values / gradients (with
+        ``dout = 1``) the layer must reproduce, e.g. the seed's apple example.
+    claims, chains : tuple
+        Hand work to verify against the derivation.
+    """
+
+    name: str
+    inputs: tuple[sympy.Symbol, ...]
+    graph: tuple[tuple[sympy.Symbol, sympy.Expr], ...]
+    section: str | None = None
+    description: str | None = None
+    source: str | None = None
+    values: dict[str, sympy.Expr] = field(default_factory=dict)
+    expect: dict[str, Any] = field(default_factory=dict)
+    claims: tuple[Claim, ...] = ()
+    chains: tuple[Chain, ...] = ()
+    params: tuple[sympy.Symbol, ...] = ()
+    constants: tuple[sympy.Symbol, ...] = ()
+    shapes: dict[sympy.Symbol, tuple] = field(default_factory=dict)
+    assumptions: tuple[tuple[str, sympy.Symbol, int], ...] = ()
+    #: a network: the graph value that ``predict`` returns (the scores before the loss)
+    predict: sympy.Symbol | None = None
+
+    def __post_init__(self) -> None:
+        _validate(self)
+        for name, expr in self.graph if self.shapes else ():
+            self.shapes[name] = ops.shape_of(expr, self.shapes, f"{_where(self.source)}graph.{name.name}: ")
+
+    @property
+    def is_array(self) -> bool:
+        """Array layer (declared shapes), rather than elementwise."""
+        return bool(self.shapes)
+
+    @property
+    def differentiated(self) -> tuple[sympy.Symbol, ...]:
+        """Inputs, then parameters: everything ``backward`` produces a gradient for."""
+        return (*self.inputs, *self.params)
+
+    @property
+    def dims(self) -> list[sympy.Symbol]:
+        """Symbolic dimensions used in the declared shapes, sorted by name."""
+        found = {d for shape in self.shapes.values() for d in shape if isinstance(d, sympy.Symbol)}
+        return sorted(found, key=lambda d: d.name)
+
+    # -- views ---------------------------------------------------------------
+    @property
+    def output(self) -> sympy.Symbol:
+        """The output symbol (the last node of the graph)."""
+        return self.graph[-1][0]
+
+    @property
+    def forward(self) -> sympy.Expr:
+        """The output as one expression in the inputs (intermediates substituted)."""
+        return self.expanded()[self.output]
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.inputs)
+
+    def expanded(self) -> dict[sympy.Symbol, sympy.Expr]:
+        """Every graph name as an expression in the inputs only."""
+        out: dict[sympy.Symbol, sympy.Expr] = {}
+        for name, expr in self.graph:
+            out[name] = expr.xreplace(out)
+        return out
+
+    # -- the pipeline, as a thin delegation ------------------------------------------------
+    # A Spec is data; these four methods only hand it to the façade (symbackprop.pipeline),
+    # so that ``symbackprop.layer(expr).derive()`` reads as the README writes it.  The
+    # import contract in pyproject.toml lists this one upward import.
+    def derive(self) -> Derivation:
+        """Local derivatives, the backward pass and the cache: :func:`symbackprop.derive`."""
+        from .. import pipeline
+
+        return pipeline.derive(self)
+
+    def generate(self, backend: str = "numpy") -> str:
+        """Source of the layer class: :func:`symbackprop.generate`."""
+        from .. import pipeline
+
+        return pipeline.generate(self, backend=backend)
+
+    def compile(self, backend: str = "numpy") -> type:
+        """The generated layer class, compiled in memory: :func:`symbackprop.compile`."""
+        from .. import pipeline
+
+        return pipeline.compile(self, backend=backend)
+
+    def check(self, **options: Any) -> CheckReport:
+        """Check the generated class numerically: :func:`symbackprop.check`."""
+        from .. import pipeline
+
+        return pipeline.check(self, **options)
+
+    def __repr__(self) -> str:
+        graph = "; ".join(f"{n} = {e}" for n, e in self.graph)
+        inputs = ", ".join(self.input_names)
+        return f"Spec({self.name!r}, inputs=({inputs}), {graph})"
+
+
+# -- validation ----------------------------------------------------------------
+def _validate(spec: Spec) -> None:
+    where = _where(spec.source)
+    if not spec.inputs:
+        raise SpecError(f"{where}inputs: a layer needs at least one input")
+    seen: set[str] = set()
+    for symbol in (*spec.inputs, *spec.params, *spec.constants, *(name for name, _ in spec.graph)):
+        if not is_identifier(symbol.name) or symbol.name == DOUT.name:
+            raise SpecError(f"{where}'{symbol.name}' cannot be a name (reserved or not an identifier)")
+        if symbol.name in seen:
+            raise SpecError(f"{where}name '{symbol.name}' is declared twice")
+        seen.add(symbol.name)
+    gradient_names = {f"d{s.name}" for s in (*spec.inputs, *spec.params)}
+    clash = gradient_names & seen
+    if clash:
+        raise SpecError(f"{where}name '{sorted(clash)[0]}' clashes with the gradient of an input")
+    known = {*spec.inputs, *spec.params, *spec.constants, *spec.dims}
+    for name, expr in spec.graph:
+        unknown = sorted(s.name for s in expr.free_symbols - known)
+        if unknown:
+            raise SpecError(f"{where}graph.{name.name}: unknown name '{unknown[0]}' (not an input or an earlier node)")
+        known.add(name)
+
+
+def _where(source: str | None) -> str:
+    return f"{source}: " if source else ""
+
+
+# -- from Python ---------------------------------------------------------------------
+def layer(
+    forward: sympy.Expr | Mapping[Any, sympy.Expr] | Sequence[tuple[Any, sympy.Expr]],
+    inputs: Iterable[sympy.Symbol | str] | None = None,
+    *,
+    name: str = "Layer",
+    output: str = "y",
+) -> Spec:
+    """Declare a layer from SymPy expressions.
+
+    Parameters
+    ----------
+    forward : sympy.Expr, or ordered mapping / pairs ``name -> expr``
+        The forward pass.  A mapping declares a graph of named intermediates
+        (the last one is the output), kept in the given order.
+    inputs : iterable of Symbol or str, optional
+        The inputs in order.  Default: the free symbols that are not graph names,
+        sorted by name.
+    name : str
+        Class name of the generated layer.
+    output : str
+        Name of the output for a single expression (default ``y``).
+
+    Symbols without assumptions are taken as real.
+    """
+    if isinstance(forward, str):
+        raise SpecError("forward: expected a SymPy expression, got a string "
+                        "(strings go through load_spec or the command line's --expr)")
+    pairs = list(forward.items()) if isinstance(forward, Mapping) else (
+        [(output, forward)] if isinstance(forward, sympy.Basic) else list(forward)
+    )
+    graph_names = [sympy.Symbol(str(n), real=True) for n, _ in pairs]
+    realify: dict[sympy.Symbol, sympy.Symbol] = {}
+    exprs = []
+    for _, expr in pairs:
+        if not isinstance(expr, sympy.Expr):
+            raise SpecError(f"forward: expected a SymPy expression, got {type(expr).__name__} "
+                            "(strings go through load_spec or the command line's --expr)")
+        for s in expr.free_symbols:
+            if s.is_real is None:
+                realify.setdefault(s, sympy.Symbol(s.name, real=True))
+        exprs.append(expr.xreplace(realify))
+    by_name = {s.name: s for e in exprs for s in e.free_symbols}
+    graph_name_set = {s.name for s in graph_names}
+    if inputs is None:
+        input_syms = sorted((s for n, s in by_name.items() if n not in graph_name_set), key=lambda s: s.name)
+    else:
+        input_syms = []
+        for item in inputs:
+            nm = item if isinstance(item, str) else item.name
+            input_syms.append(by_name.get(nm) or sympy.Symbol(nm, real=True))
+    name_of = {s.name: s for s in graph_names}
+    exprs = [e.xreplace({s: name_of[s.name] for s in e.free_symbols if s.name in name_of}) for e in exprs]
+    return Spec(name=name, inputs=tuple(input_syms), graph=tuple(zip(graph_names, exprs)))
+
+
+def array_dout(output_shape: tuple) -> sympy.Symbol:
+    """The upstream gradient of an array layer: an array, or a scalar for a loss."""
+    return ops.ArrayVar(DOUT.name, real=True) if output_shape else DOUT
