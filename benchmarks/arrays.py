@@ -3,7 +3,7 @@
 Measures the wall time of one forward + backward call of: Affine (x 100x784, W 784x50,
 b 50; dx, dW, db); SoftmaxWithLoss at 100x10 and 1000x1000 with one-hot t (loss, dx); and
 a TwoLayerNet 784-50-10 training step at batch 100: ``grads = net.gradient(x, t)`` plus
-``params[k] -= 0.1 * grads[k]``.  Variants: *generated* -- ``catalog.load(name).compile()``;
+``params[k] -= 0.1 * grads[k]``.  Variants: *generated* -- ``symbackprop.load(name).compile()``;
 *hand* -- numpy in the style of "Deep Learning from Scratch" ch. 5 (Affine, masked Relu,
 SoftmaxWithLoss, TwoLayerNet with an OrderedDict of layers and reversed backward: the book's
 classes of ``tests/fixtures/seed_layers.py``, SoftmaxWithLoss's forward this file's); *torch*
@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
-from symbackprop.spec import catalog  # noqa: E402
+import symbackprop  # noqa: E402
 from tests.fixtures import seed_layers  # noqa: E402
 from tests.fixtures.seed_layers import Affine, Relu  # noqa: E402  the book's, kept once (tests' oracles)
 
@@ -128,13 +128,13 @@ def make_cases(rng):
     cases = {}
     x, W, b = rng.standard_normal((100, 784)), 0.01 * rng.standard_normal((784, 50)), rng.standard_normal(50)
     a = {"x": x, "W": W, "b": b, "dout": rng.standard_normal((100, 50))}
-    cls = catalog.load("affine").compile()
+    cls = symbackprop.load("affine").compile()
     cases["Affine 100x784 @ 784x50"] = ("affine", a, cls(W.copy(), b.copy()), Affine(W.copy(), b.copy()))
-    cls = catalog.load("softmax_with_loss").compile()
+    cls = symbackprop.load("softmax_with_loss").compile()
     for n, k in ((100, 10), (1000, 1000)):
         a = {"x": rng.standard_normal((n, k)), "t": np.eye(k)[rng.integers(0, k, n)]}
         cases[f"SoftmaxWithLoss {n}x{k}"] = ("softmax", a, cls(), SoftmaxWithLoss())
-    cls = catalog.load("two_layer_net").compile()
+    cls = symbackprop.load("two_layer_net").compile()
     p = cls.initialized(D=784, H=50, K=10, seed=0).params
     a = {"x": rng.random((100, 784)), "t": np.eye(10)[rng.integers(0, 10, 100)], **p}
     names = ("W1", "b1", "W2", "b2")

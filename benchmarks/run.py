@@ -49,7 +49,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 from benchmarks import arrays as hand_arrays  # noqa: E402
 from benchmarks import elementwise as hand_elementwise  # noqa: E402
 import symbackprop  # noqa: E402
-from symbackprop.spec import catalog  # noqa: E402
 
 VARIANTS = ("numpy", "fused", "hand", "torch", "jax")
 
@@ -116,7 +115,7 @@ class Case:
 def _elementwise(name: str, decl: str, hand: type, shape: tuple, dtype, rng, peers) -> Case:
     x = rng.standard_normal(shape).astype(dtype)
     dout = rng.standard_normal(shape).astype(dtype)
-    derivation = catalog.load(decl).derive()
+    derivation = symbackprop.load(decl).derive()
     mask = any(c.mask for c in derivation.cache)  # forward writes it, backward reads it
     per_element = 4 * x.itemsize + 2 if mask else 5 * x.itemsize  # x, y (+ mask); dout, y or mask, dx
     case = Case(f"{name} {shape[0]}x{shape[1]}", per_element * x.size)
@@ -157,7 +156,7 @@ def _softmax_with_loss(n: int, k: int, dtype, rng, peers) -> Case:
     labels = rng.integers(0, k, n)
     t = np.eye(k, dtype=dtype)[labels]
     case = Case(f"SoftmaxWithLoss {n}x{k}", 6 * x.nbytes)  # read x, t, write y; read y, t, write dx
-    derivation = catalog.load("softmax_with_loss").derive()
+    derivation = symbackprop.load("softmax_with_loss").derive()
     for variant, cls in (("numpy", symbackprop.compile(derivation)), ("fused", symbackprop.compile(derivation, "fused")),
                          ("hand", hand_arrays.SoftmaxWithLoss)):
         layer = cls()
@@ -193,7 +192,7 @@ def _affine(n: int, d: int, m: int, dtype, rng, peers) -> Case:
     dout = rng.standard_normal((n, m)).astype(dtype)
     item = x.itemsize
     case = Case(f"Affine {n}x{d} -> {m}", item * (2 * x.size + 3 * W.size + 2 * n * m + x.size), 6.0 * n * d * m)
-    cls = catalog.load("affine")
+    cls = symbackprop.load("affine")
     for variant, layer in (("numpy", cls.compile()(W, b)), ("fused", cls.compile("fused")(W, b)),
                            ("hand", hand_arrays.Affine(W, b))):
         case.calls[variant] = (layer_step(layer, [x], dout), layer_outputs(layer, [x], dout, "dW", "db"))
@@ -224,7 +223,7 @@ def _affine(n: int, d: int, m: int, dtype, rng, peers) -> Case:
 
 def _network(n: int, dtype, rng, peers) -> Case:
     d, h, k = 784, 50, 10
-    cls = catalog.load("two_layer_net")
+    cls = symbackprop.load("two_layer_net")
     init = cls.compile().initialized(D=d, H=h, K=k, seed=0).params
     names = ("W1", "b1", "W2", "b2")
     p0 = {q: init[q].astype(dtype) for q in names}
@@ -454,7 +453,7 @@ def compare_backends(rounds: int) -> list[str]:
         start = time.perf_counter()
         numexpr_call()
         numexpr_first = time.perf_counter() - start
-        derivation = catalog.load(name).derive()
+        derivation = symbackprop.load(name).derive()
         layer = symbackprop.compile(derivation, "fused")()
         start = time.perf_counter()
         layer.forward(x)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout
+import symbackprop  # noqa: E402
 from symbackprop.spec import catalog  # noqa: E402
 from symbackprop.checker import verify_layer  # noqa: E402
 from symbackprop.verify import verify  # noqa: E402
@@ -48,7 +49,7 @@ def classes():
     yield from ((f"planted {n}", getattr(planted, n), s) for n, (s, _) in planted.EXPECTED.items())
     yield from ((f"correct {n}", getattr(planted, n), s) for n, s in planted.CORRECT.items())
     for name in catalog.bundled_names():
-        yield f"generated {name}", catalog.load(name).compile(), name
+        yield f"generated {name}", symbackprop.load(name).compile(), name
 
 
 def main() -> int:
@@ -56,7 +57,7 @@ def main() -> int:
     times: dict[str, list[float]] = {"elementwise": [], "array": []}
     for label, cls, name in classes():
         start = time.perf_counter()
-        spec = catalog.load(name)  # a fresh Spec: nothing memoized
+        spec = symbackprop.load(name)  # a fresh Spec: nothing memoized
         report = verify_layer(cls, spec)
         seconds = time.perf_counter() - start
         times["array" if spec.is_array else "elementwise"].append(seconds)
@@ -69,7 +70,7 @@ def main() -> int:
     slowest = max(max(spent) for spent in times.values())
 
     print(f"\n{'verify-steps':<40} {'claims/chains':<28} {'seconds':>7}")
-    targets = [n for n in catalog.bundled_names() if not getattr(catalog.load(n), "is_array", False)]
+    targets = [n for n in catalog.bundled_names() if not getattr(symbackprop.load(n), "is_array", False)]
     targets += sorted(str(p.relative_to(ROOT)) for p in (ROOT / "examples" / "derivations").glob("*.toml"))
     for target in targets:
         start = time.perf_counter()

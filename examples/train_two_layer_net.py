@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from symbackprop.spec import catalog
+import symbackprop
 from symbackprop.datasets import DataError, load_digits, load_mnist
 
 
@@ -33,7 +33,7 @@ def progress(epoch: int, epochs: int, text: str, every: int, width: int = 24) ->
 def train(data, epochs: int, hidden: int, batch: int, lr: float, seed: int):
     x_train, t_train, x_test, t_test = data
     classes = int(max(t_train.max(), t_test.max())) + 1
-    Net = catalog.load("two_layer_net").compile()
+    Net = symbackprop.load("two_layer_net").compile()
     net = Net.initialized(D=x_train.shape[1], H=hidden, K=classes, seed=seed)
     rng = np.random.default_rng(seed)
     per_epoch = max(len(x_train) // batch, 1)

@@ -17,7 +17,8 @@ from .version import __version__
 
 #: Public name -> the module that defines it.
 _EXPORTS = {
-    "Spec": "symbackprop.spec.model", "layer": "symbackprop.spec.model", "load_spec": "symbackprop.spec.toml",
+    "Spec": "symbackprop.spec.model", "Layer": "symbackprop.pipeline", "layer": "symbackprop.pipeline",
+    "load_spec": "symbackprop.pipeline", "load": "symbackprop.pipeline",
     "derive": "symbackprop.pipeline", "generate": "symbackprop.pipeline", "compile": "symbackprop.pipeline",
     "check": "symbackprop.pipeline", "verify_layer": "symbackprop.checker", "verify_steps": "symbackprop.verify",
     "SymbackpropError": "symbackprop.errors", "ParseError": "symbackprop.errors", "SpecError": "symbackprop.errors",

@@ -4,7 +4,6 @@ import pickle
 import pytest
 
 import symbackprop
-from symbackprop.spec import catalog
 from symbackprop.cache import Cache, cache_dir, cached_check, cached_derivation, fingerprint
 
 
@@ -14,24 +13,24 @@ def cache(tmp_path):
 
 
 def test_a_hit_skips_the_derivation(cache, monkeypatch):
-    first = cached_derivation(catalog.load("sigmoid"), cache)
+    first = cached_derivation(symbackprop.load("sigmoid"), cache)
     assert (cache.hits, cache.misses) == (0, 1)
 
     def fail(self):
         raise AssertionError("derived again")
 
-    monkeypatch.setattr(type(catalog.load("sigmoid")), "derive", fail)
-    again = cached_derivation(catalog.load("sigmoid"), cache)
+    monkeypatch.setattr(type(symbackprop.load("sigmoid")), "derive", fail)
+    again = cached_derivation(symbackprop.load("sigmoid"), cache)
     assert cache.hits == 1
     assert again.backward == first.backward and again.cache_names == first.cache_names
     assert symbackprop.compile(again)().forward(0.0) == 0.5  # usable: the class is generated again from it
 
 
 def test_check_reports_are_cached_with_their_options(cache):
-    spec = catalog.load("tanh")
+    spec = symbackprop.load("tanh")
     a = cached_check(spec, cache, max_examples=5)
-    b = cached_check(catalog.load("tanh"), cache, max_examples=5)
-    cached_check(catalog.load("tanh"), cache, max_examples=6)
+    b = cached_check(symbackprop.load("tanh"), cache, max_examples=5)
+    cached_check(symbackprop.load("tanh"), cache, max_examples=6)
     assert a.to_json() == b.to_json()
     assert (cache.hits, cache.misses) == (1, 2)
 
@@ -43,11 +42,11 @@ def test_check_reports_are_cached_with_their_options(cache):
     lambda raw: b"",                                   # emptied
 ])
 def test_a_damaged_entry_changes_nothing_but_the_time(cache, damage):
-    spec = catalog.load("exp")
+    spec = symbackprop.load("exp")
     want = cached_derivation(spec, cache).backward
     (entry,) = [p for p in cache.directory.iterdir() if p.name != "secret"]
     entry.write_bytes(damage(entry.read_bytes()))
-    again = cached_derivation(catalog.load("exp"), cache)
+    again = cached_derivation(symbackprop.load("exp"), cache)
     assert again.backward == want
     assert cache.misses == 2  # recomputed, not trusted
 
@@ -60,23 +59,23 @@ class Payload:
 
 
 def test_a_foreign_entry_is_never_unpickled(cache):
-    spec = catalog.load("log")
+    spec = symbackprop.load("log")
     cached_derivation(spec, cache)
     (entry,) = [p for p in cache.directory.iterdir() if p.name != "secret"]
     evil = pickle.dumps(Payload())
     entry.write_bytes(b"\0" * 32 + evil)  # no valid tag: made without the secret
-    again = cached_derivation(catalog.load("log"), cache)
+    again = cached_derivation(symbackprop.load("log"), cache)
     assert str(again.backward["x"]) == "dout/x"
 
 
 def test_the_secret_is_private(cache):
-    cached_derivation(catalog.load("exp"), cache)
+    cached_derivation(symbackprop.load("exp"), cache)
     assert (cache.directory / "secret").stat().st_mode & 0o077 == 0
 
 
 def test_disabled_cache_writes_nothing(tmp_path):
     cache = Cache(tmp_path / "c", enabled=False)
-    cached_derivation(catalog.load("exp"), cache)
+    cached_derivation(symbackprop.load("exp"), cache)
     assert not (tmp_path / "c").exists()
 
 
@@ -89,8 +88,8 @@ def test_cache_location_follows_the_environment(monkeypatch, tmp_path):
 
 
 def test_fingerprint_tells_declarations_apart_and_is_stable():
-    assert fingerprint(catalog.load("exp")) == fingerprint(catalog.load("exp"))
-    assert fingerprint(catalog.load("exp")) != fingerprint(catalog.load("log"))
+    assert fingerprint(symbackprop.load("exp")) == fingerprint(symbackprop.load("exp"))
+    assert fingerprint(symbackprop.load("exp")) != fingerprint(symbackprop.load("log"))
 
 
 def test_the_command_line_uses_the_cache_and_can_skip_it(tmp_path, monkeypatch, capsys):

@@ -5,11 +5,11 @@ The expected numbers are the seed's own printed outputs, typed in here by hand.
 import numpy as np
 import pytest
 
-from symbackprop.spec import catalog
+import symbackprop
 
 
 def run(name, values, dout=1.0):
-    spec = catalog.load(name)
+    spec = symbackprop.load(name)
     layer = spec.compile()()
     out = layer.forward(*[values[n] for n in spec.input_names])
     grads = layer.backward(dout)
@@ -36,13 +36,13 @@ def test_5_3_3_apples_and_oranges():
 
 
 def test_apples_and_oranges_keep_the_seeds_two_input_nodes():
-    spec = catalog.load("apple_orange")
+    spec = symbackprop.load("apple_orange")
     assert [n.name for n, _ in spec.graph] == ["apple_price", "orange_price", "all_price", "price"]
     assert all(len(expr.args) == 2 for _, expr in spec.graph)
 
 
 def test_5_2_chain_rule_dz_dx_is_2_x_plus_y():
-    spec = catalog.load("chain_rule")
+    spec = symbackprop.load("chain_rule")
     layer = spec.compile()()
     rng = np.random.default_rng(5)
     x, y = rng.normal(size=4), rng.normal(size=4)
@@ -53,16 +53,16 @@ def test_5_2_chain_rule_dz_dx_is_2_x_plus_y():
 
 
 def test_5_3_add_and_multiply_nodes():
-    add = catalog.load("add").compile()()
+    add = symbackprop.load("add").compile()()
     add.forward(3.0, 4.0)
     assert add.backward(1.3) == (1.3, 1.3)
-    mul = catalog.load("multiply").compile()()
+    mul = symbackprop.load("multiply").compile()()
     mul.forward(3.0, 4.0)
     assert mul.backward(1.5) == pytest.approx((6.0, 4.5))
 
 
 def test_5_5_1_relu_masks_nonpositive_inputs():
-    relu = catalog.load("relu").compile()()
+    relu = symbackprop.load("relu").compile()()
     x = np.array([[1.0, -0.5], [-2.0, 3.0]])  # the book's example array
     out = relu.forward(x)
     np.testing.assert_array_equal(out, [[1.0, 0.0], [0.0, 3.0]])
@@ -72,13 +72,13 @@ def test_5_5_1_relu_masks_nonpositive_inputs():
 
 
 def test_5_5_1_relu_gradient_at_zero_is_zero_as_in_the_book():
-    relu = catalog.load("relu").compile()()
+    relu = symbackprop.load("relu").compile()()
     relu.forward(np.array([0.0]))
     assert relu.backward(np.array([1.0]))[0] == 0.0
 
 
 def test_5_5_2_sigmoid_backward_is_dout_y_1_minus_y():
-    sig = catalog.load("sigmoid").compile()()
+    sig = symbackprop.load("sigmoid").compile()()
     x = np.linspace(-5, 5, 11)
     y = sig.forward(x)
     np.testing.assert_allclose(y, 1 / (1 + np.exp(-x)), rtol=1e-15)
@@ -87,7 +87,7 @@ def test_5_5_2_sigmoid_backward_is_dout_y_1_minus_y():
 
 
 def test_5_5_2_the_seeds_sigmoid_derivation_chain_checks():
-    report = catalog.load("sigmoid").check(max_examples=5)
+    report = symbackprop.load("sigmoid").check(max_examples=5)
     (chain,) = report.chains
     assert chain["ok"] and chain["first_wrong_step"] is None
     assert [c["status"] for c in report.claims] == ["proved", "proved"]

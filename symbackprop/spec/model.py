@@ -7,30 +7,21 @@ single ``forward`` expression is a graph of one node.  Graphs keep the order and
 grouping they were written in (the seed's apple example stays a chain of two-input
 products), because the explanation and the generated code follow the declared nodes.
 
-Specs come from TOML files (:func:`load_spec`) or from SymPy expressions
-(:func:`layer`)::
-
-    >>> import sympy, symbackprop
-    >>> x = sympy.Symbol("x")
-    >>> sig = symbackprop.layer(1 / (1 + sympy.exp(-x)), name="Sigmoid")
-    >>> str(sig.derive().backward["x"])
-    'dout*y*(1 - y)'
+Specs come from TOML files (:func:`symbackprop.spec.toml.load_spec`) or from SymPy
+expressions (:func:`layer`).  A Spec is data: the façade's :class:`symbackprop.pipeline.Layer`
+is a Spec with the pipeline's verbs (``derive``, ``generate``, ``compile``, ``check``).
 """
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sympy
 
 from .. import ops
 from ..errors import SpecError
 from ..lang.parser import is_identifier
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..derivation.model import Derivation
-    from ..reports import CheckReport
 
 #: The upstream gradient ``dL/dy`` in every backward expression.
 DOUT = sympy.Symbol("dout", real=True)
@@ -145,34 +136,6 @@ class Spec:
         for name, expr in self.graph:
             out[name] = expr.xreplace(out)
         return out
-
-    # -- the pipeline, as a thin delegation ------------------------------------------------
-    # A Spec is data; these four methods only hand it to the façade (symbackprop.pipeline),
-    # so that ``symbackprop.layer(expr).derive()`` reads as the README writes it.  The
-    # import contract in pyproject.toml lists this one upward import.
-    def derive(self) -> Derivation:
-        """Local derivatives, the backward pass and the cache: :func:`symbackprop.derive`."""
-        from .. import pipeline
-
-        return pipeline.derive(self)
-
-    def generate(self, backend: str = "numpy") -> str:
-        """Source of the layer class: :func:`symbackprop.generate`."""
-        from .. import pipeline
-
-        return pipeline.generate(self, backend=backend)
-
-    def compile(self, backend: str = "numpy") -> type:
-        """The generated layer class, compiled in memory: :func:`symbackprop.compile`."""
-        from .. import pipeline
-
-        return pipeline.compile(self, backend=backend)
-
-    def check(self, **options: Any) -> CheckReport:
-        """Check the generated class numerically: :func:`symbackprop.check`."""
-        from .. import pipeline
-
-        return pipeline.check(self, **options)
 
     def __repr__(self) -> str:
         graph = "; ".join(f"{n} = {e}" for n, e in self.graph)

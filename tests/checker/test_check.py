@@ -13,19 +13,19 @@ x = sympy.Symbol("x", real=True)
 
 @pytest.mark.parametrize("name", catalog.bundled_names())
 def test_every_bundled_declaration_checks(name):
-    report = catalog.load(name).check(max_examples=10)
+    report = symbackprop.load(name).check(max_examples=10)
     assert report.ok, report.problems
     assert report.backward_max_rel_error < 1e-6
 
 
 def test_complex_step_is_used_where_the_forward_is_analytic():
-    report = catalog.load("sigmoid").check(max_examples=10)
+    report = symbackprop.load("sigmoid").check(max_examples=10)
     assert report.method == "complex"
     assert report.backward_max_rel_error < 1e-9
 
 
 def test_central_differences_at_kinks():
-    assert catalog.load("relu").check(max_examples=10).method == "central"
+    assert symbackprop.load("relu").check(max_examples=10).method == "central"
 
 
 class WrongSigmoid:
@@ -40,7 +40,7 @@ class WrongSigmoid:
 
 
 def test_a_wrong_backward_is_caught_with_its_location():
-    spec = catalog.load("sigmoid")
+    spec = symbackprop.load("sigmoid")
     error, method, where = gradient_check(spec, WrongSigmoid, max_examples=10)
     assert error > 0.1
     assert where["input"] == "x" and set(where) >= {"index", "backward", "numerical"}
@@ -56,7 +56,7 @@ class ReluKinkAtZeroConvention:
 
 
 def test_kinks_are_avoided_not_misreported():
-    spec = catalog.load("relu")
+    spec = symbackprop.load("relu")
     assert kinks(spec) != []
     error, _, _ = gradient_check(spec, ReluKinkAtZeroConvention, max_examples=30)
     assert error < 1e-6

@@ -21,7 +21,7 @@ from symbackprop.cli import main
 from symbackprop.grading.batch import OUTPUT_BYTES, expand, parse_memory
 from symbackprop.checker import load_class, verify_layer
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 _spec = importlib.util.spec_from_file_location("submissions", FIXTURES / "submissions.py")
 submissions = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(submissions)

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
-from symbackprop.spec import catalog
+import symbackprop
 from symbackprop.testing import assert_layer_matches, cases_for, inputs_for
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 def _import(name: str):
@@ -44,7 +44,7 @@ def test_informational_findings_do_not_fail():
 
 def test_options_reach_the_checker():
     assert_layer_matches(seed.Relu, "relu", ignore=["side-effect"])
-    assert_layer_matches(lambda: seed.Sigmoid(), catalog.load("sigmoid"), seed=3)
+    assert_layer_matches(lambda: seed.Sigmoid(), symbackprop.load("sigmoid"), seed=3)
 
 
 @settings(max_examples=20, deadline=None)

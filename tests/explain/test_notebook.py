@@ -14,7 +14,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-NOTEBOOK = Path(__file__).resolve().parent.parent / "examples" / "chapter5.ipynb"
+NOTEBOOK = Path(__file__).resolve().parents[2] / "examples" / "chapter5.ipynb"
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,5 @@
 """Float32 in, float32 out, in both backends; the checker's float32 tolerance catches a float64
 result and a wrong formula, and passes float32 rounding."""
-from functools import lru_cache
 
 import numpy as np
 import pytest
@@ -8,18 +7,14 @@ import pytest
 import symbackprop
 from symbackprop.spec import catalog
 from symbackprop.checker.elementwise import dtype_check, dtype_tolerance
+from tests.fixtures.declarations import bundled
 from symbackprop.checker.arrays import ArrayProblem
 from symbackprop.checker.arrays import dtype_check as array_dtype_check
 
 NAMES = catalog.bundled_names()
 
 
-try:  # one spec per declaration across both files: the fused kernels compile once
-    from test_fused import spec
-except ImportError:  # pragma: no cover - run alone
-    @lru_cache(maxsize=None)
-    def spec(name):
-        return catalog.load(name)
+spec = bundled  # one spec per declaration for the whole session: the fused kernels compile once
 
 
 def _results(name, backend, dtype, labels=False):
@@ -45,7 +40,7 @@ def _results(name, backend, dtype, labels=False):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_float32_in_float32_out(name, backend="numpy"):  # the fused backend: tests/test_fused.py
+def test_float32_in_float32_out(name, backend="numpy"):  # the fused backend: tests/codegen/test_fused.py
     assert {np.asarray(v).dtype for v in _results(name, backend, np.float32)} == {np.dtype(np.float32)}
     assert {np.asarray(v).dtype for v in _results(name, backend, np.float64)} == {np.dtype(np.float64)}
 

@@ -20,7 +20,7 @@ from symbackprop.datasets import DataError, load_mnist, read_idx
 from symbackprop.derivation.explicit import ExplicitCheckFailed
 from symbackprop.lang.parser import parse_expression
 
-ARRAYS = [n for n in catalog.bundled_names() if catalog.load(n).is_array]
+ARRAYS = [n for n in catalog.bundled_names() if symbackprop.load(n).is_array]
 
 
 def softmax(a):
@@ -78,7 +78,7 @@ def test_softmax_backward_is_the_known_matrix_form(capsys):
 
 @pytest.mark.parametrize("name", ARRAYS)
 def test_every_array_declaration_checks(name):
-    report = catalog.load(name).check(max_examples=6)
+    report = symbackprop.load(name).check(max_examples=6)
     assert report.ok, report.problems
 
 
@@ -86,7 +86,7 @@ def test_generated_layer_matches_numerical_differentiation_per_element():
     """Oracle: the book's per-element central differences of sum(dout * forward)."""
     rng = np.random.default_rng(3)
     x, gamma, beta, dout = rng.normal(size=(4, 3)), rng.normal(size=3), rng.normal(size=3), rng.normal(size=(4, 3))
-    BatchNorm = catalog.load("batch_norm").compile()
+    BatchNorm = symbackprop.load("batch_norm").compile()
     layer = BatchNorm(gamma, beta)
     layer.forward(x)
     dx = layer.backward(dout)
@@ -132,7 +132,7 @@ def test_a_transposed_parameter_is_transposed_back_once(tmp_path, capsys):
 
 
 def test_two_layer_net_passes_the_books_gradient_check_at_its_levels():
-    report = catalog.load("two_layer_net").check(max_examples=4)
+    report = symbackprop.load("two_layer_net").check(max_examples=4)
     assert report.ok
     for name, figures in report.parameters.items():
         assert figures["central"] < 1e-9, name      # the book prints about 1e-13 to 1e-10
@@ -140,7 +140,7 @@ def test_two_layer_net_passes_the_books_gradient_check_at_its_levels():
 
 
 def test_network_interface_like_the_books_two_layer_net():
-    Net = catalog.load("two_layer_net").compile()
+    Net = symbackprop.load("two_layer_net").compile()
     net = Net.initialized(D=5, H=4, K=3, seed=0)
     rng = np.random.default_rng(4)
     x, labels = rng.normal(size=(6, 5)), rng.integers(0, 3, 6)
@@ -225,7 +225,7 @@ def test_idx_reader_refuses_broken_files(tmp_path):
 
 def test_training_example_reaches_the_target_accuracy(tmp_path):
     """The book's 5.7.4 loop on scikit-learn's digits: test accuracy at least 0.96."""
-    script = Path(__file__).parent.parent / "examples" / "train_two_layer_net.py"
+    script = Path(__file__).resolve().parents[2] / "examples" / "train_two_layer_net.py"
     png = tmp_path / "curves.png"
     result = subprocess.run([sys.executable, str(script), "--png", str(png)], capture_output=True, text=True,
                             timeout=300, check=True)
@@ -253,7 +253,7 @@ def test_the_transpose_of_a_product_keeps_its_parentheses(tmp_path, backend):
 def test_a_networks_gradient_skips_the_input_gradient_and_changes_nothing_else(backend):
     """``gradient()`` runs ``backward(1.0, inputs=False)``: no ``dx`` (a third of the products),
     the same parameter gradients; oracle: ``backward`` with ``dx``, and central differences."""
-    net = catalog.load("two_layer_net").compile(backend).initialized(D=6, H=5, K=4, seed=1)
+    net = symbackprop.load("two_layer_net").compile(backend).initialized(D=6, H=5, K=4, seed=1)
     rng = np.random.default_rng(9)
     x, t = rng.normal(size=(7, 6)), np.eye(4)[rng.integers(0, 4, 7)]
     grads = {k: v.copy() for k, v in net.gradient(x, t).items()}

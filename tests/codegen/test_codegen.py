@@ -15,12 +15,12 @@ from symbackprop.codegen import class_name
 from symbackprop.errors import GenerationError, SpecError
 
 NAMES = catalog.bundled_names()
-ELEMENTWISE = [n for n in NAMES if not catalog.load(n).is_array]
+ELEMENTWISE = [n for n in NAMES if not symbackprop.load(n).is_array]
 
 
 @pytest.fixture(scope="module")
 def sources():
-    return {name: catalog.load(name).generate() for name in NAMES}
+    return {name: symbackprop.load(name).generate() for name in NAMES}
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -42,12 +42,12 @@ def test_saved_source_imports_without_sympy(tmp_path, sources):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_same_declaration_same_bytes(sources, name):
-    assert catalog.load(name).generate() == sources[name]
+    assert symbackprop.load(name).generate() == sources[name]
 
 
-@pytest.mark.parametrize("name", [n for n in ELEMENTWISE if not catalog.load(n).values])
+@pytest.mark.parametrize("name", [n for n in ELEMENTWISE if not symbackprop.load(n).values])
 def test_no_warning_and_finite_results_in_the_tails(name):
-    spec = catalog.load(name)
+    spec = symbackprop.load(name)
     cls = spec.compile()
     xs = [np.array([1e3, 700.0, 30.0, 1e-3, 0.5]) if s.is_positive else
           np.array([-1e3, -700.0, -30.0, 0.0, 30.0, 700.0, 1e3]) for s in spec.inputs]
@@ -66,7 +66,7 @@ def test_no_warning_and_finite_results_in_the_tails(name):
 def test_softmax_layers_need_no_overflow_guard_and_stay_finite_at_huge_logits(name):
     """exp only ever sees log_softmax (at most 0) or a shifted row: no warning even at 1e4;
     oracle: softmax rows sum to 1 and the loss is the hand-computed -log of the label's share."""
-    spec = catalog.load(name)
+    spec = symbackprop.load(name)
     x = np.array([[1e4, -1e4, 0.0], [-5e3, 5e3, 5e3]])
     t = np.eye(3)[[0, 2]]
     args = [x, t][:len(spec.inputs) + len(spec.constants)]
@@ -83,19 +83,19 @@ def test_softmax_layers_need_no_overflow_guard_and_stay_finite_at_huge_logits(na
 
 
 def test_sigmoid_is_exact_in_the_tails():
-    sig = catalog.load("sigmoid").compile()()
+    sig = symbackprop.load("sigmoid").compile()()
     y = sig.forward(np.array([-1000.0, -40.0, 40.0, 1000.0]))
     np.testing.assert_allclose(y, [0.0, 4.248354255291589e-18, 1.0, 1.0], rtol=1e-15)
 
 
 def test_softplus_prints_the_stable_forms():
-    src = catalog.load("softplus").generate()
+    src = symbackprop.load("softplus").generate()
     assert "np.logaddexp(0, x)" in src and "np.expm1(-self.y)" in src
 
 
 def test_backward_leaves_dout_untouched(sources):
     for name in ELEMENTWISE:
-        spec = catalog.load(name)
+        spec = symbackprop.load(name)
         layer = spec.compile()()
         xs = [np.linspace(0.1, 2, 6) for _ in spec.inputs]
         layer.forward(*xs)
@@ -107,7 +107,7 @@ def test_backward_leaves_dout_untouched(sources):
 
 def test_backward_operand_order_reuses_temporaries():
     """numpy reuses a temporary in place when it is the left operand: compound factor first."""
-    src = catalog.load("sigmoid").generate()
+    src = symbackprop.load("sigmoid").generate()
     assert "dx = (1 - self.y)*dout*self.y" in src
 
 

@@ -17,14 +17,15 @@ import sympy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import symbackprop
 from symbackprop.spec import catalog
 from symbackprop.cli import main
 from symbackprop.errors import SymbackpropError
 from symbackprop.checker import load_class, verify_layer
 from symbackprop.reports import KINDS
-from symbackprop.spec.model import layer
+from symbackprop import layer
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SEED = str(FIXTURES / "seed_layers.py")
 PLANTED = str(FIXTURES / "planted_layers.py")
 
@@ -76,12 +77,12 @@ def test_correct_hand_written_classes_are_never_flagged(name):
     assert report.findings == [], report.text()
 
 
-ELEMENTWISE = [n for n in catalog.bundled_names() if not getattr(catalog.load(n), "is_array", False)]
+ELEMENTWISE = [n for n in catalog.bundled_names() if not getattr(symbackprop.load(n), "is_array", False)]
 
 
 @pytest.mark.parametrize("name", ELEMENTWISE)
 def test_generated_classes_have_right_math_shapes_and_caches(name):
-    spec = catalog.load(name)
+    spec = symbackprop.load(name)
     report = verify_layer(spec.compile(), spec)
     # side effects are left out: the generated Add returns dout itself (reported to codegen)
     assert {f.kind for f in report.findings} <= {"side-effect"}, report.text()
@@ -225,7 +226,7 @@ def test_verify_layer_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_pat
 
 
 # -- array layers and networks ----------------------------------------------------------------------
-ARRAYS = [n for n in catalog.bundled_names() if catalog.load(n).is_array]
+ARRAYS = [n for n in catalog.bundled_names() if symbackprop.load(n).is_array]
 
 
 def _softmax(x):
@@ -269,7 +270,7 @@ def test_the_books_two_layer_net_gets_exactly_a_precision_finding_on_its_loss():
 
 @pytest.mark.parametrize("name", ARRAYS)
 def test_generated_array_classes_are_never_flagged(name):
-    spec = catalog.load(name)
+    spec = symbackprop.load(name)
     report = verify_layer(spec.compile(), spec)
     assert report.findings == [] and report.notes == [], report.text()
 

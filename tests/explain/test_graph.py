@@ -11,7 +11,7 @@ from collections import Counter
 
 import pytest
 
-from symbackprop.spec import catalog
+import symbackprop
 from symbackprop.cli import main
 from symbackprop.explain import graph
 from symbackprop.explain import GraphvizMissing
@@ -35,7 +35,7 @@ def parse(dot):
 
 
 def test_apple_orange_is_the_seeds_figure_5_9():
-    nodes, forward, backward = parse(graph(catalog.load("apple_orange")).dot)
+    nodes, forward, backward = parse(graph(symbackprop.load("apple_orange")).dot)
     label = {v: k for k, v in nodes.items() if v not in ("×", "+")}
     apple, apple_num, orange, orange_num, tax = (label[n] for n in ("apple", "apple_num", "orange", "orange_num", "tax"))
     price = label["price"]
@@ -58,18 +58,18 @@ def test_apple_orange_is_the_seeds_figure_5_9():
 
 
 def test_apple_is_the_seeds_figure_5_4():
-    nodes, forward, backward = parse(graph(catalog.load("apple")).dot)
+    nodes, forward, backward = parse(graph(symbackprop.load("apple")).dot)
     assert sorted(label for *_, label in forward) == sorted(["100", "2", "200", "1.1", "220"])
     assert sorted(label for *_, label in backward) == sorted(["1", "1.1", "2.2", "110", "200"])
 
 
 def test_forward_only_draws_no_red_arrow():
-    _, forward, backward = parse(graph(catalog.load("apple_orange"), backward=False).dot)
+    _, forward, backward = parse(graph(symbackprop.load("apple_orange"), backward=False).dot)
     assert len(forward) == 9 and backward == []
 
 
 def test_sigmoid_symbolic_is_the_seeds_figure_5_10():
-    nodes, forward, backward = parse(graph(catalog.load("sigmoid")).dot)
+    nodes, forward, backward = parse(graph(symbackprop.load("sigmoid")).dot)
     ops = [nodes[f"op{i}"] for i in range(1, 5)]
     assert ops == ["×(-1)", "exp", "+1", "/"]
     assert [label for *_, label in forward] == ["x", "-x", "exp(-x)", "1 + exp(-x)", "y"]
@@ -78,27 +78,27 @@ def test_sigmoid_symbolic_is_the_seeds_figure_5_10():
 
 
 def test_collapsed_sigmoid_is_figures_5_11_and_5_12():
-    _, _, chosen = parse(graph(catalog.load("sigmoid"), collapse=True).dot)
-    _, _, product = parse(graph(catalog.load("sigmoid"), collapse="product").dot)
+    _, _, chosen = parse(graph(symbackprop.load("sigmoid"), collapse=True).dot)
+    _, _, product = parse(graph(symbackprop.load("sigmoid"), collapse="product").dot)
     assert chosen[-1][2] == "∂L/∂y·y·(1 - y)"
     assert product[-1][2] == "∂L/∂y·y²·exp(-x)"
 
 
 def test_symbolic_labels_for_a_declaration_with_values():
-    _, forward, backward = parse(graph(catalog.load("apple"), symbolic=True).dot)
+    _, forward, backward = parse(graph(symbackprop.load("apple"), symbolic=True).dot)
     assert ("apple_price" in {label for *_, label in forward})
     assert "∂L/∂price·apple_num·tax" in {label for *_, label in backward}
 
 
 @pytest.mark.parametrize("name", ["apple", "apple_orange"])
 def test_numbers_are_short(name):
-    _, forward, backward = parse(graph(catalog.load(name)).dot)
+    _, forward, backward = parse(graph(symbackprop.load(name)).dot)
     for *_, label in forward + backward:
         assert re.fullmatch(r"-?\d+(\.\d{1,6})?", label), label
 
 
 def test_dot_renders_svg_and_png(tmp_path):
-    drawing = graph(catalog.load("apple_orange"))
+    drawing = graph(symbackprop.load("apple_orange"))
     svg = drawing.svg()
     assert svg.lstrip().startswith("<?xml") and "<svg" in svg
     for number in ("715", "650", "2.2", "110", "3.3", "165"):
@@ -129,7 +129,7 @@ def test_graph_command_writes_files_and_never_overwrites(tmp_path, capsys):
     assert main(["graph", "sigmoid", "-o", str(tmp_path / "fig.jpg")]) == 2
     assert not (tmp_path / "fig.jpg").exists()
     capsys.readouterr()
-    assert main(["graph", "affine"]) == 0  # array layers too (tests/test_explain_arrays.py)
+    assert main(["graph", "affine"]) == 0  # array layers too (tests/explain/test_arrays.py)
     assert capsys.readouterr().out.startswith('digraph "Affine"')
 
 
@@ -141,7 +141,7 @@ def test_without_graphviz_dot_text_and_a_hint(tmp_path, monkeypatch):
     assert result.returncode == 2 and not out.exists()
     assert result.stdout.startswith("digraph")
     assert len(result.stderr.strip().splitlines()) == 1 and "apt-get install graphviz" in result.stderr
-    drawing = graph(catalog.load("sigmoid"))
+    drawing = graph(symbackprop.load("sigmoid"))
     assert drawing._repr_svg_() is None and set(drawing._repr_mimebundle_()) == {"text/plain"}
     with pytest.raises(GraphvizMissing):
         drawing.render("svg")

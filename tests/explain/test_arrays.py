@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 import sympy
 
+import symbackprop
 from symbackprop import ops as arrays
-from symbackprop.spec import catalog
 from symbackprop.ops import ArrayVar
 from symbackprop.cli import main
 from symbackprop.explain import chain_rule_steps, derivation_latex, graph, latex, split_arrays
@@ -167,14 +167,14 @@ def check_steps(steps, seed=0):
 
 @pytest.mark.parametrize("name", ARRAY_SPECS)
 def test_every_printed_backward_equality_is_true(name):
-    steps = chain_rule_steps(catalog.load(name))
+    steps = chain_rule_steps(symbackprop.load(name))
     derivation = steps.derivation
     assert [r.lhs for r in steps.rows if r.kind == "backward"] == [t for t, _ in derivation.steps]
     assert check_steps(steps) >= len(derivation.steps) + len(steps.spec.graph)
 
 
 def test_the_oracle_catches_a_wrong_statement():
-    steps = chain_rule_steps(catalog.load("two_layer_net"))
+    steps = chain_rule_steps(symbackprop.load("two_layer_net"))
     backward = next(s for s in steps.sections if s.title.startswith("Backward"))
     i = next(k for k, r in enumerate(backward.rows) if r.lhs.name == "dW1")
     row = backward.rows[i]
@@ -186,7 +186,7 @@ def test_the_oracle_catches_a_wrong_statement():
 
 
 def test_two_layer_net_reads_as_matrix_calculus():
-    text = latex(catalog.load("two_layer_net"))
+    text = latex(symbackprop.load("two_layer_net"))
     for piece in (r"a_{1} &= x W_{1} + b_{1} && N \times H",
                   r"y &= \operatorname{softmax}_{\text{axis } 1}\left(a_{2}\right) && N \times K",
                   r"\mathit{loss} &= -\frac{1}{N} \sum \left(t \odot \log{\left(y \right)}\right) && \text{scalar}",
@@ -203,17 +203,17 @@ def test_two_layer_net_reads_as_matrix_calculus():
 
 
 def test_affine_softmax_and_batch_norm_notation():
-    affine = latex(catalog.load("affine"))
+    affine = latex(symbackprop.load("affine"))
     assert r"\frac{\partial L}{\partial x} &= \frac{\partial L}{\partial y} W^{T} && N \times D" in affine
     assert r"\frac{\partial L}{\partial W} &= x^{T} \frac{\partial L}{\partial y} && D \times M" in affine
     assert r"\frac{\partial L}{\partial b} &= \sum_{\text{axis } 0} \frac{\partial L}{\partial y} && M" in affine
-    assert r"\log\operatorname{softmax}_{\text{axis } 1}\left(x\right)" in latex(catalog.load("log_softmax"))
-    norm = latex(catalog.load("batch_norm"))
+    assert r"\log\operatorname{softmax}_{\text{axis } 1}\left(x\right)" in latex(symbackprop.load("log_softmax"))
+    norm = latex(symbackprop.load("batch_norm"))
     assert r"\mu &= \operatorname{mean}_{\text{axis } 0}\left(x\right) && D" in norm
     assert r"\mathit{std} &= \sqrt{\mathit{var} + 10^{-7}} && D" in norm
     assert r"t_{1} &= \frac{1}{\mathit{std}} && D" in norm   # the recomputed helper is defined
     assert r"\frac{\partial L}{\partial y} &= -\frac{\partial L}{\partial \mathit{loss}} \frac{t}{N y}" in \
-        latex(catalog.load("cross_entropy"))
+        latex(symbackprop.load("cross_entropy"))
 
 
 # declarations beyond the catalog: transposes in the forward pass, where, logsumexp, max and mean
@@ -275,7 +275,7 @@ SOFTMAX = "softmax\\naxis=1"
 
 
 def test_two_layer_net_graph_by_hand():
-    dot = graph(catalog.load("two_layer_net")).dot
+    dot = graph(symbackprop.load("two_layer_net")).dot
     nodes, forward, backward = parse(dot)
     assert Counter(nodes.values()) == Counter(["x", "W1", "b1", "W2", "b2", "t", "@", "+", "relu", "@", "+",
                                                SOFTMAX, "log", "×", "sum", "×(-1/N)", "loss"])
@@ -290,22 +290,22 @@ def test_two_layer_net_graph_by_hand():
         ("@", "relu", "dz1"), ("@", "W2", "dW2"), ("relu", "+", "da1"), ("+", "@", "da1"), ("+", "b1", "db1"),
         ("@", "x", "dx"), ("@", "W1", "dW1")])
     assert 'label="backward fused: log(y) = log_softmax(a2, axis=1)"' in dot
-    _, _, symbolic = parse(graph(catalog.load("two_layer_net"), symbolic=True).dot)
+    _, _, symbolic = parse(graph(symbackprop.load("two_layer_net"), symbolic=True).dot)
     assert Counter(label for *_, label in symbolic) == Counter([
         "dout", "dout*(y - t)/N", "da2", "sum(da2, axis=0)", "da2 @ W2.T", "z1.T @ da2", "dz1*where(a1 > 0, 1, 0)",
         "da1", "sum(da1, axis=0)", "da1 @ W1.T", "x.T @ da1"])
 
 
 def test_affine_graph_is_the_seeds_figure_5_25():
-    _, forward, backward = parse(graph(catalog.load("affine")).dot)
+    _, forward, backward = parse(graph(symbackprop.load("affine")).dot)
     assert Counter(forward) == Counter([("x", "@", "N×D"), ("W", "@", "D×M"), ("@", "+", "N×M"), ("b", "+", "M"),
                                         ("+", "y", "N×M")])
     assert Counter(backward) == Counter([("y", "+", "dout"), ("+", "@", "dout"), ("+", "b", "db"), ("@", "x", "dx"),
                                          ("@", "W", "dW")])
-    _, _, collapsed = parse(graph(catalog.load("affine"), collapse=True, symbolic=True).dot)
+    _, _, collapsed = parse(graph(symbackprop.load("affine"), collapse=True, symbolic=True).dot)
     assert Counter(collapsed) == Counter([("y", "Affine", "dout"), ("Affine", "x", "dout @ W.T"),
                                           ("Affine", "W", "x.T @ dout"), ("Affine", "b", "sum(dout, axis=0)")])
-    _, only_forward, none = parse(graph(catalog.load("affine"), backward=False).dot)
+    _, only_forward, none = parse(graph(symbackprop.load("affine"), backward=False).dot)
     assert len(only_forward) == 5 and none == []
 
 
@@ -327,7 +327,7 @@ def check_arrows(g, seed=0):
 
 @pytest.mark.parametrize("name", ARRAY_SPECS)
 def test_every_graph_node_edge_and_arrow(name):
-    spec = catalog.load(name)
+    spec = symbackprop.load(name)
     g = split_arrays(spec)
     oracle, into = check_arrows(g)
     # the declared values come out of the nodes unchanged, and every declared step has its node
@@ -353,7 +353,7 @@ def test_every_graph_node_edge_and_arrow(name):
 
 
 def test_a_wrong_arrow_is_caught():
-    g = split_arrays(catalog.load("two_layer_net"))
+    g = split_arrays(symbackprop.load("two_layer_net"))
     i = next(k for k, a in enumerate(g.arrows) if a.name == "dW1")
     a = g.arrows[i]
     g.arrows[i] = type(a)(a.source, a.target, 2 * a.expr, a.name)
@@ -363,9 +363,9 @@ def test_a_wrong_arrow_is_caught():
 
 # -- rendering, the command line, Jupyter and the report ----------------------------------------------------
 def test_array_latex_compiles(tmp_path):
-    blocks = [latex(catalog.load(name)) for name in ARRAY_SPECS]
-    blocks += [latex(catalog.load(name), inline=True) for name in ("two_layer_net", "batch_norm")]
-    blocks += [derivation_latex(catalog.load(name)) for name in ARRAY_SPECS]
+    blocks = [latex(symbackprop.load(name)) for name in ARRAY_SPECS]
+    blocks += [latex(symbackprop.load(name), inline=True) for name in ("two_layer_net", "batch_norm")]
+    blocks += [derivation_latex(symbackprop.load(name)) for name in ARRAY_SPECS]
     blocks += [latex(own(name)) for name in sorted(OWN)]
     (tmp_path / "arrays.tex").write_text(document(*blocks), encoding="utf-8")
     result = subprocess.run([shutil.which("latex"), "-interaction=nonstopmode", "-halt-on-error", "arrays.tex"],
@@ -392,7 +392,7 @@ def test_commands_for_the_two_layer_network(tmp_path, capsys):
 
 
 def test_jupyter_shows_array_derivations_and_graphs():
-    derivation = catalog.load("two_layer_net").derive()
+    derivation = symbackprop.load("two_layer_net").derive()
     shown = derivation_latex(derivation)
     assert shown.startswith("TwoLayerNet\n$$\\begin{aligned}") and shown.endswith("\\end{aligned}$$")
     assert r"\frac{\partial L}{\partial W_{1}} &= x^{T} \frac{\partial L}{\partial a_{1}}" in shown

@@ -5,7 +5,6 @@ import importlib.util
 import resource
 import subprocess
 import sys
-from functools import lru_cache
 
 import mpmath
 import numba as nb
@@ -19,15 +18,13 @@ from symbackprop.checker.elementwise import dtype_tolerance
 from symbackprop.pipeline import check as check_spec
 from symbackprop.checker.arrays import ArrayProblem
 from symbackprop.cli import main
+from tests.fixtures.declarations import bundled
 from symbackprop.numerics.domain import domain_of
 
 NAMES = catalog.bundled_names()
 
 
-@lru_cache(maxsize=None)
-def spec(name):
-    """One spec per declaration for the whole module: derivations and kernels compile once."""
-    return catalog.load(name)
+spec = bundled  # one spec per declaration for the whole session: derivations and kernels compile once
 
 
 @pytest.mark.parametrize("name", NAMES)

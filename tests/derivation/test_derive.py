@@ -13,13 +13,13 @@ from symbackprop.derivation.search import invert
 from symbackprop.spec.model import DOUT
 
 NAMES = catalog.bundled_names()
-ELEMENTWISE = [n for n in NAMES if not catalog.load(n).is_array]
+ELEMENTWISE = [n for n in NAMES if not symbackprop.load(n).is_array]
 x, y = sympy.symbols("x y", real=True)
 
 
 @pytest.fixture(scope="module")
 def derivations():
-    return {name: catalog.load(name).derive() for name in NAMES}
+    return {name: symbackprop.load(name).derive() for name in NAMES}
 
 
 @pytest.mark.parametrize("name", ELEMENTWISE)
@@ -131,6 +131,6 @@ def test_python_api_refuses_strings():
 
 
 def test_derivation_is_deterministic():
-    a = catalog.load("swish").generate()
-    b = catalog.load("swish").generate()
+    a = symbackprop.load("swish").generate()
+    b = symbackprop.load("swish").generate()
     assert a == b

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import sympy
 
-from symbackprop.spec import catalog
+import symbackprop
 from symbackprop.cli import main
 from symbackprop.numerics.equality import first_mismatch
 from symbackprop.explain import chain_rule_steps, derivation_latex, format_number, higher_order, latex
@@ -115,12 +115,12 @@ def check_rows(steps):
 
 @pytest.mark.parametrize("name, order", SPECS)
 def test_every_printed_equality_is_true(name, order):
-    steps = chain_rule_steps(catalog.load(name), order=order)
+    steps = chain_rule_steps(symbackprop.load(name), order=order)
     assert check_rows(steps) >= 3
 
 
 def test_the_oracle_catches_a_wrong_step():
-    steps = chain_rule_steps(catalog.load("sigmoid"))
+    steps = chain_rule_steps(symbackprop.load("sigmoid"))
     row = next(r for r in steps.rows if r.kind == "chain")
     x, y = sympy.symbols("x y", real=True)
     bad = type(row.forms[0]).of(DOUT * y * (1 + y))
@@ -131,7 +131,7 @@ def test_the_oracle_catches_a_wrong_step():
 
 def test_declared_nodes_are_the_declared_graph():
     for name in ("apple_orange", "chain_rule"):
-        spec = catalog.load(name)
+        spec = symbackprop.load(name)
         meaning = Meaning(chain_rule_steps(spec))
         for symbol, expr in spec.expanded().items():
             assert sympy.expand(meaning.values[symbol] - expr) == 0
@@ -139,7 +139,7 @@ def test_declared_nodes_are_the_declared_graph():
 
 # -- the seed's steps ---------------------------------------------------------------------------------
 def test_sigmoid_nodes_are_the_seeds_figure_5_10_and_end_in_y_1_minus_y():
-    steps = chain_rule_steps(catalog.load("sigmoid"))
+    steps = chain_rule_steps(symbackprop.load("sigmoid"))
     assert [n.op for n in steps.graph.nodes] == ["×(-1)", "exp", "+1", "/"]
     text = steps.latex()
     chain = [r for r in steps.rows if r.kind == "chain"]
@@ -153,13 +153,13 @@ def test_sigmoid_nodes_are_the_seeds_figure_5_10_and_end_in_y_1_minus_y():
 
 
 def test_chain_rule_nodes_are_plus_and_square():
-    steps = chain_rule_steps(catalog.load("chain_rule"))
+    steps = chain_rule_steps(symbackprop.load("chain_rule"))
     assert [n.op for n in steps.graph.nodes] == ["+", "**2"]
     assert r"\frac{\partial z}{\partial x} &= 2 x + 2 y = 2 t" in steps.latex()
 
 
 def test_apple_numbers_appear_as_in_the_seed():
-    text = latex(catalog.load("apple_orange"))
+    text = latex(symbackprop.load("apple_orange"))
     for piece in ("100 \\cdot 2 = 200", "150 \\cdot 3 = 450", "200 + 450 = 650", "650 \\cdot 1.1 = 715",
                   "1.1 \\cdot 2 = 2.2", "1.1 \\cdot 100 = 110", "1.1 \\cdot 3 = 3.3", "1.1 \\cdot 150 = 165",
                   "1 \\cdot 650 = 650"):
@@ -168,10 +168,10 @@ def test_apple_numbers_appear_as_in_the_seed():
 
 
 def test_inline_blocks_are_titled_display_math():
-    text = latex(catalog.load("sigmoid"), inline=True)
+    text = latex(symbackprop.load("sigmoid"), inline=True)
     assert text.count("$$\\begin{aligned}") == text.count("\\end{aligned}$$") >= 4
     assert "\\intertext" not in text and "align*" not in text
-    assert chain_rule_steps(catalog.load("sigmoid"))._repr_latex_() == text
+    assert chain_rule_steps(symbackprop.load("sigmoid"))._repr_latex_() == text
 
 
 # -- higher orders ------------------------------------------------------------------------------------
@@ -183,7 +183,7 @@ def test_inline_blocks_are_titled_display_math():
     ("relu", "0"),
 ])
 def test_second_derivative_in_cached_values(name, expected):
-    spec = catalog.load(name)
+    spec = symbackprop.load(name)
     (h,) = higher_order(spec.derive(), 2)
     assert format_expression(h.expr) == expected
     x = spec.inputs[0]
@@ -216,10 +216,10 @@ def test_numbers_are_written_as_people_write_them(value, text):
 
 # -- a real TeX engine ---------------------------------------------------------------------------------------
 def test_the_latex_compiles(tmp_path):
-    blocks = [latex(catalog.load(name), order=order) for name, order in SPECS]
-    blocks += [latex(catalog.load(name), inline=True) for name in ("sigmoid", "apple_orange", "relu")]
-    blocks += [latex(catalog.load("gelu"), order=2)]
-    blocks += [derivation_latex(catalog.load(n)) for n in ("sigmoid", "swish", "affine")]
+    blocks = [latex(symbackprop.load(name), order=order) for name, order in SPECS]
+    blocks += [latex(symbackprop.load(name), inline=True) for name in ("sigmoid", "apple_orange", "relu")]
+    blocks += [latex(symbackprop.load("gelu"), order=2)]
+    blocks += [derivation_latex(symbackprop.load(n)) for n in ("sigmoid", "swish", "affine")]
     (tmp_path / "all.tex").write_text(document(*blocks), encoding="utf-8")
     result = subprocess.run([shutil.which("latex"), "-interaction=nonstopmode", "-halt-on-error", "all.tex"],
                             cwd=tmp_path, capture_output=True, text=True, timeout=120)
@@ -241,7 +241,7 @@ def test_latex_command_writes_tex_and_png(tmp_path, capsys):
     assert main(["latex", "sigmoid", "--inline", "-o", str(tmp_path / "s.tex")]) == 0
     assert (tmp_path / "s.tex").read_text().startswith("Forward pass")
     capsys.readouterr()
-    assert main(["latex", "affine"]) == 0  # array layers too (tests/test_explain_arrays.py)
+    assert main(["latex", "affine"]) == 0  # array layers too (tests/explain/test_arrays.py)
     assert capsys.readouterr().out.startswith("\\begin{align*}")
 
 
@@ -279,7 +279,7 @@ def test_the_step_verifier_accepts_every_printed_chain(name, order):
     from symbackprop.spec.hand import derivation_from_toml
     from symbackprop.verify import verify_hand_derivation
 
-    steps = chain_rule_steps(catalog.load(name), order=order)
+    steps = chain_rule_steps(symbackprop.load(name), order=order)
     report = verify_hand_derivation(derivation_from_toml(_as_derivation_file(steps)))
     bad = [(c.of, c.first_wrong_step) for c in report.chains if not c.ok]
     assert report.chains and not bad
