@@ -1,18 +1,24 @@
-r"""Array expressions: numpy operations as opaque SymPy atoms, their shapes and their VJPs.
+r"""Array expressions: numpy operations as opaque SymPy atoms, each with its shape rule,
+its vector-Jacobian product and its explicit evaluation, side by side.
 
 An array expression is a SymPy expression in which
 
-* array variables are plain commutative symbols, so ``+ - * / **`` and elementwise
-  functions mean numpy's broadcasting elementwise operations, and SymPy's algebra
-  (``factor``, ``cancel``) is valid on them;
+* array variables are plain commutative symbols (:class:`ArrayVar`), so ``+ - * / **``
+  and elementwise functions mean numpy's broadcasting elementwise operations, and
+  SymPy's algebra (``factor``, ``cancel``) is valid on them;
 * every other numpy operation is an opaque function atom of this module:
   ``Matmul(a, b)`` (``a @ b``), ``Transposed(a)`` (``a.T``), ``ReduceSum(a, axes, keepdims)``,
   ``ReduceMean``, ``ReduceMax``, ``Softmax(a, axis)``, ``LogSoftmax(a, axis)``,
-  ``LogSumExp(a, axes, keepdims)``, ``ExpandDims(a, axes)``.
+  ``LogSumExp(a, axes, keepdims)``, ``ExpandDims(a, axes)``, ``BroadcastTo(a, shape)``.
+
+Each atom carries, as methods, what every stage needs of it: :meth:`ArrayOp.shape` (its
+symbolic shape, with a one-line error naming the dimensions), :meth:`ArrayOp.pullback`
+(its vector-Jacobian product) and :meth:`ArrayOp.apply` (its definitional value on numpy
+arrays: of SymPy scalars for the explicit check, of floats or complex numbers for the
+checker's reference).  A new atom is one class here plus one ``_print_<Atom>`` per printer.
 
 SymPy's own matrix calculus is not used: it silently returns wrong gradients for
-softmax-with-loss and two-layer networks (DESIGN.md).  Instead each atom has a
-known vector-Jacobian product (:func:`vjp`), and the elementwise parts are
+softmax-with-loss and two-layer networks (DESIGN.md).  The elementwise parts are
 differentiated by the scalar engine:
 
 .. math::
@@ -23,14 +29,14 @@ differentiated by the scalar engine:
     \overline{x} = s \odot (\bar s - \textstyle\sum_{axis} \bar s \odot s) \quad (s = \mathrm{softmax}(x)),\qquad
     \overline{x} = \bar\ell - \mathrm{softmax}(x) \textstyle\sum_{axis} \bar\ell \quad (\ell = \log\mathrm{softmax}(x)).
 
-A derived formula is accepted only after :func:`verify_explicit` has expanded it at
-small explicit shapes with scalar symbols and compared it with SymPy's ``diff``
-entry by entry.
+A derived formula is accepted only after it has been expanded at small explicit shapes
+with scalar symbols and compared with SymPy's ``diff`` entry by entry
+(:mod:`symbackprop.derivation.explicit`).
 """
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import sympy
@@ -38,23 +44,100 @@ import sympy
 from .errors import SpecError
 
 Shape = tuple  # of sympy dims (Symbol or Integer)
+Shapes = Mapping[sympy.Symbol, Shape]
+
+
+class Elementary:
+    """How :meth:`ArrayOp.apply` computes: elementwise functions and reductions for numpy
+    arrays of one kind of element (SymPy scalars, or floats)."""
+
+    exp: Callable = staticmethod(np.exp)
+    log: Callable = staticmethod(np.log)
+
+    @staticmethod
+    def maximum(a: np.ndarray, axes: tuple[int, ...], keepdims: bool) -> np.ndarray:
+        return np.max(a, axis=axes, keepdims=keepdims)
+
+    @staticmethod
+    def array(value) -> np.ndarray:
+        return np.asarray(value)
+
+
+class Symbolic(Elementary):
+    """Object arrays of SymPy scalars: the explicit expansion (definitional forms only)."""
+
+    @staticmethod
+    def exp(a):
+        return _map(sympy.exp, a)
+
+    @staticmethod
+    def log(a):
+        return _map(sympy.log, a)
+
+    @staticmethod
+    def maximum(a, axes, keepdims):
+        out = np.apply_over_axes(lambda v, ax: _reduce_max(v, ax), a, axes)
+        return out if keepdims else np.squeeze(out, axis=axes)
+
+    @staticmethod
+    def array(value) -> np.ndarray:
+        return np.asarray(value, dtype=object)
+
+
+NUMERIC, SYMBOLIC = Elementary(), Symbolic()
 
 
 # -- the atoms ------------------------------------------------------------------------
 class ArrayOp(sympy.Function):
-    """Base of the opaque numpy operations (never evaluated or differentiated by SymPy)."""
+    """Base of the opaque numpy operations (never evaluated or differentiated by SymPy).
+
+    The first :attr:`operands` arguments are arrays; the others say how (axes, sizes).
+    """
 
     is_real = True
+    operands = 1
 
     @classmethod
     def eval(cls, *args):
         return None
 
+    def shape(self, shapes: Shapes, what: str = "") -> Shape:
+        """The symbolic shape of the atom's value (``what`` prefixes an error message)."""
+        raise NotImplementedError  # pragma: no cover
+
+    def pullback(self, g: sympy.Expr, shapes: Shapes) -> list[tuple[sympy.Expr, sympy.Expr]]:
+        """``(argument, gradient)`` pairs: each array argument's share of ``sum(g * self)``."""
+        raise NotImplementedError  # pragma: no cover
+
+    def apply(self, values: list, kind: Elementary) -> object:
+        """The atom's value from its array arguments' values (definitional forms)."""
+        raise NotImplementedError  # pragma: no cover
+
+    @property
+    def operand(self) -> sympy.Expr:
+        return self.args[0]
+
 
 class Matmul(ArrayOp):
-    """``a @ b``."""
+    """``a @ b`` of two matrices."""
 
     nargs = 2
+    operands = 2
+
+    def shape(self, shapes, what=""):
+        a, b = (shape_of(x, shapes, what) for x in self.args)
+        if len(a) != 2 or len(b) != 2:
+            raise SpecError(f"{what}@ needs two 2-D operands, got {show_shape(a)} @ {show_shape(b)}")
+        if a[1] != b[0]:
+            raise SpecError(f"{what}@: inner dimensions differ ({a[1]} vs {b[0]}) in {show_shape(a)} @ {show_shape(b)}")
+        return (a[0], b[1])
+
+    def pullback(self, g, shapes):
+        a, b = self.args
+        return [(a, Matmul(g, Transposed(b))), (b, Matmul(Transposed(a), g))]
+
+    def apply(self, values, kind):
+        return np.dot(*values)
 
 
 class Transposed(ArrayOp):
@@ -68,6 +151,15 @@ class Transposed(ArrayOp):
             return a.args[0]
         return None
 
+    def shape(self, shapes, what=""):
+        return tuple(reversed(shape_of(self.operand, shapes, what)))
+
+    def pullback(self, g, shapes):
+        return [(self.operand, _transposed(g))]
+
+    def apply(self, values, kind):
+        return np.transpose(values[0])
+
 
 def _axes(axes) -> sympy.Tuple:
     if axes is None:
@@ -77,7 +169,7 @@ def _axes(axes) -> sympy.Tuple:
     return sympy.Tuple(*[sympy.Integer(a) for a in axes])
 
 
-class _Reduce(ArrayOp):
+class Reduction(ArrayOp):
     """``op(a, axis=axes, keepdims=k)``; ``axes == ()`` means every axis."""
 
     nargs = 3
@@ -90,11 +182,31 @@ class _Reduce(ArrayOp):
     def keepdims(self) -> bool:
         return bool(self.args[2])
 
+    def shape(self, shapes, what=""):
+        inner = shape_of(self.operand, shapes, what)
+        axes = normal_axes(self.axes, len(inner), what)
+        if self.keepdims:
+            return tuple(sympy.S.One if i in axes else d for i, d in enumerate(inner))
+        return tuple(d for i, d in enumerate(inner) if i not in axes)
 
-class ReduceSum(_Reduce):
+    def spread(self, g: sympy.Expr, shapes: Shapes) -> tuple[sympy.Expr, sympy.Tuple]:
+        """``g`` with the reduced axes restored (broadcasting restores leading ones by
+        itself), and those axes, normalized."""
+        inner = shape_of(self.operand, shapes)
+        ax = _axes(normal_axes(self.axes, len(inner), ""))
+        leading = tuple(ax) == tuple(range(len(ax)))
+        return (g if self.keepdims or not self.axes or leading else ExpandDims(g, ax)), ax
+
+    def reduced_axes(self, a: np.ndarray) -> tuple[int, ...]:
+        return normal_axes(self.axes, a.ndim, "")
+
+
+class ReduceSum(Reduction):
+    """``sum(a, axis, keepdims)``; linear, so scalar factors move out and sums split (so
+    that assumptions such as one-hot rows can act)."""
+
     @classmethod
     def eval(cls, a, axes, keepdims):
-        # linearity: scalar factors move out, sums split (so that assumptions can act)
         if isinstance(a, sympy.Add):
             return sympy.Add(*[cls(t, axes, keepdims) for t in a.args])
         if isinstance(a, sympy.Mul):
@@ -104,30 +216,96 @@ class ReduceSum(_Reduce):
                 return sympy.Mul(*scalars) * cls(rest, axes, keepdims)
         return None
 
+    def pullback(self, g, shapes):
+        return [(self.operand, self.spread(g, shapes)[0])]
 
-class ReduceMean(_Reduce):
-    pass
-
-
-class ReduceMax(_Reduce):
-    pass
-
-
-class LogSumExp(_Reduce):
-    pass
+    def apply(self, values, kind):
+        a = kind.array(values[0])
+        return np.sum(a, axis=self.reduced_axes(a), keepdims=self.keepdims)
 
 
-class Softmax(ArrayOp):
+class ReduceMean(Reduction):
+    """``mean(a, axis, keepdims)``."""
+
+    def pullback(self, g, shapes):
+        return [(self.operand, self.spread(g, shapes)[0] / size_of(shape_of(self.operand, shapes), self.axes))]
+
+    def apply(self, values, kind):
+        a = kind.array(values[0])
+        axes = self.reduced_axes(a)
+        return np.sum(a, axis=axes, keepdims=self.keepdims) / int(np.prod([a.shape[i] for i in axes]))
+
+
+class ReduceMax(Reduction):
+    """``max(a, axis, keepdims)``: the gradient goes to every tied maximum."""
+
+    def pullback(self, g, shapes):
+        a, axes, _ = self.args
+        spread, ax = self.spread(g, shapes)
+        top = self if self.keepdims else ExpandDims(ReduceMax(a, axes, sympy.Integer(0)), ax)
+        return [(a, sympy.Piecewise((spread, sympy.GreaterThan(a, top)), (0, True)))]
+
+    def apply(self, values, kind):
+        a = kind.array(values[0])
+        return kind.maximum(a, self.reduced_axes(a), self.keepdims)
+
+
+class LogSumExp(Reduction):
+    """``logsumexp(a, axis, keepdims)``: ``log(sum(exp(a)))``, computed with the max shift."""
+
+    def pullback(self, g, shapes):
+        a = self.operand
+        spread, ax = self.spread(g, shapes)
+        if len(ax) == 1:
+            return [(a, Softmax(a, ax[0]) * spread)]
+        return [(a, sympy.exp(a - self if self.keepdims else a - ExpandDims(self, ax)) * spread)]
+
+    def apply(self, values, kind):
+        a = kind.array(values[0])
+        if kind is NUMERIC:  # the stable form: log(sum(exp(a - max))) + max
+            top = np.max(a, axis=self.reduced_axes(a), keepdims=True)
+            out = top + np.log(np.sum(np.exp(a - top), axis=self.reduced_axes(a), keepdims=True))
+            return out if self.keepdims else np.squeeze(out, axis=self.reduced_axes(a))
+        return kind.log(np.sum(kind.exp(a), axis=self.reduced_axes(a), keepdims=self.keepdims))
+
+
+class _AlongAxis(ArrayOp):
+    """``op(a, axis)``: an operation over one axis that keeps the shape."""
+
+    nargs = 2
+
+    def shape(self, shapes, what=""):
+        inner = shape_of(self.operand, shapes, what)
+        normal_axes((int(self.args[1]),), len(inner), what)
+        return inner
+
+
+class Softmax(_AlongAxis):
     """``softmax(a, axis)`` computed with the max shift."""
 
-    nargs = 2
+    def pullback(self, g, shapes):
+        a, axis = self.args
+        return [(a, self * (g - ReduceSum(g * self, sympy.Tuple(axis), sympy.Integer(1))))]
+
+    def apply(self, values, kind):
+        return _softmax(kind.array(values[0]), int(self.args[1]), kind)
 
 
-class LogSoftmax(ArrayOp):
+class LogSoftmax(_AlongAxis):
     """``log_softmax(a, axis)``: ``a - logsumexp(a, axis, keepdims=True)``, at most 0."""
 
-    nargs = 2
     is_nonpositive = True
+
+    def pullback(self, g, shapes):
+        a, axis = self.args
+        return [(a, g - Softmax(a, axis) * ReduceSum(g, sympy.Tuple(axis), sympy.Integer(1)))]
+
+    def apply(self, values, kind):
+        a, axis = kind.array(values[0]), int(self.args[1])
+        if kind is NUMERIC:  # the stable form, never log of an underflowed 0
+            shifted = a - np.max(a, axis=axis, keepdims=True)
+            return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+        return kind.log(_softmax(a, axis, kind))
 
 
 class ExpandDims(ArrayOp):
@@ -135,11 +313,29 @@ class ExpandDims(ArrayOp):
 
     nargs = 2
 
+    def shape(self, shapes, what=""):
+        inner = list(shape_of(self.operand, shapes, what))
+        for a in sorted(int(x) for x in self.args[1]):
+            inner.insert(a, sympy.S.One)
+        return tuple(inner)
+
+    def pullback(self, g, shapes):
+        return [(self.operand, ReduceSum(g, self.args[1], sympy.Integer(0)))]
+
+    def apply(self, values, kind):
+        return np.expand_dims(values[0], tuple(int(a) for a in self.args[1]))
+
 
 class BroadcastTo(ArrayOp):
     """``np.broadcast_to(a, shape)`` (copied): a gradient that broadcasting left smaller."""
 
     nargs = 2
+
+    def shape(self, shapes, what=""):
+        return tuple(self.args[1])
+
+    def apply(self, values, kind):
+        raise NotImplementedError  # evaluated by evaluate(), which knows the sizes
 
 
 class ArrayVar(sympy.Symbol):
@@ -150,11 +346,23 @@ def _is_scalar(e: sympy.Expr) -> bool:
     return not e.atoms(ArrayVar) and not e.atoms(ArrayOp)
 
 
+def _softmax(a: np.ndarray, axis: int, kind: Elementary) -> np.ndarray:
+    if kind is NUMERIC:
+        a = a - np.max(a, axis=axis, keepdims=True)
+    e = kind.exp(a)
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
 # -- builders used by the parser ---------------------------------------------------------
 def reduce_op(name: str, a: sympy.Expr, axis=None, keepdims: bool = False) -> sympy.Expr:
     """``sum/mean/max/logsumexp(a, axis=..., keepdims=...)`` as an atom."""
     op = {"sum": ReduceSum, "mean": ReduceMean, "max": ReduceMax, "logsumexp": LogSumExp}[name]
     return op(a, _axes(axis), sympy.Integer(bool(keepdims)))
+
+
+def expand_dims(a: sympy.Expr, axes) -> ExpandDims:
+    """``expand_dims(a, axis=...)`` as an atom."""
+    return ExpandDims(a, _axes(axes))
 
 
 # -- shapes ----------------------------------------------------------------------------
@@ -177,7 +385,8 @@ def show_shape(shape: Shape) -> str:
     return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
-def _normal_axes(axes: tuple[int, ...], ndim: int, what: str) -> tuple[int, ...]:
+def normal_axes(axes: tuple[int, ...], ndim: int, what: str) -> tuple[int, ...]:
+    """Axes in ``0..ndim-1``, sorted (``()``: all of them); an axis out of range is an error."""
     if not axes:
         return tuple(range(ndim))
     out = []
@@ -188,49 +397,23 @@ def _normal_axes(axes: tuple[int, ...], ndim: int, what: str) -> tuple[int, ...]
     return tuple(sorted(out))
 
 
-def shape_of(expr: sympy.Basic, shapes: Mapping[sympy.Symbol, Shape], what: str = "") -> Shape:
+def shape_of(expr: sympy.Basic, shapes: Shapes, what: str = "") -> Shape:
     """The symbolic shape of an array expression (``()`` for scalars)."""
     if isinstance(expr, sympy.Symbol):
         return tuple(shapes.get(expr, ()))
-    if expr.is_number or isinstance(expr, (sympy.logic.boolalg.BooleanAtom,)):
+    if expr.is_number or isinstance(expr, sympy.logic.boolalg.BooleanAtom):
         return ()
-    if isinstance(expr, Matmul):
-        a, b = (shape_of(x, shapes, what) for x in expr.args)
-        if len(a) != 2 or len(b) != 2:
-            raise SpecError(f"{what}@ needs two 2-D operands, got {show_shape(a)} @ {show_shape(b)}")
-        if a[1] != b[0]:
-            raise SpecError(f"{what}@: inner dimensions differ ({a[1]} vs {b[0]}) in {show_shape(a)} @ {show_shape(b)}")
-        return (a[0], b[1])
-    if isinstance(expr, Transposed):
-        return tuple(reversed(shape_of(expr.args[0], shapes, what)))
-    if isinstance(expr, _Reduce):
-        inner = shape_of(expr.args[0], shapes, what)
-        axes = _normal_axes(expr.axes, len(inner), what)
-        if expr.keepdims:
-            return tuple(sympy.S.One if i in axes else d for i, d in enumerate(inner))
-        return tuple(d for i, d in enumerate(inner) if i not in axes)
-    if isinstance(expr, (Softmax, LogSoftmax)):
-        inner = shape_of(expr.args[0], shapes, what)
-        _normal_axes((int(expr.args[1]),), len(inner), what)
-        return inner
-    if isinstance(expr, BroadcastTo):
-        return tuple(expr.args[1])
-    if isinstance(expr, ExpandDims):
-        inner = list(shape_of(expr.args[0], shapes, what))
-        for a in sorted(int(x) for x in expr.args[1]):
-            inner.insert(a, sympy.S.One)
-        return tuple(inner)
+    if isinstance(expr, ArrayOp):
+        return expr.shape(shapes, what)
     if isinstance(expr, sympy.Piecewise):
         return broadcast(*[shape_of(v, shapes, what) for v, _ in expr.args],
                          *[shape_of(c, shapes, what) for _, c in expr.args], what=what)
-    if isinstance(expr, sympy.core.relational.Relational):
-        return broadcast(*[shape_of(a, shapes, what) for a in expr.args], what=what)
     return broadcast(*[shape_of(a, shapes, what) for a in expr.args if isinstance(a, sympy.Basic)], what=what)
 
 
 def size_of(shape: Shape, axes: tuple[int, ...]) -> sympy.Expr:
     """Number of elements a reduction over ``axes`` averages."""
-    return sympy.Mul(*[shape[a] for a in _normal_axes(axes, len(shape), "")])
+    return sympy.Mul(*[shape[a] for a in normal_axes(axes, len(shape), "")])
 
 
 # -- rewrites before differentiating ---------------------------------------------------------
@@ -281,7 +464,7 @@ def unbroadcast(g: sympy.Expr, g_shape: Shape, target: Shape) -> sympy.Expr:
     return g
 
 
-def vjp(expr: sympy.Expr, g: sympy.Expr, shapes: Mapping[sympy.Symbol, Shape],
+def vjp(expr: sympy.Expr, g: sympy.Expr, shapes: Shapes,
         wrt: Sequence[sympy.Symbol], kink) -> dict[sympy.Symbol, sympy.Expr]:
     """Gradients of ``sum(g * expr)`` with respect to the symbols ``wrt``.
 
@@ -304,7 +487,7 @@ def _backprop(expr, g, shapes, wrt: set, grads: dict, kink) -> None:
         grads[expr] = grads.get(expr, sympy.S.Zero) + g
         return
     if isinstance(expr, ArrayOp):
-        for arg, ga in _atom_vjp(expr, g, shapes):
+        for arg, ga in expr.pullback(g, shapes):
             _backprop(arg, ga, shapes, wrt, grads, kink)
         return
     out_shape = shape_of(expr, shapes)
@@ -326,38 +509,6 @@ def _transposed(g: sympy.Expr) -> sympy.Expr:
     return Transposed(g)
 
 
-def _atom_vjp(e: ArrayOp, g, shapes) -> list[tuple[sympy.Expr, sympy.Expr]]:
-    if isinstance(e, Matmul):
-        a, b = e.args
-        return [(a, Matmul(g, Transposed(b))), (b, Matmul(Transposed(a), g))]
-    if isinstance(e, Transposed):
-        return [(e.args[0], _transposed(g))]
-    if isinstance(e, ExpandDims):
-        return [(e.args[0], ReduceSum(g, e.args[1], sympy.Integer(0)))]
-    if isinstance(e, (ReduceSum, ReduceMean, ReduceMax, LogSumExp)):
-        a, axes, keep = e.args
-        inner = shape_of(a, shapes)
-        ax = _axes(_normal_axes(e.axes, len(inner), ""))
-        leading = tuple(ax) == tuple(range(len(ax)))  # broadcasting restores leading axes by itself
-        spread = g if keep or not e.axes or leading else ExpandDims(g, ax)
-        if isinstance(e, ReduceSum):
-            return [(a, spread)]
-        if isinstance(e, ReduceMean):
-            return [(a, spread / size_of(inner, e.axes))]
-        if isinstance(e, LogSumExp):
-            return [(a, Softmax(a, ax[0]) * spread if len(ax) == 1 else
-                     sympy.exp(a - ExpandDims(e, ax) if not keep else a - e) * spread)]
-        top = e if keep else ExpandDims(ReduceMax(a, axes, sympy.Integer(0)), ax)
-        return [(a, sympy.Piecewise((spread, sympy.GreaterThan(a, top)), (0, True)))]
-    if isinstance(e, Softmax):
-        a, axis = e.args
-        return [(a, e * (g - ReduceSum(g * e, sympy.Tuple(axis), sympy.Integer(1))))]
-    if isinstance(e, LogSoftmax):
-        a, axis = e.args
-        return [(a, g - Softmax(a, axis) * ReduceSum(g, sympy.Tuple(axis), sympy.Integer(1)))]
-    raise SpecError(f"no backward rule for {type(e).__name__}")  # pragma: no cover
-
-
 # -- explicit evaluation: small shapes, scalar symbols ---------------------------------------------
 def evaluate(expr: sympy.Basic, env: Mapping[sympy.Symbol, object]) -> object:
     """Evaluate an array expression on numpy object arrays of SymPy scalars (or numbers).
@@ -370,40 +521,18 @@ def evaluate(expr: sympy.Basic, env: Mapping[sympy.Symbol, object]) -> object:
     if expr.is_number:
         return expr
     args = expr.args
-    if isinstance(expr, Matmul):
-        return np.dot(evaluate(args[0], env), evaluate(args[1], env))
-    if isinstance(expr, Transposed):
-        return np.transpose(evaluate(args[0], env))
-    if isinstance(expr, ExpandDims):
-        return np.expand_dims(evaluate(args[0], env), tuple(int(a) for a in args[1]))
     if isinstance(expr, BroadcastTo):
         dims = tuple(int(evaluate(d, env)) for d in args[1])
         return np.broadcast_to(np.asarray(evaluate(args[0], env), dtype=object), dims).copy()
-    if isinstance(expr, _Reduce):
-        a = np.asarray(evaluate(args[0], env), dtype=object)
-        axes = _normal_axes(expr.axes, a.ndim, "")
-        keep = expr.keepdims
-        if isinstance(expr, ReduceSum):
-            return np.sum(a, axis=axes, keepdims=keep)
-        if isinstance(expr, ReduceMean):
-            return np.sum(a, axis=axes, keepdims=keep) / int(np.prod([a.shape[i] for i in axes]))
-        if isinstance(expr, LogSumExp):
-            return _map(sympy.log, np.sum(_map(sympy.exp, a), axis=axes, keepdims=keep))
-        return np.apply_over_axes(lambda v, ax: _reduce_max(v, ax), a, axes) if keep else \
-            np.squeeze(np.apply_over_axes(lambda v, ax: _reduce_max(v, ax), a, axes), axis=axes)
-    if isinstance(expr, (Softmax, LogSoftmax)):
-        a = np.asarray(evaluate(args[0], env), dtype=object)
-        e = _map(sympy.exp, a)
-        s = e / np.sum(e, axis=int(args[1]), keepdims=True)
-        return s if isinstance(expr, Softmax) else _map(sympy.log, s)
+    if isinstance(expr, ArrayOp):
+        return expr.apply([evaluate(a, env) for a in args[:expr.operands]], SYMBOLIC)
     if isinstance(expr, sympy.Piecewise):
         (v1, c1), (v2, _) = expr.args[0], expr.args[-1]
         c, a, b = np.broadcast_arrays(*(np.asarray(evaluate(x, env), dtype=object) for x in (c1, v1, v2)))
-        return _map3(lambda ci, ai, bi: sympy.Piecewise((ai, ci), (bi, True)), c, a, b)
+        return _map(lambda ci, ai, bi: sympy.Piecewise((ai, ci), (bi, True)), c, a, b)
     if isinstance(expr, sympy.core.relational.Relational):
-        lhs, rhs = (np.asarray(evaluate(x, env), dtype=object) for x in args)
-        lhs, rhs = np.broadcast_arrays(lhs, rhs)
-        return _map3(lambda a, b, _: expr.func(a, b), lhs, rhs, lhs)
+        lhs, rhs = np.broadcast_arrays(*(np.asarray(evaluate(x, env), dtype=object) for x in args))
+        return _map(lambda a, b: expr.func(a, b), lhs, rhs)
     values = [np.asarray(evaluate(a, env), dtype=object) for a in args]
     if isinstance(expr, sympy.Add):
         return sum(values[1:], values[0])
@@ -429,11 +558,7 @@ def _map(fn, *arrays):
     return out if out.shape else out[()]
 
 
-def _map3(fn, a, b, c):
-    return _map(fn, a, b, c)
-
-
-def explicit_env(shapes: Mapping[sympy.Symbol, Shape], sizes: Mapping[sympy.Symbol, int]) -> dict:
+def explicit_env(shapes: Shapes, sizes: Mapping[sympy.Symbol, int]) -> dict:
     """Every array symbol as an object array of fresh scalar symbols at the given sizes."""
     env: dict = {}
     for symbol, shape in shapes.items():

@@ -142,7 +142,7 @@ def _constant_text(c: sympy.Expr) -> str:
 
 
 def _axis_text(expr: ops.ArrayOp) -> str:
-    if isinstance(expr, ops._Reduce):
+    if isinstance(expr, ops.Reduction):
         axes = ", ".join(str(a) for a in expr.axes)
         text = f"axis={axes}" if expr.axes else ""
         return text + (", keepdims" if expr.keepdims and text else "")

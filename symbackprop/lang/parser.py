@@ -239,7 +239,7 @@ class _Parser:
             axis = options.get("axis")
             if axis is None:
                 raise self.fail("expand_dims() needs axis=", node)
-            return ops.ExpandDims(a, ops._axes(axis))
+            return ops.expand_dims(a, axis)
         if name in ("softmax", "log_softmax"):
             axis = options.get("axis", -1)
             if not isinstance(axis, int):

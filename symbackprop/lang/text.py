@@ -106,13 +106,15 @@ class _Printer(StrPrinter):
         values = [int(a) for a in axes]
         return str(values[0]) if len(values) == 1 else "(" + ", ".join(map(str, values)) + ")"
 
-    def _print__Reduce(self, expr) -> str:
+    def _print_Reduction(self, expr) -> str:
         name = {"ReduceSum": "sum", "ReduceMean": "mean", "ReduceMax": "max", "LogSumExp": "logsumexp"}
         keywords = ([f"axis={self._axes_text(expr.args[1])}"] if len(expr.args[1]) else []) + (
             ["keepdims=True"] if expr.keepdims else [])
         return f"{name[type(expr).__name__]}({', '.join([self._print(expr.args[0]), *keywords])})"
 
-    _print_ReduceSum = _print_ReduceMean = _print_ReduceMax = _print_LogSumExp = _print__Reduce
+    # SymPy dispatches a Function subclass by its own name only
+    _print_ReduceSum = _print_ReduceMean = _print_ReduceMax = _print_LogSumExp = _print_Reduction
+
 
     def _print_Softmax(self, expr) -> str:
         return f"softmax({self._print(expr.args[0])}, axis={int(expr.args[1])})"

@@ -68,6 +68,8 @@ class _Compiler:
             return lambda v: c
         if isinstance(e, sympy.Piecewise):
             return self.piecewise([(self.compile(v), self.compile(c)) for v, c in e.args])
+        if isinstance(e, ops.ArrayOp):
+            return self.array_op(e, [self.compile(a) for a in e.args[:e.operands]])
         parts = [self.compile(a) for a in e.args if isinstance(a, sympy.Basic)]
         if isinstance(e, sympy.Add):
             return self.fold(self.add, parts)
@@ -112,6 +114,9 @@ class _MpCompiler(_Compiler):
                 return mpmath.mpf(int(e.p)) / int(e.q)
             return mpmath.mpf(str(sympy.Float(e, CONSTANT_BITS // 3)))
 
+    def array_op(self, e, parts):
+        raise Unsupported(f"no high-precision evaluation of the array operation {type(e).__name__}")
+
     def power(self, e, base, ex):
         if e.exp == sympy.S.Half:
             return lambda v: _real_sqrt(base(v))
@@ -151,7 +156,7 @@ class _MpCompiler(_Compiler):
             u, h0 = parts[0], (parts[1] if len(parts) > 1 else (lambda v: mpmath.mpf(0.5)))
             return lambda v: (lambda x: mpmath.mpf(1) if x > 0 else mpmath.mpf(0) if x < 0 else h0(v))(u(v))
         fn = _MP_FALLBACK.get(type(e).__name__)
-        if fn is None or isinstance(e, ops.ArrayOp):
+        if fn is None:
             raise Unsupported(f"no high-precision evaluation of {type(e).__name__}")
         return lambda v: fn(*[p(v) for p in parts])
 
@@ -275,6 +280,13 @@ class _FloatCompiler(_Compiler):
             return lambda v: np.logical_not(parts[0](v))
         combine = np.logical_and if kind is sympy.And else np.logical_or
         return self.fold(combine, parts)
+
+    def array_op(self, e, parts):
+        """The atom's own definition in numpy (its stable forms)."""
+        if isinstance(e, ops.BroadcastTo):
+            dims = [self.compile(d) for d in e.args[1]]
+            return lambda v: np.broadcast_to(parts[0](v), tuple(int(d(v)) for d in dims)).copy()
+        return lambda v: e.apply([p(v) for p in parts], ops.NUMERIC)
 
     def function(self, e, parts):
         row = BY_CLASS.get(type(e))
