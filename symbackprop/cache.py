@@ -1,25 +1,31 @@
-"""An on-disk cache of derivations and check reports, safe against damaged or foreign entries.
+"""An on-disk cache of derivations and check reports: plain data, authenticated, never code.
 
-Re-checking the same declarations (the catalog, or every student's submission against
-one reference) repeats the same symbolic work; the cache keeps its results in the
-user's cache folder: ``$SYMBACKPROP_CACHE``, else ``$XDG_CACHE_HOME/symbackprop``, else
-``~/.cache/symbackprop``.
+Re-checking the same declarations repeats the same symbolic work; the cache keeps its
+results in the user's cache folder: ``$SYMBACKPROP_CACHE``, else
+``$XDG_CACHE_HOME/symbackprop``, else ``~/.cache/symbackprop``.
 
-An entry is keyed by a SHA-256 of the declaration's content, the options, this
-package's version and its source code.  It is a pickle, and unpickling runs code, so no entry is
-unpickled unless it carries a valid HMAC-SHA256 tag made with a secret key that lives
-in the cache folder (created once, readable by its owner only): a corrupted,
-truncated or foreign file fails the tag and is recomputed, never trusted.
+An entry is keyed by a SHA-256 of the declaration's content, the options, this package's
+version and its source code.  It is JSON: a derivation as expression text that only the
+safe parser reads back (:mod:`symbackprop.derivation.record`), a check report as its
+``--json`` record; nothing in an entry can run.  Each entry carries an HMAC-SHA256 tag made
+with a secret key kept in the cache folder (readable by its owner only), so that an
+entry somebody else wrote, or a damaged one, is recomputed instead of believed.
+
+The folder is handled as hostile ground: symbolic links and files that are not regular
+are never read or written through (``O_NOFOLLOW``), entries are written atomically
+beside their name, the secret is created with ``O_EXCL``.  Graded submissions never see
+the folder (the grading sandbox hides it); code run as the same user without that
+sandbox could still read the key, so graders run untrusted code sandboxed.
 """
 from __future__ import annotations
 
-import copy
 import functools
 import hashlib
 import hmac
+import json
 import os
-import pickle
 import secrets
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -28,11 +34,16 @@ import sympy
 
 from . import derivation as derive_stage
 from . import pipeline
+from .derivation.record import RecordError, from_record, to_record
 from .files import write_atomic
+from .reports import CheckReport
 from .version import __version__
 
 T = TypeVar("T")
 TAG_BYTES = 32
+SECRET = "secret"
+#: Entries larger than this are not read (a derivation record is a few kB).
+MAX_ENTRY_BYTES = 16 << 20
 
 
 def cache_dir() -> Path:
@@ -61,6 +72,22 @@ def fingerprint(spec) -> str:
     return hashlib.sha256(sympy.srepr(parts).encode()).hexdigest()
 
 
+def _read_regular(path: Path) -> bytes | None:
+    """The bytes of ``path`` if it is a regular file (never through a symbolic link)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_ENTRY_BYTES:
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read(MAX_ENTRY_BYTES + 1)
+    finally:
+        os.close(fd)
+
+
 class Cache:
     """Get-or-compute over the cache folder; ``enabled=False`` computes every time."""
 
@@ -68,87 +95,111 @@ class Cache:
         self.directory = Path(directory) if directory is not None else cache_dir()
         self.enabled = enabled
         self.hits = self.misses = 0
+        self._key_bytes: bytes | None = None
 
     def _key(self, kind: str, *parts: object) -> str:
         text = "\x1f".join([__version__, code_fingerprint(), kind, *map(str, parts)])
         return hashlib.sha256(text.encode()).hexdigest()
 
-    def _secret(self) -> bytes:
-        path = self.directory / "secret"
-        try:
-            data = path.read_bytes()
-            if len(data) == 32:
-                return data
-        except OSError:
-            pass
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        data = secrets.token_bytes(32)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        return data
-
-    def _tag(self, key: str, payload: bytes) -> bytes:
-        return hmac.new(self._secret(), key.encode() + payload, hashlib.sha256).digest()
-
-    def load(self, key: str) -> tuple[bool, object]:
-        """``(True, value)`` for a genuine entry; ``(False, None)`` for none or a bad one."""
-        try:
-            raw = (self.directory / key).read_bytes()
-        except OSError:
-            return False, None
-        tag, payload = raw[:TAG_BYTES], raw[TAG_BYTES:]
-        if len(tag) != TAG_BYTES or not hmac.compare_digest(tag, self._tag(key, payload)):
-            return False, None
-        try:
-            return True, pickle.loads(payload)  # noqa: S301 - authenticated above
-        except Exception:  # a genuine but unreadable entry (e.g. a changed class): recompute
-            return False, None
-
-    def store(self, key: str, value: object) -> None:
-        try:
-            payload = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-        except (pickle.PicklingError, TypeError, AttributeError, RecursionError):
-            return  # not cacheable: fine, it was computed
+    def _folder(self) -> Path | None:
+        """The cache folder, created private; None when it is not a real folder of ours."""
         try:
             self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-            write_atomic(self.directory / key, self._tag(key, payload) + payload, force=True)
+            info = os.lstat(self.directory)
+        except OSError:
+            return None
+        if not stat.S_ISDIR(info.st_mode) or (hasattr(os, "getuid") and info.st_uid != os.getuid()):
+            return None
+        return self.directory
+
+    def _secret(self) -> bytes | None:
+        if self._key_bytes is None:
+            folder = self._folder()
+            if folder is None:
+                return None
+            path = folder / SECRET
+            data = _read_regular(path)
+            if data is None or len(data) != 32:
+                data = secrets.token_bytes(32)
+                try:
+                    path.unlink(missing_ok=True)  # a symbolic link or a damaged key: removed, never followed
+                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+                    with os.fdopen(fd, "wb") as f:
+                        f.write(data)
+                except OSError:
+                    return None
+            self._key_bytes = data
+        return self._key_bytes
+
+    def _tag(self, secret: bytes, key: str, payload: bytes) -> bytes:
+        return hmac.new(secret, key.encode() + payload, hashlib.sha256).digest()
+
+    def load(self, key: str) -> tuple[bool, object]:
+        """``(True, data)`` for a genuine entry; ``(False, None)`` for none or a bad one."""
+        secret = self._secret()
+        raw = _read_regular(self.directory / key) if secret is not None else None
+        if raw is None or len(raw) <= TAG_BYTES:
+            return False, None
+        tag, payload = raw[:TAG_BYTES], raw[TAG_BYTES:]
+        if not hmac.compare_digest(tag, self._tag(secret, key, payload)):
+            return False, None
+        try:
+            return True, json.loads(payload.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            return False, None
+
+    def store(self, key: str, data: object) -> None:
+        secret = self._secret()
+        if secret is None or data is None:
+            return  # not cacheable: fine, it was computed
+        payload = json.dumps(data, sort_keys=True, separators=(",", ":"), default=_plain).encode()
+        try:
+            write_atomic(self.directory / key, self._tag(secret, key, payload) + payload, force=True)
         except OSError:
             pass  # a read-only or full disk only costs time
 
-    def get(self, kind: str, parts: tuple, compute: Callable[[], T]) -> T:
-        """The cached value for ``(kind, parts)``, or ``compute()``'s, stored for next time."""
+    def get(self, kind: str, parts: tuple, compute: Callable[[], T], write: Callable[[T], object],
+            read: Callable[[object], T]) -> T:
+        """The cached value for ``(kind, parts)``, or ``compute()``'s, stored for next time.
+
+        ``write`` turns a value into JSON-ready data (None: not cacheable), ``read`` the
+        data back into a value (raising ``ValueError`` or ``RecordError`` on bad data).
+        """
         if not self.enabled:
             return compute()
         key = self._key(kind, *parts)
-        found, value = self.load(key)
+        found, data = self.load(key)
         if found:
-            self.hits += 1
-            return value
+            try:
+                value = read(data)
+                self.hits += 1
+                return value
+            except (RecordError, ValueError, TypeError, KeyError):
+                pass
         self.misses += 1
         value = compute()
-        self.store(key, value)
+        self.store(key, write(value))
         return value
+
+
+def _plain(value: object) -> object:
+    """Numbers a report may hold as numpy scalars, for JSON."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
 
 
 def cached_derivation(spec, cache: Cache):
     """The derivation of ``spec`` through the cache (then memoized for the spec as usual)."""
-    derivation = cache.get("derive", (fingerprint(spec),), lambda: _portable(derive_stage.derive(spec)))
-    derivation.spec = spec
+    derivation = cache.get("derive", (fingerprint(spec),), lambda: derive_stage.derive(spec),
+                           to_record, lambda data: from_record(data, spec))
     derive_stage.remember(spec, derivation)
     return derivation
 
 
-def cached_check(spec, cache: Cache, **options):
+def cached_check(spec, cache: Cache, **options) -> CheckReport:
     """:func:`symbackprop.pipeline.check` through the cache: a check is deterministic
     (derandomized hypothesis), so the same declaration, options and version give the same report."""
-    return cache.get("check", (fingerprint(spec), sorted(options.items())),
-                     lambda: pipeline.check(spec, **options))
-
-
-def _portable(derivation):
-    """A derivation without its back reference to the caller's spec (a copy is pickled)."""
-
-    clone = copy.copy(derivation)
-    clone.spec = copy.copy(derivation.spec)
-    return clone
+    return cache.get("check", (fingerprint(spec), sorted(options.items())), lambda: pipeline.check(spec, **options),
+                     CheckReport.to_json, CheckReport.from_json)

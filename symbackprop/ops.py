@@ -40,6 +40,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import sympy
+from sympy.printing.precedence import PRECEDENCE
 
 from .errors import SpecError
 
@@ -123,6 +124,8 @@ class Matmul(ArrayOp):
 
     nargs = 2
     operands = 2
+    #: ``@`` binds as ``*`` does (left to right): a product with it as a factor needs parentheses
+    precedence = PRECEDENCE["Mul"]
 
     def shape(self, shapes, what=""):
         a, b = (shape_of(x, shapes, what) for x in self.args)

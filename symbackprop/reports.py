@@ -6,7 +6,7 @@ rendering; they never call another stage.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 #: Kinds of finding about a layer class (``verify-layer``; ``check`` of generated code).
 KINDS = ("wrong-math", "shape", "precision", "side-effect", "stale-cache", "kink-only", "exception")
@@ -39,6 +39,14 @@ class CheckReport:
 
     def to_json(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_json(cls, record: dict) -> "CheckReport":
+        """The report a :meth:`to_json` record describes (``ValueError`` for any other data)."""
+        names = {f.name for f in fields(cls)}
+        if not isinstance(record, dict) or set(record) != names:
+            raise ValueError("not a check report record")
+        return cls(**record)
 
 
 # -- findings about layer classes ----------------------------------------------------------------

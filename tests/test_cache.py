@@ -1,5 +1,5 @@
 """The derivation cache: hits skip the symbolic work; damaged or foreign entries are never trusted."""
-import pickle
+import json
 
 import pytest
 
@@ -51,21 +51,63 @@ def test_a_damaged_entry_changes_nothing_but_the_time(cache, damage):
     assert cache.misses == 2  # recomputed, not trusted
 
 
-class Payload:
-    """A pickle that would run code when loaded."""
-
-    def __reduce__(self):
-        return (exec, ("raise SystemExit('foreign pickle executed')",))
-
-
-def test_a_foreign_entry_is_never_unpickled(cache):
+def test_a_forged_entry_without_the_secret_is_not_believed(cache):
+    """An entry written by someone who cannot read the secret: well-formed JSON, no valid tag."""
     spec = symbackprop.load("log")
     cached_derivation(spec, cache)
     (entry,) = [p for p in cache.directory.iterdir() if p.name != "secret"]
-    evil = pickle.dumps(Payload())
-    entry.write_bytes(b"\0" * 32 + evil)  # no valid tag: made without the secret
+    raw = entry.read_bytes()
+    forged = raw[32:].replace(b"dout/x", b"dout*x")
+    assert forged != raw[32:]
+    entry.write_bytes(b"\0" * 32 + forged)
     again = cached_derivation(symbackprop.load("log"), cache)
     assert str(again.backward["x"]) == "dout/x"
+    assert cache.misses == 2
+
+
+def test_entries_are_json_text_never_pickles(cache):
+    cached_derivation(symbackprop.load("sigmoid"), cache)
+    cached_check(symbackprop.load("sigmoid"), cache, max_examples=3)
+    for entry in cache.directory.iterdir():
+        if entry.name != "secret":
+            payload = entry.read_bytes()[32:]
+            assert isinstance(json.loads(payload), dict)
+            assert b"\x80" not in payload[:2]  # no pickle protocol header
+
+
+def test_a_symlinked_secret_is_replaced_not_followed(cache, tmp_path):
+    victim = tmp_path / "gradebook.json"
+    victim.write_text("precious " * 100)
+    cache.directory.mkdir(parents=True)
+    (cache.directory / "secret").symlink_to(victim)
+    cached_derivation(symbackprop.load("exp"), cache)
+    assert victim.read_text() == "precious " * 100
+    assert not (cache.directory / "secret").is_symlink()
+
+
+def test_a_symlinked_entry_is_neither_read_nor_written_through(cache, tmp_path):
+    spec = symbackprop.load("exp")
+    cached_derivation(spec, cache)
+    (entry,) = [p for p in cache.directory.iterdir() if p.name != "secret"]
+    genuine = entry.read_bytes()
+    victim = tmp_path / "victim"
+    victim.write_bytes(genuine)  # a valid entry, but reached through a link
+    entry.unlink()
+    entry.symlink_to(victim)
+    fresh = Cache(cache.directory)
+    cached_derivation(symbackprop.load("exp"), fresh)
+    assert fresh.misses == 1  # the link was not believed
+    assert victim.read_bytes() == genuine  # nor written through
+    assert not entry.is_symlink()  # replaced by a real entry, atomically
+
+
+def test_a_folder_that_is_not_ours_disables_the_cache(tmp_path):
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    (tmp_path / "link").symlink_to(target)
+    cache = Cache(tmp_path / "link")
+    cached_derivation(symbackprop.load("exp"), cache)
+    assert list(target.iterdir()) == []
 
 
 def test_the_secret_is_private(cache):

@@ -35,7 +35,9 @@ SECONDS_PER_TIDY = 1.0
 
 
 def _upstream(shape: tuple) -> sympy.Symbol:
-    return ArrayVar("upstream", real=True) if shape else sympy.Symbol("upstream", real=True)
+    """A node's own upstream gradient in its pullback: an array, or a scalar (named apart,
+    so that one name is one symbol throughout a derivation)."""
+    return ArrayVar("upstream", real=True) if shape else sympy.Symbol("upstream_scalar", real=True)
 
 
 def _is_elementwise(expr: sympy.Expr) -> bool:
@@ -59,7 +61,7 @@ class _ArrayDeriver:
         self.notes: set[str] = set()
         self.definitions = dict(spec.graph)
         self.names = {s.name for s in (*spec.differentiated, *spec.constants, *self.definitions, *spec.dims)}
-        self.names |= {"dout", "upstream"} | {f"d{n}" for n in list(self.names)}
+        self.names |= {"dout", "upstream", "upstream_scalar"} | {f"d{n}" for n in list(self.names)}
         self.dout = array_dout(self.shapes[spec.output])
         self.onehot = [(t, axis) for kind, t, axis in spec.assumptions if kind == "onehot"]
 

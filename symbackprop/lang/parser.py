@@ -10,7 +10,7 @@ Grammar (a subset of Python expression syntax)::
     expr  := number | name | pi | expr OP expr | -expr | +expr | (expr) | call
     OP    := + - * / **
     call  := f(expr, ...)           f a name of the function table (functions.py), exact arity, positional only
-           | where(a CMP b, expr, expr)    CMP one of < <= > >=, not chained
+           | where(a CMP b, expr, expr)    CMP one of < <= > >=, not chained (or a name of ``masks``)
            | diff(expr, name) | subs(expr, name, expr)    only with calculus=True
 
 Integers are exact; float literals become exact rationals (``1.1`` is ``11/10``).
@@ -101,9 +101,10 @@ class _Parser:
     """One parse: the text, the name rules and the symbols made so far."""
 
     def __init__(self, text: str, source: str, shift: int, symbols: Mapping[str, sympy.Symbol],
-                 allowed: Collection[str] | None, calculus: bool, arrays: bool = False):
+                 allowed: Collection[str] | None, calculus: bool, arrays: bool = False,
+                 masks: Collection[str] = ()):
         self.text, self.source, self.shift = text, source, shift  # source == text[shift:], spaced
-        self.symbols, self.allowed, self.arrays = symbols, allowed, arrays
+        self.symbols, self.allowed, self.arrays, self.masks = symbols, allowed, arrays, masks
         self.functions = {**BY_NAME, **CALCULUS_FUNCTIONS} if calculus else BY_NAME
         self.made: dict[str, sympy.Symbol] = {}
 
@@ -213,6 +214,8 @@ class _Parser:
             raise self.fail(f"this argument of {function}() must be a plain name", node)
         if kind != "c":
             return self.build(node, depth)
+        if isinstance(node, ast.Name) and node.id in self.masks:  # as np.where(mask, a, b) takes it
+            return self.build(node, depth)
         if not isinstance(node, ast.Compare):
             raise self.fail(f"the first argument of {function}() must be a comparison such as x > 0", node)
         if len(node.ops) != 1:
@@ -235,6 +238,10 @@ class _Parser:
                 raise self.fail(f"{name}() has no keyword {kw.arg!r} (known: {', '.join(allowed)})", kw.value)
             options[kw.arg] = self.keyword_value(kw.arg, kw.value)
         a = self.build(node.args[0], depth + 1)
+        if name == "broadcast_to":
+            if "shape" not in options:
+                raise self.fail("broadcast_to() needs shape=", node)
+            return ops.BroadcastTo(a, sympy.Tuple(*options["shape"]))
         if name == "expand_dims":
             axis = options.get("axis")
             if axis is None:
@@ -248,6 +255,8 @@ class _Parser:
         return ops.reduce_op(name, a, options.get("axis"), options.get("keepdims", False))
 
     def keyword_value(self, key: str, node: ast.AST):
+        if key == "shape":
+            return self.shape_value(node)
         if key == "keepdims":
             if isinstance(node, ast.Constant) and isinstance(node.value, bool):
                 return node.value
@@ -265,11 +274,25 @@ class _Parser:
         return tuple(axes) if isinstance(node, ast.Tuple) else axes[0]
 
 
+    def shape_value(self, node: ast.AST) -> list[sympy.Expr]:
+        """``shape=(N, 3)``: dimension names and positive sizes."""
+        items = node.elts if isinstance(node, ast.Tuple) else [node]
+        dims = []
+        for item in items:
+            if isinstance(item, ast.Constant) and type(item.value) is int and 0 < item.value < 2**31:
+                dims.append(sympy.Integer(item.value))
+            elif isinstance(item, ast.Name):
+                dims.append(self.build(item, 1))
+            else:
+                raise self.fail("shape must be a tuple of dimension names and sizes", item)
+        return dims
+
+
 #: Array functions (only with ``arrays=True``) and their keywords.
 ARRAY_FUNCTIONS: dict[str, tuple[str, ...]] = {
     "sum": ("axis", "keepdims"), "mean": ("axis", "keepdims"), "max": ("axis", "keepdims"),
     "logsumexp": ("axis", "keepdims"), "softmax": ("axis",), "log_softmax": ("axis",),
-    "expand_dims": ("axis",),
+    "expand_dims": ("axis",), "broadcast_to": ("shape",),
 }
 
 _HANDLERS: dict[type, Callable[[_Parser, ast.AST, int], sympy.Basic]] = {
@@ -280,7 +303,8 @@ _HANDLERS: dict[type, Callable[[_Parser, ast.AST, int], sympy.Basic]] = {
 
 def parse_expression(text: str, *, symbols: Mapping[str, sympy.Symbol] | None = None,
                      allowed_names: Collection[str] | None = None,
-                     calculus: bool = False, arrays: bool = False) -> sympy.Expr:
+                     calculus: bool = False, arrays: bool = False,
+                     masks: Collection[str] = ()) -> sympy.Expr:
     """Parse untrusted expression text into a SymPy expression.
 
     Parameters
@@ -296,6 +320,9 @@ def parse_expression(text: str, *, symbols: Mapping[str, sympy.Symbol] | None = 
     arrays : bool
         Also allow the array syntax: ``a @ b``, ``a.T``, ``sum/mean/max/logsumexp(a,
         axis=..., keepdims=...)``, ``softmax/log_softmax(a, axis=...)``.
+    masks : collection of str
+        Names of boolean masks, allowed alone as the condition of ``where`` (a derivation's
+        cached masks, read back from its record; a declaration has none).
 
     Returns
     -------
@@ -326,7 +353,7 @@ def parse_expression(text: str, *, symbols: Mapping[str, sympy.Symbol] | None = 
         raise ParseError("expression nested too deeply", text=text) from None
     except ValueError as exc:
         raise ParseError(f"invalid text: {_one_line(exc)}", text=text) from None
-    parser = _Parser(text, source, shift, symbols or {}, allowed_names, calculus, arrays)
+    parser = _Parser(text, source, shift, symbols or {}, allowed_names, calculus, arrays, masks)
     try:
         with guards.budget():
             result = parser.build(tree.body, 1)

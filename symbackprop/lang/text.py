@@ -122,6 +122,11 @@ class _Printer(StrPrinter):
     def _print_LogSoftmax(self, expr) -> str:
         return f"log_softmax({self._print(expr.args[0])}, axis={int(expr.args[1])})"
 
+    def _print_BroadcastTo(self, expr) -> str:
+        dims = [self._print(d) for d in expr.args[1]]
+        shape = f"({dims[0]},)" if len(dims) == 1 else "(" + ", ".join(dims) + ")"
+        return f"broadcast_to({self._print(expr.args[0])}, shape={shape})"
+
     def _print_ExpandDims(self, expr) -> str:
         return f"expand_dims({self._print(expr.args[0])}, axis={self._axes_text(expr.args[1])})"
 
@@ -157,8 +162,9 @@ class _Printer(StrPrinter):
         return out
 
     def _where(self, cond: sympy.Basic, then: str, other: str) -> str:
-        """``where`` text for any condition built from real comparisons, and, or, not."""
-        if type(cond) in COMPARISONS.values():
+        """``where`` text for any condition built from real comparisons, and, or, not, and
+boolean masks."""
+        if type(cond) in COMPARISONS.values() or isinstance(cond, sympy.Symbol):  # a symbol: a boolean mask
             return f"where({self._print(cond)}, {then}, {other})"
         if cond is sympy.true or cond is sympy.false:
             return then if cond is sympy.true else other
