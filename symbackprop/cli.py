@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from .errors import ParseError, SpecError, SymbackpropError
+from .escape import shown
 from .version import __version__
 
 # Commands import what they need when they run: ``symbackprop --help`` loads no SymPy.
@@ -83,8 +84,8 @@ def cmd_derive(args) -> int:
             data["higher_order"] = {str(args.order): {h.key: derivation.readable(h.expr) for h in higher}}
         _print_json(data)
         return 0
-    origin = f"  ({spec.source})" if spec.source else ""
-    print(f"{spec.name}{origin}")
+    origin = f"  ({shown(spec.source)})" if spec.source else ""
+    print(f"{shown(spec.name)}{origin}")
     for name, expr in spec.graph:
         print(f"  forward   {name} = {format_expression(expr)}")
     y = spec.output.name
@@ -234,7 +235,7 @@ def _row(r) -> str:
         return f"{sum(good(i) for i in items)}/{len(items)}" if items else "-"
 
     tails = "-" if r.tails_max_error is None else f"{r.tails_max_error:.1e}"
-    return (f"{r.name[:22]:<22} {'yes' if r.ok else 'NO':<4} {r.method:<8} {r.backward_max_rel_error:>11.1e} "
+    return (f"{shown(r.name)[:22]:<22} {'yes' if r.ok else 'NO':<4} {r.method:<8} {r.backward_max_rel_error:>11.1e} "
             f"{tails:>10} {tally(r.claims, lambda c: c['status'] != 'wrong'):>6} "
             f"{tally(r.chains, lambda c: c['ok']):>6} {tally(r.expect, lambda e: e['ok']):>6} {r.seconds:>7.2f}")
 
@@ -486,4 +487,4 @@ def _hypothesis_storage() -> None:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    return shown(" ".join(text.split()))

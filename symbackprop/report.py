@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .derivation import derive
 from .errors import OutputExistsError, SymbackpropError
+from .escape import markdown_text
 from .explain import graph
 from .files import write_atomic
 from .lang.text import format_expression
@@ -103,8 +104,8 @@ def _facts(spec: Spec, report: CheckReport) -> list[tuple[str, str]]:
 
 def _section(spec: Spec, report: CheckReport, picture: str) -> str:
     table = "\n".join(f"| {k} | {v.replace('|', '&#124;')} |" for k, v in _facts(spec, report))
-    origin = f" ({spec.source})" if spec.source else ""
-    return (f"## {spec.name}{origin}\n\n<table><tr><td valign=\"top\">\n\n| | |\n| --- | --- |\n{table}\n\n"
+    origin = f" ({markdown_text(spec.source)})" if spec.source else ""
+    return (f"## {markdown_text(spec.name)}{origin}\n\n<table><tr><td valign=\"top\">\n\n| | |\n| --- | --- |\n{table}\n\n"
             f"</td><td>\n\n{picture}\n\n</td></tr></table>\n")
 
 

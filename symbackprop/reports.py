@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
+from .escape import shown
+
 #: Kinds of finding about a layer class (``verify-layer``; ``check`` of generated code).
 KINDS = ("wrong-math", "shape", "precision", "side-effect", "stale-cache", "kink-only", "exception")
 #: Kinds that inform without failing the check.
@@ -97,11 +99,11 @@ class LayerReport:
     def text(self) -> str:
         problems = [f for f in self.findings if not f.informational]
         head = "OK" if self.ok else f"{len(problems)} finding{'s' if len(problems) != 1 else ''}"
-        lines = [f"{self.layer} against {self.against}: {head}  ({self.seconds:.2f} s)"]
+        lines = [f"{shown(self.layer)} against {shown(self.against)}: {head}  ({self.seconds:.2f} s)"]
         for f in self.findings:
-            where = f" {f.input}" if f.input else ""
-            lines.append(f"  {f.kind}{where}: {f.message}")
-        lines += [f"  note: {n}" for n in self.notes]
+            where = f" {shown(f.input)}" if f.input else ""
+            lines.append(f"  {f.kind}{where}: {shown(f.message)}")
+        lines += [f"  note: {shown(n)}" for n in self.notes]
         return "\n".join(lines)
 
 
@@ -206,16 +208,16 @@ class StepsReport:
 
     def text(self) -> str:
         """A readable account: one line per claim and step, the reason under each."""
-        origin = f"  ({self.source})" if self.source else ""
-        lines = [f"{self.name}{origin}"]
+        origin = f"  ({shown(self.source)})" if self.source else ""
+        lines = [f"{shown(self.name)}{origin}"]
         for c in self.claims:
-            lines += _entry(f"claim {c.of} = {c.text}", c.verdict, "  ")
+            lines += _entry(f"claim {shown(c.of)} = {shown(c.text)}", c.verdict, "  ")
         for chain in self.chains:
             state = "ok" if chain.ok else f"WRONG at step {chain.first_wrong_step}"
             lines.append(f"  chain {chain.of}: {state}")
             for s in chain.steps:
-                lines += _entry(f"[{s.index}] {s.text}", s.verdict, "    ")
-        lines += [f"  note: {n}" for n in self.notes]
+                lines += _entry(f"[{s.index}] {shown(s.text)}", s.verdict, "    ")
+        lines += [f"  note: {shown(n)}" for n in self.notes]
         if not self.claims and not self.chains:
             lines.append("  nothing to verify: no claims and no chains")
         wrong = sum(c.verdict.status == "wrong" for c in self.claims) + sum(not c.ok for c in self.chains)
@@ -232,5 +234,5 @@ def _entry(head: str, verdict: Verdict, indent: str) -> list[str]:
     label = verdict.status.upper() if verdict.status == "wrong" else verdict.status
     out = [f"{indent}{head:<58} {label}"]
     if verdict.explanation and verdict.status not in ("proved", GIVEN):
-        out.append(f"{indent}    {verdict.explanation}")
+        out.append(f"{indent}    {shown(verdict.explanation)}")
     return out

@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import TextIO
 
+from ..escape import shown
 from ..reports import INFORMATIONAL, KINDS
 from .batch import Batch, Result
 
@@ -40,7 +41,7 @@ def to_json(batch: Batch, **about: object) -> dict:
 
 
 def label(result: Result) -> str:
-    return f"{result.path}:{result.name}" if result.name else result.path
+    return shown(f"{result.path}:{result.name}" if result.name else result.path)
 
 
 def record_text(result: Result) -> str:
@@ -48,8 +49,8 @@ def record_text(result: Result) -> str:
     verdict = "ok" if result.ok else "FAILED: " + ", ".join(result.kinds)
     lines = [f"{label(result)}  {verdict}  ({result.seconds:.2f} s)"]
     for f in result.findings:
-        where = f" {f['input']}" if f.get("input") else ""
-        lines.append(f"    {f['kind']}{where}: {f['message']}")
+        where = f" {shown(f['input'])}" if f.get("input") else ""
+        lines.append(f"    {shown(f['kind'])}{where}: {shown(f['message'])}")
     return "\n".join(lines)
 
 
