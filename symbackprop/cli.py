@@ -249,7 +249,7 @@ def cmd_verify_steps(args) -> int:
         tasks = [Task(STEPS, path, **_limits(args)) for path in _step_files(args.spec)]
         return _grade_batch(args, tasks, {"command": "verify-steps"})
     report = verify(args.spec[0])
-    _emit(args, json.dumps(report.to_json(), indent=2, default=str) if args.json else report.text())
+    _emit(args, _json_text(report.to_json()) if args.format == "json" else report.text())
     return 0 if report.ok else 1
 
 
@@ -271,7 +271,7 @@ def cmd_verify_layer(args) -> int:
     with contextlib.redirect_stdout(sys.stderr):  # the layer's own prints must not mix with the report
         cls = load_class(args.target[0])
         report = verify_layer(cls, spec, name=args.target[0])
-    _emit(args, json.dumps(report.to_json(), indent=2, default=str) if args.json else report.text())
+    _emit(args, _json_text(report.to_json()) if args.format == "json" else report.text())
     return 0 if report.ok else 1
 
 
@@ -280,8 +280,8 @@ def _batch_mode(args, paths: list[str]) -> bool:
     """Several paths, a glob pattern, or a limit asked for: each submission in its own process."""
     from .grading.batch import is_pattern
 
-    return len(paths) > 1 or any(is_pattern(p) for p in paths) or \
-        any(getattr(args, k) is not None for k in ("jobs", "timeout", "memory"))
+    return len(paths) > 1 or any(is_pattern(p) for p in paths) or args.format == "gradescope" or \
+        any(getattr(args, k) is not None for k in ("jobs", "timeout", "memory", "shard"))
 
 
 def _step_files(specs: list[str]) -> list[str]:
@@ -307,6 +307,18 @@ def _grade_batch(args, tasks: list, about: dict) -> int:
 
     if args.output and os.path.exists(args.output) and not args.force:
         raise SymbackpropError(f"{args.output}: exists; pass --force to overwrite")
+    if args.shard:
+        from .grading.shards import about_shard, select
+
+        if args.format != "json":
+            raise SymbackpropError("--shard needs --json (merge joins the JSON of the shards)")
+        about = {**about, **about_shard(*args.shard, len(tasks))}
+        tasks = select(tasks, *args.shard)
+    if args.format == "gradescope":
+        from .grading.gradescope import only_result, parse_visibility, results_json
+
+        visibility = parse_visibility(args.visibility)
+        only_result(tasks)
     progress = Progress(len(tasks), sys.stderr)
     try:
         batch = grade(tasks, jobs=args.jobs, on_progress=progress.update)
@@ -315,10 +327,36 @@ def _grade_batch(args, tasks: list, about: dict) -> int:
     if batch.interrupted:
         print(interrupted_text(batch) + "\n" + summary_table(batch), file=sys.stderr)
         return 130
-    report = json.dumps(to_json(batch, **about), indent=2, default=str) if args.json else to_text(batch).rstrip("\n")
+    if args.format == "gradescope":
+        report = _json_text(results_json(only_result(batch.results), about["command"], visibility))
+    elif args.format == "json":
+        report = _json_text(to_json(batch, **about))
+    else:
+        report = to_text(batch).rstrip("\n")
     _emit(args, report)
     print(summary_table(batch), file=sys.stderr)
     return 0 if batch.ok else 1
+
+
+def _json_text(data: dict) -> str:
+    return json.dumps(data, indent=2, default=str)
+
+
+def cmd_merge(args) -> int:
+    from .grading.shards import merge
+
+    if args.output and os.path.exists(args.output) and not args.force:
+        raise SymbackpropError(f"{args.output}: exists; pass --force to overwrite")
+    documents = []
+    for name in args.shards:
+        try:
+            with open(name, encoding="utf-8") as f:
+                documents.append(json.load(f))
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise SymbackpropError(f"{name}: not a JSON file ({type(exc).__name__})") from None
+    joined = merge(documents, args.shards)
+    _emit(args, _json_text(joined))
+    return 0 if joined["ok"] else 1
 
 
 def _emit(args, text: str) -> None:
@@ -394,6 +432,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     _batch_options(p)
     p.set_defaults(run=cmd_verify_layer)
+    p = sub.add_parser("merge", help="join the --json files of grading shards (--shard K/N) into one run's JSON")
+    p.add_argument("shards", nargs="+", metavar="SHARD.json", help="the files of shards 1/N to N/N, any order")
+    p.add_argument("-o", "--output", metavar="FILE", help="write the joined JSON here (atomically) instead of stdout")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    p.set_defaults(run=cmd_merge)
     for command in ("check", "derive", "generate", "latex", "graph", "verify-steps"):
         sub.choices[command].add_argument(
             "--no-cache", action="store_true",
@@ -421,6 +464,22 @@ def _batch_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--memory", type=_memory, metavar="SIZE", help="memory limit per submission (default 1G)")
     p.add_argument("-o", "--output", metavar="FILE", help="write the report here (atomically) instead of stdout")
     p.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    p.add_argument("--format", choices=("text", "json", "gradescope"),
+                   help="text (default), json (as --json), or gradescope: its results.json for one submission")
+    p.add_argument("--visibility", action="append", default=[], metavar="[KIND=]VISIBILITY",
+                   help="gradescope: when students see a test (hidden, after_due_date, after_published, "
+                        "visible; default visible), for every test or one kind; repeatable")
+    p.add_argument("--shard", type=_shard, metavar="K/N",
+                   help="grade only the K-th of N slices of the sorted submissions (JSON; join with merge)")
+
+
+def _shard(text: str) -> tuple[int, int]:
+    from .grading.shards import parse_shard
+
+    try:
+        return parse_shard(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _positive(kind):
@@ -458,6 +517,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if getattr(args, "expr", None) and getattr(args, "spec", None):
             raise SymbackpropError("give either a SPEC or --expr, not both")
+        if hasattr(args, "format"):
+            if args.json and args.format not in (None, "json"):
+                raise SymbackpropError(f"give either --json or --format {args.format}, not both")
+            args.format = "json" if args.json else args.format or "text"
         return args.run(args)
     except SymbackpropError as exc:
         print(f"symbackprop: error: {_one_line(str(exc))}", file=sys.stderr)

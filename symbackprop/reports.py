@@ -20,6 +20,11 @@ STATUSES = ("proved", "numeric", "conditional", "wrong")
 GIVEN = "given"
 
 
+def failing_kinds(findings: list[dict]) -> list[str]:
+    """The kinds of the failing (not informational) findings of JSON records, each once, in order."""
+    return list(dict.fromkeys(f["kind"] for f in findings if f["kind"] not in INFORMATIONAL))
+
+
 # -- checks of declarations ------------------------------------------------------------------
 @dataclass
 class CheckReport:

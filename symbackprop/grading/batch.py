@@ -35,7 +35,7 @@ from pathlib import Path
 
 from ..errors import SymbackpropError
 from ..lang.parser import is_identifier
-from ..reports import INFORMATIONAL
+from ..reports import failing_kinds
 from .worker import Task, child_main, finding
 
 #: Default wall-clock limit per submission, in seconds.
@@ -74,7 +74,7 @@ class Result:
     @property
     def kinds(self) -> list[str]:
         """The kinds of its failing findings, each once, in order of appearance."""
-        return list(dict.fromkeys(f["kind"] for f in self.findings if f["kind"] not in INFORMATIONAL))
+        return failing_kinds(self.findings)
 
     def to_json(self) -> dict:
         """One record: ``path`` (and ``class``), ``ok``, ``findings``, ``seconds``, ``output``."""

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from ..escape import shown
-from ..reports import INFORMATIONAL, KINDS
+from ..reports import INFORMATIONAL, KINDS, failing_kinds
 from .batch import Batch, Result
 
 #: Order of the kinds in the summary: the checkers' own, then the batch's.
@@ -21,23 +21,32 @@ KIND_ORDER = (*[k for k in KINDS if k not in INFORMATIONAL], "wrong-claim", "wro
 _NOTES = {"timeout": "timed out", "crash": "crashed", "memory": "out of memory"}
 
 
-def kind_counts(results: Sequence[Result]) -> dict[str, int]:
+def kind_counts(records: Sequence[dict]) -> dict[str, int]:
     """Submissions per failing kind (a submission counts once under each of its kinds)."""
-    counts = Counter(k for r in results for k in r.kinds)
+    counts = Counter(k for r in records for k in failing_kinds(r["findings"]))
     order = [k for k in KIND_ORDER if k in counts] + sorted(set(counts) - set(KIND_ORDER))
     return {k: counts[k] for k in order}
 
 
-def summary(batch: Batch) -> dict:
+def summary_of(records: Sequence[dict], pending: int) -> dict:
     """The counts of the ``--json`` document (no timings: they would vary between runs)."""
-    passed = sum(r.ok for r in batch.results)
-    return {"submissions": len(batch.results) + len(batch.pending), "graded": len(batch.results),
-            "passed": passed, "failed": len(batch.results) - passed, "kinds": kind_counts(batch.results)}
+    passed = sum(r["ok"] for r in records)
+    return {"submissions": len(records) + pending, "graded": len(records),
+            "passed": passed, "failed": len(records) - passed, "kinds": kind_counts(records)}
+
+
+def summary(batch: Batch) -> dict:
+    return summary_of([r.to_json() for r in batch.results], len(batch.pending))
+
+
+def document(records: Sequence[dict], pending: int, about: dict, interrupted: bool = False) -> dict:
+    """The ``--json`` document: ``ok``, what was checked (``about``), ``summary``, ``results``."""
+    ok = not interrupted and all(r["ok"] for r in records)
+    return {"ok": ok, **about, "summary": summary_of(records, pending), "results": list(records)}
 
 
 def to_json(batch: Batch, **about: object) -> dict:
-    """The ``--json`` document: ``ok``, what was checked (``about``), ``summary``, ``results``."""
-    return {"ok": batch.ok, **about, "summary": summary(batch), "results": [r.to_json() for r in batch.results]}
+    return document([r.to_json() for r in batch.results], len(batch.pending), about, batch.interrupted)
 
 
 def label(result: Result) -> str:
