@@ -21,8 +21,17 @@ Backend = Callable[[Derivation, "str | None"], str]
 #: Backends by name: each prints the source of a module defining one layer class.
 BACKENDS: dict[str, Backend] = {
     "numpy": lambda derivation, name: scaffold.module(derivation, name),
-    "fused": lambda derivation, name: scaffold.module(derivation, name, fused.parts(derivation)),
+    "fused": lambda derivation, name: _fused_or_numpy(derivation, name),
 }
+
+
+def _fused_or_numpy(derivation: Derivation, name: str | None) -> str:
+    """The fused module; the numpy one, saying why, when a function has no numba kernel."""
+    try:
+        return scaffold.module(derivation, name, fused.parts(derivation))
+    except fused.NoKernel as exc:
+        head, _, rest = scaffold.module(derivation, name).partition("\n")
+        return f"{head}\n# fused backend: {exc}; this is the numpy backend's class\n{rest}"
 
 
 def generate(derivation: Derivation, name: str | None = None, backend: str = "numpy") -> str:

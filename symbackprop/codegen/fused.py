@@ -52,6 +52,10 @@ from .numpy import NumpyLayerPrinter
 from .scaffold import INDENT, Parts
 
 
+class NoKernel(GenerationError):
+    """A function of the declaration that numba has no implementation of."""
+
+
 class FusedPrinter(NumpyLayerPrinter):
     """Prints one element of an expression inside a kernel loop: the fast functions of
     :mod:`symbackprop.runtime.vecmath` (``_fused.exp_``), ``a if c else b`` for ``where``, ``math``
@@ -63,7 +67,7 @@ class FusedPrinter(NumpyLayerPrinter):
     def _print_Function(self, e):
         row = BY_CLASS.get(type(e))
         if row is None or row.numba is None:
-            raise GenerationError(f"the fused backend has no kernel for '{type(e).__name__}' (in {e})")
+            raise NoKernel(f"no numba kernel for '{type(e).__name__}' (in {e})")
         return f"{row.numba}({', '.join(self._print(a) for a in e.args)})"
 
     def _print_Max(self, e):
@@ -79,8 +83,8 @@ class FusedPrinter(NumpyLayerPrinter):
         raise GenerationError(f"no kernel form for {type(e).__name__}")
 
 
-for _row in NODES:
-    if _row.numba is not None:
+for _row in NODES:  # every row: one without a kernel must not reach numba through the numpy printer
+    if f"_print_{_row.sympy.__name__}" not in FusedPrinter.__dict__:
         setattr(FusedPrinter, f"_print_{_row.sympy.__name__}", FusedPrinter._print_Function)
 
 

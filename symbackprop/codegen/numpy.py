@@ -24,7 +24,7 @@ from sympy.printing.numpy import NumPyPrinter
 
 from .. import ops
 from ..errors import GenerationError
-from ..lang.functions import BY_CLASS, NODES
+from ..lang.functions import BY_CLASS, NODES, SPECIAL
 from ..lang.stable import stable
 
 class NumpyLayerPrinter(NumPyPrinter):
@@ -46,7 +46,7 @@ class NumpyLayerPrinter(NumPyPrinter):
         return super().doprint(stable(expr), assign_to)
 
     def _np(self, name: str) -> str:
-        return f"np.{name}"
+        return name if name.startswith(SPECIAL) else f"np.{name}"
 
     def _print_Symbol(self, s):
         return self.names.get(s, s.name)
@@ -89,6 +89,13 @@ class NumpyLayerPrinter(NumPyPrinter):
         if row is None or row.numpy is None:
             raise GenerationError(f"numpy has no function for '{type(e).__name__}' (in {e})")
         return f"{self._np(row.numpy)}({', '.join(self._print(a) for a in e.args)})"
+
+    def _print_polygamma(self, e):
+        """``digamma`` by name; higher orders through a helper that keeps the input's dtype."""
+        n, x = e.args
+        if n == 0:
+            return f"{self._np(SPECIAL + 'digamma')}({self._print(x)})"
+        return f"polygamma({self._print(n)}, {self._print(x)})"
 
     def _print_softplus(self, e):
         return f"{self._np('logaddexp')}(0, {self._print(e.args[0])})"
@@ -248,13 +255,17 @@ def _split_scalars(e: sympy.Mul) -> tuple[sympy.Expr | None, sympy.Expr]:
     return sympy.Mul(*scalars), sympy.Mul(*[f for f, a in zip(e.args, is_array) if a])
 
 
-for _row in NODES:
-    if _row.numpy is not None:
+for _row in NODES:  # a row prints from the table unless the printer has a method of its own for it
+    if _row.numpy is not None and f"_print_{_row.sympy.__name__}" not in NumpyLayerPrinter.__dict__:
         setattr(NumpyLayerPrinter, f"_print_{_row.sympy.__name__}", NumpyLayerPrinter._print_Function)
 
 
-#: Module-level helpers for generated code: stable forms of the array atoms.
+#: Module-level helpers for generated code: stable forms of the array atoms, and the
+#: functions scipy computes in another dtype than their input's.
 HELPERS = {
+    "polygamma": '''def polygamma(n, x):
+    """scipy.special.polygamma(n, x) in the dtype of x (scipy computes it in float64)."""
+    return special.polygamma(n, x).astype(np.result_type(x, np.float32), copy=False)''',
     "softmax": '''def softmax(a, axis):
     """exp(a) / sum(exp(a)), shifted by the maximum so that exp cannot overflow."""
     e = np.exp(a - np.max(a, axis=axis, keepdims=True))

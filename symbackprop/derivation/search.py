@@ -308,6 +308,8 @@ def derive_node(symbol: sympy.Symbol, expr: sympy.Expr, args: tuple[sympy.Symbol
     helpers = {}
     for atom in (*sorted(cached, key=lambda s: s.name), *recomputed):
         helper = search.helper_of(atom)
+        if helper is None and atom == symbol and atom in recomputed:  # the output itself, recomputed
+            helper = Cached(atom, expr)
         if helper is not None:
             helpers[atom] = helper
     cache_syms = set(needed_args) | set(cached)

@@ -27,6 +27,7 @@ import mpmath
 import numpy as np
 import sympy
 
+from ..errors import SymbackpropError
 from . import guards
 
 
@@ -50,6 +51,24 @@ class softplus(sympy.Function):  # noqa: N801
     def fdiff(self, argindex=1):
         return 1 / (1 + sympy.exp(-self.args[0]))
 
+
+class cbrt(sympy.Function):  # noqa: N801
+    """The real cube root, negative for negative ``u`` (``np.cbrt``; SymPy's ``cbrt`` is the
+    principal, complex one)."""
+
+    is_real = True
+
+    def fdiff(self, argindex=1):
+        return 1 / (3 * cbrt(self.args[0]) ** 2)
+
+    def _latex(self, printer, exp=None):
+        root = rf"\sqrt[3]{{{printer._print(self.args[0])}}}"
+        return root if exp is None else rf"\left({root}\right)^{{{exp}}}"
+
+
+#: The prefix of a row's numpy spelling that means ``scipy.special`` (imported as ``special``).
+SPECIAL = "special."
+SCIPY_HINT = "pip install 'symbackprop[special]' (or scipy)"
 
 #: Weighted cost of one call of a transcendental function, in multiplications.
 TRANSCENDENTAL = 10
@@ -105,9 +124,43 @@ class Function:
         """The SymPy expression of a call with these (built) arguments."""
         return self.build(*args) if self.build is not None else self.sympy(*args)
 
+    @property
+    def needs_scipy(self) -> bool:
+        """Whether numpy lacks it and ``scipy.special`` evaluates it (``special.erf``)."""
+        return (self.numpy or "").startswith(SPECIAL)
+
+    def numpy_function(self) -> Callable | None:
+        """The numpy (or scipy.special) function that evaluates the node elementwise."""
+        if self.numpy is None:
+            return NUMPY_EXTRA.get(self.name)
+        if not self.needs_scipy:
+            return getattr(np, self.numpy)
+        try:
+            from scipy import special  # an optional dependency: only these rows need it
+        except ImportError:
+            raise SymbackpropError(f"{self.name}() is evaluated by scipy.special: {SCIPY_HINT}") from None
+        return getattr(special, self.numpy[len(SPECIAL):])
+
 
 def _softplus_mp(u):
     return mpmath.log1p(mpmath.exp(u)) if u < 30 else u + mpmath.log1p(mpmath.exp(-u))
+
+
+def _cbrt_mp(u):
+    return mpmath.sign(u) * mpmath.cbrt(abs(u))
+
+
+def _heaviside_mp(u, at_zero):
+    return mpmath.mpf(1) if u > 0 else mpmath.mpf(0) if u < 0 else at_zero
+
+
+def _real_mp(fn):
+    """``fn`` where it is real; None (undefined) where mpmath gives a complex number."""
+    def real(*args):
+        value = fn(*args)
+        return value if not isinstance(value, mpmath.mpc) else None
+    real.__name__ = fn.__name__
+    return real
 
 
 def _node(names, sympy_class, numpy_name, numba=None, mp=None, cost=TRANSCENDENTAL, label=None, arity=1):
@@ -124,10 +177,22 @@ NODES: tuple[Function, ...] = (
     _node(["sin"], sympy.sin, "sin", "math.sin", mpmath.sin),
     _node(["cos"], sympy.cos, "cos", "math.cos", mpmath.cos),
     _node(["tan"], sympy.tan, "tan", "math.tan", mpmath.tan),
-    _node(["arctan"], sympy.atan, "arctan", "math.atan", mpmath.atan),
-    _node(["arcsinh"], sympy.asinh, "arcsinh", "math.asinh", mpmath.asinh),
-    _node(["arctanh"], sympy.atanh, "arctanh", "math.atanh", mpmath.atanh),
-    _node(["erf"], sympy.erf, None, None, mpmath.erf),
+    _node(["arctan", "atan"], sympy.atan, "arctan", "math.atan", mpmath.atan),
+    _node(["arcsin", "asin"], sympy.asin, "arcsin", "math.asin", _real_mp(mpmath.asin)),
+    _node(["arccos", "acos"], sympy.acos, "arccos", "math.acos", _real_mp(mpmath.acos)),
+    _node(["arctan2", "atan2"], sympy.atan2, "arctan2", "math.atan2", mpmath.atan2, arity=2),
+    _node(["arcsinh", "asinh"], sympy.asinh, "arcsinh", "math.asinh", mpmath.asinh),
+    _node(["arccosh", "acosh"], sympy.acosh, "arccosh", "math.acosh", _real_mp(mpmath.acosh)),
+    _node(["arctanh", "atanh"], sympy.atanh, "arctanh", "math.atanh", _real_mp(mpmath.atanh)),
+    _node(["cbrt"], cbrt, "cbrt", "np.cbrt", _cbrt_mp),
+    _node(["erf"], sympy.erf, "special.erf", "math.erf", mpmath.erf),
+    _node(["erfc"], sympy.erfc, "special.erfc", "math.erfc", mpmath.erfc),
+    _node(["erfinv"], sympy.erfinv, "special.erfinv", None, _real_mp(mpmath.erfinv)),
+    _node(["gamma"], sympy.gamma, "special.gamma", "math.gamma", mpmath.gamma),
+    _node(["lgamma", "gammaln", "loggamma"], sympy.loggamma, "special.gammaln", "math.lgamma",
+          _real_mp(mpmath.loggamma)),
+    _node(["polygamma"], sympy.polygamma, "special.polygamma", None, mpmath.polygamma, arity=2),
+    _node(["heaviside"], sympy.Heaviside, "heaviside", None, _heaviside_mp, cost=1, arity=2),
     _node(["abs"], sympy.Abs, "abs", "abs", abs, cost=1),
     _node(["sign"], sympy.sign, "sign", "np.sign", mpmath.sign, cost=1),
     _node(["log1p"], log1p, "log1p", "_fused.log1p_", mpmath.log1p),
@@ -155,6 +220,14 @@ SUGAR: tuple[Function, ...] = (
     _sugar(["minimum"], sympy.Min, 2),
     _sugar(["where"], lambda c, a, b: sympy.Piecewise((a, c), (b, True)), 3, "cee"),
     _sugar(["heaviside"], lambda u: sympy.Heaviside(u, 0)),
+    _sugar(["square"], lambda u: guards.power(u, sympy.Integer(2))),
+    _sugar(["exp2"], lambda u: guards.power(sympy.Integer(2), u)),
+    _sugar(["log2"], lambda u: sympy.log(u) / sympy.log(2)),
+    _sugar(["log10"], lambda u: sympy.log(u) / sympy.log(10)),
+    _sugar(["hypot"], lambda a, b: guards.power(a**2 + b**2, _HALF), 2),
+    _sugar(["logit"], lambda u: sympy.log(u / (1 - u))),
+    _sugar(["clip"], lambda u, lo, hi: sympy.Min(sympy.Max(u, lo), hi), 3),
+    _sugar(["digamma", "psi"], lambda u: sympy.polygamma(0, u)),
 )
 
 #: Node rows by SymPy class.

@@ -86,11 +86,13 @@ def is_identifier(name: str) -> bool:
     -------
     bool
         True for ASCII Python identifiers of at most 64 characters that are not
-        keywords, do not start with ``__``, and are not ``pi`` or a function name.
+        keywords, do not start with ``__``, and are not ``pi``, ``diff`` or ``subs``.
+        A function's name may name a value (batch norm's ``gamma``): a call and a name
+        are told apart by the syntax.
     """
     return (isinstance(name, str) and name.isascii() and name.isidentifier()
             and len(name) <= 64 and not keyword.iskeyword(name) and not name.startswith("__")
-            and name != "pi" and name not in BY_NAME and name not in CALCULUS_FUNCTIONS)
+            and name != "pi" and name not in CALCULUS_FUNCTIONS)
 
 
 def _one_line(message: object) -> str:
@@ -148,12 +150,12 @@ class _Parser:
         name = node.id
         if name == "pi":
             return sympy.pi
+        if name in self.symbols:  # a declared name, even one a function also has (batch norm's gamma)
+            return self.symbols[name]
         if name in BY_NAME or name in CALCULUS_FUNCTIONS:
             raise self.fail(f"'{name}' is a function; call it as {name}(...)", node)
         if not is_identifier(name):
             raise self.fail(f"name {name!r} is not allowed", node)
-        if name in self.symbols:
-            return self.symbols[name]
         if self.allowed is not None and name not in self.allowed:
             raise self.fail(f"unknown name {name!r}", node)
         return self.made.setdefault(name, sympy.Symbol(name, real=True))

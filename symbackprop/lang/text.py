@@ -197,8 +197,9 @@ boolean masks."""
         return out
 
 
-for _row in NODES:
-    setattr(_Printer, f"_print_{_row.sympy.__name__}", _Printer._print_row)
+for _row in NODES:  # a row prints by its name unless the printer has a method of its own for it
+    if f"_print_{_row.sympy.__name__}" not in _Printer.__dict__:
+        setattr(_Printer, f"_print_{_row.sympy.__name__}", _Printer._print_row)
 
 
 def format_expression(expr: sympy.Basic) -> str:

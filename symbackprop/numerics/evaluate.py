@@ -26,7 +26,7 @@ import numpy as np
 import sympy
 
 from .. import ops
-from ..lang.functions import BY_CLASS, NUMPY_EXTRA
+from ..lang.functions import BY_CLASS
 from ..lang.stable import stable
 
 #: Working precision (decimal digits) of high-precision evaluation.
@@ -292,7 +292,7 @@ class _FloatCompiler(_Compiler):
         row = BY_CLASS.get(type(e))
         fn = None
         if row is not None:
-            fn = getattr(np, row.numpy) if row.numpy is not None else NUMPY_EXTRA.get(row.name)
+            fn = row.numpy_function()
         elif isinstance(e, (sympy.Max, sympy.Min)):
             return self.fold(np.maximum if isinstance(e, sympy.Max) else np.minimum, parts)
         elif isinstance(e, sympy.Heaviside):

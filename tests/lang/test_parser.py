@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from symbackprop.errors import ParseError
+from symbackprop.lang import functions
 from symbackprop.lang.functions import BY_NAME as FUNCTIONS
 from symbackprop.lang.guards import MAX_INT_DIGITS
 from symbackprop.lang.parser import CALCULUS_FUNCTIONS, MAX_DEPTH, MAX_LENGTH, is_identifier, parse_expression
@@ -65,6 +66,14 @@ UNARY = {
     "erf": sympy.erf(x), "abs": sympy.Abs(x), "sign": sympy.sign(x), "log1p": sympy.log(x + 1),
     "expm1": sympy.exp(x) - 1, "sigmoid": 1 / (1 + sympy.exp(-x)), "softplus": sympy.log(1 + sympy.exp(x)),
     "relu": sympy.Max(x, 0), "heaviside": sympy.Heaviside(x, 0),
+    # SymPy's and Python's spellings beside numpy's
+    "atan": sympy.atan(x), "asinh": sympy.asinh(x), "atanh": sympy.atanh(x),
+    "arcsin": sympy.asin(x), "asin": sympy.asin(x), "arccos": sympy.acos(x), "acos": sympy.acos(x),
+    "arccosh": sympy.acosh(x), "acosh": sympy.acosh(x), "cbrt": functions.cbrt(x),
+    "erfc": sympy.erfc(x), "erfinv": sympy.erfinv(x), "gamma": sympy.gamma(x),
+    "lgamma": sympy.loggamma(x), "gammaln": sympy.loggamma(x), "loggamma": sympy.loggamma(x),
+    "digamma": sympy.digamma(x), "psi": sympy.digamma(x), "square": x**2, "exp2": 2**x,
+    "log2": sympy.log(x, 2), "log10": sympy.log(x, 10), "logit": sympy.log(x / (1 - x)),
 }
 
 
@@ -80,7 +89,24 @@ def test_each_unary_function(name):
 
 def test_table_is_covered():
     assert {n for n, b in FUNCTIONS.items() if b.arity == 1} == set(UNARY)
-    assert {n: b.arity for n, b in FUNCTIONS.items() if b.arity != 1} == {"maximum": 2, "minimum": 2, "where": 3}
+    assert {n: b.arity for n, b in FUNCTIONS.items() if b.arity != 1} == {
+        "maximum": 2, "minimum": 2, "where": 3, "arctan2": 2, "atan2": 2, "hypot": 2, "polygamma": 2, "clip": 3}
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("arctan2(x, y)", sympy.atan2(x, y)), ("atan2(x, y)", sympy.atan2(x, y)),
+    ("hypot(x, y)", sympy.sqrt(x**2 + y**2)), ("polygamma(1, x)", sympy.polygamma(1, x)),
+    ("clip(x, 0, 1)", sympy.Min(sympy.Max(x, 0), 1)),
+])
+def test_functions_of_several_arguments(text, expected):
+    assert parse_expression(text, symbols=SYMBOLS) == expected
+
+
+def test_a_declared_name_may_be_a_function_name():
+    gamma = sympy.Symbol("gamma", real=True)
+    assert parse_expression("gamma*x + gamma(x)", symbols={**SYMBOLS, "gamma": gamma}) == gamma * x + sympy.gamma(x)
+    with pytest.raises(ParseError, match="is a function"):
+        parse_expression("gamma*x")
     assert set(CALCULUS_FUNCTIONS) == {"diff", "subs"}
 
 
@@ -154,7 +180,7 @@ def test_injection_does_nothing(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("text, column, fragment", [
     ("x +", 4, "invalid syntax"),
-    ("x + foo(1)", 5, "unknown function (known: abs, arcsinh"),
+    ("x + foo(1)", 5, "unknown function (known: abs, acos, acosh"),
     ("x + é", 5, "name 'é' is not allowed"),
     ("x + __class__", 5, "name '__class__' is not allowed"),
     ("  x +", 6, "invalid syntax"),
@@ -192,7 +218,7 @@ def test_non_string_is_a_parse_error():
 @pytest.mark.parametrize("name, ok", [
     ("x", True), ("dout", True), ("W_1", True), ("_h", True), ("a" * 64, True), ("a" * 65, False),
     ("", False), ("1x", False), ("x-y", False), ("lambda", False), ("None", False), ("__x__", False),
-    ("__import__", False), ("__x", False), ("é", False), ("pi", False), ("exp", False), ("where", False),
+    ("__import__", False), ("__x", False), ("é", False), ("pi", False), ("exp", True), ("gamma", True),
     ("diff", False), ("x y", False),
 ])
 def test_is_identifier(name, ok):
