@@ -68,7 +68,8 @@ def fingerprint(spec) -> str:
     """A digest of everything a declaration says (not of where it was loaded from)."""
     parts = [spec.name, spec.section, spec.description, spec.inputs, spec.params, spec.constants,
              tuple(spec.shapes.items()), spec.assumptions, spec.graph, spec.predict,
-             tuple(spec.values.items()), repr(spec.expect), spec.claims, spec.chains, spec.source]
+             tuple(spec.values.items()), repr(spec.expect), spec.claims, spec.chains, spec.source,
+             tuple(spec.intervals.items())]
     return hashlib.sha256(sympy.srepr(parts).encode()).hexdigest()
 
 

@@ -18,8 +18,8 @@ def derive_elementwise(spec: Spec) -> Derivation:
     notes: set[str] = set()
     names = {s.name for s in spec.inputs} | {n.name for n, _ in spec.graph} | {DOUT.name}
     names |= {f"d{n}" for n in list(names)}
-    points = sample_points(spec.inputs, spec.graph)
-    tails = tail_points(spec.inputs, spec.graph)
+    points = sample_points(spec.inputs, spec.graph, domains=spec.domains)
+    tails = tail_points(spec.inputs, spec.graph, domains=spec.domains)
     if len(points) < 3:
         raise SpecError(f"{spec.source or spec.name}: the forward pass is undefined almost everywhere "
                         "on the inputs' domain (declare e.g. [symbols] x = \"positive\")")

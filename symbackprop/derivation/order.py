@@ -100,7 +100,8 @@ class _Engine:
         self.inputs = set(spec.inputs)
         self.masks = {c.symbol: c.expr for c in (*derivation.cache, *derivation.recompute) if c.mask}
         self.definitions = {k: v for k, v in derivation.definitions.items() if k not in self.masks}
-        self.points = [{s: p[s] for s in spec.inputs} for p in sample_points(spec.inputs, spec.graph)]
+        points = sample_points(spec.inputs, spec.graph, domains=spec.domains)
+        self.points = [{s: p[s] for s in spec.inputs} for p in points]
         self.rates: dict[tuple[sympy.Symbol, sympy.Symbol], sympy.Expr] = {}
 
     def unmask(self, expr: sympy.Expr) -> sympy.Expr:
@@ -136,7 +137,9 @@ class _Engine:
         allowed = set(self.definitions) | self.inputs
         names = {str(n) for n in allowed} | {f"d{n}" for n in allowed} | {DOUT.name}
         args = tuple(a for a in spec.inputs if a in definition.free_symbols)
-        node, _, _ = derive_node(s, definition, args, sample_points(spec.inputs, spec.graph), tail_points(spec.inputs, spec.graph), names, set())
+        points = sample_points(spec.inputs, spec.graph, domains=spec.domains)
+        tails = tail_points(spec.inputs, spec.graph, domains=spec.domains)
+        node, _, _ = derive_node(s, definition, args, points, tails, names, set())
         candidates = [self.unmask(node.local[x]), raw.subs(definition, s), raw]
         good = [c for c in candidates if c.free_symbols <= allowed | {s} and self.equal(c, raw)]
         return min(good or [raw], key=numpy_operations)

@@ -76,7 +76,7 @@ TRANSCENDENTAL = 10
 
 @dataclass(frozen=True)
 class Function:
-    """One row of the table.
+    r"""One row of the table.
 
     Attributes
     ----------
@@ -102,6 +102,10 @@ class Function:
     kinds : str
         One letter per argument for the parser: ``e`` expression, ``c`` comparison,
         ``n`` plain name; empty means all expressions.
+    domain : (float, float) or None
+        The open interval where the (last) argument must lie for the function to be real
+        and differentiable (``log``: :math:`(0, \infty)`, ``arcsin``: :math:`(-1, 1)`);
+        None: every real.
     """
 
     names: tuple[str, ...]
@@ -114,6 +118,7 @@ class Function:
     cost: int = TRANSCENDENTAL
     label: str | None = None
     kinds: str = ""
+    domain: tuple[float, float] | None = None
 
     @property
     def name(self) -> str:
@@ -163,14 +168,19 @@ def _real_mp(fn):
     return real
 
 
-def _node(names, sympy_class, numpy_name, numba=None, mp=None, cost=TRANSCENDENTAL, label=None, arity=1):
-    return Function(tuple(names), arity, None, sympy_class, numpy_name, numba, mp, cost, label)
+def _node(names, sympy_class, numpy_name, numba=None, mp=None, cost=TRANSCENDENTAL, label=None, arity=1,
+          domain=None):
+    return Function(tuple(names), arity, None, sympy_class, numpy_name, numba, mp, cost, label, domain=domain)
+
+
+_INF = float("inf")
+POSITIVE, UNIT = (0.0, _INF), (-1.0, 1.0)
 
 
 #: The rows whose calls SymPy keeps as nodes.
 NODES: tuple[Function, ...] = (
     Function(("exp",), 1, guards.exp, sympy.exp, "exp", "_fused.exp_", mpmath.exp),
-    _node(["log"], sympy.log, "log", "_fused.log_", mpmath.log),
+    _node(["log"], sympy.log, "log", "_fused.log_", mpmath.log, domain=POSITIVE),
     _node(["tanh"], sympy.tanh, "tanh", "_fused.tanh_", mpmath.tanh),
     _node(["sinh"], sympy.sinh, "sinh", "math.sinh", mpmath.sinh),
     _node(["cosh"], sympy.cosh, "cosh", "math.cosh", mpmath.cosh),
@@ -178,24 +188,25 @@ NODES: tuple[Function, ...] = (
     _node(["cos"], sympy.cos, "cos", "math.cos", mpmath.cos),
     _node(["tan"], sympy.tan, "tan", "math.tan", mpmath.tan),
     _node(["arctan", "atan"], sympy.atan, "arctan", "math.atan", mpmath.atan),
-    _node(["arcsin", "asin"], sympy.asin, "arcsin", "math.asin", _real_mp(mpmath.asin)),
-    _node(["arccos", "acos"], sympy.acos, "arccos", "math.acos", _real_mp(mpmath.acos)),
+    _node(["arcsin", "asin"], sympy.asin, "arcsin", "math.asin", _real_mp(mpmath.asin), domain=UNIT),
+    _node(["arccos", "acos"], sympy.acos, "arccos", "math.acos", _real_mp(mpmath.acos), domain=UNIT),
     _node(["arctan2", "atan2"], sympy.atan2, "arctan2", "math.atan2", mpmath.atan2, arity=2),
     _node(["arcsinh", "asinh"], sympy.asinh, "arcsinh", "math.asinh", mpmath.asinh),
-    _node(["arccosh", "acosh"], sympy.acosh, "arccosh", "math.acosh", _real_mp(mpmath.acosh)),
-    _node(["arctanh", "atanh"], sympy.atanh, "arctanh", "math.atanh", _real_mp(mpmath.atanh)),
+    _node(["arccosh", "acosh"], sympy.acosh, "arccosh", "math.acosh", _real_mp(mpmath.acosh), domain=(1.0, _INF)),
+    _node(["arctanh", "atanh"], sympy.atanh, "arctanh", "math.atanh", _real_mp(mpmath.atanh), domain=UNIT),
     _node(["cbrt"], cbrt, "cbrt", "np.cbrt", _cbrt_mp),
     _node(["erf"], sympy.erf, "special.erf", "math.erf", mpmath.erf),
     _node(["erfc"], sympy.erfc, "special.erfc", "math.erfc", mpmath.erfc),
-    _node(["erfinv"], sympy.erfinv, "special.erfinv", None, _real_mp(mpmath.erfinv)),
-    _node(["gamma"], sympy.gamma, "special.gamma", "math.gamma", mpmath.gamma),
+    _node(["erfinv"], sympy.erfinv, "special.erfinv", None, _real_mp(mpmath.erfinv), domain=UNIT),
+    # gamma and its relatives are real between their poles too; sampled on x > 0, away from the poles
+    _node(["gamma"], sympy.gamma, "special.gamma", "math.gamma", mpmath.gamma, domain=POSITIVE),
     _node(["lgamma", "gammaln", "loggamma"], sympy.loggamma, "special.gammaln", "math.lgamma",
-          _real_mp(mpmath.loggamma)),
-    _node(["polygamma"], sympy.polygamma, "special.polygamma", None, mpmath.polygamma, arity=2),
+          _real_mp(mpmath.loggamma), domain=POSITIVE),
+    _node(["polygamma"], sympy.polygamma, "special.polygamma", None, mpmath.polygamma, arity=2, domain=POSITIVE),
     _node(["heaviside"], sympy.Heaviside, "heaviside", None, _heaviside_mp, cost=1, arity=2),
     _node(["abs"], sympy.Abs, "abs", "abs", abs, cost=1),
     _node(["sign"], sympy.sign, "sign", "np.sign", mpmath.sign, cost=1),
-    _node(["log1p"], log1p, "log1p", "_fused.log1p_", mpmath.log1p),
+    _node(["log1p"], log1p, "log1p", "_fused.log1p_", mpmath.log1p, domain=(-1.0, _INF)),
     _node(["expm1"], expm1, "expm1", "_fused.expm1_", mpmath.expm1),
     _node(["softplus"], softplus, None, "_fused.softplus_", _softplus_mp),
 )

@@ -9,7 +9,9 @@ same inputs everywhere.
 A domain comes from the symbol's SymPy assumptions: ``positive`` and ``nonnegative``
 give :math:`x > 0` (a nonnegative input is sampled where its derivatives exist),
 ``negative`` and ``nonpositive`` give :math:`x < 0`, ``integer`` the integers, anything
-else the reals (``nonzero`` reals exclude 0 from the edge values).
+else the reals (``nonzero`` reals exclude 0 from the edge values).  A declaration may
+state an interval (``x = "interval(-1, 1)"``), and :func:`natural_domains` narrows each
+input to where the forward pass is real and differentiable (``arctanh(x)``: :math:`|x| < 1`).
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import mpmath
 import numpy as np
 import sympy
 
+from ..lang.functions import BY_CLASS
 from .evaluate import mp_value
 
 #: Edge values of a real input: tiny, moderate, float64 saturation (30 to 40), overflow (700 to 1000).
@@ -38,32 +41,74 @@ REAL_SEARCH = (-20.0, 20.0)
 POSITIVE_SEARCH = (1e-2, 50.0)
 
 
+INF = float("inf")
+#: Fractions of a bounded interval's width where its edge values sit, from either end.
+EDGE_FRACTIONS = (1e-8, 1e-3, 0.1, 0.25)
+TAIL_FRACTIONS = (1e-8, 1e-3, 0.1)
+
+
 @dataclass(frozen=True)
 class Domain:
-    """The set an input ranges over.
+    """The set an input ranges over: an open interval of the reals (or of the integers).
 
     Attributes
     ----------
     kind : {"real", "positive", "negative", "integer"}
+        What the assumptions say; ``lo`` and ``hi`` may narrow it further.
     nonzero : bool
-        0 excluded (a real input declared ``nonzero``).
+        0 excluded (a real input declared ``nonzero``, or one a ``1/x`` needs).
+    lo, hi : float
+        The open interval :math:`(lo, hi)`; infinite ends allowed.
     """
 
     kind: str = "real"
     nonzero: bool = False
+    lo: float = -INF
+    hi: float = INF
+
+    def narrowed(self, lo: float = -INF, hi: float = INF, nonzero: bool = False) -> "Domain":
+        """This domain intersected with :math:`(lo, hi)` (and without 0 if ``nonzero``)."""
+        lo, hi = max(self.lo, lo), min(self.hi, hi)
+        if not lo < hi:
+            return self  # an empty intersection: the declaration's word stands, the checks will say
+        return Domain(self.kind, self.nonzero or nonzero, lo, hi)
 
     @property
-    def sign(self) -> float:
-        return -1.0 if self.kind == "negative" else 1.0
+    def width(self) -> float:
+        return self.hi - self.lo
+
+    def _from_ends(self, fractions: Sequence[float]) -> tuple[float, ...]:
+        """Points of a bounded interval at these fractions of its width from each end."""
+        values = [self.lo + f * self.width for f in fractions] + [self.hi - f * self.width for f in fractions]
+        return tuple(sorted({v for v in values if self.lo < v < self.hi}))
+
+    def _half_line(self, distances: Sequence[float]) -> tuple[float, ...]:
+        """Points at these distances inside the one finite end."""
+        if np.isfinite(self.lo):
+            return tuple(v for d in distances if self.lo < (v := self.lo + d) < self.hi)
+        return tuple(v for d in distances if self.lo < (v := self.hi - d) < self.hi)
+
+    @property
+    def bounded(self) -> bool:
+        return bool(np.isfinite(self.lo) and np.isfinite(self.hi))
+
+    @property
+    def unbounded(self) -> bool:
+        return not (np.isfinite(self.lo) or np.isfinite(self.hi))
 
     def draw(self, rng: np.random.Generator, shape=None) -> np.ndarray:
-        """Bulk values: uniform on (-6, 6) for a real input, :math:`\\pm e^{U(-3, 3)}` for
-        a signed one, integers in [-6, 6] for an integer one."""
+        """Bulk values: uniform on (-6, 6) for a real input, :math:`e^{U(-3, 3)}` from the
+        finite end of a half-line, uniform inside a bounded interval, integers in [-6, 6]
+        for an integer one."""
         if self.kind == "integer":
             return rng.integers(-6, 7, shape).astype(float)
-        if self.kind == "real":
+        if self.unbounded:
             return rng.uniform(-REAL_BULK, REAL_BULK, shape)
-        return self.sign * np.exp(rng.uniform(-LOG_BULK, LOG_BULK, shape))
+        if self.bounded:
+            margin = 1e-3 * self.width
+            return rng.uniform(self.lo + margin, self.hi - margin, shape)
+        offset = np.exp(rng.uniform(-LOG_BULK, LOG_BULK, shape))
+        return self.lo + offset if np.isfinite(self.lo) else self.hi - offset
 
     def draw_mp(self, rng: np.random.Generator) -> mpmath.mpf:
         """One bulk value as an exact mpmath number (the float64 value drawn)."""
@@ -72,42 +117,127 @@ class Domain:
     @property
     def search(self) -> tuple[float, float]:
         """The interval a search of inputs explores."""
-        if self.kind == "real" or self.kind == "integer":
+        if self.unbounded:
             return REAL_SEARCH
-        lo, hi = POSITIVE_SEARCH
-        return (lo, hi) if self.kind == "positive" else (-hi, -lo)
+        if self.bounded:
+            margin = 1e-3 * self.width
+            return (self.lo + margin, self.hi - margin)
+        near, far = POSITIVE_SEARCH
+        return (self.lo + near, self.lo + far) if np.isfinite(self.lo) else (self.hi - far, self.hi - near)
 
     def edges(self) -> tuple[float, ...]:
-        """Values at the edges of float64 arithmetic (tiny, saturating, overflowing)."""
-        if self.kind in ("real", "integer"):
+        """Values at the edges of float64 arithmetic (tiny, saturating, overflowing), and
+        next to the ends of a bounded interval."""
+        if self.unbounded:
             return tuple(v for v in REAL_EDGES if not (self.nonzero and v == 0))
-        return tuple(self.sign * v for v in POSITIVE_EDGES)
+        if self.bounded:
+            return self._from_ends(EDGE_FRACTIONS) + ((self.lo + self.hi) / 2,)
+        return self._half_line(POSITIVE_EDGES)
 
     def tails(self) -> tuple[float, ...]:
-        """Values in the tails, out to :math:`|x| = 1000`."""
-        if self.kind in ("real", "integer"):
+        """Values in the tails, out to :math:`|x| = 1000` (next to the ends of a bounded interval)."""
+        if self.unbounded:
             return REAL_TAILS
-        return tuple(self.sign * v for v in POSITIVE_TAILS)
+        if self.bounded:
+            return self._from_ends(TAIL_FRACTIONS)
+        return self._half_line(POSITIVE_TAILS)
 
     def contains(self, value: float) -> bool:
         if not np.isfinite(value):
             return False
-        if self.kind == "positive":
-            return value > 0
-        if self.kind == "negative":
-            return value < 0
-        return not (self.nonzero and value == 0)
+        return self.lo < value < self.hi and not (self.nonzero and value == 0)
 
 
-def domain_of(symbol: sympy.Symbol) -> Domain:
-    """The domain a symbol's assumptions declare (see the module docstring)."""
+def domain_of(symbol: sympy.Symbol, domains: Mapping[sympy.Symbol, Domain] | None = None) -> Domain:
+    """The domain of an input: from ``domains`` (a declaration's, see :func:`natural_domains`)
+    when it has one, else from the symbol's assumptions (see the module docstring)."""
+    if domains is not None and symbol in domains:
+        return domains[symbol]
     if symbol.is_positive or symbol.is_nonnegative:
-        return Domain("positive")
+        return Domain("positive", lo=0.0)
     if symbol.is_negative or symbol.is_nonpositive:
-        return Domain("negative")
+        return Domain("negative", hi=0.0)
     if symbol.is_integer:
         return Domain("integer")
     return Domain("real", nonzero=bool(symbol.is_nonzero))
+
+
+def natural_domains(inputs: Sequence[sympy.Symbol], graph: Sequence[tuple[sympy.Symbol, sympy.Expr]] = (),
+                    declared: Mapping[sympy.Symbol, tuple[float, float]] | None = None) -> dict[sympy.Symbol, Domain]:
+    r"""Each input's domain: its assumptions, narrowed by a declared interval and by what
+    the forward pass needs to be real and differentiable.
+
+    Every function application and power of the forward whose argument depends on one
+    input only contributes: a row's domain (``log(1 + x)``: :math:`1 + x > 0`, so
+    :math:`x > -1`) mapped back through an affine argument, :math:`(0, \infty)` for a
+    fractional power, :math:`x 
+e 0` for a negative one.  Arguments of several inputs
+    constrain nothing here; their points are sampled and dropped where undefined.
+    """
+    domains = {s: domain_of(s) for s in inputs}
+    for s, (lo, hi) in (declared or {}).items():
+        domains[s] = domains[s].narrowed(lo, hi)
+    defined: dict[sympy.Symbol, sympy.Expr] = {}
+    for name, expr in graph:
+        expanded = expr.xreplace(defined)
+        defined[name] = expanded
+        for node in sympy.preorder_traversal(expanded):
+            for s, lo, hi, nonzero in _needs(node, domains):
+                domains[s] = domains[s].narrowed(lo, hi, nonzero)
+    return domains
+
+
+def _needs(node: sympy.Basic, domains: Mapping[sympy.Symbol, Domain]):
+    """``(input, lo, hi, nonzero)`` that ``node`` needs of the one input its argument depends on."""
+    if isinstance(node, sympy.Pow) and node.exp.is_Number:
+        interval = (0.0, INF, False) if not node.exp.is_integer else (-INF, INF, True) if node.exp < 0 else None
+        arg = node.base
+    else:
+        row = BY_CLASS.get(type(node))
+        interval = (*row.domain, False) if row is not None and row.domain is not None else None
+        arg = node.args[-1] if interval is not None else None
+    if interval is None or len(arg.free_symbols) != 1:
+        return []
+    (s,) = arg.free_symbols
+    if s not in domains:
+        return []
+    back = _affine_preimage(arg, s, *interval) or _solved_preimage(node, s)
+    return [] if back is None else [(s, *back)]
+
+
+#: Arguments larger than this are not handed to SymPy's domain solver (it may take long).
+SOLVER_OPS = 25
+
+
+def _solved_preimage(node: sympy.Basic, s: sympy.Symbol):
+    """Where ``node`` is continuous in ``s`` (``log(x/(1 - x))``: :math:`0 < x < 1`), by
+    SymPy's ``continuous_domain``: its widest interval, or None when it cannot say."""
+    from sympy.calculus.util import continuous_domain  # noqa: PLC0415 - a slow import, rarely needed
+
+    if sympy.count_ops(node) > SOLVER_OPS:
+        return None
+    try:
+        found = continuous_domain(node, s, sympy.S.Reals)
+    except (NotImplementedError, ValueError, TypeError, RecursionError):
+        return None
+    parts = found.args if isinstance(found, sympy.Union) else (found,)
+    intervals = [p for p in parts if isinstance(p, sympy.Interval)]
+    if not intervals or (sympy.S.Reals - found).measure == 0:
+        return None  # only points are excluded: the sampler drops them
+    widest = max(intervals, key=lambda i: float(i.measure))
+    return float(widest.start), float(widest.end), False
+
+
+def _affine_preimage(arg: sympy.Expr, s: sympy.Symbol, lo: float, hi: float, nonzero: bool):
+    """The interval of ``s`` where ``arg = a*s + b`` lies in :math:`(lo, hi)` (and is nonzero)."""
+    a, b = arg.diff(s), arg.subs(s, 0)
+    if a.free_symbols or b.free_symbols or not (a.is_real and b.is_real) or a == 0:
+        return None
+    a, b = float(a), float(b)
+    ends = sorted(((lo - b) / a, (hi - b) / a))
+    if nonzero and b != 0:
+        return None  # a*s + b != 0 excludes one point that is not 0: left to the sampler
+    return ends[0], ends[1], nonzero
 
 
 def rotated(columns: Sequence[Sequence[float]], length: int | None = None) -> list[np.ndarray]:
@@ -128,13 +258,13 @@ def with_graph(graph: Sequence[tuple[sympy.Symbol, sympy.Expr]], point: dict) ->
 
 
 def sample_points(inputs: Sequence[sympy.Symbol], graph: Sequence[tuple[sympy.Symbol, sympy.Expr]] = (),
-                  n: int = 12, seed: int = 0) -> list[dict]:
+                  n: int = 12, seed: int = 0, domains: Mapping[sympy.Symbol, Domain] | None = None) -> list[dict]:
     """``n`` random points (mpmath numbers) of the inputs' domains where every graph value
     is defined, with those values; fewer when the graph is undefined almost everywhere."""
     rng = np.random.default_rng(seed)
     points: list[dict] = []
     for _ in range(n * 3):
-        point: dict = {s: domain_of(s).draw_mp(rng) for s in inputs}
+        point: dict = {s: domain_of(s, domains).draw_mp(rng) for s in inputs}
         if with_graph(graph, point):
             points.append(point)
         if len(points) == n:
@@ -142,11 +272,11 @@ def sample_points(inputs: Sequence[sympy.Symbol], graph: Sequence[tuple[sympy.Sy
     return points
 
 
-def tail_points(inputs: Sequence[sympy.Symbol],
-                graph: Sequence[tuple[sympy.Symbol, sympy.Expr]] = ()) -> list[dict]:
+def tail_points(inputs: Sequence[sympy.Symbol], graph: Sequence[tuple[sympy.Symbol, sympy.Expr]] = (),
+                domains: Mapping[sympy.Symbol, Domain] | None = None) -> list[dict]:
     """Points in the tails of every input's domain (inputs rotated against each other),
     with every graph value; points where a value is undefined are dropped."""
-    columns = rotated([domain_of(s).tails() for s in inputs], len(REAL_TAILS))
+    columns = rotated([domain_of(s, domains).tails() for s in inputs], len(REAL_TAILS))
     points = []
     for k in range(len(REAL_TAILS)):
         point: dict = {s: mpmath.mpf(float(col[k])) for s, col in zip(inputs, columns)}

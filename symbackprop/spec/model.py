@@ -13,6 +13,7 @@ is a Spec with the pipeline's verbs (``derive``, ``generate``, ``compile``, ``ch
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,7 @@ import sympy
 from .. import ops
 from ..errors import SpecError
 from ..lang.parser import is_identifier
+from ..numerics.domain import Domain, natural_domains
 
 #: The upstream gradient ``dL/dy`` in every backward expression.
 DOUT = sympy.Symbol("dout", real=True)
@@ -93,11 +95,19 @@ class Spec:
     assumptions: tuple[tuple[str, sympy.Symbol, int], ...] = ()
     #: a network: the graph value that ``predict`` returns (the scores before the loss)
     predict: sympy.Symbol | None = None
+    #: declared open intervals of inputs (``x = "interval(-1, 1)"``)
+    intervals: dict[sympy.Symbol, tuple[float, float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _validate(self)
         for name, expr in self.graph if self.shapes else ():
             self.shapes[name] = ops.shape_of(expr, self.shapes, f"{_where(self.source)}graph.{name.name}: ")
+
+    @functools.cached_property
+    def domains(self) -> dict[sympy.Symbol, Domain]:
+        """Each input's domain: assumptions, declared interval, and what the forward needs
+        (:func:`symbackprop.numerics.domain.natural_domains`), computed once."""
+        return natural_domains(self.inputs, self.graph, self.intervals) if not self.shapes else {}
 
     @property
     def is_array(self) -> bool:

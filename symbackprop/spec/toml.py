@@ -24,6 +24,9 @@ _TOP_LEVEL_FIELDS = (
     "graph", "predict", "symbols", "values", "expect", "claims", "chains",
 )
 _CHAIN_FIELDS = ("of", "steps", "constraints", "at")
+_NUMBER = r"\s*([-+]?(?:inf|\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?))\s*"
+#: ``interval(a, b)``: the open interval of an input (``-inf`` and ``inf`` allowed as ends).
+INTERVAL = re.compile(rf"\s*interval\({_NUMBER},{_NUMBER}\)\s*")
 
 
 def load_spec(path: str | Path, source: str | None = None) -> Spec:
@@ -84,6 +87,7 @@ class TomlLoader:
     def __init__(self, doc: dict, source: str):
         self.doc = doc
         self.source = source
+        self.intervals: dict[str, tuple[float, float]] = {}
 
     def fail(self, fieldname: str, message: str) -> SpecError:
         """The error to raise for ``fieldname``."""
@@ -105,9 +109,19 @@ class TomlLoader:
             raise self.fail(fieldname, f"unknown field (known: {', '.join(known)})")
 
     def assumption(self, fieldname: str, word: Any, also: str = "") -> dict[str, bool]:
-        """The SymPy assumptions of a ``[symbols]`` word (``also``: more known words, listed)."""
+        """The SymPy assumptions of a ``[symbols]`` word (``also``: more known words, listed);
+        ``interval(a, b)`` is kept in :attr:`intervals` (the open interval, ends may be
+        ``-inf``/``inf``), the symbol real."""
+        interval = INTERVAL.fullmatch(word) if isinstance(word, str) else None
+        if interval is not None:
+            lo, hi = (float(v) for v in interval.groups())
+            if not lo < hi:
+                raise self.fail(fieldname, f"empty interval {word!r} (need a < b)")
+            self.intervals[fieldname.rpartition(".")[2]] = (lo, hi)
+            return ASSUMPTIONS["real"]
         if not isinstance(word, str) or word not in ASSUMPTIONS:
-            raise self.fail(fieldname, f"unknown assumption {word!r} (known: {', '.join(ASSUMPTIONS)}{also})")
+            raise self.fail(fieldname, f"unknown assumption {word!r} (known: {', '.join(ASSUMPTIONS)}, "
+                                       f"interval(a, b){also})")
         return ASSUMPTIONS[word]
 
     def chain_head(self, i: int, chain: Any, known: Sequence[str], example: str,
@@ -188,6 +202,7 @@ class _Loader(TomlLoader):
             expect=self.expect(names, [s.name for s in inputs]),
             claims=self.claims(names),
             chains=self.chains(names),
+            intervals={self.symbols[n]: ends for n, ends in self.intervals.items() if n in self.symbols},
         )
         if spec_kwargs["section"] is not None:
             spec_kwargs["section"] = str(spec_kwargs["section"])
@@ -268,7 +283,10 @@ class _Loader(TomlLoader):
                 raise self.fail("inputs", f"{n!r} cannot be an input name (reserved or not an identifier)")
             if n in self.symbols:
                 raise self.fail("inputs", f"{n!r} is listed twice")
-            self.symbols[n] = sympy.Symbol(n, **ASSUMPTIONS[assumptions.get(n, "real")])
+            word = assumptions.get(n, "real")
+            if n in self.intervals:
+                word = "positive" if self.intervals[n][0] >= 0 else "negative" if self.intervals[n][1] <= 0 else "real"
+            self.symbols[n] = sympy.Symbol(n, **ASSUMPTIONS[word])
         return [self.symbols[n] for n in raw]
 
     def graph(self, inputs: list[sympy.Symbol]) -> list[tuple[sympy.Symbol, sympy.Expr]]:
