@@ -6,9 +6,11 @@ back to an equal expression.  Functions are spelled by their row of the function
 """
 from __future__ import annotations
 
+import decimal
 import math
 
 import sympy
+from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.str import StrPrinter
 
 from .. import ops
@@ -16,12 +18,38 @@ from .functions import BY_CLASS, NODES
 from .parser import COMPARISONS, INT_LIMIT, BAD, is_identifier
 
 def _decimal_denominator(q: int) -> bool:
-    """Is ``q`` 10**k with k >= 2 (a number written with decimals, such as 0.01 or 1e-07)?"""
-    k = 0
-    while q % 10 == 0:
-        q //= 10
-        k += 1
-    return q == 1 and k >= 2
+    """Is ``q`` the denominator of a number written with decimals (0.01, 0.044715, 1e-07):
+    ``2**a * 5**b``, at least 100 (``x/4`` and ``x/20`` stay fractions)?"""
+    if q < 100:
+        return False
+    for p in (2, 5):
+        while q % p == 0:
+            q //= p
+    return q == 1
+
+
+def is_decimal(number: sympy.Basic) -> bool:
+    """A rational written with decimals in a declaration (0.01, 0.044715, 1e-07): printed
+    back as a decimal; exact inside the engine."""
+    return (isinstance(number, sympy.Rational) and number.q != 1 and _decimal_denominator(int(number.q))
+            and abs(number.p) < 10**40)
+
+
+def decimal_text(number: sympy.Rational) -> str:
+    """The decimal digits of a rational :func:`is_decimal` accepts, exactly (``1e-07`` as Python writes it)."""
+    short = repr(float(number))
+    if sympy.Rational(short) == number:
+        return short
+    with decimal.localcontext() as context:
+        context.prec = 100  # more than any terminating decimal is_decimal accepts
+        return format(decimal.Decimal(int(number.p)) / decimal.Decimal(int(number.q)), "f")
+
+
+def with_decimals(expr: sympy.Basic) -> sympy.Basic:
+    """``expr`` with its decimal rationals as SymPy Floats of the same digits, for printers
+    that write rationals as fractions (LaTeX): to print only, never to compute with."""
+    decimals = {r: sympy.Float(decimal_text(r), 40) for r in expr.atoms(sympy.Rational) if is_decimal(abs(r))}
+    return expr.xreplace(decimals) if decimals else expr
 
 
 class _Printer(StrPrinter):
@@ -54,11 +82,19 @@ class _Printer(StrPrinter):
         body = " + ".join(reversed(terms))
         return f"(-({body}))" if n < 0 else f"({body})"
 
+    def _print_Mul(self, expr) -> str:
+        """A decimal coefficient leads, as written: ``0.044715*x**3``, not ``8943*x**3/200000``."""
+        coeff, rest = expr.as_coeff_Mul()
+        if rest != 1 and is_decimal(coeff):
+            sign = "-" if coeff < 0 else ""
+            return f"{sign}{self._print_Rational(abs(coeff))}*{self.parenthesize(rest, PRECEDENCE['Mul'])}"
+        return super()._print_Mul(expr)
+
     def _print_Rational(self, expr: sympy.Rational) -> str:
         if expr.q == 1:
             return self._print_Integer(sympy.Integer(expr.p))
-        if _decimal_denominator(int(expr.q)) and abs(expr.p) < 10**15:
-            return repr(float(expr))  # 1e-07 and 0.044715 as written; the parser reads them back exactly
+        if is_decimal(expr):
+            return decimal_text(expr)  # 1e-07 and 0.044715 as written; the parser reads them back exactly
         return f"{self._print_Integer(sympy.Integer(expr.p))}/{self._print_Integer(sympy.Integer(expr.q))}"
 
     def _print_Add(self, expr, order=None) -> str:
