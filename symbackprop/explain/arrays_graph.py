@@ -1,6 +1,6 @@
 """Computational graphs of array layers, in the seed's style (figures 5-25 and 5-29).
 
-The nodes are the operations of the declared steps (:mod:`.array_nodes`): ``@``, ``+``,
+The nodes are the operations of the declared steps (:mod:`symbackprop.derivation.operations_arrays`): ``@``, ``+``,
 ``relu``, ``softmax`` with its axis, ``sum``, ``×(-1/N)``; the leaves are the inputs,
 the parameters, and the constants (dashed, never differentiated).  A forward arrow
 carries the shape of its value (``N×D``; a declared value is named, ``a1: N×H``); a
@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import sympy
 
-from ..derivation import Derivation
+from ..derivation import Derivation, derivation_of
+from ..derivation.operations import Operations
 from ..spec.model import Spec
-from .array_nodes import ArrayGraph, split_arrays
 from .dot import Dot, Graph, quote
 
 
@@ -25,9 +25,9 @@ def shape_text(shape: tuple) -> str:
 
 
 class _ArrayDrawing:
-    """DOT for one :class:`ArrayGraph`."""
+    """DOT for one array declaration's :class:`~symbackprop.derivation.operations.Operations`."""
 
-    def __init__(self, g: ArrayGraph, symbolic: bool):
+    def __init__(self, g: Operations, symbolic: bool):
         self.g, self.symbolic = g, symbolic
         self.dot = Dot(g.spec.name)
         self.ids = {s: f"in_{s.name}" for s in g.leaves}
@@ -99,7 +99,7 @@ class _ArrayDrawing:
             self.dot.backward(self.ids[arrow.source], self.ids[arrow.target], label)
 
 
-def _collapsed(g: ArrayGraph, symbolic: bool, backward: bool) -> Dot:
+def _collapsed(g: Operations, symbolic: bool, backward: bool) -> Dot:
     spec, d = g.spec, g.derivation
     dot = Dot(spec.name)
     constants = set(spec.constants)
@@ -138,7 +138,7 @@ def array_graph(obj: Spec | Derivation, *, symbolic: bool = False, backward: boo
     -------
     Graph
     """
-    g = split_arrays(obj)
+    g = derivation_of(obj).operations
     if collapse:
         return Graph(_collapsed(g, symbolic, backward).text(), g.spec.name)
     drawing = _ArrayDrawing(g, symbolic)
