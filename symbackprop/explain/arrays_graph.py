@@ -16,7 +16,7 @@ import sympy
 from ..derivation import Derivation, derivation_of
 from ..derivation.operations import Operations
 from ..spec.model import Spec
-from .dot import Dot, Graph, quote
+from .dot import Dot, Graph, node_ids, quote
 
 
 def shape_text(shape: tuple) -> str:
@@ -30,8 +30,7 @@ class _ArrayDrawing:
     def __init__(self, g: Operations, symbolic: bool):
         self.g, self.symbolic = g, symbolic
         self.dot = Dot(g.spec.name)
-        self.ids = {s: f"in_{s.name}" for s in g.leaves}
-        self.ids.update({n.symbol: f"op{i + 1}" for i, n in enumerate(g.nodes)})
+        self.ids = node_ids(g.leaves, g.nodes)
         self.declared = {s for s, _ in g.spec.graph}
         self.statements = {t.name: e for t, e in g.derivation.steps}
 
@@ -102,19 +101,11 @@ class _ArrayDrawing:
 def _collapsed(g: Operations, symbolic: bool, backward: bool) -> Dot:
     spec, d = g.spec, g.derivation
     dot = Dot(spec.name)
-    constants = set(spec.constants)
-    for s in g.leaves:
-        dot.node(f"in_{s.name}", s.name, shape="ellipse", **({"style": "dashed"} if s in constants else {}))
-    dot.node("layer", spec.name, shape="box", style="rounded")
-    dot.node("out", spec.output.name, shape="ellipse")
-    for s in g.leaves:
-        dot.forward(f"in_{s.name}", "layer", shape_text(g.shapes[s]))
-    dot.forward("layer", "out", shape_text(g.shapes[spec.output]))
-    if backward:
-        dot.backward("out", "layer", "dout")
-        for s in spec.differentiated:
-            label = d.readable(d.backward[s.name], standalone=False) if symbolic else f"d{s.name}"
-            dot.backward("layer", f"in_{s.name}", label)
+    labels = {s.name: d.readable(d.backward[s.name], standalone=False) if symbolic else f"d{s.name}"
+              for s in spec.differentiated}
+    dot.collapsed(spec.name, {s.name: shape_text(g.shapes[s]) for s in g.leaves},
+                  (spec.output.name, shape_text(g.shapes[spec.output])), labels if backward else None,
+                  dashed=frozenset(s.name for s in spec.constants))
     return dot
 
 

@@ -32,7 +32,7 @@ from ..derivation.operations import Operations
 from ..lang.numbers import format_number
 from ..lang.text import format_expression
 from ..spec.model import DOUT, Spec
-from .dot import Dot, Graph
+from .dot import Dot, Graph, node_ids
 
 _SUPERSCRIPTS = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 
@@ -82,13 +82,8 @@ class _Labels:
 
 
 # -- DOT -------------------------------------------------------------------------------------------
-def _ids(g: Operations) -> dict[sympy.Symbol, str]:
-    ids = {s: f"in_{s.name}" for s in g.inputs}
-    ids.update({n.symbol: f"op{i + 1}" for i, n in enumerate(g.nodes)})
-    return ids
-
-
-def _draw_nodes(g: Operations, dot: Dot, ids: dict, backward: bool, labels: _Labels) -> None:
+def _draw_nodes(g: Operations, dot: Dot, backward: bool, labels: _Labels) -> None:
+    ids = node_ids(g.leaves, g.nodes)
     for s in g.inputs:
         dot.node(ids[s], s.name, shape="ellipse")
     for n in g.nodes:
@@ -107,20 +102,15 @@ def _draw_nodes(g: Operations, dot: Dot, ids: dict, backward: bool, labels: _Lab
 
 def _draw_collapsed(g: Operations, dot: Dot, backward: bool, labels: _Labels, product: bool) -> None:
     d = g.derivation
-    for s in g.inputs:
-        dot.node(f"in_{s.name}", s.name, shape="ellipse")
-    dot.node("layer", g.spec.name.lower(), shape="box", style="rounded")
-    dot.node("out", g.output.name, shape="ellipse")
-    for s in g.inputs:
-        dot.forward(f"in_{s.name}", "layer", labels.forward(s))
-    dot.forward("layer", "out", labels.forward(g.output))
-    if not backward:
-        return
-    dot.backward("out", "layer", labels.backward(DOUT))
-    for s in g.inputs:
+
+    def label(s: sympy.Symbol) -> str:
         grad = g.gradients[s] if product else d.backward[s.name].xreplace(d.masks).xreplace(
             {c.symbol: c.expr for c in d.recompute if not c.mask} if labels.numbers else {})
-        dot.backward("layer", f"in_{s.name}", labels.backward(grad.xreplace(d.definitions) if labels.numbers else grad))
+        return labels.backward(grad.xreplace(d.definitions) if labels.numbers else grad)
+
+    dot.collapsed(g.spec.name.lower(), {s.name: labels.forward(s) for s in g.inputs},
+                  (g.output.name, labels.forward(g.output)),
+                  {s.name: label(s) for s in g.inputs} if backward else None, labels.backward(DOUT))
 
 
 def elementwise_graph(obj: Spec | Derivation, *, symbolic: bool = False, backward: bool = True,
@@ -151,5 +141,5 @@ def elementwise_graph(obj: Spec | Derivation, *, symbolic: bool = False, backwar
     if collapse:
         _draw_collapsed(g, dot, backward, labels, product=collapse == "product")
     else:
-        _draw_nodes(g, dot, _ids(g), backward, labels)
+        _draw_nodes(g, dot, backward, labels)
     return Graph(dot.text(), spec.name)
