@@ -21,7 +21,7 @@ import sympy
 
 from ..lang.numbers import format_number
 from ..lang.text import format_expression
-from ..spec.model import Spec
+from ..spec.model import DOUT, Spec
 from .accumulate import Arrow
 
 if TYPE_CHECKING:
@@ -132,6 +132,11 @@ class Operations:
     def leaves(self) -> tuple[sympy.Symbol, ...]:
         """Inputs, parameters and constants, in the declaration's order."""
         return (*self.spec.inputs, *self.spec.params, *self.spec.constants)
+
+    def worked(self, expr: sympy.Expr) -> sympy.Expr:
+        """``expr`` (in values, inputs and ``dout``) at the declaration's ``[values]`` with
+        ``dout = 1``, exactly."""
+        return expr.xreplace(self.definitions).xreplace({**self.values, DOUT: sympy.S.One})
 
     def producer(self, symbol: sympy.Symbol) -> Operation | None:
         """The node computing ``symbol`` (None for a leaf)."""

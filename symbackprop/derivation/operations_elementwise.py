@@ -118,5 +118,4 @@ def _add_numbers(graph: Operations, spec: Spec) -> None:
     for node in graph.nodes:
         values[node.symbol] = node.expr.xreplace(values)
     graph.values = values
-    at = {**values, DOUT: sympy.S.One}
-    graph.gradient_values = {s: g.xreplace(graph.definitions).xreplace(at) for s, g in graph.gradients.items()}
+    graph.gradient_values = {s: graph.worked(g) for s, g in graph.gradients.items()}

@@ -77,7 +77,7 @@ class _Labels:
     def backward(self, expr: sympy.Expr) -> str:
         """The gradient an arrow carries back (an expression in ``dout`` and values)."""
         if self.numbers:
-            return format_number(expr.xreplace(self.g.definitions).xreplace({**self.g.values, DOUT: 1}))
+            return format_number(self.g.worked(expr))
         return expression_text(expr, self.g.output)
 
 
