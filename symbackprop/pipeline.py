@@ -29,10 +29,6 @@ from .spec.toml import load_spec as read_spec
 from .verify import array_claims, verify_derivation
 
 
-def _derivation(obj: Spec | Derivation) -> Derivation:
-    return obj if isinstance(obj, Derivation) else derive_stage.derive(obj)
-
-
 def derive(spec: Spec) -> Derivation:
     """Local derivatives, the backward pass and the cache of a declaration (memoized)."""
     return derive_stage.derive(spec)
@@ -41,12 +37,12 @@ def derive(spec: Spec) -> Derivation:
 def generate(obj: Spec | Derivation, backend: str = "numpy", name: str | None = None) -> str:
     """Source of the layer class: ``backend`` is a key of :data:`symbackprop.codegen.BACKENDS`
     (``"numpy"``, readable; ``"fused"``, numba kernels)."""
-    return codegen.generate(_derivation(obj), name, backend)
+    return codegen.generate(derive_stage.derivation_of(obj), name, backend)
 
 
 def compile(obj: Spec | Derivation, backend: str = "numpy", name: str | None = None) -> type:  # noqa: A001
     """The generated layer class, compiled in memory (once per derivation and backend)."""
-    return codegen.compile_class(_derivation(obj), name, backend)
+    return codegen.compile_class(derive_stage.derivation_of(obj), name, backend)
 
 
 def check(spec: Spec, *, max_examples: int = 25, backend: str = "numpy") -> CheckReport:

@@ -25,10 +25,15 @@ def derive(spec: Spec) -> Derivation:
     return found
 
 
+def derivation_of(obj: Spec | Derivation) -> Derivation:
+    """``obj`` itself if it is a derivation, else the derivation of the declaration."""
+    return obj if isinstance(obj, Derivation) else derive(obj)
+
+
 def remember(spec: Spec, derivation: Derivation) -> None:
     """Make ``derivation`` the one :func:`derive` returns for ``spec`` (a cached one, say)."""
     _DERIVED[id(spec)] = derivation
     weakref.finalize(spec, _DERIVED.pop, id(spec), None)
 
 
-__all__ = ["Cached", "Derivation", "NodeDerivation", "derive", "remember"]
+__all__ = ["Cached", "Derivation", "NodeDerivation", "derivation_of", "derive", "remember"]

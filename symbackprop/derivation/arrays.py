@@ -16,7 +16,6 @@ with scalar symbols and compared with SymPy's ``diff`` (:func:`~symbackprop.deri
 """
 from __future__ import annotations
 
-import numpy as np
 import sympy
 
 from .. import ops
@@ -25,7 +24,7 @@ from ..numerics.kinks import book_convention
 from ..ops import ArrayOp, ArrayVar, ReduceSum
 from ..spec.model import Spec, array_dout
 from ..timebound import attempt
-from .accumulate import reverse_accumulate
+from .accumulate import live_values, reverse_accumulate
 from .cost import arithmetic_cost
 from .explicit import verify_explicit
 from .model import Cached, Derivation, NodeDerivation
@@ -67,11 +66,7 @@ class _ArrayDeriver:
 
     def live(self) -> set[sympy.Symbol]:
         """Differentiated symbols and the graph values that depend on them."""
-        live = set(self.spec.differentiated)
-        for symbol, expr in self.spec.graph:
-            if expr.free_symbols & live:
-                live.add(symbol)
-        return live
+        return live_values(self.spec.differentiated, ((s, e.free_symbols) for s, e in self.spec.graph))
 
     def node(self, symbol: sympy.Symbol, expr: sympy.Expr, live: set) -> tuple[NodeDerivation, set, list]:
         expr = ops.fuse_logs(expr, self.definitions)

@@ -98,7 +98,7 @@ class _Engine:
         self.d = derivation
         spec = derivation.spec
         self.inputs = set(spec.inputs)
-        self.masks = {c.symbol: c.expr for c in (*derivation.cache, *derivation.recompute) if c.mask}
+        self.masks = derivation.masks
         self.definitions = {k: v for k, v in derivation.definitions.items() if k not in self.masks}
         points = sample_points(spec.inputs, spec.graph, domains=spec.domains)
         self.points = [{s: p[s] for s in spec.inputs} for p in points]

@@ -11,37 +11,38 @@ shapes and their backward arrows with the derivation's statements (``dW1``), and
 ``chain_rule_steps`` writes the backward pass in matrix notation
 (``\frac{\partial L}{\partial W} = x^{T} \frac{\partial L}{\partial y}``).
 
-Modules: :mod:`.primitives` splits a declaration into one-operation nodes,
-:mod:`.latex` writes the steps, :mod:`.graph` draws the graph, :mod:`.numbers` spells
-numbers as people do, :mod:`.tex` and :mod:`.dot` hold what both kinds of layer share
-(rows of equalities and typesetting; DOT text and Graphviz); for array layers
-:mod:`.array_nodes` splits into array operations with their backward arrows,
-:mod:`.arrays_graph` draws them and :mod:`.arrays_latex` writes the matrix calculus.
-Higher derivatives come from :mod:`symbackprop.derivation.order`.
+Everything explained is read from the derivation: its one-operation nodes and their
+backward (:attr:`Derivation.operations <symbackprop.derivation.model.Derivation.operations>`,
+split and accumulated once in :mod:`symbackprop.derivation.operations`), its statements,
+its cache, and higher derivatives from :mod:`symbackprop.derivation.order`.
+
+Modules: :mod:`.latex` writes the steps, :mod:`.graph` draws the graph, :mod:`.tex` and
+:mod:`.dot` hold what both kinds of layer share (rows of equalities and typesetting;
+DOT text and Graphviz); for array layers :mod:`.arrays_graph` draws the operations
+with their backward arrows and :mod:`.arrays_latex` writes the matrix calculus.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..derivation import Derivation, derive
+from ..derivation import Derivation, derivation_of
+from ..derivation.operations import Operations
 from ..derivation.order import HigherDerivative, higher_order
 from ..errors import OutputExistsError, SymbackpropError
 from ..files import write_atomic
+from ..lang.numbers import format_number
 from ..spec.model import Spec
-from .array_nodes import ArrayGraph, split_arrays
 from .arrays_graph import array_graph
 from .arrays_latex import ArraySteps, array_derivation_latex, array_steps
 from .dot import Graph, GraphvizFailed, GraphvizMissing
 from .graph import elementwise_graph
 from .latex import ChainRuleSteps, elementwise_derivation_latex, elementwise_steps
-from .numbers import format_number
-from .primitives import PrimitiveGraph, split
 from .tex import TeXFailed, TeXMissing, render
 
 __all__ = [
-    "ArrayGraph", "ArraySteps", "ChainRuleSteps", "Graph", "GraphvizFailed", "GraphvizMissing",
-    "HigherDerivative", "PrimitiveGraph", "TeXFailed", "TeXMissing", "array_steps", "chain_rule_steps",
-    "derivation_latex", "format_number", "graph", "higher_order", "latex", "render", "save_latex", "split",
+    "ArraySteps", "ChainRuleSteps", "Graph", "GraphvizFailed", "GraphvizMissing", "HigherDerivative",
+    "Operations", "TeXFailed", "TeXMissing", "array_steps", "chain_rule_steps", "derivation_latex",
+    "format_number", "graph", "higher_order", "latex", "operations", "render", "save_latex", "split",
     "split_arrays",
 ]
 
@@ -51,6 +52,16 @@ LATEX_FORMATS = ("tex", "pdf", "png")
 
 def _spec_of(obj: Spec | Derivation) -> Spec:
     return obj.spec if isinstance(obj, Derivation) else obj
+
+
+def operations(obj: Spec | Derivation) -> Operations:
+    """The declaration one operation at a time, with the gradient each node sends back:
+    the derivation's :attr:`~symbackprop.derivation.model.Derivation.operations`."""
+    return derivation_of(obj).operations
+
+
+#: The names of :func:`operations` before both kinds of layer shared it.
+split = split_arrays = operations
 
 
 def chain_rule_steps(obj: Spec | Derivation, order: int = 1) -> ChainRuleSteps | ArraySteps:
@@ -71,7 +82,7 @@ def latex(obj: Spec | Derivation, inline: bool = False, order: int = 1) -> str:
 
 def derivation_latex(obj: Spec | Derivation) -> str:
     """A derivation in brief, typeset (how a derivation shows in Jupyter)."""
-    derivation = obj if isinstance(obj, Derivation) else derive(obj)
+    derivation = derivation_of(obj)
     if derivation.spec.is_array:
         return array_derivation_latex(derivation)
     return elementwise_derivation_latex(derivation)

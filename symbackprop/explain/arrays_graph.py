@@ -1,6 +1,6 @@
 """Computational graphs of array layers, in the seed's style (figures 5-25 and 5-29).
 
-The nodes are the operations of the declared steps (:mod:`.array_nodes`): ``@``, ``+``,
+The nodes are the operations of the declared steps (:mod:`symbackprop.derivation.operations_arrays`): ``@``, ``+``,
 ``relu``, ``softmax`` with its axis, ``sum``, ``×(-1/N)``; the leaves are the inputs,
 the parameters, and the constants (dashed, never differentiated).  A forward arrow
 carries the shape of its value (``N×D``; a declared value is named, ``a1: N×H``); a
@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import sympy
 
-from ..derivation import Derivation
+from ..derivation import Derivation, derivation_of
+from ..derivation.operations import Operations
 from ..spec.model import Spec
-from .array_nodes import ArrayGraph, split_arrays
-from .dot import Dot, Graph, quote
+from .dot import Dot, Graph, node_ids, quote
 
 
 def shape_text(shape: tuple) -> str:
@@ -25,13 +25,12 @@ def shape_text(shape: tuple) -> str:
 
 
 class _ArrayDrawing:
-    """DOT for one :class:`ArrayGraph`."""
+    """DOT for one array declaration's :class:`~symbackprop.derivation.operations.Operations`."""
 
-    def __init__(self, g: ArrayGraph, symbolic: bool):
+    def __init__(self, g: Operations, symbolic: bool):
         self.g, self.symbolic = g, symbolic
         self.dot = Dot(g.spec.name)
-        self.ids = {s: f"in_{s.name}" for s in g.leaves}
-        self.ids.update({n.symbol: f"op{i + 1}" for i, n in enumerate(g.nodes)})
+        self.ids = node_ids(g.leaves, g.nodes)
         self.declared = {s for s, _ in g.spec.graph}
         self.statements = {t.name: e for t, e in g.derivation.steps}
 
@@ -99,22 +98,14 @@ class _ArrayDrawing:
             self.dot.backward(self.ids[arrow.source], self.ids[arrow.target], label)
 
 
-def _collapsed(g: ArrayGraph, symbolic: bool, backward: bool) -> Dot:
+def _collapsed(g: Operations, symbolic: bool, backward: bool) -> Dot:
     spec, d = g.spec, g.derivation
     dot = Dot(spec.name)
-    constants = set(spec.constants)
-    for s in g.leaves:
-        dot.node(f"in_{s.name}", s.name, shape="ellipse", **({"style": "dashed"} if s in constants else {}))
-    dot.node("layer", spec.name, shape="box", style="rounded")
-    dot.node("out", spec.output.name, shape="ellipse")
-    for s in g.leaves:
-        dot.forward(f"in_{s.name}", "layer", shape_text(g.shapes[s]))
-    dot.forward("layer", "out", shape_text(g.shapes[spec.output]))
-    if backward:
-        dot.backward("out", "layer", "dout")
-        for s in spec.differentiated:
-            label = d.readable(d.backward[s.name], standalone=False) if symbolic else f"d{s.name}"
-            dot.backward("layer", f"in_{s.name}", label)
+    labels = {s.name: d.readable(d.backward[s.name], standalone=False) if symbolic else f"d{s.name}"
+              for s in spec.differentiated}
+    dot.collapsed(spec.name, {s.name: shape_text(g.shapes[s]) for s in g.leaves},
+                  (spec.output.name, shape_text(g.shapes[spec.output])), labels if backward else None,
+                  dashed=frozenset(s.name for s in spec.constants))
     return dot
 
 
@@ -138,7 +129,7 @@ def array_graph(obj: Spec | Derivation, *, symbolic: bool = False, backward: boo
     -------
     Graph
     """
-    g = split_arrays(obj)
+    g = derivation_of(obj).operations
     if collapse:
         return Graph(_collapsed(g, symbolic, backward).text(), g.spec.name)
     drawing = _ArrayDrawing(g, symbolic)

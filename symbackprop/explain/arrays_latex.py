@@ -27,10 +27,10 @@ import sympy
 from sympy.printing.latex import LatexPrinter
 
 from .. import ops
-from ..derivation import Derivation, derive
+from ..derivation import Derivation, derivation_of
 from ..errors import SpecError
 from ..spec.model import Spec
-from .tex import Form, Row, Section, StepsText, tex_name, tex_text
+from .tex import Form, Row, Section, StepsText, aligned, tex_name, tex_text
 
 
 def _axis_sub(axes: tuple[int, ...], keepdims: bool = False) -> str:
@@ -227,12 +227,8 @@ class ArraySteps(StepsText):
 
 
 def _shapes(derivation: Derivation) -> dict[sympy.Symbol, tuple]:
-    spec = derivation.spec
-    shapes = dict(spec.shapes)
-    shapes[derivation.dout] = shapes[spec.output]
-    for target, _ in derivation.steps:
-        original = next(v for v in (*spec.differentiated, *(s for s, _ in spec.graph)) if f"d{v.name}" == target.name)
-        shapes[target] = shapes[original]
+    """The operations' shapes (values, gradients) and those of the cached helpers."""
+    shapes = dict(derivation.operations.shapes)
     for c in (*derivation.cache, *derivation.recompute):
         shapes.setdefault(c.symbol, ops.shape_of(c.expr, shapes))
     return shapes
@@ -244,10 +240,6 @@ def _meaning(derivation: Derivation) -> dict[sympy.Symbol, tuple]:
     meaning = {target: ("grad", by_name[target.name]) for target, _ in derivation.steps}
     meaning[derivation.dout] = ("grad", spec.output)
     return meaning
-
-
-def _masks(derivation: Derivation) -> dict[sympy.Symbol, sympy.Basic]:
-    return {c.symbol: c.expr for c in (*derivation.cache, *derivation.recompute) if c.mask}
 
 
 def _assumed(spec: Spec) -> list[Row]:
@@ -270,12 +262,12 @@ def array_steps(obj: Spec | Derivation, order: int = 1) -> ArraySteps:
     ArraySteps
         Its ``latex()`` is an ``align*`` block; in Jupyter it displays as typeset math.
     """
-    derivation = obj if isinstance(obj, Derivation) else derive(obj)
+    derivation = derivation_of(obj)
     spec = derivation.spec
     if order != 1:
         raise SpecError(f"{spec.source or spec.name}: higher derivatives (order {order}) are for "
                         "elementwise layers; this is an array layer")
-    masks = _masks(derivation)
+    masks = derivation.masks
     meaning = _meaning(derivation)
     output = tex_name(spec.output)
     sections = [
@@ -298,10 +290,9 @@ def array_derivation_latex(derivation: Derivation) -> str:
     steps = array_steps(derivation)
     p = steps.printer()
     rows = [steps.row(r, p) for s in steps.sections for r in s.rows if r.kind != "assume"]
-    masks = _masks(derivation)
     cache = [p._print(c.symbol) for c in derivation.cache if not c.mask]
-    cache += [p._print(sympy.Piecewise((1, masks[c.symbol]), (0, True))) for c in derivation.cache if c.mask]
+    cache += [p._print(sympy.Piecewise((1, c.expr), (0, True))) for c in derivation.cache if c.mask]
     cached = ", ".join(cache) or r"\text{nothing}"
     rows.append(rf"\text{{cache}} &: {cached}")
-    return tex_text(derivation.spec.name) + "\n$$\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}$$"
+    return aligned(tex_text(derivation.spec.name), rows)
 

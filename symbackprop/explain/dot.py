@@ -103,6 +103,13 @@ class Graph:
         return bundle
 
 
+def node_ids(leaves: tuple, nodes: list) -> dict:
+    """DOT ids: ``in_<name>`` for a leaf, ``op<k>`` for the k-th operation."""
+    ids = {s: f"in_{s.name}" for s in leaves}
+    ids.update({n.symbol: f"op{i + 1}" for i, n in enumerate(nodes)})
+    return ids
+
+
 def quote(text: str) -> str:
     """``text`` as a DOT string (backslashes, quotes and newlines escaped)."""
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
@@ -128,6 +135,23 @@ class Dot:
         Graphviz lays it out beside its forward arrow (the picture points from ``a`` to ``b``)."""
         self.lines.append(f'    {quote(b)} -> {quote(a)} [label={quote(label)}, dir="back", color="red", '
                           f'fontcolor="red", style="bold"];')
+
+    def collapsed(self, layer: str, leaves: dict[str, str], output: tuple[str, str],
+                  backward: dict[str, str] | None, dout: str = "dout", dashed: frozenset = frozenset()) -> None:
+        """The layer as one box: ``leaves`` (name to the label of its arrow) into it, ``output``
+        (name, label) out of it, and with ``backward`` (leaf name to label) red arrows back
+        (``dout`` on the output's); leaves in ``dashed`` are drawn dashed."""
+        for name in leaves:
+            self.node(f"in_{name}", name, shape="ellipse", **({"style": "dashed"} if name in dashed else {}))
+        self.node("layer", layer, shape="box", style="rounded")
+        self.node("out", output[0], shape="ellipse")
+        for name, label in leaves.items():
+            self.forward(f"in_{name}", "layer", label)
+        self.forward("layer", "out", output[1])
+        if backward is not None:
+            self.backward("out", "layer", dout)
+            for name, label in backward.items():
+                self.backward("layer", f"in_{name}", label)
 
     def text(self) -> str:
         return "\n".join([*self.lines, "}"]) + "\n"

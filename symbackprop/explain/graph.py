@@ -3,8 +3,8 @@
 The seed draws its figures 5-4 and 5-9 with Graphviz: left to right, round
 operation nodes labelled ``×``, ``+``, ``exp``, ``/``, the forward value above each
 black arrow, and the backward gradient on a red bold arrow pointing back.
-:func:`elementwise_graph` draws any elementwise declaration that way, from its primitive nodes
-(:mod:`.primitives`) (array declarations, with shapes on their edges, are
+:func:`elementwise_graph` draws any elementwise declaration that way, from the derivation's
+primitive nodes (:mod:`symbackprop.derivation.operations`) (array declarations, with shapes on their edges, are
 :mod:`.arrays_graph`'s):
 
 - with worked ``[values]``, arrows carry numbers written as a person writes them
@@ -27,11 +27,12 @@ import re
 
 import sympy
 
-from ..derivation import Derivation, derive
+from ..derivation import Derivation, derivation_of
+from ..derivation.operations import Operations
+from ..lang.numbers import format_number
 from ..lang.text import format_expression
 from ..spec.model import DOUT, Spec
-from .dot import Dot, Graph, quote
-from .primitives import PrimitiveGraph, split
+from .dot import Dot, Graph, node_ids
 
 _SUPERSCRIPTS = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 
@@ -62,13 +63,13 @@ def _pretty(text: str, parenthesize: bool = False) -> str:
 class _Labels:
     """What each arrow says: numbers with values, else names and expressions."""
 
-    def __init__(self, g: PrimitiveGraph, symbolic: bool):
+    def __init__(self, g: Operations, symbolic: bool):
         self.g = g
         self.numbers = g.values is not None and not symbolic
 
     def forward(self, v: sympy.Symbol) -> str:
         if self.numbers:
-            return self.g.number(v)
+            return format_number(self.g.values[v])
         shown = self.g.readable.get(v)
         text = v.name if shown is None else expression_text(shown, self.g.output)
         return v.name if len(text) > 28 else text
@@ -76,20 +77,13 @@ class _Labels:
     def backward(self, expr: sympy.Expr) -> str:
         """The gradient an arrow carries back (an expression in ``dout`` and values)."""
         if self.numbers:
-            from .numbers import format_number
-
-            return format_number(expr.xreplace(self.g.definitions).xreplace({**self.g.values, DOUT: 1}))
+            return format_number(self.g.worked(expr))
         return expression_text(expr, self.g.output)
 
 
 # -- DOT -------------------------------------------------------------------------------------------
-def _ids(g: PrimitiveGraph) -> dict[sympy.Symbol, str]:
-    ids = {s: f"in_{s.name}" for s in g.inputs}
-    ids.update({n.symbol: f"op{i + 1}" for i, n in enumerate(g.nodes)})
-    return ids
-
-
-def _draw_nodes(g: PrimitiveGraph, dot: Dot, ids: dict, backward: bool, labels: _Labels) -> None:
+def _draw_nodes(g: Operations, dot: Dot, backward: bool, labels: _Labels) -> None:
+    ids = node_ids(g.leaves, g.nodes)
     for s in g.inputs:
         dot.node(ids[s], s.name, shape="ellipse")
     for n in g.nodes:
@@ -102,31 +96,21 @@ def _draw_nodes(g: PrimitiveGraph, dot: Dot, ids: dict, backward: bool, labels: 
     if not backward:
         return
     dot.backward("out", ids[g.output], labels.backward(DOUT))
-    for n in reversed(g.nodes):
-        grad = g.gradients.get(n.symbol)
-        if grad is None:
-            continue
-        for a in n.args:
-            dot.backward(ids[n.symbol], ids[a], labels.backward((grad * n.local[a]).xreplace(g.readable)))
+    for arrow in g.arrows:
+        dot.backward(ids[arrow.source], ids[arrow.target], labels.backward(arrow.expr))
 
 
-def _draw_collapsed(g: PrimitiveGraph, d: Derivation, dot: Dot, backward: bool, labels: _Labels,
-                    product: bool) -> None:
-    for s in g.inputs:
-        dot.node(f"in_{s.name}", s.name, shape="ellipse")
-    dot.node("layer", g.spec.name.lower(), shape="box", style="rounded")
-    dot.node("out", g.output.name, shape="ellipse")
-    for s in g.inputs:
-        dot.forward(f"in_{s.name}", "layer", labels.forward(s))
-    dot.forward("layer", "out", labels.forward(g.output))
-    if not backward:
-        return
-    dot.backward("out", "layer", labels.backward(DOUT))
-    masks = {c.symbol: c.expr for c in (*d.cache, *d.recompute) if c.mask}
-    for s in g.inputs:
-        grad = g.gradients[s] if product else d.backward[s.name].xreplace(masks).xreplace(
+def _draw_collapsed(g: Operations, dot: Dot, backward: bool, labels: _Labels, product: bool) -> None:
+    d = g.derivation
+
+    def label(s: sympy.Symbol) -> str:
+        grad = g.gradients[s] if product else d.backward[s.name].xreplace(d.masks).xreplace(
             {c.symbol: c.expr for c in d.recompute if not c.mask} if labels.numbers else {})
-        dot.backward("layer", f"in_{s.name}", labels.backward(grad.xreplace(d.definitions) if labels.numbers else grad))
+        return labels.backward(grad.xreplace(d.definitions) if labels.numbers else grad)
+
+    dot.collapsed(g.spec.name.lower(), {s.name: labels.forward(s) for s in g.inputs},
+                  (g.output.name, labels.forward(g.output)),
+                  {s.name: label(s) for s in g.inputs} if backward else None, labels.backward(DOUT))
 
 
 def elementwise_graph(obj: Spec | Derivation, *, symbolic: bool = False, backward: bool = True,
@@ -150,13 +134,12 @@ def elementwise_graph(obj: Spec | Derivation, *, symbolic: bool = False, backwar
     Graph
         ``elementwise_graph(load("apple_orange")).dot`` reproduces the seed's figure 5-9.
     """
-    spec = obj.spec if isinstance(obj, Derivation) else obj
-    g = split(spec)
+    g = derivation_of(obj).operations
+    spec = g.spec
     labels = _Labels(g, symbolic)
     dot = Dot(spec.name)
     if collapse:
-        derivation = obj if isinstance(obj, Derivation) else derive(spec)
-        _draw_collapsed(g, derivation, dot, backward, labels, product=collapse == "product")
+        _draw_collapsed(g, dot, backward, labels, product=collapse == "product")
     else:
-        _draw_nodes(g, dot, _ids(g), backward, labels)
+        _draw_nodes(g, dot, backward, labels)
     return Graph(dot.text(), spec.name)

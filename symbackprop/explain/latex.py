@@ -28,12 +28,12 @@ from dataclasses import dataclass
 
 import sympy
 
-from ..derivation import Derivation, derive
+from ..derivation import Derivation, derivation_of
+from ..derivation.operations import Operation, Operations
 from ..derivation.order import HigherDerivative, higher_order, total_symbol
+from ..lang.numbers import as_sympy, format_number
 from ..spec.model import DOUT, Spec
-from .numbers import as_sympy, format_number
-from .primitives import Node, PrimitiveGraph, split
-from .tex import Form, Row, Section, StepsText, tex_name, tex_text
+from .tex import Form, Row, Section, StepsText, aligned, tex_name, tex_text
 
 #: Rows longer than this (characters of LaTeX) put each further form on its own line.
 ONE_LINE = 64
@@ -45,8 +45,8 @@ class ChainRuleSteps(StepsText):
 
     Attributes
     ----------
-    graph : PrimitiveGraph
-        The forward pass split into primitive nodes.
+    graph : Operations
+        The forward pass split into primitive nodes (the derivation's).
     derivation : Derivation
         The derivation whose chosen backward forms the steps end in.
     sections : list of Section
@@ -57,7 +57,7 @@ class ChainRuleSteps(StepsText):
         for a derivative of a value through the whole forward pass.
     """
 
-    graph: PrimitiveGraph
+    graph: Operations
     derivation: Derivation
     sections: list[Section]
     meaning: dict[sympy.Symbol, tuple]
@@ -79,7 +79,7 @@ class ChainRuleSteps(StepsText):
             return "d"
         inputs = set(self.spec.inputs)
         differ = {(m[1], m[2]) for m in self.meaning.values()
-                  if m[0] == "partial" and not set(self.graph.node_of(m[1]).args) <= inputs}
+                  if m[0] == "partial" and not set(self.graph.producer(m[1]).args) <= inputs}
         total = {(m[1], m[2][0]) for m in self.meaning.values() if m[0] == "total" and len(m[2]) == 1}
         return "d" if differ & total else r"\partial"
 
@@ -97,10 +97,10 @@ def partial_symbol(v: sympy.Symbol, a: sympy.Symbol) -> sympy.Symbol:
 
 # -- building the rows -----------------------------------------------------------------------
 class _Builder:
-    def __init__(self, graph: PrimitiveGraph, derivation: Derivation):
-        self.g, self.d = graph, derivation
+    def __init__(self, derivation: Derivation):
+        self.g, self.d = derivation.operations, derivation
         self.meaning: dict[sympy.Symbol, tuple] = {}
-        self.masks = {c.symbol: c.expr for c in (*derivation.cache, *derivation.recompute) if c.mask}
+        self.masks = derivation.masks
 
     def grad(self, v: sympy.Symbol) -> sympy.Symbol:
         if v == self.g.output:
@@ -138,7 +138,7 @@ class _Builder:
             rows.append(Row("forward", node.symbol, tuple(forms)))
         return rows
 
-    def numbers_of(self, node: Node) -> list[Form]:
+    def numbers_of(self, node: Operation) -> list[Form]:
         values = self.g.values
         out = []
         if node.op in ("×", "+") or (node.op[:1] in "×+" and len(node.args) == 1):
@@ -401,10 +401,6 @@ def _join_terms(parts: list[str]) -> str:
 
 
 # -- the public functions -----------------------------------------------------------------
-def _derivation_of(obj: Spec | Derivation) -> Derivation:
-    return obj if isinstance(obj, Derivation) else derive(obj)
-
-
 def elementwise_steps(obj: Spec | Derivation, order: int = 1) -> ChainRuleSteps:
     """The chain-rule steps of an elementwise declaration (see the module docstring).
 
@@ -421,10 +417,9 @@ def elementwise_steps(obj: Spec | Derivation, order: int = 1) -> ChainRuleSteps:
     ChainRuleSteps
         Its ``latex()`` is an ``align*`` block; in Jupyter it displays as typeset math.
     """
-    derivation = _derivation_of(obj)
-    graph = split(derivation.spec)
-    b = _Builder(graph, derivation)
-    y = tex_name(graph.output)
+    derivation = derivation_of(obj)
+    b = _Builder(derivation)
+    y = tex_name(derivation.spec.output)
     sections = [Section("Forward pass, node by node", b.forward_rows()),
                 Section("Local derivatives of the nodes", b.local_rows()),
                 Section(rf"Backward pass, from $\partial L/\partial {y}$ to the inputs", b.backward_rows())]
@@ -435,7 +430,7 @@ def elementwise_steps(obj: Spec | Derivation, order: int = 1) -> ChainRuleSteps:
                  Section("Simplified to the chosen backward form", chain),
                  Section("The layer's derivatives through the whole forward pass, in cached values"
                          if order == 1 else f"The layer's derivatives up to order {order}, in cached values", higher)]
-    return ChainRuleSteps(graph, derivation, sections, b.meaning, order)
+    return ChainRuleSteps(derivation.operations, derivation, sections, b.meaning, order)
 
 
 def elementwise_derivation_latex(derivation: Derivation) -> str:
@@ -445,7 +440,7 @@ def elementwise_derivation_latex(derivation: Derivation) -> str:
     """
     spec = derivation.spec
     printer = _Printer(spec)
-    masks = {c.symbol: c.expr for c in (*derivation.cache, *derivation.recompute) if c.mask}
+    masks = derivation.masks
     rows = [f"{printer.expr(n)} &= {printer.expr(e)}" for n, e in spec.graph]
     y = spec.output
     for x in spec.inputs:
@@ -460,6 +455,6 @@ def elementwise_derivation_latex(derivation: Derivation) -> str:
     masks_text = ", ".join(rf"[{printer.expr(c.expr)}]" for c in derivation.cache if c.mask)
     cached = ", ".join(t for t in (cache, masks_text) if t) or r"\text{nothing}"
     rows.append(rf"\text{{cache}} &: {cached}")
-    return tex_text(spec.name) + "\n$$\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}$$"
+    return aligned(tex_text(spec.name), rows)
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import sympy
 
 from ..errors import SymbackpropError
-from .numbers import as_sympy
+from ..lang.numbers import as_sympy
 
 #: Seconds a TeX run may take.
 TEX_TIMEOUT = 60
@@ -123,14 +123,18 @@ def sections_latex(sections: list[Section], row: Callable[[Row], str], inline: b
     """
     shown = [s for s in sections if s.rows]
     if inline:
-        return "\n\n".join(f"{s.title}\n$$\\begin{{aligned}}\n" + " \\\\\n".join(row(r) for r in s.rows)
-                           + "\n\\end{aligned}$$" for s in shown) + "\n"
+        return "\n\n".join(aligned(s.title, [row(r) for r in s.rows]) for s in shown) + "\n"
     body = []
     for s in shown:
         body.append(rf"\intertext{{{s.title}}}")
         body += [row(r) + r" \\" for r in s.rows]
     body[-1] = body[-1].removesuffix(r" \\")
     return "\\begin{align*}\n" + "\n".join(body) + "\n\\end{align*}\n"
+
+
+def aligned(title: str, rows: list[str]) -> str:
+    """``title`` over one ``$$\\begin{aligned}...\\end{aligned}$$`` block of ``rows``."""
+    return f"{title}\n$$\\begin{{aligned}}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}$$"
 
 
 def tex_name(symbol: sympy.Symbol) -> str:

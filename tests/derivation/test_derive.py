@@ -40,6 +40,38 @@ def test_backward_equals_sympy_diff_at_random_points(derivations, name):
             assert float(f_got(*point, dout)) == pytest.approx(float(f_want(*point, dout)), rel=1e-9, abs=1e-12)
 
 
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_every_primitive_gradient_equals_sympy_diff_at_random_points(derivations, name):
+    """Oracle: for every value v of the one-operation graph, dL/dv = dout * d forward / d v,
+    with v made a free variable (SymPy's diff of the forward written in v), at random points;
+    and every input's gradient is the sum of the arrows into it."""
+    g = derivations[name].operations
+    spec = g.spec
+    rng = np.random.default_rng(zlib.crc32(name.encode()) + 1)
+    points = [{t: sympy.Float(rng.uniform(0.05, 5) if t.is_positive else rng.uniform(-5, 5)) for t in spec.inputs}
+              for _ in range(5)]
+    for v, grad in g.gradients.items():
+        node = g.producer(v)
+        free = sympy.Dummy("v", real=True)
+        # the forward with v's own value cut loose: everything downstream of v, in v and the inputs
+        downstream = {} if node is not None else {v: free}
+        for n in g.nodes:
+            if n.symbol == v:
+                downstream[v] = free
+            elif n is not node:
+                downstream[n.symbol] = n.expr.xreplace(downstream)
+        want = DOUT * sympy.diff(downstream.get(spec.output, sympy.S.Zero), free)
+        for point in points:
+            at = {**point, DOUT: sympy.Float(0.7)}
+            value = g.definitions.get(v, point.get(v)).xreplace(point)
+            expected = complex(want.xreplace({free: value}).xreplace(at).evalf(30))
+            got = complex(grad.xreplace(g.definitions).xreplace(at).evalf(30))
+            assert got == pytest.approx(expected, rel=1e-9, abs=1e-12), (name, v, point)
+    for s in spec.inputs:
+        into = [a.expr for a in g.arrows if a.target == s]
+        assert sympy.simplify(sympy.Add(*into) - g.gradients[s]) == 0
+
+
 def test_every_bundled_declaration_is_derived(derivations):
     assert len(derivations) >= 16
 

@@ -23,7 +23,7 @@ import symbackprop
 from symbackprop import ops as arrays
 from symbackprop.ops import ArrayVar
 from symbackprop.cli import main
-from symbackprop.explain import chain_rule_steps, derivation_latex, graph, latex, split_arrays
+from symbackprop.explain import chain_rule_steps, derivation_latex, graph, latex, operations
 from symbackprop.explain.tex import document
 
 ARRAY_SPECS = ["affine", "softmax", "softmax_with_loss", "log_softmax", "cross_entropy", "mse", "batch_norm",
@@ -237,7 +237,7 @@ def own(name):
 def test_declarations_of_ones_own(name):
     spec = own(name)
     assert check_steps(chain_rule_steps(spec)) >= 2
-    check_arrows(split_arrays(spec))
+    check_arrows(operations(spec))
     assert graph(spec, symbolic=True).svg().count("<svg") == 1
 
 
@@ -328,7 +328,7 @@ def check_arrows(g, seed=0):
 @pytest.mark.parametrize("name", ARRAY_SPECS)
 def test_every_graph_node_edge_and_arrow(name):
     spec = symbackprop.load(name)
-    g = split_arrays(spec)
+    g = operations(spec)
     oracle, into = check_arrows(g)
     # the declared values come out of the nodes unchanged, and every declared step has its node
     declared = Oracle(spec, spec.graph)
@@ -353,7 +353,7 @@ def test_every_graph_node_edge_and_arrow(name):
 
 
 def test_a_wrong_arrow_is_caught():
-    g = split_arrays(symbackprop.load("two_layer_net"))
+    g = operations(symbackprop.load("two_layer_net"))
     i = next(k for k, a in enumerate(g.arrows) if a.name == "dW1")
     a = g.arrows[i]
     g.arrows[i] = type(a)(a.source, a.target, 2 * a.expr, a.name)

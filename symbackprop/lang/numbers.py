@@ -35,7 +35,7 @@ def as_sympy(value: sympy.Basic | complex) -> sympy.Basic:
     Raises
     ------
     TypeError
-        For anything else: text is parsed only by :mod:`symbackprop.parsing`.
+        For anything else: text is parsed only by :mod:`symbackprop.lang.parser`.
     """
     if isinstance(value, sympy.Basic):
         return value
