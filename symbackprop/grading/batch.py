@@ -37,7 +37,7 @@ from ..errors import SymbackpropError
 from ..lang.parser import is_identifier
 from ..reports import INFORMATIONAL
 from . import sandbox
-from .worker import Task, child_main, death, finding
+from .worker import STARTED, Task, child_main, death, finding
 
 #: Default wall-clock limit per submission, in seconds.
 DEFAULT_TIMEOUT = 10.0
@@ -49,6 +49,8 @@ MIN_MEMORY = 256 << 20
 OUTPUT_BYTES = 4096
 #: Largest outcome a grading process may send (a larger one is treated as a crash).
 RESULT_BYTES = 16 << 20
+#: Seconds a submission's process (a sandbox, Python, numpy) may take to start, besides its limit.
+STARTUP = 10.0
 #: Seconds between looks at the clock (deadlines, Ctrl-C, the progress bar).
 TICK = 0.1
 #: Bytes read from one pipe in one go, and reads per pipe per tick (a submission that
@@ -317,7 +319,7 @@ class _Running:
         self.index, self.task = index, task
         self.process, self.result_pipe, self.output_pipe = _start(task, context, alive)
         self.started = time.monotonic()  # a forkserver (re)start is not the submission's time
-        self.deadline = self.started + task.timeout
+        self.deadline = self.started + task.timeout + STARTUP  # until its process is up (see STARTED)
         self.exit_fd = _pidfd(self.process.pid)
         self.outcome = bytearray()
         self.head = bytearray()
@@ -355,6 +357,10 @@ class _Running:
             if not chunk:
                 del self.open[fd]
                 return
+            if buffer is self.outcome and not buffer and chunk.startswith(STARTED):
+                self.started = time.monotonic()  # the sandbox is up: the submission's own time starts
+                self.deadline = self.started + self.task.timeout
+                chunk = chunk[len(STARTED):]
             room = (OUTPUT_BYTES if buffer is self.head else RESULT_BYTES) - len(buffer)
             buffer += chunk[:max(room, 0)]
             self.truncated |= buffer is self.head and len(chunk) > room

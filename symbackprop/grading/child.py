@@ -474,21 +474,40 @@ def _drop_to(uid: int) -> None:
     os.setresuid(uid, uid, uid)
 
 
-def _init(worker: int) -> None:
-    """Process 1 of the sandbox: reap every orphan, leave with the worker's status."""
-    os.closerange(0, 256)
+def _init(worker: int, alive: int | None) -> None:
+    """Process 1 of the sandbox: reap every orphan, leave with the worker's status, or at once
+    when the grader is gone (``alive`` reaches end of file): then the kernel ends every process
+    of the namespace."""
+    import select
+
+    os.closerange(0, alive if alive is not None else 256)
+    if alive is not None:
+        os.closerange(alive + 1, 256)
+    wake, woken = os.pipe()
+    os.set_blocking(woken, False)
+    os.set_blocking(wake, False)
+    signal.set_wakeup_fd(woken)
+    signal.signal(signal.SIGCHLD, lambda signum, frame: None)
     while True:
-        try:
-            pid, status = os.wait()
-        except ChildProcessError:
+        ready = select.select([wake] + ([alive] if alive is not None else []), [], [], 1.0)[0]
+        if alive in ready:
             os._exit(70)
-        if pid == worker:
-            code = os.waitstatus_to_exitcode(status)
-            os._exit(128 - code if code < 0 else code)
+        with contextlib.suppress(OSError):
+            os.read(wake, 4096)
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                os._exit(70)
+            if pid == 0:
+                break
+            if pid == worker:
+                code = os.waitstatus_to_exitcode(status)
+                os._exit(128 - code if code < 0 else code)
 
 
 def _parse(argv: list[str]) -> dict:
-    args = {"output_fd": 2, "uid": None, "init": False, "memory": None, "cpu": None, "processes": None,
+    args = {"output_fd": 2, "alive_fd": None, "uid": None, "init": False, "memory": None, "cpu": None, "processes": None,
             "file_size": None}
     it = iter(argv)
     for flag in it:
@@ -498,15 +517,16 @@ def _parse(argv: list[str]) -> dict:
 
 
 def main(argv: list[str]) -> None:
-    """``child.py [--init] [--uid N] --output-fd N --memory N --cpu N --processes N --file-size N``:
+    """``child.py [--init [--alive-fd N]] [--uid N] --output-fd N --memory N --cpu N --processes N --file-size N``:
     the request pipe on fd 0, the reply pipe on fd 1, the submission's output to ``--output-fd``."""
     args = _parse(argv)
     if args["uid"] is not None:
         _drop_to(args["uid"])
+        _die_with_parent()  # a change of user clears the parent-death signal bwrap set
     if args["init"]:
         worker = os.fork()
         if worker:
-            _init(worker)
+            _init(worker, args["alive_fd"])
     _die_with_parent()
     fd_in, fd_out = os.dup(0), os.dup(1)
     os.dup2(args["output_fd"], 1)

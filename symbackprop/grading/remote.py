@@ -188,6 +188,8 @@ class Session:
         phase = {"load": "importing it", "new": "the constructor"}.get(doc["op"], doc.get("name", "?"))
         if kind == "memory":
             raise OutOfMemory(phase, name, where)
+        if kind == "exit" and doc["op"] == "load":
+            raise LoadFailed("exception", f"cannot import: SystemExit: {message}{where}")
         if kind == "exit":
             raise Stopped(f"the submission called sys.exit({message}) (SystemExit)", where)
         if kind == "stop":

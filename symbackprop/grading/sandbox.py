@@ -85,9 +85,9 @@ def start(path: str, isolation: str, *, memory: int, timeout: float, hide: Itera
     name = Path(path).name
     limits = ["--memory", str(memory), "--cpu", str(int(timeout) + 1 + CPU_GRACE), "--file-size", str(FILE_BYTES)]
     fds: list[int] = []
-    requests, replies, setup = os.pipe(), os.pipe(), os.pipe()
+    requests, replies, setup, alive = os.pipe(), os.pipe(), os.pipe(), os.pipe()
     output = os.dup(2)
-    fds += [output]
+    fds += [output, alive[0]]
     scratch = None
     try:
         if isolation == BWRAP:
@@ -96,7 +96,7 @@ def start(path: str, isolation: str, *, memory: int, timeout: float, hide: Itera
             uid = UID_BASE + os.getpid() if os.geteuid() == 0 else None
             argv = ["bwrap", *_namespaces(), "--as-pid-1", "--die-with-parent", "--new-session",
                     *_mounts(hide, files, name), sys.executable, "-I", "-B", CHILD_AT, "--init",
-                    "--processes", str(2 + EXTRA_PROCESSES), *([] if uid is None else ["--uid", str(uid)])]
+                    "--alive-fd", str(alive[0]), "--processes", str(2 + EXTRA_PROCESSES), *([] if uid is None else ["--uid", str(uid)])]
             at, cwd, home = f"{SUBMISSION_DIR}/{name}", "/", SCRATCH
         else:
             scratch = tempfile.mkdtemp(prefix="symbackprop-scratch-")
@@ -107,7 +107,7 @@ def start(path: str, isolation: str, *, memory: int, timeout: float, hide: Itera
                                    stdout=replies[1], stderr=setup[1], pass_fds=fds, env=env, cwd=cwd,
                                    close_fds=True)
     except OSError as exc:
-        for fd in (*requests, *replies, *setup):
+        for fd in (*requests, *replies, *setup, alive[1]):
             os.close(fd)
         raise LoadFailed("crash", f"the submission's process did not start: {exc}") from None
     finally:
@@ -115,14 +115,24 @@ def start(path: str, isolation: str, *, memory: int, timeout: float, hide: Itera
             os.close(fd)
     for fd in (requests[0], replies[1], setup[1]):
         os.close(fd)
-    session = Session(process, requests[1], replies[0], setup[0], name)
-    session.path, session.scratch = at, scratch
+    try:
+        session = Session(process, requests[1], replies[0], setup[0], name)
+    except BaseException:
+        process.kill()
+        process.wait()
+        for fd in (requests[1], replies[0], alive[1]):
+            os.close(fd)
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    session.path, session.scratch, session.alive = at, scratch, alive[1]
     return session
 
 
 def finish(session: Session) -> None:
     """End the child and remove what it left (the scratch folder without a sandbox)."""
     session.close()
+    os.close(session.alive)  # the sandbox's init ends with it, should bwrap itself be gone already
     if session.scratch:
         shutil.rmtree(session.scratch, ignore_errors=True)
 

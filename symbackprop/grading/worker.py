@@ -48,7 +48,10 @@ RESERVE_BYTES = 16 << 20
 #: Seconds of CPU time past the wall-clock limit before the kernel stops the process
 #: (the parent kills it at the wall-clock limit; this only matters if the parent is gone).
 CPU_GRACE = sandbox.CPU_GRACE
+#: Written first on the result pipe once the submission's process is up: its time starts then.
+STARTED = b"\x01"
 _reserve: bytearray | None = None
+_result_fd: int | None = None
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,8 @@ def child_main(task: Task, result: Any, output: Any, alive: Any) -> None:
     alive : multiprocessing.connection.Connection
         Read end of a pipe that reaches end of file when the command is gone.
     """
-    global _reserve
+    global _reserve, _result_fd
+    _result_fd = result.fileno()
     _watch(alive.fileno())
     confine(task, output.fileno())
     output.close()
@@ -164,6 +168,12 @@ def _forget_forkserver() -> None:
             forkserver._forkserver._forkserver_alive_fd = None
 
 
+def _started() -> None:
+    """Tell the command that the submission's own time starts now."""
+    if _result_fd is not None:
+        _write_all(_result_fd, STARTED)
+
+
 def _release() -> None:
     global _reserve
     _reserve = None
@@ -207,6 +217,7 @@ def grade_layer(task: Task) -> dict:
     session = None
     try:
         session = sandbox.start(task.path, task.isolation, memory=task.memory, timeout=task.timeout, hide=task.hide)
+        _started()
         info = session.load(session.path, task.name)
         cls = session.layer_class(task.name, info)
         report = verify_layer(cls, task.spec, name=target, current=session.current)
@@ -232,6 +243,7 @@ def grade_steps(task: Task) -> dict:
     """Check a derivation file with :func:`~symbackprop.verify.verify` (here: the file is read by
     the safe parser, no code of the submission runs): wrong claims and wrong steps become
     findings (``numeric`` and ``conditional`` steps hold, and are not)."""
+    _started()
     report = verify(task.path)
     findings = []
     for claim in report.claims:
