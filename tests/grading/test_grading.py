@@ -110,6 +110,7 @@ def test_every_planted_submission_gets_its_verdict(layer_batch):
 
 def test_records_come_in_path_order_with_a_summary(layer_batch):
     _, _, document, _ = layer_batch
+    assert not list(layer_batch[0].parent.glob("*.records.jsonl"))  # written, then removed with the output
     paths = [r["path"] for r in document["results"]]
     assert paths == sorted(paths)
     assert set(document["results"][0]) == {"path", "class", "ok", "findings", "seconds", "output", "isolation"}
@@ -273,6 +274,8 @@ def test_ctrl_c_stops_the_workers_prints_what_finished_and_writes_nothing(tmp_pa
     assert batch.returncode == 130
     assert stdout == "" and not out.exists() and list(tmp_path.glob(".grades.json*")) == []
     assert "interrupted: 1 of 4 submissions graded" in stderr and "a_fast/layers.py:Sigmoid  ok" in stderr
+    kept = [json.loads(line) for line in (tmp_path / "grades.json.records.jsonl").read_text().splitlines()]
+    assert [(Path(r["path"]).parent.name, r["ok"], r["index"]) for r in kept] == [("a_fast", True, 0)]
     deadline = time.monotonic() + 10
     while any(named(f"{TOKEN}{letter}") for letter in "bcd") and time.monotonic() < deadline:
         time.sleep(0.05)
