@@ -313,7 +313,7 @@ def _grade_batch(args, tasks: list, about: dict) -> int:
         if why:
             raise SymbackpropError(f"--isolation bwrap: {why}")
     progress = Progress(len(tasks), sys.stderr)
-    records = _records(args)
+    records = _Records(args)
     try:
         batch = grade(tasks, jobs=args.jobs, on_progress=progress.update, on_result=records,
                       isolation=getattr(args, "isolation", None))
@@ -336,7 +336,7 @@ def _records_path(args) -> str | None:
     return f"{args.output}.records.jsonl" if getattr(args, "output", None) else None
 
 
-class _records:
+class _Records:
     """The append-only records file (JSON lines ``{"index": i, ...record}``): what finished
     survives a crash or an interrupt of the command; removed once the output is written."""
 
