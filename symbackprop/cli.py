@@ -8,6 +8,7 @@ process (:mod:`symbackprop.grading`), given several paths, a glob pattern, or a 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -254,8 +255,6 @@ def cmd_verify_steps(args) -> int:
 
 
 def cmd_verify_layer(args) -> int:
-    import contextlib
-
     from .checker import load_class, verify_layer
     from .spec import catalog
 
@@ -281,7 +280,7 @@ def _batch_mode(args, paths: list[str]) -> bool:
     from .grading.batch import is_pattern
 
     return len(paths) > 1 or any(is_pattern(p) for p in paths) or args.format == "gradescope" or \
-        any(getattr(args, k) is not None for k in ("jobs", "timeout", "memory", "shard"))
+        any(getattr(args, k, None) is not None for k in ("jobs", "timeout", "memory", "shard", "isolation"))
 
 
 def _step_files(specs: list[str]) -> list[str]:
@@ -305,8 +304,9 @@ def _grade_batch(args, tasks: list, about: dict) -> int:
     from .grading.batch import grade
     from .grading.view import Progress, interrupted_text, summary_table, to_json, to_text
 
-    if args.output and os.path.exists(args.output) and not args.force:
-        raise SymbackpropError(f"{args.output}: exists; pass --force to overwrite")
+    for path in (args.output, _records_path(args)):
+        if path and os.path.lexists(path) and not args.force:
+            raise SymbackpropError(f"{path}: exists; pass --force to overwrite")
     if args.shard:
         from .grading.shards import about_shard, select
 
@@ -319,13 +319,23 @@ def _grade_batch(args, tasks: list, about: dict) -> int:
 
         visibility = parse_visibility(args.visibility)
         only_result(tasks)
+    if getattr(args, "isolation", None) == "bwrap":
+        from .grading.sandbox import probe
+
+        level, why = probe()
+        if why:
+            raise SymbackpropError(f"--isolation bwrap: {why}")
     progress = Progress(len(tasks), sys.stderr)
+    records = _Records(args)
     try:
-        batch = grade(tasks, jobs=args.jobs, on_progress=progress.update)
+        batch = grade(tasks, jobs=args.jobs, on_progress=progress.update, on_result=records,
+                      isolation=getattr(args, "isolation", None))
     finally:
         progress.close()
+        records.close()
     if batch.interrupted:
-        print(interrupted_text(batch) + "\n" + summary_table(batch), file=sys.stderr)
+        kept = f"\nwhat finished is kept in {records.path}" if records.path else ""
+        print(interrupted_text(batch) + "\n" + summary_table(batch) + kept, file=sys.stderr)
         return 130
     if args.format == "gradescope":
         report = _json_text(results_json(only_result(batch.results), about["command"], visibility))
@@ -334,6 +344,7 @@ def _grade_batch(args, tasks: list, about: dict) -> int:
     else:
         report = to_text(batch).rstrip("\n")
     _emit(args, report)
+    records.remove()
     print(summary_table(batch), file=sys.stderr)
     return 0 if batch.ok else 1
 
@@ -357,6 +368,40 @@ def cmd_merge(args) -> int:
     joined = merge(documents, args.shards)
     _emit(args, _json_text(joined))
     return 0 if joined["ok"] else 1
+
+
+def _records_path(args) -> str | None:
+    """``-o FILE``: ``FILE.records.jsonl`` gets each record as its submission finishes."""
+    return f"{args.output}.records.jsonl" if getattr(args, "output", None) else None
+
+
+class _Records:
+    """The append-only records file (JSON lines ``{"index": i, ...record}``): what finished
+    survives a crash or an interrupt of the command; removed once the output is written."""
+
+    def __init__(self, args):
+        self.path = _records_path(args)
+        self.fd = None
+        if self.path:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | (os.O_TRUNC if args.force else os.O_EXCL)
+            try:
+                self.fd = os.open(self.path, flags, 0o644)
+            except OSError as exc:
+                raise SymbackpropError(f"{self.path}: cannot write: {exc.strerror}") from None
+
+    def __call__(self, index: int, result) -> None:
+        if self.fd is not None:
+            os.write(self.fd, (json.dumps({"index": index, **result.to_json()}, default=str) + "\n").encode())
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def remove(self) -> None:
+        if self.path:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
 
 
 def _emit(args, text: str) -> None:
@@ -462,8 +507,11 @@ def _batch_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=_positive(float), metavar="SECONDS",
                    help="wall-clock limit per submission (default 10)")
     p.add_argument("--memory", type=_memory, metavar="SIZE", help="memory limit per submission (default 1G)")
-    p.add_argument("-o", "--output", metavar="FILE", help="write the report here (atomically) instead of stdout")
+    p.add_argument("-o", "--output", metavar="FILE", help="write the report here (atomically) instead of stdout; "
+                   "FILE.records.jsonl keeps each record as it finishes until then")
     p.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    p.add_argument("--isolation", choices=("bwrap", "none"), default=None,
+                   help="run each submission in a bubblewrap sandbox (default where it starts) or without one")
     p.add_argument("--format", choices=("text", "json", "gradescope"),
                    help="text (default), json (as --json), or gradescope: its results.json for one submission")
     p.add_argument("--visibility", action="append", default=[], metavar="[KIND=]VISIBILITY",

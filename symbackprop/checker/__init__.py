@@ -33,7 +33,7 @@ def check_generated(derivation: Derivation, cls: type, *, max_examples: int = 25
 
 def verify_layer(cls_or_factory: Callable[..., Any], spec: Spec | str, *, seed: int = 0,
                  examples: Iterable[Any] = (), ignore: Iterable[str] = (),
-                 name: str | None = None) -> LayerReport:
+                 name: str | None = None, current: Callable[[Any], Any] | None = None) -> LayerReport:
     """Check a hand-written layer class against a declaration.
 
     Parameters
@@ -56,6 +56,10 @@ def verify_layer(cls_or_factory: Callable[..., Any], spec: Spec | str, *, seed: 
         Kinds of findings to leave out of the report.
     name : str, optional
         How the report names the layer.
+    current : callable, optional
+        ``current(obj)``: the contents ``obj``, returned by (or passed to) a layer method
+        earlier, has now; the probes for writes into ``dout`` and for aliased gradients read
+        through it (default: ``obj`` itself, for a layer in this process).
 
     Returns
     -------
@@ -73,10 +77,11 @@ def verify_layer(cls_or_factory: Callable[..., Any], spec: Spec | str, *, seed: 
     if unknown:
         raise SymbackpropError(f"ignore: unknown kind {unknown[0]!r} (known: {', '.join(KINDS)})")
     if spec.is_array:
-        findings, notes = verify_array_layer(cls_or_factory, spec, seed=seed, examples=examples)
+        findings, notes = verify_array_layer(cls_or_factory, spec, seed=seed, examples=examples, current=current)
     else:
-        reference = ElementwiseReference(spec)
-        findings, notes = ElementwiseVerifier(cls_or_factory, spec, reference, seed, examples).run(), []
+        verifier = ElementwiseVerifier(cls_or_factory, spec, ElementwiseReference(spec), seed, examples)
+        verifier.current = current or verifier.current
+        findings, notes = verifier.run(), []
     findings = [f for f in findings if f.kind not in set(ignore)]
     label = name or getattr(cls_or_factory, "__qualname__", None) or repr(cls_or_factory)
     against = f"{spec.name} ({spec.source})" if spec.source else spec.name

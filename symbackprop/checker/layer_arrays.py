@@ -106,8 +106,8 @@ class _Sample:
         return {d.name: int(n) for d, n in sorted(self.problem.sizes.items(), key=lambda kv: kv[0].name)}
 
 
-def verify_array_layer(factory: Callable[..., Any], spec: Spec, *, seed: int = 0,
-                       examples: Iterable[Any] = ()) -> tuple[list[Finding], list[str]]:
+def verify_array_layer(factory: Callable[..., Any], spec: Spec, *, seed: int = 0, examples: Iterable[Any] = (),
+                       current: Callable[[Any], Any] | None = None) -> tuple[list[Finding], list[str]]:
     """Findings and notes for a hand-written array layer or network (see the module docstring).
 
     Parameters
@@ -121,8 +121,11 @@ def verify_array_layer(factory: Callable[..., Any], spec: Spec, *, seed: int = 0
     examples : iterable
         Tuples of the arrays ``forward`` takes (inputs, then constants), or dicts by name
         (which may also give parameters).
+    current : callable, optional
+        See :func:`~symbackprop.checker.verify_layer`.
     """
     checker = (NetworkVerifier if spec.predict is not None else ArrayVerifier)(factory, spec, seed, examples)
+    checker.current = current or checker.current
     return checker.run(), checker.notes
 
 
@@ -649,6 +652,7 @@ class ArrayVerifier(_Checker):
         given = _copy(p.dout)
         grads = self.gradient_arrays_live(layer, given, p)
         first = {k: v.copy() for k, v in grads.items()}
+        given, grads = self.current(given), {k: self.current(v) for k, v in grads.items()}
         problems, example = self.memory_problems(grads, given, p.dout)
         problems += self.changed("backward", args, kept_args, shared, kept_params)
         again = self.gradient_arrays(layer, _copy(p.dout), p)

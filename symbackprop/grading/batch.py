@@ -29,14 +29,15 @@ import time
 import types
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing import connection, get_context
 from pathlib import Path
 
 from ..errors import SymbackpropError
 from ..lang.parser import is_identifier
 from ..reports import failing_kinds
-from .worker import Task, child_main, finding
+from . import sandbox
+from .worker import STARTED, Task, child_main, death, finding
 
 #: Default wall-clock limit per submission, in seconds.
 DEFAULT_TIMEOUT = 10.0
@@ -48,6 +49,8 @@ MIN_MEMORY = 256 << 20
 OUTPUT_BYTES = 4096
 #: Largest outcome a grading process may send (a larger one is treated as a crash).
 RESULT_BYTES = 16 << 20
+#: Seconds a submission's process (a sandbox, Python, numpy) may take to start, besides its limit.
+STARTUP = 10.0
 #: Seconds between looks at the clock (deadlines, Ctrl-C, the progress bar).
 TICK = 0.1
 #: Bytes read from one pipe in one go, and reads per pipe per tick (a submission that
@@ -70,6 +73,7 @@ class Result:
     seconds: float
     output: str = ""
     name: str | None = None
+    isolation: str = sandbox.NONE
 
     @property
     def kinds(self) -> list[str]:
@@ -77,12 +81,13 @@ class Result:
         return failing_kinds(self.findings)
 
     def to_json(self) -> dict:
-        """One record: ``path`` (and ``class``), ``ok``, ``findings``, ``seconds``, ``output``."""
+        """One record: ``path`` (and ``class``), ``ok``, ``findings``, ``seconds``, ``output``,
+        ``isolation`` (``"bwrap"``: the submission ran in a sandbox; ``"none"``: without)."""
         record = {"path": self.path}
         if self.name is not None:
             record["class"] = self.name
         return {**record, "ok": self.ok, "findings": self.findings, "seconds": self.seconds,
-                "output": self.output}
+                "output": self.output, "isolation": self.isolation}
 
 
 @dataclass
@@ -184,7 +189,8 @@ def default_jobs() -> int:
 
 # -- running a batch -------------------------------------------------------------------------
 def grade(tasks: Sequence[Task], *, jobs: int | None = None,
-          on_progress: Callable[[list[Result], int], None] | None = None) -> Batch:
+          on_progress: Callable[[list[Result], int], None] | None = None,
+          on_result: Callable[[int, Result], None] | None = None, isolation: str | None = None) -> Batch:
     """Grade every task, at most ``jobs`` at a time, each in a new process.
 
     Parameters
@@ -196,6 +202,12 @@ def grade(tasks: Sequence[Task], *, jobs: int | None = None,
     on_progress : callable, optional
         Called with the results so far (in finishing order) and the number running,
         after every finished submission and every :data:`TICK` seconds.
+    on_result : callable, optional
+        Called with the task's index and its result as each submission finishes (to append
+        it to a records file that survives a crash of the command).
+    isolation : str, optional
+        ``"bwrap"`` or ``"none"``; by default ``"bwrap"`` where a sandbox starts (else the
+        batch says once on stderr why not, and grades with ``"none"``).
 
     Returns
     -------
@@ -206,15 +218,30 @@ def grade(tasks: Sequence[Task], *, jobs: int | None = None,
     jobs = max(1, jobs or default_jobs())
     start = time.monotonic()
     done: dict[int, Result] = {}
+    tasks = _isolated(tasks, isolation)
     with _interruptible() as interrupted:
-        _run(tasks, jobs, done, interrupted, on_progress or (lambda results, running: None))
+        _run(tasks, jobs, done, interrupted, on_progress or (lambda results, running: None),
+             on_result or (lambda index, result: None))
     ordered = [done[i] for i in sorted(done)]
     pending = [t.path for i, t in enumerate(tasks) if i not in done]
     return Batch(ordered, round(time.monotonic() - start, 3), jobs, bool(interrupted), pending)
 
 
+def _isolated(tasks: Sequence[Task], isolation: str | None) -> list[Task]:
+    """The tasks with their isolation level and the paths their sandboxes hide: every
+    submission's folder and the reference declarations."""
+    if isolation is None:
+        isolation, why = sandbox.probe()
+        if why and any(t.kind == "layer" for t in tasks):
+            print(f"symbackprop: {why}: submissions run without a sandbox (isolation: none)", file=sys.stderr)
+    hide = {str(Path(t.path).resolve().parent) for t in tasks}
+    hide |= {str(Path(t.spec.source).resolve().parent) for t in tasks
+             if getattr(t.spec, "source", None) and Path(t.spec.source).is_file()}
+    return [replace(t, isolation=isolation, hide=tuple(sorted(hide))) for t in tasks]
+
+
 def _run(tasks: Sequence[Task], jobs: int, done: dict[int, Result], interrupted: list,
-         on_progress: Callable[[list[Result], int], None]) -> None:
+         on_progress: Callable[[list[Result], int], None], on_result: Callable[[int, Result], None]) -> None:
     context = _context()
     queue = deque(enumerate(tasks))
     running: list[_Running] = []
@@ -231,6 +258,7 @@ def _run(tasks: Sequence[Task], jobs: int, done: dict[int, Result], interrupted:
                     running.remove(r)
                     done[r.index] = r.result
                     finished.append(r.result)
+                    on_result(r.index, r.result)
                     on_progress(finished, len(running))
             on_progress(finished, len(running))
     finally:
@@ -291,7 +319,7 @@ class _Running:
         self.index, self.task = index, task
         self.process, self.result_pipe, self.output_pipe = _start(task, context, alive)
         self.started = time.monotonic()  # a forkserver (re)start is not the submission's time
-        self.deadline = self.started + task.timeout
+        self.deadline = self.started + task.timeout + STARTUP  # until its process is up (see STARTED)
         self.exit_fd = _pidfd(self.process.pid)
         self.outcome = bytearray()
         self.head = bytearray()
@@ -329,6 +357,10 @@ class _Running:
             if not chunk:
                 del self.open[fd]
                 return
+            if buffer is self.outcome and not buffer and chunk.startswith(STARTED):
+                self.started = time.monotonic()  # the sandbox is up: the submission's own time starts
+                self.deadline = self.started + self.task.timeout
+                chunk = chunk[len(STARTED):]
             room = (OUTPUT_BYTES if buffer is self.head else RESULT_BYTES) - len(buffer)
             buffer += chunk[:max(room, 0)]
             self.truncated |= buffer is self.head and len(chunk) > room
@@ -343,7 +375,7 @@ class _Running:
         if outcome is None:
             outcome = _verdict_without_outcome(self.task, timed_out, self.exitcode())
         self.result = Result(self.task.path, outcome["ok"], outcome["findings"], seconds, self.output(),
-                             self.task.name)
+                             self.task.name, self.task.isolation)
         self.close()
 
     def output(self) -> str:
@@ -438,25 +470,4 @@ def _verdict_without_outcome(task: Task, timed_out: bool, exitcode: int | None) 
                                                              "(stopped: an endless loop, or too slow)")]}
     if exitcode is not None and exitcode == -signal.SIGXCPU:
         return {"ok": False, "findings": [finding("timeout", "used more CPU time than allowed (SIGXCPU)")]}
-    return {"ok": False, "findings": [finding("crash", _death(exitcode))]}
-
-
-def _death(exitcode: int | None) -> str:
-    """Why a process that did not report died, from its exit code."""
-    if exitcode is None or exitcode == 255:
-        return "the grading process died before reporting (exit status unknown)"
-    if exitcode < 0:
-        name = _signal_name(-exitcode)
-        why = {"SIGSEGV": " (a segmentation fault: a crash in native code, e.g. through ctypes)",
-               "SIGKILL": " (by itself or another process, or the kernel's out-of-memory killer)",
-               "SIGABRT": " (the interpreter or a native library aborted)",
-               "SIGBUS": " (a bus error in native code)"}.get(name, "")
-        return f"the grading process was killed by {name}{why} before reporting"
-    return f"the grading process exited with status {exitcode} before reporting (os._exit, or a hard exit)"
-
-
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
+    return {"ok": False, "findings": [finding("crash", death(exitcode))]}

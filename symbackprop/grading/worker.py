@@ -1,61 +1,57 @@
-"""One submission, graded inside a process of its own: the child side of :mod:`symbackprop.grading.batch`.
+"""One submission, graded by a process of its own: the grader side of :mod:`symbackprop.grading.batch`.
 
 :func:`child_main` runs in a fresh process forked by the forkserver (never in the
-command's own process).  It confines itself, grades the submission, writes one JSON
-outcome ``{"ok": bool, "findings": [...]}`` to the result pipe and leaves with
-``os._exit``, so that no ``atexit`` handler, finalizer or thread of the submission runs
-after the verdict.  Confinement:
+command's own process).  This *grader* never imports the submission: it starts the
+submission's own process (:mod:`.sandbox`, :mod:`.child`), checks a
+:class:`~.remote.RemoteLayer` that stands for the submitted class, writes one JSON outcome
+``{"ok": bool, "findings": [...], "isolation": ...}`` to the result pipe and leaves with
+``os._exit``.  Nothing the submission's process sends is read as a verdict: only numbers.
+Confinement of the grader itself:
 
-* its own process group (``os.setpgid``), so that the parent can kill whatever the
-  submission forks, and a ``kill(0, ...)`` reaches nothing else;
+* its own process group (``os.setpgid``), so that the parent can kill it and, without a
+  sandbox, whatever the submission forks;
 * a watchdog thread that ends the process when the command is gone (the read end of a
   pipe only the command writes to reaches end of file), so that nothing outlives a
-  killed command; the forkserver, by contrast, may die (a submission can kill its
-  parent) without taking the other submissions' processes with it;
-* stdout and stderr (file descriptors 1 and 2, so C code too) go to a pipe the parent
-  drains and caps;
-* ``RLIMIT_AS`` (memory: the whole address space, the grader's own ~160 MB included),
-  ``RLIMIT_CPU`` (a backstop a few seconds past the wall-clock limit the parent
-  enforces), ``RLIMIT_CORE = 0`` (a segfault leaves no core file).
+  killed command (the sandbox dies with the grader);
+* stdout and stderr (file descriptors 1 and 2, the submission's too) go to a pipe the
+  parent drains and caps;
+* ``RLIMIT_AS``, ``RLIMIT_CPU`` and ``RLIMIT_CORE = 0``, as for the submission's process.
 
 What the submission did becomes a finding in the layer checker's schema
 (``kind``, ``input``, ``message``, ``max_rel_error``, ``counterexample``): ``memory``
-(a ``MemoryError``, wherever it surfaced), ``exception`` (an import that raised,
-``sys.exit``, an exception that stopped the check), ``invalid`` (no such file or class,
-a derivation file the loader rejects); the parent adds ``timeout`` and ``crash``.
-This isolates submissions from the batch and from each other; it is no sandbox: a
-submission can still read files, use the network or lie about its own verdict by
-patching the checker in its process (run the grader in a container for that).
+(a ``MemoryError`` in its process), ``exception`` (an import that raised, ``sys.exit``),
+``invalid`` (no such file or class, a value that is not plain numeric data, a derivation
+file the loader rejects), ``crash`` (its process died); the parent adds ``timeout``.
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import os
-import re
 import resource
+import signal
 import sys
 import threading
-import traceback
-import types
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from ..checker import load_class, verify_layer
+from ..checker import verify_layer
 from ..errors import DerivationTimeout, SymbackpropError
 from ..verify import verify
+from . import remote, sandbox
+from .remote import ChildGone, Invalid, LoadFailed, OutOfMemory, Stopped
 
 LAYER, STEPS = "layer", "steps"
-#: Memory held back from the submission, released before the outcome is written, so that
-#: a submission that exhausted its memory limit can still be reported on.
+#: Memory held back from the grader, released before the outcome is written.
 RESERVE_BYTES = 16 << 20
 #: Seconds of CPU time past the wall-clock limit before the kernel stops the process
 #: (the parent kills it at the wall-clock limit; this only matters if the parent is gone).
-CPU_GRACE = 5
-_MEMORY_RAISED = re.compile(r"raised \w*MemoryError\b")
+CPU_GRACE = sandbox.CPU_GRACE
+#: Written first on the result pipe once the submission's process is up: its time starts then.
+STARTED = b"\x01"
 _reserve: bytearray | None = None
+_result_fd: int | None = None
 
 
 @dataclass(frozen=True)
@@ -72,11 +68,15 @@ class Task:
     name : str or None
         The class to check, for a layer.
     spec : Spec or None
-        The declaration to check a layer against (pickled into the child).
+        The declaration to check a layer against (pickled into the grader).
     timeout : float
         Wall-clock limit in seconds (enforced by the parent; here a CPU backstop).
     memory : int
         Address-space limit in bytes.
+    isolation : str
+        ``"bwrap"`` (the submission's process in a sandbox) or ``"none"``.
+    hide : tuple of str
+        Paths the sandbox empties (the batch's submission folders, the reference declaration).
     """
 
     kind: str
@@ -85,6 +85,8 @@ class Task:
     spec: Any = None
     timeout: float = 10.0
     memory: int = 1 << 30
+    isolation: str = sandbox.NONE
+    hide: tuple[str, ...] = ()
 
 
 def finding(kind: str, message: str, counterexample: dict | None = None) -> dict:
@@ -112,7 +114,8 @@ def child_main(task: Task, result: Any, output: Any, alive: Any) -> None:
     alive : multiprocessing.connection.Connection
         Read end of a pipe that reaches end of file when the command is gone.
     """
-    global _reserve
+    global _reserve, _result_fd
+    _result_fd = result.fileno()
     _watch(alive.fileno())
     confine(task, output.fileno())
     output.close()
@@ -165,6 +168,12 @@ def _forget_forkserver() -> None:
             forkserver._forkserver._forkserver_alive_fd = None
 
 
+def _started() -> None:
+    """Tell the command that the submission's own time starts now."""
+    if _result_fd is not None:
+        _write_all(_result_fd, STARTED)
+
+
 def _release() -> None:
     global _reserve
     _reserve = None
@@ -178,86 +187,63 @@ def _write_all(fd: int, data: bytes) -> None:
 
 # -- grading ------------------------------------------------------------------------------------
 def grade(task: Task) -> dict:
-    """The outcome of one submission: ``{"ok": bool, "findings": [finding, ...]}``.
+    """The outcome of one submission: ``{"ok": bool, "findings": [finding, ...], "isolation": ...}``.
 
-    Whatever the submission raises, including ``SystemExit`` and ``MemoryError``, ends in a
-    finding; only the death of the process escapes (the parent reports it).
+    Whatever the submission does ends in a finding; only the death of this process escapes
+    (the parent reports it).
     """
     try:
-        return _GRADERS[task.kind](task)
+        outcome = _GRADERS[task.kind](task)
     except MemoryError as exc:
         _release()
-        return failed("memory", _out_of_memory(task, f"{type(exc).__name__}{_where(exc, task.path)}"))
+        outcome = failed("memory", _out_of_memory(task, f"the grader raised {type(exc).__name__}"))
     except DerivationTimeout as exc:
-        return failed("timeout", f"symbolic work ran past its bound: {_one_line(exc)}")
+        outcome = failed("timeout", f"symbolic work ran past its bound: {_one_line(exc)}")
     except SymbackpropError as exc:
-        return failed("invalid", _one_line(exc))
-    except BaseException as exc:  # noqa: BLE001 - sys.exit, KeyboardInterrupt, anything the check let through
+        outcome = failed("invalid", _one_line(exc))
+    except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt, anything the check let through
         _release()
-        return failed("exception", f"the check stopped: {_describe(exc)}{_where(exc, task.path)}")
+        outcome = failed("exception", f"the check stopped: {_describe(exc)}")
+    return {**outcome, "isolation": task.isolation}
 
 
 def grade_layer(task: Task) -> dict:
-    """Import the class and check it with :func:`~symbackprop.checker.verify_layer`."""
+    """Load the class in the submission's own process (sandboxed, see :mod:`.sandbox`) and check
+    the :class:`~.remote.RemoteLayer` standing for it with :func:`~symbackprop.checker.verify_layer`:
+    every finding and the verdict are computed here, from the numbers the child sent."""
     target = f"{task.path}:{task.name}"
+    if not task.path.endswith(".py"):
+        return failed("invalid", f"{task.path}: no such Python file")
+    session = None
     try:
-        cls = load_class(target)
-    except SymbackpropError as exc:
-        return _import_failure(task, exc)
-    try:
-        report = verify_layer(watched(cls), task.spec, name=target)
+        session = sandbox.start(task.path, task.isolation, memory=task.memory, timeout=task.timeout, hide=task.hide)
+        _started()
+        info = session.load(session.path, task.name)
+        cls = session.layer_class(task.name, info)
+        report = verify_layer(cls, task.spec, name=target, current=session.current)
+        return {"ok": report.ok, "findings": [f.to_json() for f in report.findings]}
+    except LoadFailed as exc:
+        if exc.kind == "no-class":
+            return failed("invalid", f"{task.path}: no class {task.name!r} (classes: {exc.message or 'none'})")
+        return failed(exc.kind, f"{task.path}: {exc.message}" if exc.kind == "exception" else exc.message)
     except OutOfMemory as exc:
-        _release()
-        detail = f"{exc.method} raised {type(exc.error).__name__}{_where(exc.error, task.path)}"
-        return failed("memory", _out_of_memory(task, detail))
-    findings = [_memory_or_same(task, f.to_json()) for f in report.findings]
-    return {"ok": report.ok, "findings": findings}
-
-
-class OutOfMemory(BaseException):
-    """A method of the layer ran out of memory: a BaseException, so that the checker (which
-    reports a method's ``Exception`` and goes on calling it) stops at once, instead of
-    filling the memory again at every call until the time limit."""
-
-    def __init__(self, method: str, error: MemoryError):
-        super().__init__(method)
-        self.method, self.error = method, error
-
-
-#: Methods of a layer whose ``MemoryError`` ends the check.
-WATCHED = ("forward", "backward")
-
-
-def watched(cls: Any) -> Any:
-    """A subclass of ``cls`` whose ``forward`` and ``backward`` turn a ``MemoryError`` into
-    :class:`OutOfMemory`, and behave as the originals otherwise; ``cls`` itself when it is
-    not a class or cannot be subclassed."""
-    if not isinstance(cls, type):
-        return cls
-    owner: list[type] = []
-
-    def guard(name: str) -> Callable:
-        def method(self, *args, **kwargs):
-            try:
-                return getattr(super(owner[0], self), name)(*args, **kwargs)
-            except MemoryError as exc:
-                raise OutOfMemory(name, exc) from None
-        method.__name__ = method.__qualname__ = name
-        return method
-
-    namespace = {name: guard(name) for name in WATCHED if callable(getattr(cls, name, None))}
-    namespace.update(__module__=cls.__module__, __qualname__=cls.__qualname__, __doc__=cls.__doc__)
-    try:
-        sub = types.new_class(cls.__name__, (cls,), exec_body=lambda ns: ns.update(namespace))
-    except Exception:  # noqa: BLE001 - a final class, a metaclass that refuses
-        return cls
-    owner.append(sub)
-    return sub
+        return failed("memory", _out_of_memory(task, f"{exc.phase} raised {exc.name}{exc.where}"))
+    except Stopped as exc:
+        return failed("exception", f"the check stopped: {exc.description}{exc.where}")
+    except Invalid as exc:
+        return failed("invalid", f"{task.path}: {remote.one_line(str(exc))}")
+    except ChildGone:
+        return failed("crash", death(session.exitcode() if session else None, "the submission's process"))
+    finally:
+        if session is not None:
+            sandbox.finish(session)
 
 
 def grade_steps(task: Task) -> dict:
-    """Check a derivation file with :func:`~symbackprop.verify.verify`: wrong claims and wrong
-    steps become findings (``numeric`` and ``conditional`` steps hold, and are not)."""
+    """Check a derivation file with :func:`~symbackprop.verify.verify` (here: the file is read by
+    the safe parser, no code of the submission runs): wrong claims and wrong steps become
+    findings (``numeric`` and ``conditional`` steps hold, and are not)."""
+    _started()
     report = verify(task.path)
     findings = []
     for claim in report.claims:
@@ -275,23 +261,28 @@ def grade_steps(task: Task) -> dict:
 _GRADERS: dict[str, Callable[[Task], dict]] = {LAYER: grade_layer, STEPS: grade_steps}
 
 
-def _import_failure(task: Task, exc: SymbackpropError) -> dict:
-    """``load_class`` says why in one line; the exception it hides (``__context__``) says
-    whether the submission's code ran and raised, or ran out of memory."""
-    cause = exc.__context__
-    if isinstance(cause, MemoryError):
-        _release()
-        return failed("memory", _out_of_memory(task, f"importing it raised {type(cause).__name__}"))
-    if cause is not None:
-        return failed("exception", _one_line(exc) + _where(cause, task.path))
-    return failed("invalid", _one_line(exc))
+def death(exitcode: int | None, who: str = "the grading process") -> str:
+    """Why a process that did not report died, from its exit code (a signal as a negative
+    number; a sandbox reports signal N as 128 + N)."""
+    if exitcode is not None and 128 < exitcode <= 128 + 64 and who != "the grading process":
+        exitcode = 128 - exitcode
+    if exitcode is None or exitcode == 255:
+        return f"{who} died before reporting (exit status unknown)"
+    if exitcode < 0:
+        name = _signal_name(-exitcode)
+        why = {"SIGSEGV": " (a segmentation fault: a crash in native code, e.g. through ctypes)",
+               "SIGKILL": " (by itself or another process, or the kernel's out-of-memory killer)",
+               "SIGABRT": " (the interpreter or a native library aborted)",
+               "SIGBUS": " (a bus error in native code)"}.get(name, "")
+        return f"{who} was killed by {name}{why} before reporting"
+    return f"{who} exited with status {exitcode} before reporting (os._exit, or a hard exit)"
 
 
-def _memory_or_same(task: Task, record: dict) -> dict:
-    """An ``exception`` finding whose exception is a ``MemoryError`` is the memory limit."""
-    if record["kind"] == "exception" and _MEMORY_RAISED.search(record["message"]):
-        return {**record, "kind": "memory", "message": _out_of_memory(task, record["message"])}
-    return record
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def _out_of_memory(task: Task, detail: str) -> str:
@@ -299,36 +290,9 @@ def _out_of_memory(task: Task, detail: str) -> str:
 
 
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, SystemExit):
-        return f"the submission called sys.exit({_safe(lambda: repr(exc.code))}) (SystemExit)"
     text = _one_line(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _safe(text: Callable[[], str]) -> str:
-    """A string the submission's objects make, or a placeholder if making it raises."""
-    try:
-        return text()
-    except Exception:  # noqa: BLE001 - a hostile __str__ or __repr__
-        return "<unprintable>"
-
-
-def _where(exc: BaseException, path: str) -> str:
-    """`` (at FILE:LINE in FUNCTION)``: the last frame of the submission's own file."""
-    mine = str(Path(path).resolve())
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if _resolved(f.filename) == mine]
-    if not frames:
-        return ""
-    f = frames[-1]
-    return f" (at {Path(path).name}:{f.lineno} in {f.name})"
-
-
-def _resolved(filename: str) -> str:
-    try:
-        return str(Path(filename).resolve())
-    except (OSError, ValueError):
-        return filename
-
-
 def _one_line(exc: BaseException) -> str:
-    return " ".join(_safe(lambda: str(exc)).split())[:2000]
+    return " ".join(str(exc).split())[:2000]

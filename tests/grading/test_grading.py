@@ -26,13 +26,17 @@ _spec = importlib.util.spec_from_file_location("submissions", FIXTURES / "submis
 submissions = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(submissions)
 sigmoid = submissions.sigmoid  # the source of a Sigmoid submission (shared with benchmarks/grading.py)
+#: A process name no other process has: a sandboxed submission cannot write a file the test
+#: could read, so the processes it starts name themselves (prctl PR_SET_NAME) to be found.
+TOKEN = f"sbp{os.getpid() % 100000}"
+NAME_ME = "import ctypes\nctypes.CDLL(None).prctl(15, {name!r}.encode())\n"
 
 
 #: name: (source, the kinds of failing findings it must get, a fragment of the message)
 LAYERS = {
     "correct": (sigmoid(), [], ""),
     "wrong_math": (sigmoid(grad="dout * self.out"), ["wrong-math"], "dx differs"),
-    "endless_loop": (sigmoid(forward="while True: pass"), ["timeout"], "within 2 s"),
+    "endless_loop": (sigmoid(forward="while True: pass"), ["timeout"], "within 4 s"),
     "memory_bomb": (sigmoid(forward="hog = [bytearray(10**7) for _ in range(10**5)]"), ["memory"], "MemoryError"),
     "numpy_bomb": (sigmoid(backward="np.ones(1 << 40)"), ["memory"], "MemoryError"),
     "os_exit": (sigmoid(before="import os\n", after="os._exit(3)\n"), ["crash"], "status 3"),
@@ -49,7 +53,8 @@ LAYERS = {
                          [], ""),
     "forks_a_spinner": (sigmoid(before="import os\n", after=(
         "if os.fork() == 0:\n"
-        "    open(os.path.join(os.path.dirname(__file__), 'spinner.pid'), 'w').write(str(os.getpid()))\n"
+        f"    import ctypes; ctypes.CDLL(None).prctl(15, b'{TOKEN}s')\n"
+        "    print('spinning', flush=True)\n"
         "    while True: pass\n")), [], ""),
 }
 
@@ -60,18 +65,17 @@ def plant(folder: Path, sources: dict) -> None:
         (folder / name / "layers.py").write_text(source)
 
 
-def gone(pid: int, seconds: float = 10.0) -> bool:
-    """The process has ended (it may linger as a zombie nobody reaps yet)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+def named(name: str) -> list[int]:
+    """The live processes called ``name`` (zombies nobody reaps yet excepted)."""
+    found = []
+    for entry in Path("/proc").iterdir():
         try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (FileNotFoundError, ProcessLookupError):
-            return True
-        if state in "ZX":
-            return True
-        time.sleep(0.05)
-    return False
+            if entry.name.isdigit() and (entry / "comm").read_text().strip() == name and \
+                    (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX":
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
 
 
 def without_seconds(text: str) -> str:
@@ -80,13 +84,14 @@ def without_seconds(text: str) -> str:
 
 @pytest.fixture(scope="module")
 def layer_batch(tmp_path_factory):
-    """The planted layers graded once, through the command line (2 jobs, 2 s, 512 MiB)."""
+    """The planted layers graded once, through the command line (2 jobs, 4 s, 512 MiB): 4 s, so that
+    the memory bomb fills its 512 MiB in time on a loaded 2-core machine."""
     folder = tmp_path_factory.mktemp("submissions")
     plant(folder, LAYERS)
     out = folder.parent / f"{folder.name}.json"
     start = time.monotonic()
     code = main(["verify-layer", f"{folder}/*/layers.py:Sigmoid", "--against", "sigmoid", "--jobs", "2",
-                 "--timeout", "2", "--memory", "512M", "--json", "-o", str(out)])
+                 "--timeout", "4", "--memory", "512M", "--json", "-o", str(out)])
     return folder, code, json.loads(out.read_text()), time.monotonic() - start
 
 
@@ -105,9 +110,10 @@ def test_every_planted_submission_gets_its_verdict(layer_batch):
 
 def test_records_come_in_path_order_with_a_summary(layer_batch):
     _, _, document, _ = layer_batch
+    assert not list(layer_batch[0].parent.glob("*.records.jsonl"))  # written, then removed with the output
     paths = [r["path"] for r in document["results"]]
     assert paths == sorted(paths)
-    assert set(document["results"][0]) == {"path", "class", "ok", "findings", "seconds", "output"}
+    assert set(document["results"][0]) == {"path", "class", "ok", "findings", "seconds", "output", "isolation"}
     summary = document["summary"]
     assert summary["passed"] == sum(not kinds for _, kinds, _ in LAYERS.values())
     assert summary["failed"] == len(LAYERS) - summary["passed"]
@@ -117,7 +123,7 @@ def test_records_come_in_path_order_with_a_summary(layer_batch):
 def test_timeouts_are_kept_and_the_batch_is_parallel(layer_batch):
     _, _, document, seconds = layer_batch
     loop = next(r for r in document["results"] if "endless_loop" in r["path"])
-    assert 2.0 <= loop["seconds"] < 6.0
+    assert 4.0 <= loop["seconds"] < 8.0
     assert seconds < 30  # a hang would never end; the sum of the parts is well below this
 
 
@@ -130,9 +136,13 @@ def test_a_flood_of_output_is_capped(layer_batch):
 
 
 def test_what_a_submission_forks_is_killed_with_it(layer_batch):
-    folder, *_ = layer_batch
-    pid = int((folder / "forks_a_spinner" / "spinner.pid").read_text())
-    assert gone(pid)
+    _, _, document, _ = layer_batch
+    spinner = next(r for r in document["results"] if "forks_a_spinner" in r["path"])
+    assert "spinning" in spinner["output"]  # it did fork and run
+    deadline = time.monotonic() + 10
+    while named(f"{TOKEN}s") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert named(f"{TOKEN}s") == []
 
 
 def test_the_batch_json_is_byte_identical_apart_from_seconds(tmp_path):
@@ -244,25 +254,30 @@ def test_patterns_expand_sorted_and_once(tmp_path):
 
 # -- Ctrl-C ----------------------------------------------------------------------------------------------
 def test_ctrl_c_stops_the_workers_prints_what_finished_and_writes_nothing(tmp_path):
-    sleeper = ("import os, time\n"
-               "open(os.path.join(os.path.dirname(__file__), 'started'), 'w').write(str(os.getpid()))\n"
-               "time.sleep(600)\n")
-    plant(tmp_path, {"a_fast": LAYERS["correct"], "b_sleeps": (sleeper,), "c_sleeps": (sleeper,),
-                     "d_sleeps": (sleeper,)})
+    def sleeper(letter: str) -> tuple:
+        return (NAME_ME.format(name=f"{TOKEN}{letter}") + "import time\ntime.sleep(600)\n",)
+
+    plant(tmp_path, {"a_fast": LAYERS["correct"], "b_sleeps": sleeper("b"), "c_sleeps": sleeper("c"),
+                     "d_sleeps": sleeper("d")})
     out = tmp_path / "grades.json"
     batch = subprocess.Popen([sys.executable, "-m", "symbackprop", "verify-layer", "*/layers.py:Sigmoid",
                               "--against", "sigmoid", "--jobs", "2", "--timeout", "300", "--json", "-o", str(out)],
                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    marker = tmp_path / "c_sleeps" / "started"  # c starts only once a_fast has finished (2 jobs)
+    seen = set()  # c starts only once a_fast has finished (2 jobs)
     deadline = time.monotonic() + 60
-    while not (marker.exists() and marker.read_text()) and time.monotonic() < deadline:
+    while "c" not in seen and time.monotonic() < deadline:
+        seen |= {letter for letter in "bcd" if named(f"{TOKEN}{letter}")}
         time.sleep(0.05)
-    assert marker.exists(), "the batch never reached the third submission"
+    assert "c" in seen, "the batch never reached the third submission"
     batch.send_signal(signal.SIGINT)
     stdout, stderr = batch.communicate(timeout=60)
     assert batch.returncode == 130
     assert stdout == "" and not out.exists() and list(tmp_path.glob(".grades.json*")) == []
     assert "interrupted: 1 of 4 submissions graded" in stderr and "a_fast/layers.py:Sigmoid  ok" in stderr
-    for name in ("b_sleeps", "c_sleeps"):
-        assert gone(int((tmp_path / name / "started").read_text()))
-    assert not (tmp_path / "d_sleeps" / "started").exists()
+    kept = [json.loads(line) for line in (tmp_path / "grades.json.records.jsonl").read_text().splitlines()]
+    assert [(Path(r["path"]).parent.name, r["ok"], r["index"]) for r in kept] == [("a_fast", True, 0)]
+    deadline = time.monotonic() + 10
+    while any(named(f"{TOKEN}{letter}") for letter in "bcd") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(named(f"{TOKEN}{letter}") for letter in "bcd")
+    assert "d" not in seen
