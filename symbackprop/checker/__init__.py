@@ -25,10 +25,16 @@ from .layer_arrays import verify_array_layer
 
 def check_generated(derivation: Derivation, cls: type, *, max_examples: int = 25) -> CheckReport:
     """Check the generated class ``cls`` of ``derivation`` numerically (array layers with
-    half the examples: each costs several forward passes per value)."""
+    half the examples: each costs several forward passes per value), then with every probe
+    of :func:`verify_layer` (its findings in ``report.findings``; ``ok`` is false when one
+    of them is not informational)."""
     if derivation.spec.is_array:
-        return check_array_spec(derivation, cls, max_examples=max(3, max_examples // 2))
-    return check_elementwise(derivation, cls, max_examples=max_examples)
+        report = check_array_spec(derivation, cls, max_examples=max(3, max_examples // 2))
+    else:
+        report = check_elementwise(derivation, cls, max_examples=max_examples)
+    report.findings = [f.to_json() for f in verify_layer(cls, derivation.spec).findings]
+    report.settle()
+    return report
 
 
 def verify_layer(cls_or_factory: Callable[..., Any], spec: Spec | str, *, seed: int = 0,

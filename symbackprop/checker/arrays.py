@@ -6,15 +6,18 @@ For an array layer :math:`y = f(x, W, \dots)` and a random upstream gradient
 
 .. math:: \langle \bar s, v \rangle = \frac{d}{dh} \langle \bar y, f(s + h v) \rangle \Big|_{h=0},
 
-which numerical differentiation gives in one or two forward passes (complex step
-where the generated forward runs on complex input, central differences elsewhere).
+where :math:`f` is the *declared* forward (evaluated in float64, array atoms by their
+definitions: never the generated code), differentiated numerically in one or two passes
+(complex step where it is analytic, central differences elsewhere).
 A few random directions decide "is it right"; only when one disagrees is the
 gradient compared element by element to say where.
 """
 from __future__ import annotations
 
+import functools
 import time
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 import sympy
@@ -22,11 +25,12 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from .. import ops
-from ..codegen import compile_class
 from ..derivation.model import Derivation
 from ..numerics.differences import COMPLEX_STEP, RELATIVE_STEP
+from ..numerics.evaluate import float_function
 from ..numerics.kinks import NON_ANALYTIC as KINKED
 from ..reports import CheckReport
+from ..spec.model import Spec
 from .elementwise import dtype_tolerance
 
 TOLERANCE = {"complex": 1e-8, "central": 1e-6}
@@ -35,15 +39,26 @@ NETWORK_TOLERANCE = 1e-8
 NON_ANALYTIC = (*KINKED, ops.ReduceMax)
 
 
-class ArrayProblem:
-    """Random values for an array declaration at given dimension sizes."""
+@functools.lru_cache(maxsize=256)
+def _declared_function(graph: tuple, node: sympy.Symbol, symbols: tuple) -> Callable[..., np.ndarray]:
+    """Graph ``node`` as one float64 function of ``symbols`` (``log(softmax)`` fused as the
+    generated code fuses it: the same function, without the overflow)."""
+    expanded: dict = {}
+    for name, expr in graph:
+        expanded[name] = expr.xreplace(expanded)
+    return float_function(ops.fuse_logs(expanded[node], {}), symbols)
 
-    def __init__(self, derivation: Derivation, sizes: dict, seed: int, cls: type | None = None):
-        self.derivation = derivation
-        self.cls = cls or compile_class(derivation)
-        self.spec = spec = derivation.spec
+
+class ArrayProblem:
+    """Random values for an array declaration at given dimension sizes, the declaration's own
+    values at them (:meth:`declared`), and optionally a class under test (:meth:`run`)."""
+
+    def __init__(self, declaration: Spec | Derivation, sizes: dict, seed: int, cls: type | None = None):
+        self.spec = spec = getattr(declaration, "spec", declaration)
+        self.cls = cls
         self.rng = np.random.default_rng(seed)
         self.sizes = sizes
+        self.symbols = (*spec.inputs, *spec.params, *spec.constants, *spec.dims)
         self.values = {s: self.draw(s) for s in (*spec.inputs, *spec.params, *spec.constants)}
         out_shape = self.shape(spec.output)
         self.dout = self.rng.standard_normal(out_shape) if out_shape else float(self.rng.uniform(0.5, 2))
@@ -61,8 +76,15 @@ class ArrayProblem:
             return self.rng.uniform(0.1, 2.0, shape)
         return self.rng.standard_normal(shape)
 
+    def declared(self, values: dict, node: sympy.Symbol | None = None) -> np.ndarray:
+        """The declaration's value of graph ``node`` (default: the output) at ``values``: the
+        declared forward in float64, array atoms by their definitions (never generated code)."""
+        fn = _declared_function(self.spec.graph, node or self.spec.output, self.symbols)
+        env = {**self.sizes, **values}
+        return fn(*[env[s] for s in self.symbols])
+
     def run(self, values: dict) -> tuple[object, object]:
-        """A fresh layer's output and the layer, at these values."""
+        """A fresh layer of the class under test: its output at these values, and the layer."""
         spec = self.spec
         layer = self.cls(*[values[p] for p in spec.params])
         with np.errstate(all="ignore"), warnings.catch_warnings():
@@ -71,11 +93,11 @@ class ArrayProblem:
         return out, layer
 
     def objective(self, symbol, value) -> complex | float:
-        out, _ = self.run({**self.values, symbol: value})
-        return np.sum(self.dout * out)
+        r""":math:`\langle \bar y, f \rangle` of the declaration, with ``symbol`` set to ``value``."""
+        return np.sum(self.dout * self.declared({**self.values, symbol: value}))
 
     def gradients(self) -> dict:
-        """The backward pass at the problem's values: returned inputs and stored parameters."""
+        """The backward pass of the class under test: returned inputs and stored parameters."""
         _, layer = self.run({k: v.copy() for k, v in self.values.items()})
         dout = self.dout.copy() if isinstance(self.dout, np.ndarray) else self.dout
         returned = layer.backward(dout)
@@ -158,7 +180,7 @@ NETWORK_SIZES = {"N": 3, "D": 64, "H": 16, "K": 10}
 
 
 def _runs_complex(problem: ArrayProblem) -> bool:
-    """Does the generated class accept complex values (the numpy backend does, fused kernels not)?"""
+    """Does the declared forward run on complex values (``logaddexp``, say, does not)?"""
     p = problem.spec.params[0]
     try:
         problem.objective(p, problem.values[p] + 0j)
@@ -181,7 +203,7 @@ def network_gradient_check(derivation: Derivation, cls: type, seed: int = 0) -> 
     methods = {"central": 1e-4}
     if choose_method(problem) == "complex" or not any(e.has(sympy.Piecewise, sympy.Max) for _, e in spec.graph[-2:]):
         methods["complex"] = COMPLEX_STEP
-    if "complex" in methods and not _runs_complex(problem):  # the fused backend computes in floats only
+    if "complex" in methods and not _runs_complex(problem):
         del methods["complex"]
     out: dict[str, dict[str, float]] = {}
     for p in spec.params:

@@ -8,9 +8,8 @@ set in place, as the book's optimizer changes them.  Networks are checked throug
 book's interface: ``loss(x, t)``, ``predict(x)`` and ``gradient(x, t)``.
 
 The reference is the declaration at concrete sizes
-(:class:`~symbackprop.checker.arrays.ArrayProblem`): its forward is the generated class's
-(the declared graph printed as numpy, checked by ``symbackprop check``), its derivatives
-are numerical.  With an upstream gradient :math:`\bar y` and a direction :math:`v`,
+(:meth:`~symbackprop.checker.arrays.ArrayProblem.declared`): the declared forward in float64,
+array atoms by their definitions, never generated code; its derivatives are numerical.  With an upstream gradient :math:`\bar y` and a direction :math:`v`,
 
 .. math:: D_v = \frac{d}{dh} \langle \bar y, f(s + h v) \rangle \Big|_{h=0}
 
@@ -19,7 +18,8 @@ central differences with their rounding noise estimated.  A few random direction
 *decide*: the gradient :math:`g` returned or stored by the class passes when
 :math:`\langle g, v\rangle = D_v` within :data:`~symbackprop.checker.layer.RTOL`.  Only when
 one disagrees is every element compared with :math:`D_{e_k}` to *locate* the error and
-measure it, as for elementwise layers: the relative error with a floor of
+measure it (every element of the ordinary samples is differentiated anyway: their typical
+sizes set the floors), as for elementwise layers: the relative error with a floor of
 :math:`10^{-6}` of the quantity's typical size, and the error relative to that size.
 
 Samples: a batch of 4 with distinct sizes for the other dimensions (a transposed
@@ -43,13 +43,12 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import sympy
 
-from ..derivation import derive
 from ..errors import SymbackpropError
 from ..numerics.differences import COMPLEX_STEP, RELATIVE_STEP
 from ..reports import Finding
@@ -79,8 +78,6 @@ from .layer import (
 WRONG = 1e-4
 #: Random directions per gradient and sample.
 DIRECTIONS = 3
-#: At most this many elements of one gradient are compared one by one.
-LOCATE_LIMIT = 400
 #: Sizes of the dimensions other than the batch, in the order of ``spec.dims``.
 OTHER_SIZES = (3, 5, 6, 7, 2, 8)
 #: Batch sizes: the main sample, a batch of one, square matrices, a second forward.
@@ -100,6 +97,7 @@ class _Sample:
     bulk: bool
     given: bool = False
     ref: tuple | None = None
+    grads: dict = field(default_factory=dict)
 
     @property
     def sizes(self) -> dict[str, int]:
@@ -130,8 +128,7 @@ def verify_array_layer(factory: Callable[..., Any], spec: Spec, *, seed: int = 0
 def _objective(problem: ArrayProblem, symbol: sympy.Symbol, value: np.ndarray) -> tuple[Any, float]:
     r""":math:`\langle \bar y, f \rangle` with ``symbol`` set to ``value``, and the sum of the
     magnitudes of its terms (the scale of its rounding)."""
-    out, _ = problem.run({**problem.values, symbol: value})
-    terms = problem.dout * np.asarray(out)
+    terms = problem.dout * np.asarray(problem.declared({**problem.values, symbol: value}))
     return np.sum(terms), float(np.sum(np.abs(terms)).real)
 
 
@@ -270,7 +267,6 @@ class ArrayVerifier(_Checker):
     def __init__(self, factory: Callable[..., Any], spec: Spec, seed: int, examples: Iterable[Any]):
         super().__init__()
         self.factory, self.spec, self.seed = factory, spec, seed
-        self.derivation = derive(spec)
         self.rng = np.random.default_rng(seed)
         self.batch = _batch_dim(spec)
         self.scalar = spec.shapes[spec.output] == ()
@@ -310,7 +306,7 @@ class ArrayVerifier(_Checker):
         return out
 
     def problem(self, sizes: dict, offset: int) -> ArrayProblem:
-        problem = ArrayProblem(self.derivation, sizes, self.seed * 1009 + offset)
+        problem = ArrayProblem(self.spec, sizes, self.seed * 1009 + offset)
         if self.scalar:
             problem.dout = 1.0  # a loss: the book calls backward(dout=1); linearity checks vary it
         return problem
@@ -365,30 +361,37 @@ class ArrayVerifier(_Checker):
                                    f"an example gives {len(arrays)} array(s)")
         return {s: np.asarray(a, dtype=float) for s, a in zip(self.args, arrays)}
 
-    def reference(self, sample: _Sample) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray | None]:
-        """The declaration's output, its gradients (generated backward: scales and ranking only)
-        and, for a network, ``predict``."""
+    def reference(self, sample: _Sample) -> tuple[np.ndarray, np.ndarray | None]:
+        """The declaration's output and, for a network, ``predict``."""
         if sample.ref is None:
             p = sample.problem
-            out, layer = p.run({k: v.copy() for k, v in p.values.items()})
-            predict = None
-            if self.spec.predict is not None:
-                with np.errstate(all="ignore"):
-                    predict = np.asarray(layer.predict(p.values[self.spec.inputs[0]].copy()), dtype=float)
-            with np.errstate(all="ignore"):
-                grads = {s.name: np.asarray(g, dtype=float) for s, g in p.gradients().items()}
-            sample.ref = (np.asarray(out, dtype=float), grads, predict)
+            predict = self.spec.predict
+            sample.ref = (self.reference_output(p, {}),
+                          None if predict is None else np.asarray(p.declared(p.values, predict), dtype=float))
         return sample.ref
 
-    def reference_output(self, problem: ArrayProblem, changed: dict) -> np.ndarray:
-        out, _ = problem.run({**{k: v.copy() for k, v in problem.values.items()}, **changed})
-        return np.asarray(out, dtype=float)
+    @staticmethod
+    def reference_output(problem: ArrayProblem, changed: dict) -> np.ndarray:
+        return np.asarray(problem.declared({**problem.values, **changed}), dtype=float)
+
+    def reference_gradient(self, sample: _Sample, symbol: sympy.Symbol) -> tuple[np.ndarray, np.ndarray]:
+        """The declaration's gradient for ``symbol``, element by element, and its uncertainty."""
+        if symbol.name not in sample.grads:
+            x = sample.problem.values[symbol]
+            want, noise = np.zeros(x.shape), np.zeros(x.shape)
+            for idx in np.ndindex(x.shape):
+                e = np.zeros(x.shape)
+                e[idx] = 1.0
+                want[idx], noise[idx] = directional(sample.problem, symbol, e, self.method)
+            sample.grads[symbol.name] = (want, noise)
+        return sample.grads[symbol.name]
 
     def set_scales(self, samples: list[_Sample]) -> None:
         """Each quantity's typical size: its largest magnitude over the ordinary samples."""
         largest = dict.fromkeys(self.tallies, 0.0)
         for sample in samples:
-            out, grads, predict = self.reference(sample)
+            out, predict = self.reference(sample)
+            grads = {s.name: self.reference_gradient(sample, s)[0] for s in self.checked}
             for name, value in (("forward", out), ("predict", predict), *grads.items()):
                 if name in largest and value is not None:
                     finite = np.abs(value[np.isfinite(value)])
@@ -464,7 +467,7 @@ class ArrayVerifier(_Checker):
     # -- values ------------------------------------------------------------------------------
     def values(self, sample: _Sample) -> None:
         p = sample.problem
-        out_ref, _, _ = self.reference(sample)
+        out_ref, _ = self.reference(sample)
         layer = self.build(p)
         self.compare_values("forward", self.call(layer, "forward", self.arg_arrays(p), p), out_ref, sample)
         grads = self.run_backward(layer, _copy(p.dout), p)
@@ -535,42 +538,20 @@ class ArrayVerifier(_Checker):
         got = got.astype(float)
         if np.all(np.isfinite(got)) and self.directions_agree(sample, symbol, got):
             return
-        want, noise = self.numeric_gradient(sample, symbol, got)
+        want, noise = self.reference_gradient(sample, symbol)
         self.tally(symbol.name, got, want, noise, sample)
 
     def directions_agree(self, sample: _Sample, symbol: sympy.Symbol, got: np.ndarray) -> bool:
-        ref = np.nan_to_num(self.reference(sample)[1][symbol.name], nan=0.0, posinf=0.0, neginf=0.0)
         for _ in range(DIRECTIONS):
             v = self.rng.standard_normal(got.shape)
             want, noise = directional(sample.problem, symbol, v, self.method)
             if not np.isfinite(want):
                 continue
             have = float(np.sum(got * v))
-            floor = FLOOR * float(np.linalg.norm(ref) * np.linalg.norm(v))
+            floor = FLOOR * float(np.linalg.norm(got) * np.linalg.norm(v))
             if max(0.0, abs(have - want) - noise) > RTOL * max(abs(have), abs(want), floor, 1e-300):
                 return False
         return True
-
-    def numeric_gradient(self, sample: _Sample, symbol: sympy.Symbol,
-                         got: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The declaration's derivative element by element (nan where not computed)."""
-        x = sample.problem.values[symbol]
-        want, noise = np.full(x.shape, np.nan), np.zeros(x.shape)
-        for idx in self.to_locate(got, self.reference(sample)[1][symbol.name]):
-            e = np.zeros(x.shape)
-            e[idx] = 1.0
-            want[idx], noise[idx] = directional(sample.problem, symbol, e, self.method)
-        return want, noise
-
-    @staticmethod
-    def to_locate(got: np.ndarray, ref: np.ndarray) -> list[tuple]:
-        """Every element, or the :data:`LOCATE_LIMIT` farthest from the generated backward."""
-        if got.size <= LOCATE_LIMIT:
-            return list(np.ndindex(got.shape))
-        with np.errstate(all="ignore"):
-            far = np.abs(got - ref) / np.maximum(np.maximum(np.abs(got), np.abs(ref)), 1e-300)
-        order = np.argsort(-np.nan_to_num(far, nan=np.inf).ravel(), kind="stable")[:LOCATE_LIMIT]
-        return [tuple(int(i) for i in np.unravel_index(k, got.shape)) for k in order]
 
     def tally(self, name: str, got: np.ndarray, want: np.ndarray, noise: Any, sample: _Sample) -> None:
         t = self.tallies[name]
@@ -870,7 +851,7 @@ class NetworkVerifier(ArrayVerifier):
 
     def values(self, sample: _Sample) -> None:
         p = sample.problem
-        out_ref, _, predict_ref = self.reference(sample)
+        out_ref, predict_ref = self.reference(sample)
         net = self.build(p)
         loss = self.call(net, "loss", self.arg_arrays(p), p)
         predict = self.call(net, "predict", self.arg_arrays(p)[:len(self.spec.inputs)], p)
