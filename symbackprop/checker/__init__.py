@@ -2,9 +2,12 @@
 
 * :func:`check_generated`: the generated class of a declaration, against numerical
   differentiation, mpmath in the tails, float32, and the worked numbers;
-* :func:`verify_layer`: a hand-written class, with the findings of
+* :func:`verify_layer`: any class, generated or hand-written, with the findings of
   :data:`~symbackprop.reports.KINDS` (wrong math, shapes, precision, side effects, stale
-  caches, kinks, exceptions).
+  caches, kinks, exceptions); :func:`check_generated` runs it too.
+
+References always come from the declaration (mpmath, or its forward in float64 with
+array atoms by their definitions, differentiated numerically), never from generated code.
 """
 from __future__ import annotations
 
@@ -39,7 +42,7 @@ def check_generated(derivation: Derivation, cls: type, *, max_examples: int = 25
 
 def verify_layer(cls_or_factory: Callable[..., Any], spec: Spec | str, *, seed: int = 0,
                  examples: Iterable[Any] = (), ignore: Iterable[str] = (),
-                 name: str | None = None) -> LayerReport:
+                 name: str | None = None, current: Callable[[Any], Any] | None = None) -> LayerReport:
     """Check a hand-written layer class against a declaration.
 
     Parameters
@@ -62,6 +65,13 @@ def verify_layer(cls_or_factory: Callable[..., Any], spec: Spec | str, *, seed: 
         Kinds of findings to leave out of the report.
     name : str, optional
         How the report names the layer.
+    current : callable, optional
+        ``current(obj) -> object``: the contents ``obj`` has *now*, where ``obj`` is an
+        object a layer method returned (or was given) by an earlier call.  The probes for
+        stale caches, buffers overwritten by the next call, and writes into inputs, ``dout``
+        or parameters read every such object through it, once the later call has run.
+        Default: the object itself.  A grader whose layer lives in another process passes
+        a proxy class and a ``current`` that fetches the object's contents from there.
 
     Returns
     -------
@@ -79,10 +89,10 @@ def verify_layer(cls_or_factory: Callable[..., Any], spec: Spec | str, *, seed: 
     if unknown:
         raise SymbackpropError(f"ignore: unknown kind {unknown[0]!r} (known: {', '.join(KINDS)})")
     if spec.is_array:
-        findings, notes = verify_array_layer(cls_or_factory, spec, seed=seed, examples=examples)
+        findings, notes = verify_array_layer(cls_or_factory, spec, seed=seed, examples=examples, current=current)
     else:
         reference = ElementwiseReference(spec)
-        findings, notes = ElementwiseVerifier(cls_or_factory, spec, reference, seed, examples).run(), []
+        findings, notes = ElementwiseVerifier(cls_or_factory, spec, reference, seed, examples, current).run(), []
     findings = [f for f in findings if f.kind not in set(ignore)]
     label = name or getattr(cls_or_factory, "__qualname__", None) or repr(cls_or_factory)
     against = f"{spec.name} ({spec.source})" if spec.source else spec.name

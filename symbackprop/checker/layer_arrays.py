@@ -35,7 +35,8 @@ book's ``log(y + 1e-7)``); ``shape`` for a gradient whose shape is not its value
 of shape ``(N, M)`` or ``(1, M)`` for ``(M,)``), a missing ``dW``; ``side-effect`` for
 writes into ``x``, ``t``, ``dout`` or the parameters, gradients sharing memory, and
 parameters *copied* instead of shared (a distinct message: the optimizer's in-place
-update would never reach the layer); ``stale-cache``; ``exception``.  A loss layer whose
+update would never reach the layer); ``stale-cache`` (also for an output or gradient
+overwritten by the next call); ``exception``.  A loss layer whose
 ``backward(dout=1)`` ignores ``dout`` follows the book's convention for the last layer:
 a note, not a finding (without that default it is ``wrong-math``).
 """
@@ -54,23 +55,9 @@ from ..numerics.differences import COMPLEX_STEP, RELATIVE_STEP
 from ..reports import Finding
 from ..spec.model import Spec
 from .arrays import ArrayProblem, choose_method
-from .layer import (
-    FLOOR,
-    RTOL,
-    _argmax,
-    _array,
-    _Checker,
-    _douts,
-    _first,
-    _gradients,
-    _Layer,
-    _Mismatch,
-    _near,
-    _same,
-    _Tally,
-    _UserError,
-    precision_cause,
-    precision_message,
+from .base import (
+    FLOOR, IGNORES, RTOL, Checker, Mismatch, Tally, UserError, all_same, argmax, as_array, call, copy, douts, first,
+    gradients_of, linearity_problems, precision_message, same,
 )
 
 #: Error relative to the typical size beyond which, on ordinary values, the math is wrong.
@@ -104,8 +91,8 @@ class _Sample:
         return {d.name: int(n) for d, n in sorted(self.problem.sizes.items(), key=lambda kv: kv[0].name)}
 
 
-def verify_array_layer(factory: Callable[..., Any], spec: Spec, *, seed: int = 0,
-                       examples: Iterable[Any] = ()) -> tuple[list[Finding], list[str]]:
+def verify_array_layer(factory: Callable[..., Any], spec: Spec, *, seed: int = 0, examples: Iterable[Any] = (),
+                       current: Callable[[Any], Any] | None = None) -> tuple[list[Finding], list[str]]:
     """Findings and notes for a hand-written array layer or network (see the module docstring).
 
     Parameters
@@ -119,8 +106,10 @@ def verify_array_layer(factory: Callable[..., Any], spec: Spec, *, seed: int = 0
     examples : iterable
         Tuples of the arrays ``forward`` takes (inputs, then constants), or dicts by name
         (which may also give parameters).
+    current : callable, optional
+        Reads an object's current contents (see :func:`symbackprop.checker.verify_layer`).
     """
-    checker = (NetworkVerifier if spec.predict is not None else ArrayVerifier)(factory, spec, seed, examples)
+    checker = (NetworkVerifier if spec.predict is not None else ArrayVerifier)(factory, spec, seed, examples, current)
     return checker.run(), checker.notes
 
 
@@ -160,10 +149,6 @@ def directional(problem: ArrayProblem, symbol: sympy.Symbol, direction: np.ndarr
 
 
 # -- small helpers ---------------------------------------------------------------------------
-def _copy(value: Any) -> Any:
-    return value.copy() if isinstance(value, np.ndarray) else value
-
-
 def _copies(values: Sequence[np.ndarray]) -> list[np.ndarray]:
     return [v.copy() for v in values]
 
@@ -235,44 +220,23 @@ def _where_text(at: dict) -> str:
     return f"{_at_text(at)} it gives {at['got']:.12g}, the declaration {at['expected']:.12g}"
 
 
-def _precision_text(what: str, t: _Tally) -> str:
-    return precision_message(what, t, "is {} for float64 values", _overflow_text, _worst_text)
-
-
-def _overflow_text(at: dict) -> str:
-    return f"is {at['got']} {_at_text(at)} where the declaration gives {at['expected']:.6g} (overflow in float64)"
-
-
-def _worst_text(t: _Tally) -> str:
-    cause = precision_cause(t.bulk_scaled) if t.bulk_scaled < 1e-6 else (
-        "a small constant such as 1e-7 added to avoid log(0) or a division by zero (its effect grows as the "
-        "value it guards gets small), or a formula that loses accuracy")
-    return (f"relative error up to {t.worst:.2g}, {_where_text(t.worst_at)}; on ordinary values it "
-            f"stays within {t.bulk_scaled:.2g} of the typical size: consistent with {cause}")
-
-
-def _all_same(a: dict | None, b: dict | None) -> bool:
-    if a is None or b is None:
-        return a is b
-    return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-
-
 # -- array layers -------------------------------------------------------------------------------
-class ArrayVerifier(_Checker):
+class ArrayVerifier(Checker):
     """A layer with ``forward(*inputs, *constants)`` and ``backward(dout)`` that returns the
     inputs' gradients and stores the parameters' as ``self.d<name>``."""
 
     network = False
 
-    def __init__(self, factory: Callable[..., Any], spec: Spec, seed: int, examples: Iterable[Any]):
-        super().__init__()
+    def __init__(self, factory: Callable[..., Any], spec: Spec, seed: int, examples: Iterable[Any],
+                 current: Callable[[Any], Any] | None = None):
+        super().__init__(current)
         self.factory, self.spec, self.seed = factory, spec, seed
         self.rng = np.random.default_rng(seed)
         self.batch = _batch_dim(spec)
         self.scalar = spec.shapes[spec.output] == ()
         self.args = (*spec.inputs, *spec.constants)
         self.checked = list(spec.differentiated)
-        self.tallies = {"forward": _Tally(), **{s.name: _Tally() for s in self.checked}}
+        self.tallies = {"forward": Tally(), **{s.name: Tally() for s in self.checked}}
         self.examples = list(examples)
         self.method = "central"
         self.values_unreachable = False
@@ -406,9 +370,9 @@ class ArrayVerifier(_Checker):
     def call(self, obj: Any, method: str, args: Sequence[Any], problem: ArrayProblem) -> Any:
         fn = getattr(obj, method, None)
         if not callable(fn):
-            raise _Mismatch("exception", f"{type(obj).__name__} has no method {method}()"
+            raise Mismatch("exception", f"{type(obj).__name__} has no method {method}()"
                             + self.interface_hint())
-        return _Layer._call(method, fn, tuple(args), self.shape_of(problem))
+        return call(method, fn, tuple(args), self.shape_of(problem))
 
     def interface_hint(self) -> str:
         return " (a layer needs forward and backward, as the book's)"
@@ -422,23 +386,23 @@ class ArrayVerifier(_Checker):
     def build(self, problem: ArrayProblem, params: list[np.ndarray] | None = None) -> Any:
         """The layer, built the book's way: ``cls(*params)``."""
         params = self.param_arrays(problem) if params is None else params
-        return _Layer._call("the constructor", self.factory, tuple(params), self.shape_of(problem))
+        return call("the constructor", self.factory, tuple(params), self.shape_of(problem))
 
     def shared(self, layer: Any, params: list[np.ndarray]) -> dict[str, np.ndarray]:
         """The parameter arrays the layer should be computing with."""
         return {p.name: a for p, a in zip(self.spec.params, params)}
 
     def output(self, layer: Any, problem: ArrayProblem) -> np.ndarray | None:
-        return _array(self.call(layer, "forward", self.arg_arrays(problem), problem))
+        return as_array(self.call(layer, "forward", self.arg_arrays(problem), problem))
 
     def run_backward(self, layer: Any, dout: Any, problem: ArrayProblem) -> dict[str, Any]:
         """Every gradient of one backward: returned for the inputs, stored for the parameters."""
         back = self.call(layer, "backward", (dout,), problem)
         n = len(self.spec.inputs)
-        returned = _gradients(back, n)
+        returned = gradients_of(back, n)
         if returned is None:
             count = len(back) if isinstance(back, (tuple, list)) else 1
-            raise _Mismatch("shape", f"backward returned {count} gradient(s); the declaration has {n} input(s) "
+            raise Mismatch("shape", f"backward returned {count} gradient(s); the declaration has {n} input(s) "
                             f"({', '.join(self.spec.input_names)}), so it should return "
                             + ("one array" if n == 1 else f"a tuple of {n}"))
         grads = {s.name: g for s, g in zip(self.spec.inputs, returned)}
@@ -457,12 +421,12 @@ class ArrayVerifier(_Checker):
     def gradient_arrays(self, layer: Any, dout: Any, problem: ArrayProblem) -> dict[str, np.ndarray]:
         """Copies of the gradients of one backward that are arrays of numbers."""
         grads = self.run_backward(layer, dout, problem)
-        return {k: np.array(a) for k, v in grads.items() if v is not _MISSING and (a := _array(v)) is not None}
+        return {k: np.array(a) for k, v in grads.items() if v is not _MISSING and (a := as_array(v)) is not None}
 
     def fresh_gradients(self, problem: ArrayProblem, dout: Any) -> dict[str, np.ndarray]:
         layer = self.build(problem)
         self.call(layer, "forward", self.arg_arrays(problem), problem)
-        return self.gradient_arrays(layer, _copy(dout), problem)
+        return self.gradient_arrays(layer, copy(dout), problem)
 
     # -- values ------------------------------------------------------------------------------
     def values(self, sample: _Sample) -> None:
@@ -470,7 +434,7 @@ class ArrayVerifier(_Checker):
         out_ref, _ = self.reference(sample)
         layer = self.build(p)
         self.compare_values("forward", self.call(layer, "forward", self.arg_arrays(p), p), out_ref, sample)
-        grads = self.run_backward(layer, _copy(p.dout), p)
+        grads = self.run_backward(layer, copy(p.dout), p)
         for s in self.checked:
             self.compare_gradient(s, grads[s.name], sample)
 
@@ -495,7 +459,7 @@ class ArrayVerifier(_Checker):
         if raw is _MISSING:
             self.add("shape", target, self.missing_text(name), topic="missing")
             return None
-        got = _array(raw)
+        got = as_array(raw)
         if got is None:
             self.add("shape", target, f"{self.label(name)} is {type(raw).__name__}, not an array of numbers",
                      topic="type")
@@ -562,7 +526,7 @@ class ArrayVerifier(_Checker):
             scaled = excess / np.maximum(np.abs(want), max(t.scale, 1e-300))
         bad = usable & ~finite
         if bad.any():
-            record = self.where(name, _first(bad), got, want, float("inf"), sample)
+            record = self.where(name, first(bad), got, want, float("inf"), sample)
             if sample.bulk:
                 t.nonfinite_bulk = t.nonfinite_bulk or record
             else:
@@ -570,10 +534,10 @@ class ArrayVerifier(_Checker):
         ok = usable & finite
         if not ok.any():
             return
-        k = _argmax(np.where(ok, error, -1.0))
+        k = argmax(np.where(ok, error, -1.0))
         if error[k] > t.worst:
             t.worst, t.worst_at = float(error[k]), self.where(name, k, got, want, float(error[k]), sample)
-        k = _argmax(np.where(ok, scaled, -1.0))
+        k = argmax(np.where(ok, scaled, -1.0))
         if sample.bulk and scaled[k] > t.bulk_scaled:
             t.bulk_scaled = float(scaled[k])
             t.bulk_at = self.where(name, k, got, want, float(error[k]), sample)
@@ -606,14 +570,14 @@ class ArrayVerifier(_Checker):
             elif t.worst > RTOL or t.nonfinite_edge or t.low_dtype:
                 at = t.nonfinite_edge or t.worst_at
                 at = {**at, "ordinary_error": t.bulk_scaled} if at else {"ordinary_error": t.bulk_scaled}
-                self.add("precision", target, _precision_text(what, t), t.worst or None, at, topic=name)
+                self.add("precision", target, precision_message(what, t, _at_text), t.worst or None, at, topic=name)
 
     # -- side effects, copies, caches, linearity -----------------------------------------------
     def changed(self, phase: str, args: list, kept_args: list, params: dict, kept_params: dict) -> list[str]:
         out = [f"{phase} writes into its input {s.name}" for s, a, b in zip(self.args, args, kept_args)
-               if not _same(a, b)]
+               if not same(self.current(a), b)]
         out += [f"{phase} changes the parameter {n} (updating parameters is the optimizer's job)"
-                for n, a in params.items() if not _same(a, kept_params[n])]
+                for n, a in params.items() if not same(self.current(a), kept_params[n])]
         return out
 
     def side_effects(self, sample: _Sample) -> None:
@@ -627,13 +591,13 @@ class ArrayVerifier(_Checker):
         if forward:
             self.add("side-effect", None, "; ".join(forward), topic="forward")
         kept_args, kept_params = _copies(args), {k: v.copy() for k, v in shared.items()}
-        given = _copy(p.dout)
+        given = copy(p.dout)
         grads = self.gradient_arrays_live(layer, given, p)
-        first = {k: v.copy() for k, v in grads.items()}
+        first = self.snapshot(grads)
         problems, example = self.memory_problems(grads, given, p.dout)
         problems += self.changed("backward", args, kept_args, shared, kept_params)
-        again = self.gradient_arrays(layer, _copy(p.dout), p)
-        if not problems and not _all_same(again, first):
+        again = self.gradient_arrays(layer, copy(p.dout), p)
+        if not problems and not all_same(again, first):
             problems.append("a second backward with the same dout gives another result (backward changes the "
                             "layer's state, e.g. accumulates into dW)")
         if problems:
@@ -643,23 +607,6 @@ class ArrayVerifier(_Checker):
         """The gradients of one backward as returned or stored (not copied: memory is checked)."""
         grads = self.run_backward(layer, dout, problem)
         return {k: v for k, v in grads.items() if isinstance(v, np.ndarray)}
-
-    def memory_problems(self, grads: dict[str, np.ndarray], given: Any, dout: Any) -> tuple[list[str], dict | None]:
-        problems, example = [], None
-        if isinstance(dout, np.ndarray) and not _same(given, dout):
-            changed = ~np.isclose(given, dout, rtol=1e-12, atol=0.0, equal_nan=True)
-            k = _first(changed)
-            example = {"index": list(k), "dout_before": float(dout[k]), "dout_after": float(given[k])}
-            problems.append(f"backward writes into dout ({int(changed.sum())} of {dout.size} elements changed)")
-        if isinstance(given, np.ndarray):
-            aliased = [f"d{n}" for n, g in grads.items() if np.shares_memory(g, given)]
-            if aliased:
-                problems.append(f"{', '.join(aliased)} shares memory with dout (kept without a copy)")
-        items = list(grads.items())
-        pairs = [f"d{a} and d{b}" for i, (a, g) in enumerate(items) for b, h in items[i + 1:] if np.shares_memory(g, h)]
-        if pairs:
-            problems.append(f"{', '.join(pairs)} share memory")
-        return problems, example
 
     def copied_params(self, sample: _Sample) -> None:
         """After each parameter is changed in place, as an optimizer does, the output must follow."""
@@ -679,7 +626,7 @@ class ArrayVerifier(_Checker):
             array += 0.5 + self.rng.standard_normal(array.shape)
             moved = self.reference_output(p, {symbol: array.copy()})
             after = self.output(layer, p)
-            if not np.allclose(moved, ref_before, rtol=1e-6) and _same(after, before):
+            if not np.allclose(moved, ref_before, rtol=1e-6) and same(after, before):
                 copied.append(symbol.name)
             array[...] = kept
         if copied:
@@ -708,7 +655,7 @@ class ArrayVerifier(_Checker):
         other = self.other_problem(p)
         fresh = self.fresh_gradients(other, other.dout)
         reused, raised = self.reused_gradients(p, other)
-        if not _all_same(reused, fresh):
+        if not all_same(reused, fresh):
             why = f" (backward raised {raised})" if raised else ""
             self.add("stale-cache", None, "forward(x1); forward(x2); backward(dout) differs from a fresh forward(x2); "
                      f"backward(dout), with x2 a batch of {SECOND_BATCH}{why}: the cache is not refreshed by every "
@@ -718,20 +665,29 @@ class ArrayVerifier(_Checker):
             a, b = self.build(p), self.build(other)
             self.call(a, "forward", self.arg_arrays(p), p)
             self.call(b, "forward", self.arg_arrays(other), other)
-            from_a = self.gradient_arrays(a, _copy(p.dout), p)
-        except _UserError:
+            from_a = self.gradient_arrays(a, copy(p.dout), p)
+        except UserError:
             from_a = None
-        if not _all_same(from_a, mine):
+        if not all_same(from_a, mine):
             self.add("stale-cache", None, "two instances share their cache: a forward on one changes the other's "
                      "backward (state kept on the class, not on self?)", topic="shared")
 
     def reused_gradients(self, first: ArrayProblem, second: ArrayProblem) -> tuple[dict | None, str]:
+        """``forward(x1); forward(x2); backward(dout)``, and whether the arrays returned or
+        stored by one call are overwritten by the next."""
         try:
             layer = self.build(first)
-            self.call(layer, "forward", self.arg_arrays(first), first)
+            out = {self.label("forward"): self.call(layer, "forward", self.arg_arrays(first), first)}
+            kept = self.snapshot(out)
             self.call(layer, "forward", self.arg_arrays(second), second)
-            return self.gradient_arrays(layer, _copy(second.dout), second), ""
-        except _UserError as err:
+            self.overwritten(out, kept, "forward(x1)", "forward(x2)")
+            live = self.gradient_arrays_live(layer, copy(second.dout), second)
+            grads = self.snapshot(live)
+            self.run_backward(layer, 0.5 if self.scalar else douts(self.rng, np.shape(second.dout)), second)
+            self.overwritten({f"d{k}": v for k, v in live.items()}, {f"d{k}": v for k, v in grads.items()},
+                             "backward(dout1)", "backward(dout2)")
+            return grads, ""
+        except UserError as err:
             return None, f"{type(err.exc).__name__}: {err.exc}"
 
     def linearity(self, sample: _Sample) -> None:
@@ -740,7 +696,7 @@ class ArrayVerifier(_Checker):
         if self.scalar:
             d, e = 1.0, 0.625
         else:
-            d, e = _douts(self.rng, np.shape(p.dout)), _douts(self.rng, np.shape(p.dout))
+            d, e = douts(self.rng, np.shape(p.dout)), douts(self.rng, np.shape(p.dout))
         runs = {k: self.fresh_gradients(p, v) for k, v in (("d", d), ("e", e), ("2d", 2 * d), ("d+e", d + e),
                                                            ("0", 0 * d))}
         ignored = []
@@ -748,32 +704,17 @@ class ArrayVerifier(_Checker):
             g = {k: v.get(s.name) for k, v in runs.items()}
             if any(v is None or v.shape != g["d"].shape for v in g.values()):
                 continue
-            problems = _linearity_problems({k: v.astype(float) for k, v in g.items()})
+            problems = linearity_problems({k: v.astype(float) for k, v in g.items()})
             if problems[:1] == ["ignores"] and self.scalar and _default_is_one(self.build(p)):
                 ignored.append(f"d{s.name}")
                 continue
             if problems:
-                text = "; ".join("backward ignores dout (backward(2*dout) = backward(dout))" if q == "ignores" else q
-                                 for q in problems)
+                text = "; ".join(IGNORES if q == "ignores" else q for q in problems)
                 self.add("wrong-math", s.name, "backward is not linear in dout: " + text, topic="linearity")
         if ignored:
             self.notes.append(f"backward ignores dout: it gives {', '.join(ignored)} for dout = 1, its default (the "
                               "book's convention for the last layer: right when the loss ends the network, wrong "
                               "when the loss is scaled or added to another one)")
-
-
-def _linearity_problems(g: dict[str, np.ndarray]) -> list[str]:
-    scale = max(float(np.max(np.abs(g["d"]), initial=0.0)), 1e-300)
-    problems = []
-    if _same(g["2d"], g["d"]) and np.max(np.abs(g["d"]), initial=0.0) > 0:
-        problems.append("ignores")
-    elif not _near(g["2d"], 2 * g["d"], scale):
-        problems.append("backward(2*dout) is not 2*backward(dout)")
-    if np.max(np.abs(g["0"]), initial=0.0) > 1e-12 * scale:
-        problems.append("backward(0) is not 0")
-    if not _near(g["d+e"], g["d"] + g["e"], scale):
-        problems.append("backward(d + e) is not backward(d) + backward(e)")
-    return problems
 
 
 # -- networks ------------------------------------------------------------------------------------
@@ -783,10 +724,11 @@ class NetworkVerifier(ArrayVerifier):
 
     network = True
 
-    def __init__(self, factory: Callable[..., Any], spec: Spec, seed: int, examples: Iterable[Any]):
-        super().__init__(factory, spec, seed, examples)
+    def __init__(self, factory: Callable[..., Any], spec: Spec, seed: int, examples: Iterable[Any],
+                 current: Callable[[Any], Any] | None = None):
+        super().__init__(factory, spec, seed, examples, current)
         self.checked = list(spec.params)
-        self.tallies = {"forward": _Tally(), "predict": _Tally(), **{s.name: _Tally() for s in self.checked}}
+        self.tallies = {"forward": Tally(), "predict": Tally(), **{s.name: Tally() for s in self.checked}}
         self.size_dims = _size_dims(spec, self.batch)
         arity = _arity(factory)
         self.by_sizes = arity is not None and arity == len(self.size_dims) != len(spec.params)
@@ -810,15 +752,15 @@ class NetworkVerifier(ArrayVerifier):
         if not self.by_sizes:
             return super().build(problem, params)
         sizes = tuple(int(problem.sizes[d]) for d in self.size_dims)
-        net = _Layer._call("the constructor", self.factory, sizes, self.shape_of(problem))
+        net = call("the constructor", self.factory, sizes, self.shape_of(problem))
         table = getattr(net, "params", None)
         for symbol, value in zip(self.spec.params, params):
             target = table.get(symbol.name) if isinstance(table, Mapping) else None
             if not isinstance(target, np.ndarray):
-                raise _Mismatch("exception", f"built from the sizes {sizes}, the network has no params"
+                raise Mismatch("exception", f"built from the sizes {sizes}, the network has no params"
                                 f"[{symbol.name!r}] array (the book's TwoLayerNet keeps its parameters in self.params)")
             if target.shape != value.shape:
-                raise _Mismatch("shape", f"built from the sizes {sizes}, params[{symbol.name!r}] has shape "
+                raise Mismatch("shape", f"built from the sizes {sizes}, params[{symbol.name!r}] has shape "
                                 f"{target.shape}, not {_dims_text(self.spec.shapes[symbol])} = {value.shape}")
             target[...] = value  # in place, as the book's optimizer changes them
         return net
@@ -830,7 +772,7 @@ class NetworkVerifier(ArrayVerifier):
         return {k: v for k, v in table.items() if isinstance(v, np.ndarray)}
 
     def output(self, layer: Any, problem: ArrayProblem) -> np.ndarray | None:
-        return _array(self.call(layer, "loss", self.arg_arrays(problem), problem))
+        return as_array(self.call(layer, "loss", self.arg_arrays(problem), problem))
 
     def label(self, name: str) -> str:
         return {"forward": "loss(x, t)", "predict": "predict(x)"}.get(name, f"grads[{name!r}]")
@@ -841,13 +783,13 @@ class NetworkVerifier(ArrayVerifier):
     def gradients(self, net: Any, problem: ArrayProblem) -> Mapping:
         grads = self.call(net, "gradient", self.arg_arrays(problem), problem)
         if not isinstance(grads, Mapping):
-            raise _Mismatch("shape", f"gradient(x, t) returned {type(grads).__name__}, not a dict of the "
+            raise Mismatch("shape", f"gradient(x, t) returned {type(grads).__name__}, not a dict of the "
                             "parameters' gradients (the book's grads['W1'], ...)")
         return grads
 
     def gradient_copies(self, net: Any, problem: ArrayProblem) -> dict[str, np.ndarray]:
         grads = self.gradients(net, problem)
-        return {k: np.array(a) for k, v in grads.items() if (a := _array(v)) is not None}
+        return {k: np.array(a) for k, v in grads.items() if (a := as_array(v)) is not None}
 
     def values(self, sample: _Sample) -> None:
         p = sample.problem
@@ -897,9 +839,11 @@ class NetworkVerifier(ArrayVerifier):
         other = self.other_problem(p)
         fresh = self.gradient_copies(self.build(other), other)
         net = self.build(p)
-        self.gradient_copies(net, p)
+        live = {f"grads[{k!r}]": v for k, v in self.gradients(net, p).items()}
+        kept = self.snapshot(live)
         reused = self.gradient_copies(net, other)
-        if not _all_same(reused, fresh):
+        self.overwritten(live, kept, "gradient(x1, t1)", "gradient(x2, t2)")
+        if not all_same(reused, fresh):
             self.add("stale-cache", None, f"gradient(x1, t1); gradient(x2, t2) differs from a fresh gradient(x2, t2), "
                      f"with x2 a batch of {SECOND_BATCH}: something of the first call is kept", topic="reuse")
 
