@@ -616,7 +616,7 @@ class ArrayVerifier(Checker):
         arrays = self.shared(layer, params)
         if not arrays:
             return
-        before, ref_before = self.output(layer, p), self.reference(sample)[0]
+        before, ref_before = copy(self.output(layer, p)), self.reference(sample)[0]
         copied = []
         for symbol in self.spec.params:
             array = arrays.get(symbol.name)
@@ -671,24 +671,31 @@ class ArrayVerifier(Checker):
         if not all_same(from_a, mine):
             self.add("stale-cache", None, "two instances share their cache: a forward on one changes the other's "
                      "backward (state kept on the class, not on self?)", topic="shared")
+        self.buffers(sample)
 
     def reused_gradients(self, first: ArrayProblem, second: ArrayProblem) -> tuple[dict | None, str]:
-        """``forward(x1); forward(x2); backward(dout)``, and whether the arrays returned or
-        stored by one call are overwritten by the next."""
         try:
             layer = self.build(first)
-            out = {self.label("forward"): self.call(layer, "forward", self.arg_arrays(first), first)}
-            kept = self.snapshot(out)
+            self.call(layer, "forward", self.arg_arrays(first), first)
             self.call(layer, "forward", self.arg_arrays(second), second)
-            self.overwritten(out, kept, "forward(x1)", "forward(x2)")
-            live = self.gradient_arrays_live(layer, copy(second.dout), second)
-            grads = self.snapshot(live)
-            self.run_backward(layer, 0.5 if self.scalar else douts(self.rng, np.shape(second.dout)), second)
-            self.overwritten({f"d{k}": v for k, v in live.items()}, {f"d{k}": v for k, v in grads.items()},
-                             "backward(dout1)", "backward(dout2)")
-            return grads, ""
+            return self.gradient_arrays(layer, copy(second.dout), second), ""
         except UserError as err:
             return None, f"{type(err.exc).__name__}: {err.exc}"
+
+    def buffers(self, sample: _Sample) -> None:
+        """Arrays one call returned or stored, overwritten by the next call (same sizes, other values)."""
+        p = sample.problem
+        q = self.problem(dict(p.sizes), 6)
+        q.values.update({s: p.values[s].copy() for s in self.spec.params})
+        layer = self.build(p)
+        out = {self.label("forward"): self.call(layer, "forward", self.arg_arrays(p), p)}
+        kept = self.snapshot(out)
+        self.call(layer, "forward", self.arg_arrays(q), q)
+        self.overwritten(out, kept, "forward(x1)", "forward(x2)")
+        live = {f"d{k}": v for k, v in self.gradient_arrays_live(layer, copy(q.dout), q).items()}
+        kept = self.snapshot(live)
+        self.run_backward(layer, 0.5 if self.scalar else douts(self.rng, np.shape(q.dout)), q)
+        self.overwritten(live, kept, "backward(dout1)", "backward(dout2)")
 
     def linearity(self, sample: _Sample) -> None:
         """backward(0) = 0, backward(2 d) = 2 backward(d), backward(d + e) = backward(d) + backward(e)."""
