@@ -26,17 +26,18 @@ from hypothesis import strategies as st
 
 from .. import ops
 from ..derivation.model import Derivation
-from ..numerics.differences import COMPLEX_STEP, RELATIVE_STEP
+from ..numerics.differences import COMPLEX_STEP, RELATIVE_STEP, numerical_gradient
 from ..numerics.evaluate import float_function
 from ..numerics.kinks import NON_ANALYTIC as KINKED
 from ..reports import CheckReport
 from ..spec.model import Spec
-from .elementwise import dtype_tolerance
+from .base import dtype_problems
 
 TOLERANCE = {"complex": 1e-8, "central": 1e-6}
 #: The book reports about 1e-10 to 1e-13 for its TwoLayerNet; anything near 1e-7 is a bug.
 NETWORK_TOLERANCE = 1e-8
 NON_ANALYTIC = (*KINKED, ops.ReduceMax)
+_EPS = np.finfo(float).eps
 
 
 @functools.lru_cache(maxsize=256)
@@ -108,26 +109,54 @@ class ArrayProblem:
                       for p in self.spec.params})
         return grads
 
-    def directional(self, symbol, direction: np.ndarray, method: str) -> float:
+    def objective(self, symbol, value) -> tuple[complex | float, float]:
+        r""":math:`\langle \bar y, f \rangle` of the declaration with ``symbol`` set to ``value``,
+        and the sum of the magnitudes of its terms (the scale of its rounding)."""
+        terms = self.dout * np.asarray(self.declared({**self.values, symbol: value}))
+        return np.sum(terms), float(np.sum(np.abs(terms)).real)
+
+    def directional(self, symbol, direction: np.ndarray, method: str) -> tuple[float, float]:
+        r"""The derivative of the declaration's objective along ``direction``, and its uncertainty.
+
+        The complex step is :math:`10^{-20}` times the smallest magnitude in the array, at least
+        :math:`10^{-200}` (its error is :math:`O(h^2/x^2)`: ``log`` at :math:`y = 10^{-17}`
+        needs :math:`h \ll y`).  Central differences at steps :math:`h` and :math:`2h` give the
+        uncertainty: rounding, :math:`8\varepsilon \sum|\bar y f| / h`, plus the difference of
+        the two estimates (truncation, or a kink crossed).
+        """
         x = self.values[symbol]
         if method == "complex":
-            return float(np.imag(self.objective(symbol, x + 1j * COMPLEX_STEP * direction)) / COMPLEX_STEP)
-        h = RELATIVE_STEP * max(1.0, float(np.max(np.abs(x))))
-        return float((self.objective(symbol, x + h * direction) - self.objective(symbol, x - h * direction)) / (2 * h))
+            nonzero = np.abs(x[x != 0])
+            h = COMPLEX_STEP * min(1.0, max(float(nonzero.min(initial=1.0)), 1e-200))
+            value, _ = self.objective(symbol, x + 1j * h * direction)
+            return float(np.imag(value)) / h, 0.0
+        h = RELATIVE_STEP * max(1.0, float(np.max(np.abs(x), initial=0.0)))
+        estimates, size = [], 0.0
+        for step in (h, 2 * h):
+            up, up_size = self.objective(symbol, x + step * direction)
+            down, down_size = self.objective(symbol, x - step * direction)
+            estimates.append(float(up - down) / (2 * step))
+            size = max(size, up_size, down_size)
+        return estimates[0], 8 * _EPS * size / h + abs(estimates[0] - estimates[1])
+
+    def gradient(self, symbol, method: str) -> tuple[np.ndarray, np.ndarray]:
+        """The declaration's gradient for ``symbol`` element by element, and its uncertainty."""
+        x = self.values[symbol]
+        want, noise = np.zeros(x.shape), np.zeros(x.shape)
+        for idx in np.ndindex(x.shape):
+            e = np.zeros(x.shape)
+            e[idx] = 1.0
+            want[idx], noise[idx] = self.directional(symbol, e, method)
+        return want, noise
 
     def worst_element(self, symbol, grad: np.ndarray, method: str) -> dict:
         """Per-element comparison: where the backward is most wrong."""
-        x = self.values[symbol]
-        worst = {"error": -1.0}
-        for idx in np.ndindex(x.shape):
-            e = np.zeros_like(x)
-            e[idx] = 1.0
-            want = self.directional(symbol, e, method)
-            got = float(np.asarray(grad)[idx])
-            err = abs(got - want) / max(abs(got), abs(want), 1e-12)
-            if err > worst["error"]:
-                worst = {"error": err, "input": symbol.name, "index": list(idx), "backward": got, "numerical": want}
-        return worst
+        want, _ = self.gradient(symbol, method)
+        got = np.asarray(grad, dtype=float)
+        err = np.abs(got - want) / np.maximum(np.maximum(np.abs(got), np.abs(want)), 1e-12)
+        idx = tuple(int(i) for i in np.unravel_index(int(np.argmax(err)), err.shape))
+        return {"error": float(err[idx]), "input": symbol.name, "index": list(idx), "backward": float(got[idx]),
+                "numerical": float(want[idx])}
 
 
 def choose_method(problem: ArrayProblem) -> str:
@@ -136,7 +165,7 @@ def choose_method(problem: ArrayProblem) -> str:
         return "central"
     try:
         s = spec.inputs[0]
-        value = problem.objective(s, problem.values[s] + 1j * COMPLEX_STEP)
+        value, _ = problem.objective(s, problem.values[s] + 1j * COMPLEX_STEP)
     except (TypeError, ValueError):
         return "central"
     return "complex" if np.iscomplexobj(value) and np.isfinite(value) else "central"
@@ -160,7 +189,7 @@ def gradient_check(derivation: Derivation, cls: type, *, max_examples: int = 10,
         for symbol in spec.differentiated:
             for _ in range(directions):
                 v = problem.rng.standard_normal(problem.values[symbol].shape)
-                want = problem.directional(symbol, v, method)
+                want, _ = problem.directional(symbol, v, method)
                 got = float(np.sum(np.asarray(grads[symbol]) * v))
                 scale = float(np.linalg.norm(np.asarray(grads[symbol])) * np.linalg.norm(v))
                 err = abs(got - want) / max(abs(got), abs(want), 1e-6 * scale, 1e-300)
@@ -183,7 +212,7 @@ def _runs_complex(problem: ArrayProblem) -> bool:
     """Does the declared forward run on complex values (``logaddexp``, say, does not)?"""
     p = problem.spec.params[0]
     try:
-        problem.objective(p, problem.values[p] + 0j)
+        problem.declared({**problem.values, p: problem.values[p] + 0j})
     except TypeError:
         return False
     return True
@@ -196,30 +225,19 @@ def network_gradient_check(derivation: Derivation, cls: type, seed: int = 0) -> 
     spec = derivation.spec
     sizes = {d: NETWORK_SIZES.get(d.name, 3) for d in spec.dims}
     problem = ArrayProblem(derivation, sizes, seed, cls)
-    problem.values.update({p: 0.01 * problem.rng.standard_normal(problem.shape(p)) if len(spec.shapes[p]) > 1
-                           else 0.01 * problem.rng.standard_normal(problem.shape(p)) for p in spec.params})
+    problem.values.update({p: 0.01 * problem.rng.standard_normal(problem.shape(p)) for p in spec.params})
     problem.dout = 1.0
     grads = problem.gradients()
-    methods = {"central": 1e-4}
-    if choose_method(problem) == "complex" or not any(e.has(sympy.Piecewise, sympy.Max) for _, e in spec.graph[-2:]):
-        methods["complex"] = COMPLEX_STEP
-    if "complex" in methods and not _runs_complex(problem):
-        del methods["complex"]
+    complex_step = choose_method(problem) == "complex" or not any(
+        e.has(sympy.Piecewise, sympy.Max) for _, e in spec.graph[-2:])
+    complex_step = complex_step and _runs_complex(problem)
     out: dict[str, dict[str, float]] = {}
     for p in spec.params:
         x = problem.values[p]
-        figures = {}
-        for method, h in methods.items():
-            numeric = np.zeros_like(x)
-            for idx in np.ndindex(x.shape):
-                e = np.zeros_like(x)
-                e[idx] = 1.0
-                if method == "complex":
-                    numeric[idx] = np.imag(problem.objective(p, x + 1j * h * e)) / h
-                else:
-                    numeric[idx] = (problem.objective(p, x + h * e) - problem.objective(p, x - h * e)) / (2 * h)
-            figures[method] = float(np.mean(np.abs(np.asarray(grads[p]) - numeric)))
-        out[p.name] = figures
+        numeric = {"central": numerical_gradient(lambda: float(problem.objective(p, x)[0].real), x)}
+        if complex_step:
+            numeric["complex"] = problem.gradient(p, "complex")[0]
+        out[p.name] = {m: float(np.mean(np.abs(np.asarray(grads[p]) - g))) for m, g in numeric.items()}
     return out
 
 
@@ -235,18 +253,9 @@ def dtype_check(derivation: Derivation, cls: type, dtype=np.float32, seed: int =
         problem.values = {k: v.astype(kind) for k, v in rounded.items()}
         problem.dout = dout.astype(kind) if isinstance(dout, np.ndarray) else dout
         out, _ = problem.run(problem.values)
-        grads = problem.gradients()
-        runs.append({"forward": out, **{f"d{s.name}": g for s, g in grads.items()}})
-    problems = []
-    for label, got in runs[0].items():
-        want = np.asarray(runs[1][label], dtype=float)
-        if np.asarray(got).dtype != dtype:
-            problems.append(f"{np.dtype(dtype).name} in, {np.asarray(got).dtype} out ({label})")
-        err = float(np.linalg.norm(np.asarray(got, dtype=float) - want) / max(np.linalg.norm(want), 1e-30))
-        if err > dtype_tolerance(dtype):
-            problems.append(f"{label} in {np.dtype(dtype).name} differs from float64 by {err:.1e} "
-                            f"(tolerance {dtype_tolerance(dtype):.1e})")
-    return problems
+        runs.append({"forward": out, **{f"d{s.name}": g for s, g in problem.gradients().items()}})
+    return dtype_problems(dtype, *runs, lambda label, got, want: float(
+        np.linalg.norm(got - want) / max(np.linalg.norm(want), 1e-30)))
 
 
 def check_array_spec(derivation: Derivation, cls: type, *, max_examples: int = 10) -> CheckReport:

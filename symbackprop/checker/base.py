@@ -25,6 +25,10 @@ RTOL = 1e-8
 FLOOR = 1e-6
 #: Tolerance of the linearity checks (relative, and of the gradient's typical size).
 LINEAR_RTOL = 1e-6
+#: Results in a lower precision are compared with the float64 results of the same class on the
+#: same (rounded) values, relative to this many roundings (eps = 1.2e-7 in float32): a few
+#: operations and an exp or tanh stay well inside, a float64 result or a wrong formula does not.
+DTYPE_ULPS = 1000
 
 
 class UserError(Exception):
@@ -131,6 +135,25 @@ def linearity_problems(g: Mapping[str, np.ndarray]) -> list[str]:
 IGNORES = "backward ignores dout (backward(2*dout) = backward(dout))"
 
 
+def dtype_tolerance(dtype) -> float:
+    """The relative tolerance of results computed in ``dtype``."""
+    return DTYPE_ULPS * float(np.finfo(dtype).eps)
+
+
+def dtype_problems(dtype, low: Mapping[str, Any], high: Mapping[str, Any],
+                   error: Callable[[str, np.ndarray, np.ndarray], float]) -> list[str]:
+    """Results (by label) computed in ``dtype`` of another dtype, or further from the float64
+    results ``high`` than :func:`dtype_tolerance`, by ``error(label, got, want)``."""
+    name, tol = np.dtype(dtype).name, dtype_tolerance(dtype)
+    problems = [f"{name} in, {np.asarray(got).dtype} out ({label})" for label, got in low.items()
+                if np.asarray(got).dtype != dtype]
+    for label, got in low.items():
+        err = error(label, np.asarray(got, dtype=float), np.asarray(high[label], dtype=float))
+        if err > tol:
+            problems.append(f"{label} in {name} differs from float64 by {err:.1e} (tolerance {tol:.1e})")
+    return problems
+
+
 # -- tallies and their messages -----------------------------------------------------------------
 @dataclass
 class Tally:
@@ -146,6 +169,33 @@ class Tally:
     low_dtype: str | None = None
     kink_outside: dict | None = None
     kink_other: dict | None = None
+
+    def record(self, got: np.ndarray, want: np.ndarray, noise: Any, scale: Any, bulk: bool,
+               where: Callable[[tuple, float], dict]) -> None:
+        """Take in one comparison: the worst error, the worst relative to the typical size
+        ``scale`` on the bulk, the first non-finite value where the reference is finite;
+        ``where(index, error)`` describes an element.  Errors below ``noise`` do not count."""
+        usable, finite = np.isfinite(want), np.isfinite(got)
+        with np.errstate(all="ignore"):
+            excess = np.maximum(np.abs(got - want) - noise, 0.0)
+            error = excess / np.maximum(np.maximum(np.abs(got), np.abs(want)), np.maximum(FLOOR * scale, 1e-300))
+            scaled = excess / np.maximum(np.abs(want), np.maximum(scale, 1e-300))
+        bad = usable & ~finite
+        if bad.any():
+            at = where(first(bad), float("inf"))
+            if bulk:
+                self.nonfinite_bulk = self.nonfinite_bulk or at
+            else:
+                self.nonfinite_edge = self.nonfinite_edge or at
+        ok = usable & finite
+        if not ok.any():
+            return
+        k = argmax(np.where(ok, error, -1.0))
+        if error[k] > self.worst:
+            self.worst, self.worst_at = float(error[k]), where(k, float(error[k]))
+        k = argmax(np.where(ok, scaled, -1.0))
+        if bulk and scaled[k] > self.bulk_scaled:
+            self.bulk_scaled, self.bulk_at = float(scaled[k]), where(k, float(error[k]))
 
 
 def precision_cause(bulk_scaled: float) -> str:

@@ -71,8 +71,8 @@ from ..reports import Finding
 from ..spec.model import Spec
 from ..timebound import attempt
 from .base import (
-    FLOOR, IGNORES, RTOL, Checker, Tally, UserError, all_same, argmax, as_array, call, douts, first,
-    gradients_of, linearity_problems, precision_message, same,
+    IGNORES, RTOL, Checker, Tally, UserError, all_same, as_array, call, douts, gradients_of, linearity_problems,
+    precision_message, same,
 )
 
 #: Error relative to the typical size beyond which, on the bulk, the math is wrong.
@@ -208,7 +208,7 @@ def kink_points(spec: Spec, rng: np.random.Generator, per_kink: int = 2) -> list
             continue
         found = linear_root(k)
         for _ in range(per_kink):
-            others = {t: float(_draw(spec, t, rng, 1)[0]) for t in spec.inputs}
+            others = {t: float(domain_of(t).draw(rng, 1)[0]) for t in spec.inputs}
             if found is not None:
                 symbol, root = found
                 roots = [root]
@@ -220,20 +220,11 @@ def kink_points(spec: Spec, rng: np.random.Generator, per_kink: int = 2) -> list
                     roots = []
             for r in roots[:2]:
                 value = r.xreplace({t: sympy.Float(v) for t, v in others.items()})
-                if value.is_real and value.is_number and _in_domain(spec, symbol, float(value)):
+                if value.is_real and value.is_number and domain_of(symbol).contains(float(value)):
                     rows.append([float(value) if t == symbol else others[t] for t in spec.inputs])
     if not rows:
         return []
     return [np.array(col) for col in zip(*rows)]
-
-
-def _in_domain(spec: Spec, symbol: sympy.Symbol, value: float) -> bool:
-    return domain_of(symbol).contains(value)
-
-
-def _draw(spec: Spec, symbol: sympy.Symbol, rng: np.random.Generator, shape) -> np.ndarray:
-    """Bulk inputs from the input's domain (:meth:`~symbackprop.numerics.domain.Domain.draw`)."""
-    return domain_of(symbol).draw(rng, shape)
 
 
 def _edges(spec: Spec) -> list[np.ndarray]:
@@ -299,7 +290,7 @@ class ElementwiseVerifier(Checker):
     def samples(self) -> list[_Sample]:
         out = []
         for i, shape in enumerate(SHAPES):
-            xs = [_draw(self.spec, s, self.rng, shape) for s in self.spec.inputs]
+            xs = [domain_of(s).draw(self.rng, shape) for s in self.spec.inputs]
             out.append(_Sample(f"random inputs of shape {shape}", xs, True))
         out.append(_Sample("edge values (|x| up to 1000)", _edges(self.spec), False))
         at_kinks = kink_points(self.spec, self.rng)
@@ -357,29 +348,8 @@ class ElementwiseVerifier(Checker):
         if got.dtype.kind == "f" and got.dtype.itemsize < 8:
             tally.low_dtype = str(got.dtype)
         got = got.astype(float)
-        usable = np.isfinite(want)
-        finite = np.isfinite(got)
-        scale = tally.scale * np.abs(scale_by)
-        error = np.abs(got - want) / np.maximum(np.maximum(np.abs(got), np.abs(want)), np.maximum(FLOOR * scale, 1e-300))
-        scaled = np.abs(got - want) / np.maximum(np.abs(want), np.maximum(scale, 1e-300))
-        bad = usable & ~finite
-        if bad.any():
-            k = first(bad)
-            record = self.where(xs, dout, k, got, want, sample, name)
-            if sample.bulk:
-                tally.nonfinite_bulk = tally.nonfinite_bulk or record
-            else:
-                tally.nonfinite_edge = tally.nonfinite_edge or record
-        ok = usable & finite
-        if ok.any():
-            k = argmax(np.where(ok, error, -1.0))
-            if error[k] > tally.worst:
-                tally.worst, tally.worst_at = float(error[k]), self.where(xs, dout, k, got, want, sample, name)
-            if sample.bulk:
-                k = argmax(np.where(ok, scaled, -1.0))
-                if scaled[k] > tally.bulk_scaled:
-                    tally.bulk_scaled = float(scaled[k])
-                    tally.bulk_at = self.where(xs, dout, k, got, want, sample, name)
+        tally.record(got, want, 0.0, tally.scale * np.abs(scale_by), sample.bulk,
+                     lambda k, _: self.where(xs, dout, k, got, want, sample, name))
         return got
 
     def where(self, xs, dout, k: tuple, got, want, sample: _Sample, name: str) -> dict:
@@ -435,7 +405,7 @@ class ElementwiseVerifier(Checker):
         """When the forward itself is wrong, say whether backward matches *its* derivative."""
         if name != "forward" or len(self.names) != 1:
             return ""
-        xs = [_draw(self.spec, self.spec.inputs[0], self.rng, (16,))]
+        xs = [domain_of(self.spec.inputs[0]).draw(self.rng, (16,))]
         try:
             layer = self.layer.make()
             self.layer.forward(layer, [xs[0].copy()])
@@ -471,7 +441,7 @@ class ElementwiseVerifier(Checker):
             self.add("side-effect", None, "; ".join(problems), counterexample=example)
 
     def stale_cache(self, xs: list[np.ndarray]) -> None:
-        other = [_draw(self.spec, s, self.rng, xs[0].shape) for s in self.spec.inputs]
+        other = [domain_of(s).draw(self.rng, xs[0].shape) for s in self.spec.inputs]
         dout = douts(self.rng, xs[0].shape)
         fresh_other = self.fresh(other, dout)
         layer = self.layer.make()

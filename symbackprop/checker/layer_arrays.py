@@ -51,13 +51,12 @@ import numpy as np
 import sympy
 
 from ..errors import SymbackpropError
-from ..numerics.differences import COMPLEX_STEP, RELATIVE_STEP
 from ..reports import Finding
 from ..spec.model import Spec
 from .arrays import ArrayProblem, choose_method
 from .base import (
-    FLOOR, IGNORES, RTOL, Checker, Mismatch, Tally, UserError, all_same, argmax, as_array, call, copy, douts, first,
-    gradients_of, linearity_problems, precision_message, same,
+    FLOOR, IGNORES, RTOL, Checker, Mismatch, Tally, UserError, all_same, as_array, call, copy, douts, gradients_of,
+    linearity_problems, precision_message, same,
 )
 
 #: Error relative to the typical size beyond which, on ordinary values, the math is wrong.
@@ -73,7 +72,6 @@ MAIN_BATCH, SECOND_BATCH = 4, 3
 VALUES_LIMIT = 300
 #: Magnitude of the large values.
 LARGE = 1000.0
-_EPS = np.finfo(float).eps
 _MISSING = object()
 
 
@@ -111,41 +109,6 @@ def verify_array_layer(factory: Callable[..., Any], spec: Spec, *, seed: int = 0
     """
     checker = (NetworkVerifier if spec.predict is not None else ArrayVerifier)(factory, spec, seed, examples, current)
     return checker.run(), checker.notes
-
-
-# -- numerical derivatives of the declaration --------------------------------------------
-def _objective(problem: ArrayProblem, symbol: sympy.Symbol, value: np.ndarray) -> tuple[Any, float]:
-    r""":math:`\langle \bar y, f \rangle` with ``symbol`` set to ``value``, and the sum of the
-    magnitudes of its terms (the scale of its rounding)."""
-    terms = problem.dout * np.asarray(problem.declared({**problem.values, symbol: value}))
-    return np.sum(terms), float(np.sum(np.abs(terms)).real)
-
-
-def directional(problem: ArrayProblem, symbol: sympy.Symbol, direction: np.ndarray,
-                method: str) -> tuple[float, float]:
-    r"""The derivative of the declaration's objective along ``direction``, and its uncertainty.
-
-    The complex step is :math:`10^{-20}` times the smallest magnitude in the array, at least
-    :math:`10^{-200}` (its error is :math:`O(h^2/x^2)`: ``log`` at :math:`y = 10^{-17}`
-    needs :math:`h \ll y`).
-    Central differences at steps :math:`h` and :math:`2h` give the uncertainty: rounding,
-    :math:`8\varepsilon \sum|\bar y f| / h`, plus the difference of the two estimates
-    (truncation, or a kink crossed).
-    """
-    x = problem.values[symbol]
-    if method == "complex":
-        nonzero = np.abs(x[x != 0])
-        h = COMPLEX_STEP * min(1.0, max(float(nonzero.min(initial=1.0)), 1e-200))
-        value, _ = _objective(problem, symbol, x + 1j * h * direction)
-        return float(np.imag(value)) / h, 0.0
-    h = RELATIVE_STEP * max(1.0, float(np.max(np.abs(x), initial=0.0)))
-    estimates, size = [], 0.0
-    for step in (h, 2 * h):
-        up, up_size = _objective(problem, symbol, x + step * direction)
-        down, down_size = _objective(problem, symbol, x - step * direction)
-        estimates.append(float(up - down) / (2 * step))
-        size = max(size, up_size, down_size)
-    return estimates[0], 8 * _EPS * size / h + abs(estimates[0] - estimates[1])
 
 
 # -- small helpers ---------------------------------------------------------------------------
@@ -341,13 +304,7 @@ class ArrayVerifier(Checker):
     def reference_gradient(self, sample: _Sample, symbol: sympy.Symbol) -> tuple[np.ndarray, np.ndarray]:
         """The declaration's gradient for ``symbol``, element by element, and its uncertainty."""
         if symbol.name not in sample.grads:
-            x = sample.problem.values[symbol]
-            want, noise = np.zeros(x.shape), np.zeros(x.shape)
-            for idx in np.ndindex(x.shape):
-                e = np.zeros(x.shape)
-                e[idx] = 1.0
-                want[idx], noise[idx] = directional(sample.problem, symbol, e, self.method)
-            sample.grads[symbol.name] = (want, noise)
+            sample.grads[symbol.name] = sample.problem.gradient(symbol, self.method)
         return sample.grads[symbol.name]
 
     def set_scales(self, samples: list[_Sample]) -> None:
@@ -508,7 +465,7 @@ class ArrayVerifier(Checker):
     def directions_agree(self, sample: _Sample, symbol: sympy.Symbol, got: np.ndarray) -> bool:
         for _ in range(DIRECTIONS):
             v = self.rng.standard_normal(got.shape)
-            want, noise = directional(sample.problem, symbol, v, self.method)
+            want, noise = sample.problem.directional(symbol, v, self.method)
             if not np.isfinite(want):
                 continue
             have = float(np.sum(got * v))
@@ -519,28 +476,7 @@ class ArrayVerifier(Checker):
 
     def tally(self, name: str, got: np.ndarray, want: np.ndarray, noise: Any, sample: _Sample) -> None:
         t = self.tallies[name]
-        usable, finite = np.isfinite(want), np.isfinite(got)
-        with np.errstate(all="ignore"):
-            excess = np.maximum(np.abs(got - want) - noise, 0.0)
-            error = excess / np.maximum(np.maximum(np.abs(got), np.abs(want)), max(FLOOR * t.scale, 1e-300))
-            scaled = excess / np.maximum(np.abs(want), max(t.scale, 1e-300))
-        bad = usable & ~finite
-        if bad.any():
-            record = self.where(name, first(bad), got, want, float("inf"), sample)
-            if sample.bulk:
-                t.nonfinite_bulk = t.nonfinite_bulk or record
-            else:
-                t.nonfinite_edge = t.nonfinite_edge or record
-        ok = usable & finite
-        if not ok.any():
-            return
-        k = argmax(np.where(ok, error, -1.0))
-        if error[k] > t.worst:
-            t.worst, t.worst_at = float(error[k]), self.where(name, k, got, want, float(error[k]), sample)
-        k = argmax(np.where(ok, scaled, -1.0))
-        if sample.bulk and scaled[k] > t.bulk_scaled:
-            t.bulk_scaled = float(scaled[k])
-            t.bulk_at = self.where(name, k, got, want, float(error[k]), sample)
+        t.record(got, want, noise, t.scale, sample.bulk, lambda k, e: self.where(name, k, got, want, e, sample))
 
     def where(self, name: str, k: tuple, got: np.ndarray, want: np.ndarray, error: float, sample: _Sample) -> dict:
         record = {"quantity": self.label(name), "input": None if name in ("forward", "predict") else name,
