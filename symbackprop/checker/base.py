@@ -266,6 +266,22 @@ class Checker:
             self.add(err.kind, None, err.message, topic=err.message)
             return False
 
+    def judge(self, t: Tally, target: str | None, what: str, wrong: float, place: Callable[[dict], str],
+              hint: Callable[[], str] = str) -> None:
+        """``wrong-math`` when the error relative to the typical size exceeds ``wrong`` on the
+        bulk (or a value there is not finite), else ``precision`` when it exceeds :data:`RTOL`,
+        a value overflows at the edges or the result dtype is below float64."""
+        if t.nonfinite_bulk or t.bulk_scaled > wrong:
+            at = t.nonfinite_bulk or t.bulk_at
+            error = at.get("relative_error", 0.0)
+            measured = f"relative error {error:.2g} " if "relative_error" in at else ""
+            self.add("wrong-math", target, f"{what} differs from the declaration: {measured}{place(at)} it gives "
+                     f"{at['got']:.12g}, the declaration {at['expected']:.12g}{hint()}", max(t.worst, error), at,
+                     topic=what)
+        elif t.worst > RTOL or t.nonfinite_edge or t.low_dtype:
+            at = {**(t.nonfinite_edge or t.worst_at or {}), "ordinary_error": t.bulk_scaled}
+            self.add("precision", target, precision_message(what, t, place), t.worst or None, at, topic=what)
+
     def sorted_findings(self) -> list[Finding]:
         return sorted(self.findings.values(), key=lambda f: (KINDS.index(f.kind), f.input or ""))
 

@@ -1,9 +1,9 @@
-r"""Checking a hand-written layer class against its declaration.
+r"""Checking an elementwise layer class, hand-written or generated, against its declaration.
 
 :func:`verify_layer` constructs the class the book's way (``cls()``; array layers get
 their declared parameters positionally), runs it on float64 inputs, and compares
 it with an independent reference: the declaration's forward :math:`f` and its exact
-derivative :math:`\partial f/\partial x_i` (``Derivation.raw_local``), evaluated with
+derivative :math:`\partial f/\partial x_i` (:func:`raw_local`, the declaration's), evaluated with
 mpmath at the very same float64 points.  For every element the error of a value
 :math:`a` against the reference :math:`b` is
 
@@ -21,7 +21,7 @@ Findings (DESIGN.md's kinds):
     inputs (or a non-finite value there), a backward that is not linear in ``dout``,
     or a gradient at a kink outside the one-sided derivatives.
 ``precision``
-    errors above :data:`RTOL` that are small on the bulk: float32 arithmetic, a fudge
+    errors above :data:`~symbackprop.checker.base.RTOL` that are small on the bulk: float32 arithmetic, a fudge
     term such as ``1e-7``, a lower-precision result dtype, overflow in the tails
     (:math:`|x|` up to 1000).
 ``shape``
@@ -71,8 +71,7 @@ from ..reports import Finding
 from ..spec.model import Spec
 from ..timebound import attempt
 from .base import (
-    IGNORES, RTOL, Checker, Tally, UserError, all_same, as_array, call, douts, gradients_of, linearity_problems,
-    precision_message, same,
+    IGNORES, Checker, Tally, UserError, all_same, as_array, call, douts, gradients_of, linearity_problems, same,
 )
 
 #: Error relative to the typical size beyond which, on the bulk, the math is wrong.
@@ -383,12 +382,7 @@ class ElementwiseVerifier(Checker):
         for name, t in self.tallies.items():
             target = None if name == "forward" else name
             what = "forward" if name == "forward" else f"d{name}"
-            if t.nonfinite_bulk or t.bulk_scaled > WRONG:
-                at = t.nonfinite_bulk or t.bulk_at
-                self.add("wrong-math", target, f"{what} differs from the declaration: {_describe(at)}"
-                         + self.own_forward_hint(name), t.worst, at)
-            elif t.worst > RTOL or t.nonfinite_edge or t.low_dtype:
-                self.add("precision", target, precision_message(what, t, _place), t.worst, t.nonfinite_edge or t.worst_at)
+            self.judge(t, target, what, WRONG, _place, lambda: self.own_forward_hint(name))
             if t.kink_outside:
                 k = t.kink_outside
                 self.add("wrong-math", target, f"at the kink {_inputs(k)}, {what}/dout is {k['slope']:.6g}, outside "
@@ -502,6 +496,3 @@ def _place(at: dict) -> str:
     d = f", dout = {at['dout']:.6g}" if "dout" in at else ""
     return f"at {_inputs(at)}{d} ({at['sample']})"
 
-
-def _describe(at: dict) -> str:
-    return f"{_place(at)} it gives {at['got']:.12g}, the declaration {at['expected']:.12g}"

@@ -16,7 +16,7 @@ array atoms by their definitions, never generated code; its derivatives are nume
 by complex step (no cancellation, float64-exact) where the forward is analytic, else by
 central differences with their rounding noise estimated.  A few random directions
 *decide*: the gradient :math:`g` returned or stored by the class passes when
-:math:`\langle g, v\rangle = D_v` within :data:`~symbackprop.checker.layer.RTOL`.  Only when
+:math:`\langle g, v\rangle = D_v` within :data:`~symbackprop.checker.base.RTOL`.  Only when
 one disagrees is every element compared with :math:`D_{e_k}` to *locate* the error and
 measure it (every element of the ordinary samples is differentiated anyway: their typical
 sizes set the floors), as for elementwise layers: the relative error with a floor of
@@ -56,7 +56,7 @@ from ..spec.model import Spec
 from .arrays import ArrayProblem, choose_method
 from .base import (
     FLOOR, IGNORES, RTOL, Checker, Mismatch, Tally, UserError, all_same, as_array, call, copy, douts, gradients_of,
-    linearity_problems, precision_message, same,
+    linearity_problems, same,
 )
 
 #: Error relative to the typical size beyond which, on ordinary values, the math is wrong.
@@ -177,10 +177,6 @@ def _index_text(at: dict) -> str:
 def _at_text(at: dict) -> str:
     sizes = ", ".join(f"{k} = {v}" for k, v in at["sizes"].items())
     return f"at {_index_text(at)} ({at['sample']}; {sizes})"
-
-
-def _where_text(at: dict) -> str:
-    return f"{_at_text(at)} it gives {at['got']:.12g}, the declaration {at['expected']:.12g}"
 
 
 # -- array layers -------------------------------------------------------------------------------
@@ -498,15 +494,7 @@ class ArrayVerifier(Checker):
         for name, t in self.tallies.items():
             target = None if name in ("forward", "predict") else name
             what = self.label(name)
-            if t.nonfinite_bulk or t.bulk_scaled > WRONG:
-                at = t.nonfinite_bulk or t.bulk_at
-                self.add("wrong-math", target, f"{what} differs from the declaration: relative error "
-                         f"{at['relative_error']:.2g} {_where_text(at)}", max(t.worst, at["relative_error"]), at,
-                         topic=name)
-            elif t.worst > RTOL or t.nonfinite_edge or t.low_dtype:
-                at = t.nonfinite_edge or t.worst_at
-                at = {**at, "ordinary_error": t.bulk_scaled} if at else {"ordinary_error": t.bulk_scaled}
-                self.add("precision", target, precision_message(what, t, _at_text), t.worst or None, at, topic=name)
+            self.judge(t, target, what, WRONG, _at_text)
 
     # -- side effects, copies, caches, linearity -----------------------------------------------
     def changed(self, phase: str, args: list, kept_args: list, params: dict, kept_params: dict) -> list[str]:
