@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -152,6 +152,26 @@ def dtype_problems(dtype, low: Mapping[str, Any], high: Mapping[str, Any],
         if err > tol:
             problems.append(f"{label} in {name} differs from float64 by {err:.1e} (tolerance {tol:.1e})")
     return problems
+
+
+# -- samples, tallies and their messages -------------------------------------------------------
+@dataclass
+class Sample:
+    """Values the layer is run on: the inputs ``xs`` of an elementwise layer, or an array
+    layer's ``problem`` (an :class:`~symbackprop.checker.arrays.ArrayProblem`); ``bulk``
+    for ordinary values (judged strictly), ``given`` for a caller's example."""
+
+    label: str
+    bulk: bool
+    xs: list | None = None
+    problem: Any = None
+    given: bool = False
+    ref: tuple | None = None
+    grads: dict = field(default_factory=dict)
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        return {d.name: int(n) for d, n in sorted(self.problem.sizes.items(), key=lambda kv: kv[0].name)}
 
 
 # -- tallies and their messages -----------------------------------------------------------------

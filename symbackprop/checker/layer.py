@@ -53,7 +53,6 @@ import contextlib
 import importlib.util
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +70,7 @@ from ..reports import Finding
 from ..spec.model import Spec
 from ..timebound import attempt
 from .base import (
-    IGNORES, Checker, Tally, UserError, all_same, as_array, call, douts, gradients_of, linearity_problems, same,
+    IGNORES, Checker, Sample, Tally, UserError, all_same, as_array, call, douts, gradients_of, linearity_problems, same,
 )
 
 #: Error relative to the typical size beyond which, on the bulk, the math is wrong.
@@ -253,13 +252,6 @@ class _Layer:
         return y, self.backward(layer, dout.copy())
 
 
-@dataclass
-class _Sample:
-    label: str
-    xs: list[np.ndarray]
-    bulk: bool
-
-
 class ElementwiseVerifier(Checker):
     def __init__(self, factory: Callable[[], Any], spec: Spec, reference: ElementwiseReference,
                  seed: int, examples: Iterable[Sequence[np.ndarray]],
@@ -286,16 +278,16 @@ class ElementwiseVerifier(Checker):
             self.guarded(lambda: check(bulk))
         return self.sorted_findings()
 
-    def samples(self) -> list[_Sample]:
+    def samples(self) -> list[Sample]:
         out = []
         for i, shape in enumerate(SHAPES):
             xs = [domain_of(s).draw(self.rng, shape) for s in self.spec.inputs]
-            out.append(_Sample(f"random inputs of shape {shape}", xs, True))
-        out.append(_Sample("edge values (|x| up to 1000)", _edges(self.spec), False))
+            out.append(Sample(f"random inputs of shape {shape}", True, xs=xs))
+        out.append(Sample("edge values (|x| up to 1000)", False, xs=_edges(self.spec)))
         at_kinks = kink_points(self.spec, self.rng)
         if at_kinks:
-            out.append(_Sample("kinks", at_kinks, False))
-        out += [_Sample("a given example", xs, True) for xs in self.examples]
+            out.append(Sample("kinks", False, xs=at_kinks))
+        out += [Sample("a given example", True, xs=xs) for xs in self.examples]
         return out
 
     def set_scales(self, xs: list[np.ndarray]) -> None:
@@ -304,7 +296,7 @@ class ElementwiseVerifier(Checker):
             finite = np.abs(v[np.isfinite(v)])
             self.tallies[name].scale = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
 
-    def values(self, sample: _Sample) -> None:
+    def values(self, sample: Sample) -> None:
         xs = sample.xs
         shape = np.broadcast_shapes(*(x.shape for x in xs))
         dout = douts(self.rng, shape)
@@ -327,7 +319,7 @@ class ElementwiseVerifier(Checker):
                 self.kinks(name, got, locals_[i], sides[i], at_kink, xs, dout)
 
     def compare(self, name: str, got_raw: Any, want: np.ndarray, scale_by: np.ndarray,
-                xs: list[np.ndarray], dout: np.ndarray, sample: _Sample) -> np.ndarray | None:
+                xs: list[np.ndarray], dout: np.ndarray, sample: Sample) -> np.ndarray | None:
         """Shape, dtype and value of one returned array against the reference."""
         label = "the output" if name == "forward" else f"d{name}"
         what = "forward" if name == "forward" else "backward"
@@ -351,7 +343,7 @@ class ElementwiseVerifier(Checker):
                      lambda k, _: self.where(xs, dout, k, got, want, sample, name))
         return got
 
-    def where(self, xs, dout, k: tuple, got, want, sample: _Sample, name: str) -> dict:
+    def where(self, xs, dout, k: tuple, got, want, sample: Sample, name: str) -> dict:
         shape = np.shape(got)
         inputs = {n: float(np.broadcast_to(x, shape)[k]) for n, x in zip(self.names, xs)}
         record = {"inputs": inputs, "got": float(got[k]), "expected": float(want[k]),

@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -55,7 +54,7 @@ from ..reports import Finding
 from ..spec.model import Spec
 from .arrays import ArrayProblem, choose_method
 from .base import (
-    FLOOR, IGNORES, RTOL, Checker, Mismatch, Tally, UserError, all_same, as_array, call, copy, douts, gradients_of,
+    FLOOR, IGNORES, RTOL, Checker, Mismatch, Sample, Tally, UserError, all_same, as_array, call, copy, douts, gradients_of,
     linearity_problems, same,
 )
 
@@ -73,20 +72,6 @@ VALUES_LIMIT = 300
 #: Magnitude of the large values.
 LARGE = 1000.0
 _MISSING = object()
-
-
-@dataclass
-class _Sample:
-    label: str
-    problem: ArrayProblem
-    bulk: bool
-    given: bool = False
-    ref: tuple | None = None
-    grads: dict = field(default_factory=dict)
-
-    @property
-    def sizes(self) -> dict[str, int]:
-        return {d.name: int(n) for d, n in sorted(self.problem.sizes.items(), key=lambda kv: kv[0].name)}
 
 
 def verify_array_layer(factory: Callable[..., Any], spec: Spec, *, seed: int = 0, examples: Iterable[Any] = (),
@@ -234,15 +219,15 @@ class ArrayVerifier(Checker):
             problem.dout = 1.0  # a loss: the book calls backward(dout=1); linearity checks vary it
         return problem
 
-    def samples(self) -> list[_Sample]:
-        out = [_Sample("random values", self.problem(self.sizes(MAIN_BATCH), 1), True),
-               _Sample("random values, a batch of one", self.problem(self.sizes(1), 2), True),
-               _Sample("random values, square matrices", self.problem(self.sizes(2, 3), 3), True)]
+    def samples(self) -> list[Sample]:
+        out = [Sample("random values", True, problem=self.problem(self.sizes(MAIN_BATCH), 1)),
+               Sample("random values, a batch of one", True, problem=self.problem(self.sizes(1), 2)),
+               Sample("random values, square matrices", True, problem=self.problem(self.sizes(2, 3), 3))]
         large = self.problem(self.sizes(MAIN_BATCH), 4)
         for s in self.spec.inputs:
             large.values[s] = self.large_values(s, large.values[s].shape, large.rng)
-        out.append(_Sample(f"large values, |{self.spec.inputs[0].name}| up to {LARGE:g}", large, False))
-        out += [_Sample("a given example", self.example_problem(e, k), True, given=True)
+        out.append(Sample(f"large values, |{self.spec.inputs[0].name}| up to {LARGE:g}", False, problem=large))
+        out += [Sample("a given example", True, problem=self.example_problem(e, k), given=True)
                 for k, e in enumerate(self.examples)]
         return out
 
@@ -284,7 +269,7 @@ class ArrayVerifier(Checker):
                                    f"an example gives {len(arrays)} array(s)")
         return {s: np.asarray(a, dtype=float) for s, a in zip(self.args, arrays)}
 
-    def reference(self, sample: _Sample) -> tuple[np.ndarray, np.ndarray | None]:
+    def reference(self, sample: Sample) -> tuple[np.ndarray, np.ndarray | None]:
         """The declaration's output and, for a network, ``predict``."""
         if sample.ref is None:
             p = sample.problem
@@ -297,13 +282,13 @@ class ArrayVerifier(Checker):
     def reference_output(problem: ArrayProblem, changed: dict) -> np.ndarray:
         return np.asarray(problem.declared({**problem.values, **changed}), dtype=float)
 
-    def reference_gradient(self, sample: _Sample, symbol: sympy.Symbol) -> tuple[np.ndarray, np.ndarray]:
+    def reference_gradient(self, sample: Sample, symbol: sympy.Symbol) -> tuple[np.ndarray, np.ndarray]:
         """The declaration's gradient for ``symbol``, element by element, and its uncertainty."""
         if symbol.name not in sample.grads:
             sample.grads[symbol.name] = sample.problem.gradient(symbol, self.method)
         return sample.grads[symbol.name]
 
-    def set_scales(self, samples: list[_Sample]) -> None:
+    def set_scales(self, samples: list[Sample]) -> None:
         """Each quantity's typical size: its largest magnitude over the ordinary samples."""
         largest = dict.fromkeys(self.tallies, 0.0)
         for sample in samples:
@@ -382,7 +367,7 @@ class ArrayVerifier(Checker):
         return self.gradient_arrays(layer, copy(dout), problem)
 
     # -- values ------------------------------------------------------------------------------
-    def values(self, sample: _Sample) -> None:
+    def values(self, sample: Sample) -> None:
         p = sample.problem
         out_ref, _ = self.reference(sample)
         layer = self.build(p)
@@ -405,7 +390,7 @@ class ArrayVerifier(Checker):
             symbol = next(s for s in self.spec.differentiated if s.name == name)
         return self.spec.shapes[symbol]
 
-    def shaped(self, name: str, raw: Any, want: tuple, sample: _Sample) -> np.ndarray | None:
+    def shaped(self, name: str, raw: Any, want: tuple, sample: Sample) -> np.ndarray | None:
         """The value as an array of the declared shape; a ``shape`` finding when it is not.
         Values are still compared across a missing or extra axis of length 1."""
         target = None if name in ("forward", "predict") else name
@@ -436,7 +421,7 @@ class ArrayVerifier(Checker):
             return got.reshape(want)
         return None
 
-    def compare_values(self, name: str, raw: Any, want: np.ndarray, sample: _Sample) -> None:
+    def compare_values(self, name: str, raw: Any, want: np.ndarray, sample: Sample) -> None:
         got = self.shaped(name, raw, want.shape, sample)
         if got is not None:
             self.note_dtype(name, got)
@@ -446,7 +431,7 @@ class ArrayVerifier(Checker):
         if got.dtype.kind == "f" and got.dtype.itemsize < 8:
             self.tallies[name].low_dtype = str(got.dtype)
 
-    def compare_gradient(self, symbol: sympy.Symbol, raw: Any, sample: _Sample) -> None:
+    def compare_gradient(self, symbol: sympy.Symbol, raw: Any, sample: Sample) -> None:
         """Decide by random directions; only if one disagrees, locate element by element."""
         got = self.shaped(symbol.name, raw, sample.problem.values[symbol].shape, sample)
         if got is None:
@@ -458,7 +443,7 @@ class ArrayVerifier(Checker):
         want, noise = self.reference_gradient(sample, symbol)
         self.tally(symbol.name, got, want, noise, sample)
 
-    def directions_agree(self, sample: _Sample, symbol: sympy.Symbol, got: np.ndarray) -> bool:
+    def directions_agree(self, sample: Sample, symbol: sympy.Symbol, got: np.ndarray) -> bool:
         for _ in range(DIRECTIONS):
             v = self.rng.standard_normal(got.shape)
             want, noise = sample.problem.directional(symbol, v, self.method)
@@ -470,18 +455,18 @@ class ArrayVerifier(Checker):
                 return False
         return True
 
-    def tally(self, name: str, got: np.ndarray, want: np.ndarray, noise: Any, sample: _Sample) -> None:
+    def tally(self, name: str, got: np.ndarray, want: np.ndarray, noise: Any, sample: Sample) -> None:
         t = self.tallies[name]
         t.record(got, want, noise, t.scale, sample.bulk, lambda k, e: self.where(name, k, got, want, e, sample))
 
-    def where(self, name: str, k: tuple, got: np.ndarray, want: np.ndarray, error: float, sample: _Sample) -> dict:
+    def where(self, name: str, k: tuple, got: np.ndarray, want: np.ndarray, error: float, sample: Sample) -> dict:
         record = {"quantity": self.label(name), "input": None if name in ("forward", "predict") else name,
                   "index": [int(i) for i in k], "shape": list(got.shape), "got": float(got[k]),
                   "expected": float(want[k]), "relative_error": error, "sizes": sample.sizes,
                   "sample": sample.label}
         return {**record, **self.values_record(sample)}
 
-    def values_record(self, sample: _Sample) -> dict:
+    def values_record(self, sample: Sample) -> dict:
         """The sample's arrays and ``dout`` by name, to reproduce it (when they are small)."""
         p = sample.problem
         named = {s.name: p.values[s] for s in (*self.args, *self.spec.params)}
@@ -504,7 +489,7 @@ class ArrayVerifier(Checker):
                 for n, a in params.items() if not same(self.current(a), kept_params[n])]
         return out
 
-    def side_effects(self, sample: _Sample) -> None:
+    def side_effects(self, sample: Sample) -> None:
         p = sample.problem
         params, args = self.param_arrays(p), self.arg_arrays(p)
         layer = self.build(p, params)
@@ -532,7 +517,7 @@ class ArrayVerifier(Checker):
         grads = self.run_backward(layer, dout, problem)
         return {k: v for k, v in grads.items() if isinstance(v, np.ndarray)}
 
-    def copied_params(self, sample: _Sample) -> None:
+    def copied_params(self, sample: Sample) -> None:
         """After each parameter is changed in place, as an optimizer does, the output must follow."""
         p = sample.problem
         params = self.param_arrays(p)
@@ -574,7 +559,7 @@ class ArrayVerifier(Checker):
         other.values.update({s: problem.values[s].copy() for s in self.spec.params})
         return other
 
-    def stale_cache(self, sample: _Sample) -> None:
+    def stale_cache(self, sample: Sample) -> None:
         p = sample.problem
         other = self.other_problem(p)
         fresh = self.fresh_gradients(other, other.dout)
@@ -606,7 +591,7 @@ class ArrayVerifier(Checker):
         except UserError as err:
             return None, f"{type(err.exc).__name__}: {err.exc}"
 
-    def buffers(self, sample: _Sample) -> None:
+    def buffers(self, sample: Sample) -> None:
         """Arrays one call returned or stored, overwritten by the next call (same sizes, other values)."""
         p = sample.problem
         q = self.problem(dict(p.sizes), 6)
@@ -621,7 +606,7 @@ class ArrayVerifier(Checker):
         self.run_backward(layer, 0.5 if self.scalar else douts(self.rng, np.shape(q.dout)), q)
         self.overwritten(live, kept, "backward(dout1)", "backward(dout2)")
 
-    def linearity(self, sample: _Sample) -> None:
+    def linearity(self, sample: Sample) -> None:
         """backward(0) = 0, backward(2 d) = 2 backward(d), backward(d + e) = backward(d) + backward(e)."""
         p = sample.problem
         if self.scalar:
@@ -722,7 +707,7 @@ class NetworkVerifier(ArrayVerifier):
         grads = self.gradients(net, problem)
         return {k: np.array(a) for k, v in grads.items() if (a := as_array(v)) is not None}
 
-    def values(self, sample: _Sample) -> None:
+    def values(self, sample: Sample) -> None:
         p = sample.problem
         out_ref, predict_ref = self.reference(sample)
         net = self.build(p)
@@ -734,7 +719,7 @@ class NetworkVerifier(ArrayVerifier):
         for s in self.checked:
             self.compare_gradient(s, grads.get(s.name, _MISSING), sample)
 
-    def copied_params(self, sample: _Sample) -> None:
+    def copied_params(self, sample: Sample) -> None:
         super().copied_params(sample)
         if self.by_sizes and ("side-effect", None) in self.findings and "copies" in self.findings[
                 ("side-effect", None)].message:
@@ -748,7 +733,7 @@ class NetworkVerifier(ArrayVerifier):
                 "as the book's optimizer changes them (params[key] -= lr * grads[key]), loss(x, t) stays the "
                 "same, so training would never update the network (its layers must hold the very arrays in params)")
 
-    def side_effects(self, sample: _Sample) -> None:
+    def side_effects(self, sample: Sample) -> None:
         p = sample.problem
         net = self.build(p)
         args, shared = self.arg_arrays(p), self.shared(net, [])
@@ -765,7 +750,7 @@ class NetworkVerifier(ArrayVerifier):
         if problems:
             self.add("side-effect", None, "; ".join(problems), topic="gradient")
 
-    def stale_cache(self, sample: _Sample) -> None:
+    def stale_cache(self, sample: Sample) -> None:
         p = sample.problem
         other = self.other_problem(p)
         fresh = self.gradient_copies(self.build(other), other)
@@ -778,5 +763,5 @@ class NetworkVerifier(ArrayVerifier):
             self.add("stale-cache", None, f"gradient(x1, t1); gradient(x2, t2) differs from a fresh gradient(x2, t2), "
                      f"with x2 a batch of {SECOND_BATCH}: something of the first call is kept", topic="reuse")
 
-    def linearity(self, sample: _Sample) -> None:
+    def linearity(self, sample: Sample) -> None:
         """``gradient(x, t)`` takes no upstream gradient: nothing to check."""
