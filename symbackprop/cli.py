@@ -193,6 +193,8 @@ def cmd_check(args) -> int:
                     print(f"    gradient check, mean |backprop - numerical| per parameter: {figures}")
                 for problem in report.problems:
                     print(f"    {problem}")
+                for f in report.findings:
+                    print(f"    {f['kind']}{' ' + f['input'] if f['input'] else ''}: {f['message']}")
     except KeyboardInterrupt:
         _interrupted(reports, len(specs))
         return 130

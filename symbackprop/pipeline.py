@@ -60,7 +60,7 @@ def check(spec: Spec, *, max_examples: int = 25, backend: str = "numpy") -> Chec
     report.claims, report.chains = claims, chains
     report.problems += [f"claim {c['of']} is wrong" for c in claims if c["status"] == "wrong"]
     report.problems += [f"chain {c['of']}: step {c['first_wrong_step']} is wrong" for c in chains if not c["ok"]]
-    report.ok = not report.problems
+    report.settle()
     report.seconds = round(time.perf_counter() - start, 3)
     return report
 

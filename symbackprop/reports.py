@@ -43,6 +43,17 @@ class CheckReport:
     seconds: float = 0.0
     #: networks: per parameter, mean |backprop - numerical| by method (the book's 5.7.3)
     parameters: dict = field(default_factory=dict)
+    #: what ``verify-layer`` finds in the generated class (:meth:`Finding.to_json` records)
+    findings: list[dict] = field(default_factory=list)
+
+    @property
+    def failing(self) -> list[dict]:
+        """The findings that fail the check (all but the informational kinds)."""
+        return [f for f in self.findings if f["kind"] not in INFORMATIONAL]
+
+    def settle(self) -> None:
+        """``ok``: no problem and no failing finding."""
+        self.ok = not self.problems and not self.failing
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -2,9 +2,12 @@
 
 * :func:`check_generated`: the generated class of a declaration, against numerical
   differentiation, mpmath in the tails, float32, and the worked numbers;
-* :func:`verify_layer`: a hand-written class, with the findings of
+* :func:`verify_layer`: any class, generated or hand-written, with the findings of
   :data:`~symbackprop.reports.KINDS` (wrong math, shapes, precision, side effects, stale
-  caches, kinks, exceptions).
+  caches, kinks, exceptions); :func:`check_generated` runs it too.
+
+References always come from the declaration (mpmath, or its forward in float64 with
+array atoms by their definitions, differentiated numerically), never from generated code.
 """
 from __future__ import annotations
 
@@ -25,10 +28,16 @@ from .layer_arrays import verify_array_layer
 
 def check_generated(derivation: Derivation, cls: type, *, max_examples: int = 25) -> CheckReport:
     """Check the generated class ``cls`` of ``derivation`` numerically (array layers with
-    half the examples: each costs several forward passes per value)."""
+    half the examples: each costs several forward passes per value), then with every probe
+    of :func:`verify_layer` (its findings in ``report.findings``; ``ok`` is false when one
+    of them is not informational)."""
     if derivation.spec.is_array:
-        return check_array_spec(derivation, cls, max_examples=max(3, max_examples // 2))
-    return check_elementwise(derivation, cls, max_examples=max_examples)
+        report = check_array_spec(derivation, cls, max_examples=max(3, max_examples // 2))
+    else:
+        report = check_elementwise(derivation, cls, max_examples=max_examples)
+    report.findings = [f.to_json() for f in verify_layer(cls, derivation.spec).findings]
+    report.settle()
+    return report
 
 
 def verify_layer(cls_or_factory: Callable[..., Any], spec: Spec | str, *, seed: int = 0,
@@ -57,9 +66,12 @@ def verify_layer(cls_or_factory: Callable[..., Any], spec: Spec | str, *, seed: 
     name : str, optional
         How the report names the layer.
     current : callable, optional
-        ``current(obj)``: the contents ``obj``, returned by (or passed to) a layer method
-        earlier, has now; the probes for writes into ``dout`` and for aliased gradients read
-        through it (default: ``obj`` itself, for a layer in this process).
+        ``current(obj) -> object``: the contents ``obj`` has *now*, where ``obj`` is an
+        object a layer method returned (or was given) by an earlier call.  The probes for
+        stale caches, buffers overwritten by the next call, and writes into inputs, ``dout``
+        or parameters read every such object through it, once the later call has run.
+        Default: the object itself.  A grader whose layer lives in another process passes
+        a proxy class and a ``current`` that fetches the object's contents from there.
 
     Returns
     -------
@@ -79,9 +91,8 @@ def verify_layer(cls_or_factory: Callable[..., Any], spec: Spec | str, *, seed: 
     if spec.is_array:
         findings, notes = verify_array_layer(cls_or_factory, spec, seed=seed, examples=examples, current=current)
     else:
-        verifier = ElementwiseVerifier(cls_or_factory, spec, ElementwiseReference(spec), seed, examples)
-        verifier.current = current or verifier.current
-        findings, notes = verifier.run(), []
+        reference = ElementwiseReference(spec)
+        findings, notes = ElementwiseVerifier(cls_or_factory, spec, reference, seed, examples, current).run(), []
     findings = [f for f in findings if f.kind not in set(ignore)]
     label = name or getattr(cls_or_factory, "__qualname__", None) or repr(cls_or_factory)
     against = f"{spec.name} ({spec.source})" if spec.source else spec.name

@@ -6,15 +6,18 @@ For an array layer :math:`y = f(x, W, \dots)` and a random upstream gradient
 
 .. math:: \langle \bar s, v \rangle = \frac{d}{dh} \langle \bar y, f(s + h v) \rangle \Big|_{h=0},
 
-which numerical differentiation gives in one or two forward passes (complex step
-where the generated forward runs on complex input, central differences elsewhere).
+where :math:`f` is the *declared* forward (evaluated in float64, array atoms by their
+definitions: never the generated code), differentiated numerically in one or two passes
+(complex step where it is analytic, central differences elsewhere).
 A few random directions decide "is it right"; only when one disagrees is the
 gradient compared element by element to say where.
 """
 from __future__ import annotations
 
+import functools
 import time
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 import sympy
@@ -22,28 +25,41 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from .. import ops
-from ..codegen import compile_class
 from ..derivation.model import Derivation
-from ..numerics.differences import COMPLEX_STEP, RELATIVE_STEP
+from ..numerics.differences import COMPLEX_STEP, RELATIVE_STEP, complex_step_works, numerical_gradient
+from ..numerics.evaluate import float_function
 from ..numerics.kinks import NON_ANALYTIC as KINKED
 from ..reports import CheckReport
-from .elementwise import dtype_tolerance
+from ..spec.model import Spec
+from .base import dtype_problems
 
 TOLERANCE = {"complex": 1e-8, "central": 1e-6}
 #: The book reports about 1e-10 to 1e-13 for its TwoLayerNet; anything near 1e-7 is a bug.
 NETWORK_TOLERANCE = 1e-8
 NON_ANALYTIC = (*KINKED, ops.ReduceMax)
+_EPS = np.finfo(float).eps
+
+
+@functools.lru_cache(maxsize=256)
+def _declared_function(graph: tuple, node: sympy.Symbol, symbols: tuple) -> Callable[..., np.ndarray]:
+    """Graph ``node`` as one float64 function of ``symbols`` (``log(softmax)`` fused as the
+    generated code fuses it: the same function, without the overflow)."""
+    expanded: dict = {}
+    for name, expr in graph:
+        expanded[name] = expr.xreplace(expanded)
+    return float_function(ops.fuse_logs(expanded[node], {}), symbols)
 
 
 class ArrayProblem:
-    """Random values for an array declaration at given dimension sizes."""
+    """Random values for an array declaration at given dimension sizes, the declaration's own
+    values at them (:meth:`declared`), and optionally a class under test (:meth:`run`)."""
 
-    def __init__(self, derivation: Derivation, sizes: dict, seed: int, cls: type | None = None):
-        self.derivation = derivation
-        self.cls = cls or compile_class(derivation)
-        self.spec = spec = derivation.spec
+    def __init__(self, declaration: Spec | Derivation, sizes: dict, seed: int, cls: type | None = None):
+        self.spec = spec = getattr(declaration, "spec", declaration)
+        self.cls = cls
         self.rng = np.random.default_rng(seed)
         self.sizes = sizes
+        self.symbols = (*spec.inputs, *spec.params, *spec.constants, *spec.dims)
         self.values = {s: self.draw(s) for s in (*spec.inputs, *spec.params, *spec.constants)}
         out_shape = self.shape(spec.output)
         self.dout = self.rng.standard_normal(out_shape) if out_shape else float(self.rng.uniform(0.5, 2))
@@ -61,8 +77,15 @@ class ArrayProblem:
             return self.rng.uniform(0.1, 2.0, shape)
         return self.rng.standard_normal(shape)
 
+    def declared(self, values: dict, node: sympy.Symbol | None = None) -> np.ndarray:
+        """The declaration's value of graph ``node`` (default: the output) at ``values``: the
+        declared forward in float64, array atoms by their definitions (never generated code)."""
+        fn = _declared_function(self.spec.graph, node or self.spec.output, self.symbols)
+        env = {**self.sizes, **values}
+        return fn(*[env[s] for s in self.symbols])
+
     def run(self, values: dict) -> tuple[object, object]:
-        """A fresh layer's output and the layer, at these values."""
+        """A fresh layer of the class under test: its output at these values, and the layer."""
         spec = self.spec
         layer = self.cls(*[values[p] for p in spec.params])
         with np.errstate(all="ignore"), warnings.catch_warnings():
@@ -71,11 +94,11 @@ class ArrayProblem:
         return out, layer
 
     def objective(self, symbol, value) -> complex | float:
-        out, _ = self.run({**self.values, symbol: value})
-        return np.sum(self.dout * out)
+        r""":math:`\langle \bar y, f \rangle` of the declaration, with ``symbol`` set to ``value``."""
+        return np.sum(self.dout * self.declared({**self.values, symbol: value}))
 
     def gradients(self) -> dict:
-        """The backward pass at the problem's values: returned inputs and stored parameters."""
+        """The backward pass of the class under test: returned inputs and stored parameters."""
         _, layer = self.run({k: v.copy() for k, v in self.values.items()})
         dout = self.dout.copy() if isinstance(self.dout, np.ndarray) else self.dout
         returned = layer.backward(dout)
@@ -86,38 +109,67 @@ class ArrayProblem:
                       for p in self.spec.params})
         return grads
 
-    def directional(self, symbol, direction: np.ndarray, method: str) -> float:
+    def objective(self, symbol, value) -> tuple[complex | float, float]:
+        r""":math:`\langle \bar y, f \rangle` of the declaration with ``symbol`` set to ``value``,
+        and the sum of the magnitudes of its terms (the scale of its rounding)."""
+        terms = self.dout * np.asarray(self.declared({**self.values, symbol: value}))
+        return np.sum(terms), float(np.sum(np.abs(terms)).real)
+
+    def directional(self, symbol, direction: np.ndarray, method: str) -> tuple[float, float]:
+        r"""The derivative of the declaration's objective along ``direction``, and its uncertainty.
+
+        The complex step is :math:`10^{-20}` times the smallest magnitude in the array, at least
+        :math:`10^{-200}` (its error is :math:`O(h^2/x^2)`: ``log`` at :math:`y = 10^{-17}`
+        needs :math:`h \ll y`).  Central differences at steps :math:`h` and :math:`2h` give the
+        uncertainty: rounding, :math:`8\varepsilon \sum|\bar y f| / h`, plus the difference of
+        the two estimates (truncation, or a kink crossed).
+        """
         x = self.values[symbol]
         if method == "complex":
-            return float(np.imag(self.objective(symbol, x + 1j * COMPLEX_STEP * direction)) / COMPLEX_STEP)
-        h = RELATIVE_STEP * max(1.0, float(np.max(np.abs(x))))
-        return float((self.objective(symbol, x + h * direction) - self.objective(symbol, x - h * direction)) / (2 * h))
+            nonzero = np.abs(x[x != 0])
+            h = COMPLEX_STEP * min(1.0, max(float(nonzero.min(initial=1.0)), 1e-200))
+            value, _ = self.objective(symbol, x + 1j * h * direction)
+            return float(np.imag(value)) / h, 0.0
+        h = RELATIVE_STEP * max(1.0, float(np.max(np.abs(x), initial=0.0)))
+        estimates, size = [], 0.0
+        for step in (h, 2 * h):
+            up, up_size = self.objective(symbol, x + step * direction)
+            down, down_size = self.objective(symbol, x - step * direction)
+            estimates.append(float(up - down) / (2 * step))
+            size = max(size, up_size, down_size)
+        return estimates[0], 8 * _EPS * size / h + abs(estimates[0] - estimates[1])
+
+    def gradient(self, symbol, method: str) -> tuple[np.ndarray, np.ndarray]:
+        """The declaration's gradient for ``symbol`` element by element, and its uncertainty."""
+        x = self.values[symbol]
+        want, noise = np.zeros(x.shape), np.zeros(x.shape)
+        for idx in np.ndindex(x.shape):
+            e = np.zeros(x.shape)
+            e[idx] = 1.0
+            want[idx], noise[idx] = self.directional(symbol, e, method)
+        return want, noise
 
     def worst_element(self, symbol, grad: np.ndarray, method: str) -> dict:
         """Per-element comparison: where the backward is most wrong."""
-        x = self.values[symbol]
-        worst = {"error": -1.0}
-        for idx in np.ndindex(x.shape):
-            e = np.zeros_like(x)
-            e[idx] = 1.0
-            want = self.directional(symbol, e, method)
-            got = float(np.asarray(grad)[idx])
-            err = abs(got - want) / max(abs(got), abs(want), 1e-12)
-            if err > worst["error"]:
-                worst = {"error": err, "input": symbol.name, "index": list(idx), "backward": got, "numerical": want}
-        return worst
+        want, _ = self.gradient(symbol, method)
+        got = np.asarray(grad, dtype=float)
+        err = np.abs(got - want) / np.maximum(np.maximum(np.abs(got), np.abs(want)), 1e-12)
+        idx = tuple(int(i) for i in np.unravel_index(int(np.argmax(err)), err.shape))
+        return {"error": float(err[idx]), "input": symbol.name, "index": list(idx), "backward": float(got[idx]),
+                "numerical": float(want[idx])}
+
+
+def runs_complex(problem: ArrayProblem, symbol) -> bool:
+    """Does the declared forward run on complex values of ``symbol`` (``logaddexp`` does not)?"""
+    return complex_step_works(lambda v: problem.declared({**problem.values, symbol: v}), [problem.values[symbol]])
 
 
 def choose_method(problem: ArrayProblem) -> str:
+    """Complex step where the declared forward is analytic and runs on complex values."""
     spec = problem.spec
-    if any(e.has(*NON_ANALYTIC) for _, e in spec.graph):
+    if any(e.has(*NON_ANALYTIC) for _, e in spec.graph) or not runs_complex(problem, spec.inputs[0]):
         return "central"
-    try:
-        s = spec.inputs[0]
-        value = problem.objective(s, problem.values[s] + 1j * COMPLEX_STEP)
-    except (TypeError, ValueError):
-        return "central"
-    return "complex" if np.iscomplexobj(value) and np.isfinite(value) else "central"
+    return "complex"
 
 
 def gradient_check(derivation: Derivation, cls: type, *, max_examples: int = 10, directions: int = 3):
@@ -138,7 +190,7 @@ def gradient_check(derivation: Derivation, cls: type, *, max_examples: int = 10,
         for symbol in spec.differentiated:
             for _ in range(directions):
                 v = problem.rng.standard_normal(problem.values[symbol].shape)
-                want = problem.directional(symbol, v, method)
+                want, _ = problem.directional(symbol, v, method)
                 got = float(np.sum(np.asarray(grads[symbol]) * v))
                 scale = float(np.linalg.norm(np.asarray(grads[symbol])) * np.linalg.norm(v))
                 err = abs(got - want) / max(abs(got), abs(want), 1e-6 * scale, 1e-300)
@@ -157,16 +209,6 @@ def gradient_check(derivation: Derivation, cls: type, *, max_examples: int = 10,
 NETWORK_SIZES = {"N": 3, "D": 64, "H": 16, "K": 10}
 
 
-def _runs_complex(problem: ArrayProblem) -> bool:
-    """Does the generated class accept complex values (the numpy backend does, fused kernels not)?"""
-    p = problem.spec.params[0]
-    try:
-        problem.objective(p, problem.values[p] + 0j)
-    except TypeError:
-        return False
-    return True
-
-
 def network_gradient_check(derivation: Derivation, cls: type, seed: int = 0) -> dict[str, dict[str, float]]:
     r"""The book's gradient check (its 5.7.3): for each parameter, the mean of
     :math:`|g_\text{backprop} - g_\text{numerical}|` over its elements, with the book's
@@ -174,30 +216,19 @@ def network_gradient_check(derivation: Derivation, cls: type, seed: int = 0) -> 
     spec = derivation.spec
     sizes = {d: NETWORK_SIZES.get(d.name, 3) for d in spec.dims}
     problem = ArrayProblem(derivation, sizes, seed, cls)
-    problem.values.update({p: 0.01 * problem.rng.standard_normal(problem.shape(p)) if len(spec.shapes[p]) > 1
-                           else 0.01 * problem.rng.standard_normal(problem.shape(p)) for p in spec.params})
+    problem.values.update({p: 0.01 * problem.rng.standard_normal(problem.shape(p)) for p in spec.params})
     problem.dout = 1.0
     grads = problem.gradients()
-    methods = {"central": 1e-4}
-    if choose_method(problem) == "complex" or not any(e.has(sympy.Piecewise, sympy.Max) for _, e in spec.graph[-2:]):
-        methods["complex"] = COMPLEX_STEP
-    if "complex" in methods and not _runs_complex(problem):  # the fused backend computes in floats only
-        del methods["complex"]
+    complex_step = choose_method(problem) == "complex" or not any(
+        e.has(sympy.Piecewise, sympy.Max) for _, e in spec.graph[-2:])
+    complex_step = complex_step and runs_complex(problem, spec.params[0])
     out: dict[str, dict[str, float]] = {}
     for p in spec.params:
         x = problem.values[p]
-        figures = {}
-        for method, h in methods.items():
-            numeric = np.zeros_like(x)
-            for idx in np.ndindex(x.shape):
-                e = np.zeros_like(x)
-                e[idx] = 1.0
-                if method == "complex":
-                    numeric[idx] = np.imag(problem.objective(p, x + 1j * h * e)) / h
-                else:
-                    numeric[idx] = (problem.objective(p, x + h * e) - problem.objective(p, x - h * e)) / (2 * h)
-            figures[method] = float(np.mean(np.abs(np.asarray(grads[p]) - numeric)))
-        out[p.name] = figures
+        numeric = {"central": numerical_gradient(lambda: float(problem.objective(p, x)[0].real), x)}
+        if complex_step:
+            numeric["complex"] = problem.gradient(p, "complex")[0]
+        out[p.name] = {m: float(np.mean(np.abs(np.asarray(grads[p]) - g))) for m, g in numeric.items()}
     return out
 
 
@@ -213,18 +244,9 @@ def dtype_check(derivation: Derivation, cls: type, dtype=np.float32, seed: int =
         problem.values = {k: v.astype(kind) for k, v in rounded.items()}
         problem.dout = dout.astype(kind) if isinstance(dout, np.ndarray) else dout
         out, _ = problem.run(problem.values)
-        grads = problem.gradients()
-        runs.append({"forward": out, **{f"d{s.name}": g for s, g in grads.items()}})
-    problems = []
-    for label, got in runs[0].items():
-        want = np.asarray(runs[1][label], dtype=float)
-        if np.asarray(got).dtype != dtype:
-            problems.append(f"{np.dtype(dtype).name} in, {np.asarray(got).dtype} out ({label})")
-        err = float(np.linalg.norm(np.asarray(got, dtype=float) - want) / max(np.linalg.norm(want), 1e-30))
-        if err > dtype_tolerance(dtype):
-            problems.append(f"{label} in {np.dtype(dtype).name} differs from float64 by {err:.1e} "
-                            f"(tolerance {dtype_tolerance(dtype):.1e})")
-    return problems
+        runs.append({"forward": out, **{f"d{s.name}": g for s, g in problem.gradients().items()}})
+    return dtype_problems(dtype, *runs, lambda label, got, want: float(
+        np.linalg.norm(got - want) / max(np.linalg.norm(want), 1e-30)))
 
 
 def check_array_spec(derivation: Derivation, cls: type, *, max_examples: int = 10) -> CheckReport:

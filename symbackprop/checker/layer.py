@@ -1,9 +1,9 @@
-r"""Checking a hand-written layer class against its declaration.
+r"""Checking an elementwise layer class, hand-written or generated, against its declaration.
 
 :func:`verify_layer` constructs the class the book's way (``cls()``; array layers get
 their declared parameters positionally), runs it on float64 inputs, and compares
 it with an independent reference: the declaration's forward :math:`f` and its exact
-derivative :math:`\partial f/\partial x_i` (``Derivation.raw_local``), evaluated with
+derivative :math:`\partial f/\partial x_i` (:func:`raw_local`, the declaration's), evaluated with
 mpmath at the very same float64 points.  For every element the error of a value
 :math:`a` against the reference :math:`b` is
 
@@ -21,7 +21,7 @@ Findings (DESIGN.md's kinds):
     inputs (or a non-finite value there), a backward that is not linear in ``dout``,
     or a gradient at a kink outside the one-sided derivatives.
 ``precision``
-    errors above :data:`RTOL` that are small on the bulk: float32 arithmetic, a fudge
+    errors above :data:`~symbackprop.checker.base.RTOL` that are small on the bulk: float32 arithmetic, a fudge
     term such as ``1e-7``, a lower-precision result dtype, overflow in the tails
     (:math:`|x|` up to 1000).
 ``shape``
@@ -33,7 +33,8 @@ Findings (DESIGN.md's kinds):
     layer's state (a second backward differs).  One finding per method.
 ``stale-cache``
     ``forward(x1); forward(x2); backward(d)`` differs from a fresh ``forward(x2);
-    backward(d)``, or two instances share their cache.
+    backward(d)``, two instances share their cache, or an array returned by one call
+    changes when the next runs (a buffer the layer keeps and overwrites).
 ``kink-only``
     informational: at a non-differentiable point the class uses another one-sided
     derivative (or a value between them) than the declaration's convention.
@@ -42,7 +43,7 @@ Findings (DESIGN.md's kinds):
 
 The reference is an object with ``forward(xs)``, ``local(xs)``, ``kink_mask(xs)`` and
 ``one_sided(xs)`` (:class:`ElementwiseReference`).  Array layers and networks are checked
-by :mod:`symbackprop.layercheck_arrays` (numerical directional derivatives of the
+by :mod:`symbackprop.checker.layer_arrays` (numerical directional derivatives of the
 declaration, the batch size varied, parameter gradients ``dW``/``db``, parameters copied
 instead of shared, a loss ignoring ``dout``), with the same kinds and the same report.
 """
@@ -51,10 +52,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import sys
-import time
-import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -68,30 +66,19 @@ from ..numerics.differences import elementwise_derivative
 from ..numerics.domain import domain_of, rotated
 from ..numerics.evaluate import mp_call, mp_function
 from ..numerics.kinks import book_convention, kink_arguments, linear_root
-from ..reports import KINDS, Finding
+from ..reports import Finding
 from ..spec.model import Spec
 from ..timebound import attempt
+from .base import (
+    IGNORES, Checker, Sample, Tally, UserError, all_same, as_array, call, douts, gradients_of, linearity_problems, same,
+)
 
-#: Largest error (see the module docstring) a float64 implementation is allowed.
-RTOL = 1e-8
 #: Error relative to the typical size beyond which, on the bulk, the math is wrong.
 WRONG = 1e-5
-#: Tolerance of the linearity checks (relative, and of the gradient's typical size).
-LINEAR_RTOL = 1e-6
-#: Fraction of the typical size below which values are judged absolutely.
-FLOOR = 1e-6
 #: Array shapes of the random inputs; the first is the bulk used by every check.
 SHAPES = ((8, 8), (1,), (7,), (2, 3, 2))
 _MP_DPS = 40
 _MAX_FLOAT = np.finfo(float).max
-
-
-class _UserError(Exception):
-    """The layer under test raised: carried to an ``exception`` finding."""
-
-    def __init__(self, phase: str, exc: BaseException, shape: tuple | None):
-        self.phase, self.exc, self.shape = phase, exc, shape
-        super().__init__(phase)
 
 
 # -- loading FILE.py:CLASS -----------------------------------------------------------------
@@ -219,7 +206,7 @@ def kink_points(spec: Spec, rng: np.random.Generator, per_kink: int = 2) -> list
             continue
         found = linear_root(k)
         for _ in range(per_kink):
-            others = {t: float(_draw(spec, t, rng, 1)[0]) for t in spec.inputs}
+            others = {t: float(domain_of(t).draw(rng, 1)[0]) for t in spec.inputs}
             if found is not None:
                 symbol, root = found
                 roots = [root]
@@ -231,30 +218,16 @@ def kink_points(spec: Spec, rng: np.random.Generator, per_kink: int = 2) -> list
                     roots = []
             for r in roots[:2]:
                 value = r.xreplace({t: sympy.Float(v) for t, v in others.items()})
-                if value.is_real and value.is_number and _in_domain(spec, symbol, float(value)):
+                if value.is_real and value.is_number and domain_of(symbol).contains(float(value)):
                     rows.append([float(value) if t == symbol else others[t] for t in spec.inputs])
     if not rows:
         return []
     return [np.array(col) for col in zip(*rows)]
 
 
-def _in_domain(spec: Spec, symbol: sympy.Symbol, value: float) -> bool:
-    return domain_of(symbol).contains(value)
-
-
-def _draw(spec: Spec, symbol: sympy.Symbol, rng: np.random.Generator, shape) -> np.ndarray:
-    """Bulk inputs from the input's domain (:meth:`~symbackprop.numerics.domain.Domain.draw`)."""
-    return domain_of(symbol).draw(rng, shape)
-
-
 def _edges(spec: Spec) -> list[np.ndarray]:
     """Edge values of every input, rotated against each other, of one common length."""
     return rotated([domain_of(s).edges() for s in spec.inputs])
-
-
-def _douts(rng: np.random.Generator, shape) -> np.ndarray:
-    """Upstream gradients away from 0 (magnitudes 0.5 to 2, both signs), never all ones."""
-    return rng.choice([-1.0, 1.0], shape) * rng.uniform(0.5, 2.0, shape)
 
 
 # -- running the layer ---------------------------------------------------------------------
@@ -265,131 +238,31 @@ class _Layer:
         self.factory, self.n = factory, n_inputs
 
     def make(self, shape=None):
-        return self._call("the constructor", self.factory, (), shape)
+        return call("the constructor", self.factory, (), shape)
 
     def forward(self, layer, xs: Sequence[np.ndarray]):
-        return self._call("forward", layer.forward, tuple(xs), np.shape(xs[0]))
+        return call("forward", layer.forward, tuple(xs), np.shape(xs[0]))
 
     def backward(self, layer, dout: np.ndarray):
-        return self._call("backward", layer.backward, (dout,), np.shape(dout))
+        return call("backward", layer.backward, (dout,), np.shape(dout))
 
     def run(self, xs: Sequence[np.ndarray], dout: np.ndarray):
         layer = self.make(np.shape(xs[0]))
         y = self.forward(layer, [x.copy() for x in xs])
         return y, self.backward(layer, dout.copy())
 
-    @staticmethod
-    def _call(phase: str, fn: Callable, args: tuple, shape):
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
-            warnings.simplefilter("ignore")
-            try:
-                return fn(*args)
-            except Exception as exc:  # the layer's own bug, reported as a finding
-                raise _UserError(phase, exc, shape) from None
 
-
-def _gradients(value: Any, n: int) -> list | None:
-    """The gradients backward returned, as a list; None if their number is wrong."""
-    items = list(value) if isinstance(value, (tuple, list)) else [value]
-    if n == 1 and isinstance(value, (tuple, list)) and len(value) != 1:
-        items = [value]
-    return items if len(items) == n else None
-
-
-def _array(value: Any) -> np.ndarray | None:
-    if value is None:
-        return None
-    try:
-        out = np.asarray(value)
-        if out.dtype.kind not in "fiub":
-            return None
-        return out
-    except (TypeError, ValueError):
-        return None
-
-
-# -- tallies of errors ------------------------------------------------------------------------
-@dataclass
-class _Tally:
-    """What the value checks found for one quantity (the forward, or one input's gradient)."""
-
-    scale: float = 1.0
-    worst: float = 0.0
-    worst_at: dict | None = None
-    bulk_scaled: float = 0.0
-    bulk_at: dict | None = None
-    nonfinite_bulk: dict | None = None
-    nonfinite_edge: dict | None = None
-    low_dtype: str | None = None
-    kink_outside: dict | None = None
-    kink_other: dict | None = None
-
-
-@dataclass
-class _Sample:
-    label: str
-    xs: list[np.ndarray]
-    bulk: bool
-
-
-class _Mismatch(Exception):
-    """The class does not have the interface the declaration needs: carried to a finding."""
-
-    def __init__(self, kind: str, message: str):
-        self.kind, self.message = kind, message
-        super().__init__(message)
-
-
-class _Checker:
-    """Findings, one per kind and input, and calls into the layer with its exceptions caught."""
-
-    def __init__(self) -> None:
-        self.findings: dict[tuple, Finding] = {}
-        self.notes: list[str] = []
-        self.current: Callable[[Any], Any] = lambda obj: obj  # see verify_layer(current=...)
-
-    def add(self, kind: str, input: str | None, message: str, error: float | None = None,
-            counterexample: dict | None = None, topic: str = "") -> None:
-        """Record a finding; one per kind and input, later ones on another topic appended."""
-        key = (kind, input)
-        if key in self.findings:
-            old = self.findings[key]
-            if topic not in old.topics and len(old.message) < 600:
-                old.message += f"; also: {message}"
-                old.topics.add(topic)
-            if error is not None and (old.max_rel_error is None or error > old.max_rel_error):
-                old.max_rel_error, old.counterexample = error, counterexample or old.counterexample
-            return
-        self.findings[key] = Finding(kind, input, message, error, counterexample, {topic})
-
-    def guarded(self, check: Callable[[], None]) -> bool:
-        """Run one check; an exception of the layer becomes an ``exception`` finding."""
-        try:
-            check()
-            return True
-        except _UserError as err:
-            where = f" (first with inputs of shape {err.shape})" if err.shape is not None else ""
-            self.add("exception", None, f"{err.phase} raised {type(err.exc).__name__}: {err.exc}{where}",
-                     topic=f"{err.phase} {type(err.exc).__name__}")
-            return False
-        except _Mismatch as err:
-            self.add(err.kind, None, err.message, topic=err.message)
-            return False
-
-    def sorted_findings(self) -> list[Finding]:
-        return sorted(self.findings.values(), key=lambda f: (KINDS.index(f.kind), f.input or ""))
-
-
-class ElementwiseVerifier(_Checker):
+class ElementwiseVerifier(Checker):
     def __init__(self, factory: Callable[[], Any], spec: Spec, reference: ElementwiseReference,
-                 seed: int, examples: Iterable[Sequence[np.ndarray]]):
-        super().__init__()
+                 seed: int, examples: Iterable[Sequence[np.ndarray]],
+                 current: Callable[[Any], Any] | None = None):
+        super().__init__(current)
         self.spec, self.ref = spec, reference
         self.names = list(spec.input_names)
         self.layer = _Layer(factory, len(self.names))
         self.rng = np.random.default_rng(seed)
         self.examples = [list(map(np.asarray, e if isinstance(e, (tuple, list)) else (e,))) for e in examples]
-        self.tallies = {t: _Tally() for t in ["forward", *self.names]}
+        self.tallies = {t: Tally() for t in ["forward", *self.names]}
 
     # -- the checks ---------------------------------------------------------------------
     def run(self) -> list[Finding]:
@@ -405,16 +278,16 @@ class ElementwiseVerifier(_Checker):
             self.guarded(lambda: check(bulk))
         return self.sorted_findings()
 
-    def samples(self) -> list[_Sample]:
+    def samples(self) -> list[Sample]:
         out = []
         for i, shape in enumerate(SHAPES):
-            xs = [_draw(self.spec, s, self.rng, shape) for s in self.spec.inputs]
-            out.append(_Sample(f"random inputs of shape {shape}", xs, True))
-        out.append(_Sample("edge values (|x| up to 1000)", _edges(self.spec), False))
+            xs = [domain_of(s).draw(self.rng, shape) for s in self.spec.inputs]
+            out.append(Sample(f"random inputs of shape {shape}", True, xs=xs))
+        out.append(Sample("edge values (|x| up to 1000)", False, xs=_edges(self.spec)))
         at_kinks = kink_points(self.spec, self.rng)
         if at_kinks:
-            out.append(_Sample("kinks", at_kinks, False))
-        out += [_Sample("a given example", xs, True) for xs in self.examples]
+            out.append(Sample("kinks", False, xs=at_kinks))
+        out += [Sample("a given example", True, xs=xs) for xs in self.examples]
         return out
 
     def set_scales(self, xs: list[np.ndarray]) -> None:
@@ -423,13 +296,13 @@ class ElementwiseVerifier(_Checker):
             finite = np.abs(v[np.isfinite(v)])
             self.tallies[name].scale = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
 
-    def values(self, sample: _Sample) -> None:
+    def values(self, sample: Sample) -> None:
         xs = sample.xs
         shape = np.broadcast_shapes(*(x.shape for x in xs))
-        dout = _douts(self.rng, shape)
+        dout = douts(self.rng, shape)
         y, back = self.layer.run(xs, dout)
         self.compare("forward", y, self.ref.forward(xs), np.ones(shape), xs, dout, sample)
-        grads = _gradients(back, len(self.names))
+        grads = gradients_of(back, len(self.names))
         if grads is None:
             count = len(back) if isinstance(back, (tuple, list)) else 1
             self.add("shape", None, f"backward returned {count} gradient(s); the declaration has "
@@ -446,11 +319,11 @@ class ElementwiseVerifier(_Checker):
                 self.kinks(name, got, locals_[i], sides[i], at_kink, xs, dout)
 
     def compare(self, name: str, got_raw: Any, want: np.ndarray, scale_by: np.ndarray,
-                xs: list[np.ndarray], dout: np.ndarray, sample: _Sample) -> np.ndarray | None:
+                xs: list[np.ndarray], dout: np.ndarray, sample: Sample) -> np.ndarray | None:
         """Shape, dtype and value of one returned array against the reference."""
         label = "the output" if name == "forward" else f"d{name}"
         what = "forward" if name == "forward" else "backward"
-        got = _array(got_raw)
+        got = as_array(got_raw)
         if got is None:
             self.add("shape", None if name == "forward" else name,
                      f"{what} returned {type(got_raw).__name__} for {label}, not an array of numbers")
@@ -466,32 +339,11 @@ class ElementwiseVerifier(_Checker):
         if got.dtype.kind == "f" and got.dtype.itemsize < 8:
             tally.low_dtype = str(got.dtype)
         got = got.astype(float)
-        usable = np.isfinite(want)
-        finite = np.isfinite(got)
-        scale = tally.scale * np.abs(scale_by)
-        error = np.abs(got - want) / np.maximum(np.maximum(np.abs(got), np.abs(want)), np.maximum(FLOOR * scale, 1e-300))
-        scaled = np.abs(got - want) / np.maximum(np.abs(want), np.maximum(scale, 1e-300))
-        bad = usable & ~finite
-        if bad.any():
-            k = _first(bad)
-            record = self.where(xs, dout, k, got, want, sample, name)
-            if sample.bulk:
-                tally.nonfinite_bulk = tally.nonfinite_bulk or record
-            else:
-                tally.nonfinite_edge = tally.nonfinite_edge or record
-        ok = usable & finite
-        if ok.any():
-            k = _argmax(np.where(ok, error, -1.0))
-            if error[k] > tally.worst:
-                tally.worst, tally.worst_at = float(error[k]), self.where(xs, dout, k, got, want, sample, name)
-            if sample.bulk:
-                k = _argmax(np.where(ok, scaled, -1.0))
-                if scaled[k] > tally.bulk_scaled:
-                    tally.bulk_scaled = float(scaled[k])
-                    tally.bulk_at = self.where(xs, dout, k, got, want, sample, name)
+        tally.record(got, want, 0.0, tally.scale * np.abs(scale_by), sample.bulk,
+                     lambda k, _: self.where(xs, dout, k, got, want, sample, name))
         return got
 
-    def where(self, xs, dout, k: tuple, got, want, sample: _Sample, name: str) -> dict:
+    def where(self, xs, dout, k: tuple, got, want, sample: Sample, name: str) -> dict:
         shape = np.shape(got)
         inputs = {n: float(np.broadcast_to(x, shape)[k]) for n, x in zip(self.names, xs)}
         record = {"inputs": inputs, "got": float(got[k]), "expected": float(want[k]),
@@ -522,12 +374,7 @@ class ElementwiseVerifier(_Checker):
         for name, t in self.tallies.items():
             target = None if name == "forward" else name
             what = "forward" if name == "forward" else f"d{name}"
-            if t.nonfinite_bulk or t.bulk_scaled > WRONG:
-                at = t.nonfinite_bulk or t.bulk_at
-                self.add("wrong-math", target, f"{what} differs from the declaration: {_describe(at)}"
-                         + self.own_forward_hint(name), t.worst, at)
-            elif t.worst > RTOL or t.nonfinite_edge or t.low_dtype:
-                self.add("precision", target, _precision_message(what, t), t.worst, t.nonfinite_edge or t.worst_at)
+            self.judge(t, target, what, WRONG, _place, lambda: self.own_forward_hint(name))
             if t.kink_outside:
                 k = t.kink_outside
                 self.add("wrong-math", target, f"at the kink {_inputs(k)}, {what}/dout is {k['slope']:.6g}, outside "
@@ -544,12 +391,12 @@ class ElementwiseVerifier(_Checker):
         """When the forward itself is wrong, say whether backward matches *its* derivative."""
         if name != "forward" or len(self.names) != 1:
             return ""
-        xs = [_draw(self.spec, self.spec.inputs[0], self.rng, (16,))]
+        xs = [domain_of(self.spec.inputs[0]).draw(self.rng, (16,))]
         try:
             layer = self.layer.make()
             self.layer.forward(layer, [xs[0].copy()])
-            back = _array(self.layer.backward(layer, np.ones(16)))
-        except _UserError:
+            back = as_array(self.layer.backward(layer, np.ones(16)))
+        except UserError:
             return ""
         slope, noise = elementwise_derivative(lambda x: np.asarray(self.layer.forward(self.layer.make(), [x])), xs, 0)
         if back is not None and back.shape == slope.shape and np.all(np.abs(back - slope) <= 1e-5 * (np.abs(slope) + 1) + noise):
@@ -557,97 +404,73 @@ class ElementwiseVerifier(_Checker):
         return ""
 
     def side_effects(self, xs: list[np.ndarray]) -> None:
-        passed, dout = [x.copy() for x in xs], _douts(self.rng, xs[0].shape)
+        passed, dout = [x.copy() for x in xs], douts(self.rng, xs[0].shape)
         layer = self.layer.make()
         self.layer.forward(layer, passed)
-        changed = [n for n, a, b in zip(self.names, passed, xs) if not _same(a, b)]
+        changed = [n for n, a, b in zip(self.names, passed, xs) if not same(self.current(a), b)]
         if changed:
             self.add("side-effect", None, f"forward writes into its input {', '.join(changed)}")
         given = dout.copy()
-        after_forward = [x.copy() for x in passed]
-        grads = _gradients(self.layer.backward(layer, given), len(self.names)) or []
-        given, grads = self.current(given), [self.current(g) for g in grads]
-        problems, example = [], None
-        if not _same(given, dout):
-            changed = ~np.isclose(given, dout, rtol=1e-12, atol=0.0, equal_nan=True)
-            k = _first(changed)
-            example = {"index": list(k), "dout_before": float(dout[k]), "dout_after": float(given[k])}
-            problems.append(f"backward writes into dout ({int(changed.sum())} of {dout.size} elements changed)")
-        shared = [f"d{n}" for n, g in zip(self.names, grads) if isinstance(g, np.ndarray) and np.shares_memory(g, given)]
-        if shared:
-            problems.append(f"{', '.join(shared)} shares memory with dout (returned without a copy)")
-        arrays = [(n, g) for n, g in zip(self.names, grads) if isinstance(g, np.ndarray)]
-        pairs = [f"d{a} and d{b}" for i, (a, g) in enumerate(arrays) for b, h in arrays[i + 1:]
-                 if np.shares_memory(g, h)]
-        if pairs:
-            problems.append(f"{', '.join(pairs)} share memory")
-        changed = [n for n, a, b in zip(self.names, passed, after_forward) if not _same(a, b)]
+        after_forward = [np.array(self.current(x)) for x in passed]
+        grads = gradients_of(self.layer.backward(layer, given), len(self.names)) or []
+        problems, example = self.memory_problems(dict(zip(self.names, grads)), given, dout)
+        changed = [n for n, a, b in zip(self.names, passed, after_forward) if not same(self.current(a), b)]
         if changed:
             problems.append(f"backward writes into the input {', '.join(changed)}")
-        again = _gradients(self.layer.backward(layer, dout.copy()), len(self.names))
-        if again is not None and grads and not all(_same(_array(a), _array(b)) for a, b in zip(again, grads)) \
-                and not problems:
+        kept = [as_array(self.current(g)) for g in grads]
+        kept = [None if g is None else g.copy() for g in kept]
+        again = gradients_of(self.layer.backward(layer, dout.copy()), len(self.names))
+        if again is not None and grads and not all_same(again, kept) and not problems:
             problems.append("a second backward with the same dout gives another result (backward changes the "
                             "layer's state)")
         if problems:
             self.add("side-effect", None, "; ".join(problems), counterexample=example)
 
     def stale_cache(self, xs: list[np.ndarray]) -> None:
-        other = [_draw(self.spec, s, self.rng, xs[0].shape) for s in self.spec.inputs]
-        dout = _douts(self.rng, xs[0].shape)
+        other = [domain_of(s).draw(self.rng, xs[0].shape) for s in self.spec.inputs]
+        dout = douts(self.rng, xs[0].shape)
         fresh_other = self.fresh(other, dout)
         layer = self.layer.make()
-        self.layer.forward(layer, [x.copy() for x in xs])
+        out = {"the output": self.layer.forward(layer, [x.copy() for x in xs])}
+        kept = self.snapshot(out)
         self.layer.forward(layer, [x.copy() for x in other])
-        reused = _gradients(self.layer.backward(layer, dout.copy()), len(self.names))
-        if not _all_same(reused, fresh_other):
-            first = " it used the first forward's values" if _all_same(reused, self.fresh(xs, dout)) else ""
+        self.overwritten(out, kept, "forward(x1)", "forward(x2)")
+        reused = gradients_of(self.layer.backward(layer, dout.copy()), len(self.names))
+        if not all_same(reused, fresh_other):
+            hint = " it used the first forward's values" if all_same(reused, self.fresh(xs, dout)) else ""
             self.add("stale-cache", None, "forward(x1); forward(x2); backward(dout) differs from a fresh "
-                     f"forward(x2); backward(dout):{first or ' the cache is not refreshed by every forward'}")
+                     f"forward(x2); backward(dout):{hint or ' the cache is not refreshed by every forward'}")
+        if reused is not None:
+            grads = {f"d{n}": g for n, g in zip(self.names, reused)}
+            kept = self.snapshot(grads)
+            self.layer.backward(layer, douts(self.rng, xs[0].shape))
+            self.overwritten(grads, kept, "backward(dout1)", "backward(dout2)")
         a, b = self.layer.make(), self.layer.make()
         self.layer.forward(a, [x.copy() for x in xs])
         self.layer.forward(b, [x.copy() for x in other])
-        from_a = _gradients(self.layer.backward(a, dout.copy()), len(self.names))
-        if not _all_same(from_a, self.fresh(xs, dout)):
+        from_a = gradients_of(self.layer.backward(a, dout.copy()), len(self.names))
+        if not all_same(from_a, self.fresh(xs, dout)):
             self.add("stale-cache", None, "two instances share their cache: a forward on one changes the "
                      "other's backward (state kept on the class, not on self?)")
 
     def fresh(self, xs: list[np.ndarray], dout: np.ndarray) -> list | None:
-        return _gradients(self.layer.run(xs, dout)[1], len(self.names))
+        return gradients_of(self.layer.run(xs, dout)[1], len(self.names))
 
     def linearity(self, xs: list[np.ndarray]) -> None:
         """backward(0) = 0, backward(2 d) = 2 backward(d), backward(d + e) = backward(d) + backward(e)."""
-        d, e = _douts(self.rng, xs[0].shape), _douts(self.rng, xs[0].shape)
+        d, e = douts(self.rng, xs[0].shape), douts(self.rng, xs[0].shape)
         run = {key: self.fresh(xs, value) for key, value in
                (("d", d), ("e", e), ("2d", 2 * d), ("d+e", d + e), ("0", 0 * d))}
         if any(v is None for v in run.values()):
             return
         for i, name in enumerate(self.names):
-            g = {k: _array(v[i]) for k, v in run.items()}
+            g = {k: as_array(v[i]) for k, v in run.items()}
             if any(v is None or v.shape != g["d"].shape for v in g.values()):
                 continue
-            g = {k: v.astype(float) for k, v in g.items()}
-            scale = max(float(np.max(np.abs(g["d"]), initial=0.0)), 1e-300)
-            problems = []
-            if np.max(np.abs(g["0"]), initial=0.0) > 1e-12 * scale:
-                problems.append("backward(0) is not 0")
-            if _same(g["2d"], g["d"]) and np.max(np.abs(g["d"]), initial=0.0) > 0:
-                problems.append("backward ignores dout (backward(2*dout) = backward(dout))")
-            elif not _near(g["2d"], 2 * g["d"], scale):
-                problems.append("backward(2*dout) is not 2*backward(dout)")
-            if not _near(g["d+e"], g["d"] + g["e"], scale):
-                problems.append("backward(d + e) is not backward(d) + backward(e)")
+            problems = linearity_problems({k: v.astype(float) for k, v in g.items()})
             if problems:
-                self.add("wrong-math", name, "backward is not linear in dout: " + "; ".join(problems),
-                         topic="linearity")
-
-
-def _first(mask: np.ndarray) -> tuple:
-    return tuple(int(i) for i in np.argwhere(mask)[0])
-
-
-def _argmax(values: np.ndarray) -> tuple:
-    return tuple(int(i) for i in np.unravel_index(int(np.argmax(values)), values.shape))
+                self.add("wrong-math", name, "backward is not linear in dout: "
+                         + "; ".join(IGNORES if q == "ignores" else q for q in problems), topic="linearity")
 
 
 def _broadcastable(a: tuple, b: tuple) -> bool:
@@ -657,76 +480,11 @@ def _broadcastable(a: tuple, b: tuple) -> bool:
         return False
 
 
-def _same(a, b) -> bool:
-    if a is None or b is None:
-        return a is b
-    a, b = np.asarray(a), np.asarray(b)
-    return a.shape == b.shape and bool(np.allclose(a, b, rtol=1e-12, atol=0.0, equal_nan=True))
-
-
-def _all_same(a: list | None, b: list | None) -> bool:
-    if a is None or b is None:
-        return a is b
-    return all(_same(_array(u), _array(v)) for u, v in zip(a, b))
-
-
-def _near(a: np.ndarray, b: np.ndarray, scale: float) -> bool:
-    """Equal up to float32-sized rounding: linearity is about the formula, not precision."""
-    return bool(np.all(np.abs(a - b) <= LINEAR_RTOL * (np.maximum(np.abs(a), np.abs(b)) + scale)))
-
-
 def _inputs(record: dict) -> str:
     return ", ".join(f"{k} = {v:.6g}" for k, v in record["inputs"].items())
 
 
-def _describe(at: dict) -> str:
+def _place(at: dict) -> str:
     d = f", dout = {at['dout']:.6g}" if "dout" in at else ""
-    return f"at {_inputs(at)}{d} ({at['sample']}) it gives {at['got']:.12g}, the declaration {at['expected']:.12g}"
+    return f"at {_inputs(at)}{d} ({at['sample']})"
 
-
-def precision_message(what: str, t: _Tally, low_dtype: str, edge: Callable[[dict], str],
-                      worst: Callable[[_Tally], str]) -> str:
-    """The message of a ``precision`` finding: one clause per thing the tally found.
-
-    Parameters
-    ----------
-    what : str
-        The quantity, ``forward`` or ``dx``.
-    t : _Tally
-        What the value checks found for it.
-    low_dtype : str
-        The clause for a result of a lower precision than float64; ``{}`` is its dtype.
-    edge, worst : callable
-        The clauses for an overflow (given the record of where) and for the worst
-        relative error above :data:`RTOL` (given the tally).
-    """
-    parts = []
-    if t.low_dtype:
-        parts.append(low_dtype.format(t.low_dtype))
-    if t.nonfinite_edge:
-        parts.append(edge(t.nonfinite_edge))
-    if t.worst > RTOL:
-        parts.append(worst(t))
-    return f"{what} is less accurate than float64 allows: " + "; ".join(parts)
-
-
-def _precision_message(what: str, t: _Tally) -> str:
-    return precision_message(what, t, "returns {} for float64 input", _overflow_clause, _worst_clause)
-
-
-def _overflow_clause(at: dict) -> str:
-    return f"is {at['got']} at {_inputs(at)} where the exact value is {at['expected']:.6g} (overflow in float64)"
-
-
-def _worst_clause(t: _Tally) -> str:
-    return (f"relative error up to {t.worst:.2g} ({_describe(t.worst_at)}), while on typical inputs "
-            f"it stays within {t.bulk_scaled:.2g} of the typical size: consistent with "
-            f"{precision_cause(t.bulk_scaled)}")
-
-
-def precision_cause(bulk_scaled: float) -> str:
-    """The likely cause of an error that is small on typical inputs but above float64's."""
-    if bulk_scaled < 1e-6:
-        return ("float32 arithmetic (which rounds at about 6e-08) or a small constant such as 1e-7 added to "
-                "avoid a division by zero or log(0)")
-    return "a fudge term or a formula that loses accuracy"

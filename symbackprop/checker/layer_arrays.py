@@ -8,18 +8,18 @@ set in place, as the book's optimizer changes them.  Networks are checked throug
 book's interface: ``loss(x, t)``, ``predict(x)`` and ``gradient(x, t)``.
 
 The reference is the declaration at concrete sizes
-(:class:`~symbackprop.checker.arrays.ArrayProblem`): its forward is the generated class's
-(the declared graph printed as numpy, checked by ``symbackprop check``), its derivatives
-are numerical.  With an upstream gradient :math:`\bar y` and a direction :math:`v`,
+(:meth:`~symbackprop.checker.arrays.ArrayProblem.declared`): the declared forward in float64,
+array atoms by their definitions, never generated code; its derivatives are numerical.  With an upstream gradient :math:`\bar y` and a direction :math:`v`,
 
 .. math:: D_v = \frac{d}{dh} \langle \bar y, f(s + h v) \rangle \Big|_{h=0}
 
 by complex step (no cancellation, float64-exact) where the forward is analytic, else by
 central differences with their rounding noise estimated.  A few random directions
 *decide*: the gradient :math:`g` returned or stored by the class passes when
-:math:`\langle g, v\rangle = D_v` within :data:`~symbackprop.checker.layer.RTOL`.  Only when
+:math:`\langle g, v\rangle = D_v` within :data:`~symbackprop.checker.base.RTOL`.  Only when
 one disagrees is every element compared with :math:`D_{e_k}` to *locate* the error and
-measure it, as for elementwise layers: the relative error with a floor of
+measure it (every element of the ordinary samples is differentiated anyway: their typical
+sizes set the floors), as for elementwise layers: the relative error with a floor of
 :math:`10^{-6}` of the quantity's typical size, and the error relative to that size.
 
 Samples: a batch of 4 with distinct sizes for the other dimensions (a transposed
@@ -35,7 +35,8 @@ book's ``log(y + 1e-7)``); ``shape`` for a gradient whose shape is not its value
 of shape ``(N, M)`` or ``(1, M)`` for ``(M,)``), a missing ``dW``; ``side-effect`` for
 writes into ``x``, ``t``, ``dout`` or the parameters, gradients sharing memory, and
 parameters *copied* instead of shared (a distinct message: the optimizer's in-place
-update would never reach the layer); ``stale-cache``; ``exception``.  A loss layer whose
+update would never reach the layer); ``stale-cache`` (also for an output or gradient
+overwritten by the next call); ``exception``.  A loss layer whose
 ``backward(dout=1)`` ignores ``dout`` follows the book's convention for the last layer:
 a note, not a finding (without that default it is ``wrong-math``).
 """
@@ -43,35 +44,18 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import sympy
 
-from ..derivation import derive
 from ..errors import SymbackpropError
-from ..numerics.differences import COMPLEX_STEP, RELATIVE_STEP
 from ..reports import Finding
 from ..spec.model import Spec
 from .arrays import ArrayProblem, choose_method
-from .layer import (
-    FLOOR,
-    RTOL,
-    _argmax,
-    _array,
-    _Checker,
-    _douts,
-    _first,
-    _gradients,
-    _Layer,
-    _Mismatch,
-    _near,
-    _same,
-    _Tally,
-    _UserError,
-    precision_cause,
-    precision_message,
+from .base import (
+    FLOOR, IGNORES, RTOL, Checker, Mismatch, Sample, Tally, UserError, all_same, as_array, call, copy, douts, gradients_of,
+    linearity_problems, same,
 )
 
 #: Error relative to the typical size beyond which, on ordinary values, the math is wrong.
@@ -79,8 +63,6 @@ from .layer import (
 WRONG = 1e-4
 #: Random directions per gradient and sample.
 DIRECTIONS = 3
-#: At most this many elements of one gradient are compared one by one.
-LOCATE_LIMIT = 400
 #: Sizes of the dimensions other than the batch, in the order of ``spec.dims``.
 OTHER_SIZES = (3, 5, 6, 7, 2, 8)
 #: Batch sizes: the main sample, a batch of one, square matrices, a second forward.
@@ -89,21 +71,7 @@ MAIN_BATCH, SECOND_BATCH = 4, 3
 VALUES_LIMIT = 300
 #: Magnitude of the large values.
 LARGE = 1000.0
-_EPS = np.finfo(float).eps
 _MISSING = object()
-
-
-@dataclass
-class _Sample:
-    label: str
-    problem: ArrayProblem
-    bulk: bool
-    given: bool = False
-    ref: tuple | None = None
-
-    @property
-    def sizes(self) -> dict[str, int]:
-        return {d.name: int(n) for d, n in sorted(self.problem.sizes.items(), key=lambda kv: kv[0].name)}
 
 
 def verify_array_layer(factory: Callable[..., Any], spec: Spec, *, seed: int = 0, examples: Iterable[Any] = (),
@@ -122,54 +90,13 @@ def verify_array_layer(factory: Callable[..., Any], spec: Spec, *, seed: int = 0
         Tuples of the arrays ``forward`` takes (inputs, then constants), or dicts by name
         (which may also give parameters).
     current : callable, optional
-        See :func:`~symbackprop.checker.verify_layer`.
+        Reads an object's current contents (see :func:`symbackprop.checker.verify_layer`).
     """
-    checker = (NetworkVerifier if spec.predict is not None else ArrayVerifier)(factory, spec, seed, examples)
-    checker.current = current or checker.current
+    checker = (NetworkVerifier if spec.predict is not None else ArrayVerifier)(factory, spec, seed, examples, current)
     return checker.run(), checker.notes
 
 
-# -- numerical derivatives of the declaration --------------------------------------------
-def _objective(problem: ArrayProblem, symbol: sympy.Symbol, value: np.ndarray) -> tuple[Any, float]:
-    r""":math:`\langle \bar y, f \rangle` with ``symbol`` set to ``value``, and the sum of the
-    magnitudes of its terms (the scale of its rounding)."""
-    out, _ = problem.run({**problem.values, symbol: value})
-    terms = problem.dout * np.asarray(out)
-    return np.sum(terms), float(np.sum(np.abs(terms)).real)
-
-
-def directional(problem: ArrayProblem, symbol: sympy.Symbol, direction: np.ndarray,
-                method: str) -> tuple[float, float]:
-    r"""The derivative of the declaration's objective along ``direction``, and its uncertainty.
-
-    The complex step is :math:`10^{-20}` times the smallest magnitude in the array, at least
-    :math:`10^{-200}` (its error is :math:`O(h^2/x^2)`: ``log`` at :math:`y = 10^{-17}`
-    needs :math:`h \ll y`).
-    Central differences at steps :math:`h` and :math:`2h` give the uncertainty: rounding,
-    :math:`8\varepsilon \sum|\bar y f| / h`, plus the difference of the two estimates
-    (truncation, or a kink crossed).
-    """
-    x = problem.values[symbol]
-    if method == "complex":
-        nonzero = np.abs(x[x != 0])
-        h = COMPLEX_STEP * min(1.0, max(float(nonzero.min(initial=1.0)), 1e-200))
-        value, _ = _objective(problem, symbol, x + 1j * h * direction)
-        return float(np.imag(value)) / h, 0.0
-    h = RELATIVE_STEP * max(1.0, float(np.max(np.abs(x), initial=0.0)))
-    estimates, size = [], 0.0
-    for step in (h, 2 * h):
-        up, up_size = _objective(problem, symbol, x + step * direction)
-        down, down_size = _objective(problem, symbol, x - step * direction)
-        estimates.append(float(up - down) / (2 * step))
-        size = max(size, up_size, down_size)
-    return estimates[0], 8 * _EPS * size / h + abs(estimates[0] - estimates[1])
-
-
 # -- small helpers ---------------------------------------------------------------------------
-def _copy(value: Any) -> Any:
-    return value.copy() if isinstance(value, np.ndarray) else value
-
-
 def _copies(values: Sequence[np.ndarray]) -> list[np.ndarray]:
     return [v.copy() for v in values]
 
@@ -237,49 +164,23 @@ def _at_text(at: dict) -> str:
     return f"at {_index_text(at)} ({at['sample']}; {sizes})"
 
 
-def _where_text(at: dict) -> str:
-    return f"{_at_text(at)} it gives {at['got']:.12g}, the declaration {at['expected']:.12g}"
-
-
-def _precision_text(what: str, t: _Tally) -> str:
-    return precision_message(what, t, "is {} for float64 values", _overflow_text, _worst_text)
-
-
-def _overflow_text(at: dict) -> str:
-    return f"is {at['got']} {_at_text(at)} where the declaration gives {at['expected']:.6g} (overflow in float64)"
-
-
-def _worst_text(t: _Tally) -> str:
-    cause = precision_cause(t.bulk_scaled) if t.bulk_scaled < 1e-6 else (
-        "a small constant such as 1e-7 added to avoid log(0) or a division by zero (its effect grows as the "
-        "value it guards gets small), or a formula that loses accuracy")
-    return (f"relative error up to {t.worst:.2g}, {_where_text(t.worst_at)}; on ordinary values it "
-            f"stays within {t.bulk_scaled:.2g} of the typical size: consistent with {cause}")
-
-
-def _all_same(a: dict | None, b: dict | None) -> bool:
-    if a is None or b is None:
-        return a is b
-    return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-
-
 # -- array layers -------------------------------------------------------------------------------
-class ArrayVerifier(_Checker):
+class ArrayVerifier(Checker):
     """A layer with ``forward(*inputs, *constants)`` and ``backward(dout)`` that returns the
     inputs' gradients and stores the parameters' as ``self.d<name>``."""
 
     network = False
 
-    def __init__(self, factory: Callable[..., Any], spec: Spec, seed: int, examples: Iterable[Any]):
-        super().__init__()
+    def __init__(self, factory: Callable[..., Any], spec: Spec, seed: int, examples: Iterable[Any],
+                 current: Callable[[Any], Any] | None = None):
+        super().__init__(current)
         self.factory, self.spec, self.seed = factory, spec, seed
-        self.derivation = derive(spec)
         self.rng = np.random.default_rng(seed)
         self.batch = _batch_dim(spec)
         self.scalar = spec.shapes[spec.output] == ()
         self.args = (*spec.inputs, *spec.constants)
         self.checked = list(spec.differentiated)
-        self.tallies = {"forward": _Tally(), **{s.name: _Tally() for s in self.checked}}
+        self.tallies = {"forward": Tally(), **{s.name: Tally() for s in self.checked}}
         self.examples = list(examples)
         self.method = "central"
         self.values_unreachable = False
@@ -313,20 +214,20 @@ class ArrayVerifier(_Checker):
         return out
 
     def problem(self, sizes: dict, offset: int) -> ArrayProblem:
-        problem = ArrayProblem(self.derivation, sizes, self.seed * 1009 + offset)
+        problem = ArrayProblem(self.spec, sizes, self.seed * 1009 + offset)
         if self.scalar:
             problem.dout = 1.0  # a loss: the book calls backward(dout=1); linearity checks vary it
         return problem
 
-    def samples(self) -> list[_Sample]:
-        out = [_Sample("random values", self.problem(self.sizes(MAIN_BATCH), 1), True),
-               _Sample("random values, a batch of one", self.problem(self.sizes(1), 2), True),
-               _Sample("random values, square matrices", self.problem(self.sizes(2, 3), 3), True)]
+    def samples(self) -> list[Sample]:
+        out = [Sample("random values", True, problem=self.problem(self.sizes(MAIN_BATCH), 1)),
+               Sample("random values, a batch of one", True, problem=self.problem(self.sizes(1), 2)),
+               Sample("random values, square matrices", True, problem=self.problem(self.sizes(2, 3), 3))]
         large = self.problem(self.sizes(MAIN_BATCH), 4)
         for s in self.spec.inputs:
             large.values[s] = self.large_values(s, large.values[s].shape, large.rng)
-        out.append(_Sample(f"large values, |{self.spec.inputs[0].name}| up to {LARGE:g}", large, False))
-        out += [_Sample("a given example", self.example_problem(e, k), True, given=True)
+        out.append(Sample(f"large values, |{self.spec.inputs[0].name}| up to {LARGE:g}", False, problem=large))
+        out += [Sample("a given example", True, problem=self.example_problem(e, k), given=True)
                 for k, e in enumerate(self.examples)]
         return out
 
@@ -368,30 +269,31 @@ class ArrayVerifier(_Checker):
                                    f"an example gives {len(arrays)} array(s)")
         return {s: np.asarray(a, dtype=float) for s, a in zip(self.args, arrays)}
 
-    def reference(self, sample: _Sample) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray | None]:
-        """The declaration's output, its gradients (generated backward: scales and ranking only)
-        and, for a network, ``predict``."""
+    def reference(self, sample: Sample) -> tuple[np.ndarray, np.ndarray | None]:
+        """The declaration's output and, for a network, ``predict``."""
         if sample.ref is None:
             p = sample.problem
-            out, layer = p.run({k: v.copy() for k, v in p.values.items()})
-            predict = None
-            if self.spec.predict is not None:
-                with np.errstate(all="ignore"):
-                    predict = np.asarray(layer.predict(p.values[self.spec.inputs[0]].copy()), dtype=float)
-            with np.errstate(all="ignore"):
-                grads = {s.name: np.asarray(g, dtype=float) for s, g in p.gradients().items()}
-            sample.ref = (np.asarray(out, dtype=float), grads, predict)
+            predict = self.spec.predict
+            sample.ref = (self.reference_output(p, {}),
+                          None if predict is None else np.asarray(p.declared(p.values, predict), dtype=float))
         return sample.ref
 
-    def reference_output(self, problem: ArrayProblem, changed: dict) -> np.ndarray:
-        out, _ = problem.run({**{k: v.copy() for k, v in problem.values.items()}, **changed})
-        return np.asarray(out, dtype=float)
+    @staticmethod
+    def reference_output(problem: ArrayProblem, changed: dict) -> np.ndarray:
+        return np.asarray(problem.declared({**problem.values, **changed}), dtype=float)
 
-    def set_scales(self, samples: list[_Sample]) -> None:
+    def reference_gradient(self, sample: Sample, symbol: sympy.Symbol) -> tuple[np.ndarray, np.ndarray]:
+        """The declaration's gradient for ``symbol``, element by element, and its uncertainty."""
+        if symbol.name not in sample.grads:
+            sample.grads[symbol.name] = sample.problem.gradient(symbol, self.method)
+        return sample.grads[symbol.name]
+
+    def set_scales(self, samples: list[Sample]) -> None:
         """Each quantity's typical size: its largest magnitude over the ordinary samples."""
         largest = dict.fromkeys(self.tallies, 0.0)
         for sample in samples:
-            out, grads, predict = self.reference(sample)
+            out, predict = self.reference(sample)
+            grads = {s.name: self.reference_gradient(sample, s)[0] for s in self.checked}
             for name, value in (("forward", out), ("predict", predict), *grads.items()):
                 if name in largest and value is not None:
                     finite = np.abs(value[np.isfinite(value)])
@@ -406,9 +308,9 @@ class ArrayVerifier(_Checker):
     def call(self, obj: Any, method: str, args: Sequence[Any], problem: ArrayProblem) -> Any:
         fn = getattr(obj, method, None)
         if not callable(fn):
-            raise _Mismatch("exception", f"{type(obj).__name__} has no method {method}()"
+            raise Mismatch("exception", f"{type(obj).__name__} has no method {method}()"
                             + self.interface_hint())
-        return _Layer._call(method, fn, tuple(args), self.shape_of(problem))
+        return call(method, fn, tuple(args), self.shape_of(problem))
 
     def interface_hint(self) -> str:
         return " (a layer needs forward and backward, as the book's)"
@@ -422,23 +324,23 @@ class ArrayVerifier(_Checker):
     def build(self, problem: ArrayProblem, params: list[np.ndarray] | None = None) -> Any:
         """The layer, built the book's way: ``cls(*params)``."""
         params = self.param_arrays(problem) if params is None else params
-        return _Layer._call("the constructor", self.factory, tuple(params), self.shape_of(problem))
+        return call("the constructor", self.factory, tuple(params), self.shape_of(problem))
 
     def shared(self, layer: Any, params: list[np.ndarray]) -> dict[str, np.ndarray]:
         """The parameter arrays the layer should be computing with."""
         return {p.name: a for p, a in zip(self.spec.params, params)}
 
     def output(self, layer: Any, problem: ArrayProblem) -> np.ndarray | None:
-        return _array(self.call(layer, "forward", self.arg_arrays(problem), problem))
+        return as_array(self.call(layer, "forward", self.arg_arrays(problem), problem))
 
     def run_backward(self, layer: Any, dout: Any, problem: ArrayProblem) -> dict[str, Any]:
         """Every gradient of one backward: returned for the inputs, stored for the parameters."""
         back = self.call(layer, "backward", (dout,), problem)
         n = len(self.spec.inputs)
-        returned = _gradients(back, n)
+        returned = gradients_of(back, n)
         if returned is None:
             count = len(back) if isinstance(back, (tuple, list)) else 1
-            raise _Mismatch("shape", f"backward returned {count} gradient(s); the declaration has {n} input(s) "
+            raise Mismatch("shape", f"backward returned {count} gradient(s); the declaration has {n} input(s) "
                             f"({', '.join(self.spec.input_names)}), so it should return "
                             + ("one array" if n == 1 else f"a tuple of {n}"))
         grads = {s.name: g for s, g in zip(self.spec.inputs, returned)}
@@ -457,20 +359,20 @@ class ArrayVerifier(_Checker):
     def gradient_arrays(self, layer: Any, dout: Any, problem: ArrayProblem) -> dict[str, np.ndarray]:
         """Copies of the gradients of one backward that are arrays of numbers."""
         grads = self.run_backward(layer, dout, problem)
-        return {k: np.array(a) for k, v in grads.items() if v is not _MISSING and (a := _array(v)) is not None}
+        return {k: np.array(a) for k, v in grads.items() if v is not _MISSING and (a := as_array(v)) is not None}
 
     def fresh_gradients(self, problem: ArrayProblem, dout: Any) -> dict[str, np.ndarray]:
         layer = self.build(problem)
         self.call(layer, "forward", self.arg_arrays(problem), problem)
-        return self.gradient_arrays(layer, _copy(dout), problem)
+        return self.gradient_arrays(layer, copy(dout), problem)
 
     # -- values ------------------------------------------------------------------------------
-    def values(self, sample: _Sample) -> None:
+    def values(self, sample: Sample) -> None:
         p = sample.problem
-        out_ref, _, _ = self.reference(sample)
+        out_ref, _ = self.reference(sample)
         layer = self.build(p)
         self.compare_values("forward", self.call(layer, "forward", self.arg_arrays(p), p), out_ref, sample)
-        grads = self.run_backward(layer, _copy(p.dout), p)
+        grads = self.run_backward(layer, copy(p.dout), p)
         for s in self.checked:
             self.compare_gradient(s, grads[s.name], sample)
 
@@ -488,14 +390,14 @@ class ArrayVerifier(_Checker):
             symbol = next(s for s in self.spec.differentiated if s.name == name)
         return self.spec.shapes[symbol]
 
-    def shaped(self, name: str, raw: Any, want: tuple, sample: _Sample) -> np.ndarray | None:
+    def shaped(self, name: str, raw: Any, want: tuple, sample: Sample) -> np.ndarray | None:
         """The value as an array of the declared shape; a ``shape`` finding when it is not.
         Values are still compared across a missing or extra axis of length 1."""
         target = None if name in ("forward", "predict") else name
         if raw is _MISSING:
             self.add("shape", target, self.missing_text(name), topic="missing")
             return None
-        got = _array(raw)
+        got = as_array(raw)
         if got is None:
             self.add("shape", target, f"{self.label(name)} is {type(raw).__name__}, not an array of numbers",
                      topic="type")
@@ -519,7 +421,7 @@ class ArrayVerifier(_Checker):
             return got.reshape(want)
         return None
 
-    def compare_values(self, name: str, raw: Any, want: np.ndarray, sample: _Sample) -> None:
+    def compare_values(self, name: str, raw: Any, want: np.ndarray, sample: Sample) -> None:
         got = self.shaped(name, raw, want.shape, sample)
         if got is not None:
             self.note_dtype(name, got)
@@ -529,7 +431,7 @@ class ArrayVerifier(_Checker):
         if got.dtype.kind == "f" and got.dtype.itemsize < 8:
             self.tallies[name].low_dtype = str(got.dtype)
 
-    def compare_gradient(self, symbol: sympy.Symbol, raw: Any, sample: _Sample) -> None:
+    def compare_gradient(self, symbol: sympy.Symbol, raw: Any, sample: Sample) -> None:
         """Decide by random directions; only if one disagrees, locate element by element."""
         got = self.shaped(symbol.name, raw, sample.problem.values[symbol].shape, sample)
         if got is None:
@@ -538,76 +440,33 @@ class ArrayVerifier(_Checker):
         got = got.astype(float)
         if np.all(np.isfinite(got)) and self.directions_agree(sample, symbol, got):
             return
-        want, noise = self.numeric_gradient(sample, symbol, got)
+        want, noise = self.reference_gradient(sample, symbol)
         self.tally(symbol.name, got, want, noise, sample)
 
-    def directions_agree(self, sample: _Sample, symbol: sympy.Symbol, got: np.ndarray) -> bool:
-        ref = np.nan_to_num(self.reference(sample)[1][symbol.name], nan=0.0, posinf=0.0, neginf=0.0)
+    def directions_agree(self, sample: Sample, symbol: sympy.Symbol, got: np.ndarray) -> bool:
         for _ in range(DIRECTIONS):
             v = self.rng.standard_normal(got.shape)
-            want, noise = directional(sample.problem, symbol, v, self.method)
+            want, noise = sample.problem.directional(symbol, v, self.method)
             if not np.isfinite(want):
                 continue
             have = float(np.sum(got * v))
-            floor = FLOOR * float(np.linalg.norm(ref) * np.linalg.norm(v))
+            floor = FLOOR * float(np.linalg.norm(got) * np.linalg.norm(v))
             if max(0.0, abs(have - want) - noise) > RTOL * max(abs(have), abs(want), floor, 1e-300):
                 return False
         return True
 
-    def numeric_gradient(self, sample: _Sample, symbol: sympy.Symbol,
-                         got: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The declaration's derivative element by element (nan where not computed)."""
-        x = sample.problem.values[symbol]
-        want, noise = np.full(x.shape, np.nan), np.zeros(x.shape)
-        for idx in self.to_locate(got, self.reference(sample)[1][symbol.name]):
-            e = np.zeros(x.shape)
-            e[idx] = 1.0
-            want[idx], noise[idx] = directional(sample.problem, symbol, e, self.method)
-        return want, noise
-
-    @staticmethod
-    def to_locate(got: np.ndarray, ref: np.ndarray) -> list[tuple]:
-        """Every element, or the :data:`LOCATE_LIMIT` farthest from the generated backward."""
-        if got.size <= LOCATE_LIMIT:
-            return list(np.ndindex(got.shape))
-        with np.errstate(all="ignore"):
-            far = np.abs(got - ref) / np.maximum(np.maximum(np.abs(got), np.abs(ref)), 1e-300)
-        order = np.argsort(-np.nan_to_num(far, nan=np.inf).ravel(), kind="stable")[:LOCATE_LIMIT]
-        return [tuple(int(i) for i in np.unravel_index(k, got.shape)) for k in order]
-
-    def tally(self, name: str, got: np.ndarray, want: np.ndarray, noise: Any, sample: _Sample) -> None:
+    def tally(self, name: str, got: np.ndarray, want: np.ndarray, noise: Any, sample: Sample) -> None:
         t = self.tallies[name]
-        usable, finite = np.isfinite(want), np.isfinite(got)
-        with np.errstate(all="ignore"):
-            excess = np.maximum(np.abs(got - want) - noise, 0.0)
-            error = excess / np.maximum(np.maximum(np.abs(got), np.abs(want)), max(FLOOR * t.scale, 1e-300))
-            scaled = excess / np.maximum(np.abs(want), max(t.scale, 1e-300))
-        bad = usable & ~finite
-        if bad.any():
-            record = self.where(name, _first(bad), got, want, float("inf"), sample)
-            if sample.bulk:
-                t.nonfinite_bulk = t.nonfinite_bulk or record
-            else:
-                t.nonfinite_edge = t.nonfinite_edge or record
-        ok = usable & finite
-        if not ok.any():
-            return
-        k = _argmax(np.where(ok, error, -1.0))
-        if error[k] > t.worst:
-            t.worst, t.worst_at = float(error[k]), self.where(name, k, got, want, float(error[k]), sample)
-        k = _argmax(np.where(ok, scaled, -1.0))
-        if sample.bulk and scaled[k] > t.bulk_scaled:
-            t.bulk_scaled = float(scaled[k])
-            t.bulk_at = self.where(name, k, got, want, float(error[k]), sample)
+        t.record(got, want, noise, t.scale, sample.bulk, lambda k, e: self.where(name, k, got, want, e, sample))
 
-    def where(self, name: str, k: tuple, got: np.ndarray, want: np.ndarray, error: float, sample: _Sample) -> dict:
+    def where(self, name: str, k: tuple, got: np.ndarray, want: np.ndarray, error: float, sample: Sample) -> dict:
         record = {"quantity": self.label(name), "input": None if name in ("forward", "predict") else name,
                   "index": [int(i) for i in k], "shape": list(got.shape), "got": float(got[k]),
                   "expected": float(want[k]), "relative_error": error, "sizes": sample.sizes,
                   "sample": sample.label}
         return {**record, **self.values_record(sample)}
 
-    def values_record(self, sample: _Sample) -> dict:
+    def values_record(self, sample: Sample) -> dict:
         """The sample's arrays and ``dout`` by name, to reproduce it (when they are small)."""
         p = sample.problem
         named = {s.name: p.values[s] for s in (*self.args, *self.spec.params)}
@@ -620,25 +479,17 @@ class ArrayVerifier(_Checker):
         for name, t in self.tallies.items():
             target = None if name in ("forward", "predict") else name
             what = self.label(name)
-            if t.nonfinite_bulk or t.bulk_scaled > WRONG:
-                at = t.nonfinite_bulk or t.bulk_at
-                self.add("wrong-math", target, f"{what} differs from the declaration: relative error "
-                         f"{at['relative_error']:.2g} {_where_text(at)}", max(t.worst, at["relative_error"]), at,
-                         topic=name)
-            elif t.worst > RTOL or t.nonfinite_edge or t.low_dtype:
-                at = t.nonfinite_edge or t.worst_at
-                at = {**at, "ordinary_error": t.bulk_scaled} if at else {"ordinary_error": t.bulk_scaled}
-                self.add("precision", target, _precision_text(what, t), t.worst or None, at, topic=name)
+            self.judge(t, target, what, WRONG, _at_text)
 
     # -- side effects, copies, caches, linearity -----------------------------------------------
     def changed(self, phase: str, args: list, kept_args: list, params: dict, kept_params: dict) -> list[str]:
         out = [f"{phase} writes into its input {s.name}" for s, a, b in zip(self.args, args, kept_args)
-               if not _same(a, b)]
+               if not same(self.current(a), b)]
         out += [f"{phase} changes the parameter {n} (updating parameters is the optimizer's job)"
-                for n, a in params.items() if not _same(a, kept_params[n])]
+                for n, a in params.items() if not same(self.current(a), kept_params[n])]
         return out
 
-    def side_effects(self, sample: _Sample) -> None:
+    def side_effects(self, sample: Sample) -> None:
         p = sample.problem
         params, args = self.param_arrays(p), self.arg_arrays(p)
         layer = self.build(p, params)
@@ -649,14 +500,13 @@ class ArrayVerifier(_Checker):
         if forward:
             self.add("side-effect", None, "; ".join(forward), topic="forward")
         kept_args, kept_params = _copies(args), {k: v.copy() for k, v in shared.items()}
-        given = _copy(p.dout)
+        given = copy(p.dout)
         grads = self.gradient_arrays_live(layer, given, p)
-        first = {k: v.copy() for k, v in grads.items()}
-        given, grads = self.current(given), {k: self.current(v) for k, v in grads.items()}
+        first = self.snapshot(grads)
         problems, example = self.memory_problems(grads, given, p.dout)
         problems += self.changed("backward", args, kept_args, shared, kept_params)
-        again = self.gradient_arrays(layer, _copy(p.dout), p)
-        if not problems and not _all_same(again, first):
+        again = self.gradient_arrays(layer, copy(p.dout), p)
+        if not problems and not all_same(again, first):
             problems.append("a second backward with the same dout gives another result (backward changes the "
                             "layer's state, e.g. accumulates into dW)")
         if problems:
@@ -667,24 +517,7 @@ class ArrayVerifier(_Checker):
         grads = self.run_backward(layer, dout, problem)
         return {k: v for k, v in grads.items() if isinstance(v, np.ndarray)}
 
-    def memory_problems(self, grads: dict[str, np.ndarray], given: Any, dout: Any) -> tuple[list[str], dict | None]:
-        problems, example = [], None
-        if isinstance(dout, np.ndarray) and not _same(given, dout):
-            changed = ~np.isclose(given, dout, rtol=1e-12, atol=0.0, equal_nan=True)
-            k = _first(changed)
-            example = {"index": list(k), "dout_before": float(dout[k]), "dout_after": float(given[k])}
-            problems.append(f"backward writes into dout ({int(changed.sum())} of {dout.size} elements changed)")
-        if isinstance(given, np.ndarray):
-            aliased = [f"d{n}" for n, g in grads.items() if np.shares_memory(g, given)]
-            if aliased:
-                problems.append(f"{', '.join(aliased)} shares memory with dout (kept without a copy)")
-        items = list(grads.items())
-        pairs = [f"d{a} and d{b}" for i, (a, g) in enumerate(items) for b, h in items[i + 1:] if np.shares_memory(g, h)]
-        if pairs:
-            problems.append(f"{', '.join(pairs)} share memory")
-        return problems, example
-
-    def copied_params(self, sample: _Sample) -> None:
+    def copied_params(self, sample: Sample) -> None:
         """After each parameter is changed in place, as an optimizer does, the output must follow."""
         p = sample.problem
         params = self.param_arrays(p)
@@ -692,7 +525,7 @@ class ArrayVerifier(_Checker):
         arrays = self.shared(layer, params)
         if not arrays:
             return
-        before, ref_before = self.output(layer, p), self.reference(sample)[0]
+        before, ref_before = copy(self.output(layer, p)), self.reference(sample)[0]
         copied = []
         for symbol in self.spec.params:
             array = arrays.get(symbol.name)
@@ -702,7 +535,7 @@ class ArrayVerifier(_Checker):
             array += 0.5 + self.rng.standard_normal(array.shape)
             moved = self.reference_output(p, {symbol: array.copy()})
             after = self.output(layer, p)
-            if not np.allclose(moved, ref_before, rtol=1e-6) and _same(after, before):
+            if not np.allclose(moved, ref_before, rtol=1e-6) and same(after, before):
                 copied.append(symbol.name)
             array[...] = kept
         if copied:
@@ -726,12 +559,12 @@ class ArrayVerifier(_Checker):
         other.values.update({s: problem.values[s].copy() for s in self.spec.params})
         return other
 
-    def stale_cache(self, sample: _Sample) -> None:
+    def stale_cache(self, sample: Sample) -> None:
         p = sample.problem
         other = self.other_problem(p)
         fresh = self.fresh_gradients(other, other.dout)
         reused, raised = self.reused_gradients(p, other)
-        if not _all_same(reused, fresh):
+        if not all_same(reused, fresh):
             why = f" (backward raised {raised})" if raised else ""
             self.add("stale-cache", None, "forward(x1); forward(x2); backward(dout) differs from a fresh forward(x2); "
                      f"backward(dout), with x2 a batch of {SECOND_BATCH}{why}: the cache is not refreshed by every "
@@ -741,29 +574,45 @@ class ArrayVerifier(_Checker):
             a, b = self.build(p), self.build(other)
             self.call(a, "forward", self.arg_arrays(p), p)
             self.call(b, "forward", self.arg_arrays(other), other)
-            from_a = self.gradient_arrays(a, _copy(p.dout), p)
-        except _UserError:
+            from_a = self.gradient_arrays(a, copy(p.dout), p)
+        except UserError:
             from_a = None
-        if not _all_same(from_a, mine):
+        if not all_same(from_a, mine):
             self.add("stale-cache", None, "two instances share their cache: a forward on one changes the other's "
                      "backward (state kept on the class, not on self?)", topic="shared")
+        self.buffers(sample)
 
     def reused_gradients(self, first: ArrayProblem, second: ArrayProblem) -> tuple[dict | None, str]:
         try:
             layer = self.build(first)
             self.call(layer, "forward", self.arg_arrays(first), first)
             self.call(layer, "forward", self.arg_arrays(second), second)
-            return self.gradient_arrays(layer, _copy(second.dout), second), ""
-        except _UserError as err:
+            return self.gradient_arrays(layer, copy(second.dout), second), ""
+        except UserError as err:
             return None, f"{type(err.exc).__name__}: {err.exc}"
 
-    def linearity(self, sample: _Sample) -> None:
+    def buffers(self, sample: Sample) -> None:
+        """Arrays one call returned or stored, overwritten by the next call (same sizes, other values)."""
+        p = sample.problem
+        q = self.problem(dict(p.sizes), 6)
+        q.values.update({s: p.values[s].copy() for s in self.spec.params})
+        layer = self.build(p)
+        out = {self.label("forward"): self.call(layer, "forward", self.arg_arrays(p), p)}
+        kept = self.snapshot(out)
+        self.call(layer, "forward", self.arg_arrays(q), q)
+        self.overwritten(out, kept, "forward(x1)", "forward(x2)")
+        live = {f"d{k}": v for k, v in self.gradient_arrays_live(layer, copy(q.dout), q).items()}
+        kept = self.snapshot(live)
+        self.run_backward(layer, 0.5 if self.scalar else douts(self.rng, np.shape(q.dout)), q)
+        self.overwritten(live, kept, "backward(dout1)", "backward(dout2)")
+
+    def linearity(self, sample: Sample) -> None:
         """backward(0) = 0, backward(2 d) = 2 backward(d), backward(d + e) = backward(d) + backward(e)."""
         p = sample.problem
         if self.scalar:
             d, e = 1.0, 0.625
         else:
-            d, e = _douts(self.rng, np.shape(p.dout)), _douts(self.rng, np.shape(p.dout))
+            d, e = douts(self.rng, np.shape(p.dout)), douts(self.rng, np.shape(p.dout))
         runs = {k: self.fresh_gradients(p, v) for k, v in (("d", d), ("e", e), ("2d", 2 * d), ("d+e", d + e),
                                                            ("0", 0 * d))}
         ignored = []
@@ -771,32 +620,17 @@ class ArrayVerifier(_Checker):
             g = {k: v.get(s.name) for k, v in runs.items()}
             if any(v is None or v.shape != g["d"].shape for v in g.values()):
                 continue
-            problems = _linearity_problems({k: v.astype(float) for k, v in g.items()})
+            problems = linearity_problems({k: v.astype(float) for k, v in g.items()})
             if problems[:1] == ["ignores"] and self.scalar and _default_is_one(self.build(p)):
                 ignored.append(f"d{s.name}")
                 continue
             if problems:
-                text = "; ".join("backward ignores dout (backward(2*dout) = backward(dout))" if q == "ignores" else q
-                                 for q in problems)
+                text = "; ".join(IGNORES if q == "ignores" else q for q in problems)
                 self.add("wrong-math", s.name, "backward is not linear in dout: " + text, topic="linearity")
         if ignored:
             self.notes.append(f"backward ignores dout: it gives {', '.join(ignored)} for dout = 1, its default (the "
                               "book's convention for the last layer: right when the loss ends the network, wrong "
                               "when the loss is scaled or added to another one)")
-
-
-def _linearity_problems(g: dict[str, np.ndarray]) -> list[str]:
-    scale = max(float(np.max(np.abs(g["d"]), initial=0.0)), 1e-300)
-    problems = []
-    if _same(g["2d"], g["d"]) and np.max(np.abs(g["d"]), initial=0.0) > 0:
-        problems.append("ignores")
-    elif not _near(g["2d"], 2 * g["d"], scale):
-        problems.append("backward(2*dout) is not 2*backward(dout)")
-    if np.max(np.abs(g["0"]), initial=0.0) > 1e-12 * scale:
-        problems.append("backward(0) is not 0")
-    if not _near(g["d+e"], g["d"] + g["e"], scale):
-        problems.append("backward(d + e) is not backward(d) + backward(e)")
-    return problems
 
 
 # -- networks ------------------------------------------------------------------------------------
@@ -806,10 +640,11 @@ class NetworkVerifier(ArrayVerifier):
 
     network = True
 
-    def __init__(self, factory: Callable[..., Any], spec: Spec, seed: int, examples: Iterable[Any]):
-        super().__init__(factory, spec, seed, examples)
+    def __init__(self, factory: Callable[..., Any], spec: Spec, seed: int, examples: Iterable[Any],
+                 current: Callable[[Any], Any] | None = None):
+        super().__init__(factory, spec, seed, examples, current)
         self.checked = list(spec.params)
-        self.tallies = {"forward": _Tally(), "predict": _Tally(), **{s.name: _Tally() for s in self.checked}}
+        self.tallies = {"forward": Tally(), "predict": Tally(), **{s.name: Tally() for s in self.checked}}
         self.size_dims = _size_dims(spec, self.batch)
         arity = _arity(factory)
         self.by_sizes = arity is not None and arity == len(self.size_dims) != len(spec.params)
@@ -833,15 +668,15 @@ class NetworkVerifier(ArrayVerifier):
         if not self.by_sizes:
             return super().build(problem, params)
         sizes = tuple(int(problem.sizes[d]) for d in self.size_dims)
-        net = _Layer._call("the constructor", self.factory, sizes, self.shape_of(problem))
+        net = call("the constructor", self.factory, sizes, self.shape_of(problem))
         table = getattr(net, "params", None)
         for symbol, value in zip(self.spec.params, params):
             target = table.get(symbol.name) if isinstance(table, Mapping) else None
             if not isinstance(target, np.ndarray):
-                raise _Mismatch("exception", f"built from the sizes {sizes}, the network has no params"
+                raise Mismatch("exception", f"built from the sizes {sizes}, the network has no params"
                                 f"[{symbol.name!r}] array (the book's TwoLayerNet keeps its parameters in self.params)")
             if target.shape != value.shape:
-                raise _Mismatch("shape", f"built from the sizes {sizes}, params[{symbol.name!r}] has shape "
+                raise Mismatch("shape", f"built from the sizes {sizes}, params[{symbol.name!r}] has shape "
                                 f"{target.shape}, not {_dims_text(self.spec.shapes[symbol])} = {value.shape}")
             target[...] = value  # in place, as the book's optimizer changes them
         return net
@@ -853,7 +688,7 @@ class NetworkVerifier(ArrayVerifier):
         return {k: v for k, v in table.items() if isinstance(v, np.ndarray)}
 
     def output(self, layer: Any, problem: ArrayProblem) -> np.ndarray | None:
-        return _array(self.call(layer, "loss", self.arg_arrays(problem), problem))
+        return as_array(self.call(layer, "loss", self.arg_arrays(problem), problem))
 
     def label(self, name: str) -> str:
         return {"forward": "loss(x, t)", "predict": "predict(x)"}.get(name, f"grads[{name!r}]")
@@ -864,17 +699,17 @@ class NetworkVerifier(ArrayVerifier):
     def gradients(self, net: Any, problem: ArrayProblem) -> Mapping:
         grads = self.call(net, "gradient", self.arg_arrays(problem), problem)
         if not isinstance(grads, Mapping):
-            raise _Mismatch("shape", f"gradient(x, t) returned {type(grads).__name__}, not a dict of the "
+            raise Mismatch("shape", f"gradient(x, t) returned {type(grads).__name__}, not a dict of the "
                             "parameters' gradients (the book's grads['W1'], ...)")
         return grads
 
     def gradient_copies(self, net: Any, problem: ArrayProblem) -> dict[str, np.ndarray]:
         grads = self.gradients(net, problem)
-        return {k: np.array(a) for k, v in grads.items() if (a := _array(v)) is not None}
+        return {k: np.array(a) for k, v in grads.items() if (a := as_array(v)) is not None}
 
-    def values(self, sample: _Sample) -> None:
+    def values(self, sample: Sample) -> None:
         p = sample.problem
-        out_ref, _, predict_ref = self.reference(sample)
+        out_ref, predict_ref = self.reference(sample)
         net = self.build(p)
         loss = self.call(net, "loss", self.arg_arrays(p), p)
         predict = self.call(net, "predict", self.arg_arrays(p)[:len(self.spec.inputs)], p)
@@ -884,7 +719,7 @@ class NetworkVerifier(ArrayVerifier):
         for s in self.checked:
             self.compare_gradient(s, grads.get(s.name, _MISSING), sample)
 
-    def copied_params(self, sample: _Sample) -> None:
+    def copied_params(self, sample: Sample) -> None:
         super().copied_params(sample)
         if self.by_sizes and ("side-effect", None) in self.findings and "copies" in self.findings[
                 ("side-effect", None)].message:
@@ -898,7 +733,7 @@ class NetworkVerifier(ArrayVerifier):
                 "as the book's optimizer changes them (params[key] -= lr * grads[key]), loss(x, t) stays the "
                 "same, so training would never update the network (its layers must hold the very arrays in params)")
 
-    def side_effects(self, sample: _Sample) -> None:
+    def side_effects(self, sample: Sample) -> None:
         p = sample.problem
         net = self.build(p)
         args, shared = self.arg_arrays(p), self.shared(net, [])
@@ -915,16 +750,18 @@ class NetworkVerifier(ArrayVerifier):
         if problems:
             self.add("side-effect", None, "; ".join(problems), topic="gradient")
 
-    def stale_cache(self, sample: _Sample) -> None:
+    def stale_cache(self, sample: Sample) -> None:
         p = sample.problem
         other = self.other_problem(p)
         fresh = self.gradient_copies(self.build(other), other)
         net = self.build(p)
-        self.gradient_copies(net, p)
+        live = {f"grads[{k!r}]": v for k, v in self.gradients(net, p).items()}
+        kept = self.snapshot(live)
         reused = self.gradient_copies(net, other)
-        if not _all_same(reused, fresh):
+        self.overwritten(live, kept, "gradient(x1, t1)", "gradient(x2, t2)")
+        if not all_same(reused, fresh):
             self.add("stale-cache", None, f"gradient(x1, t1); gradient(x2, t2) differs from a fresh gradient(x2, t2), "
                      f"with x2 a batch of {SECOND_BATCH}: something of the first call is kept", topic="reuse")
 
-    def linearity(self, sample: _Sample) -> None:
+    def linearity(self, sample: Sample) -> None:
         """``gradient(x, t)`` takes no upstream gradient: nothing to check."""

@@ -6,7 +6,8 @@ import pytest
 
 import symbackprop
 from symbackprop.spec import catalog
-from symbackprop.checker.elementwise import dtype_check, dtype_tolerance
+from symbackprop.checker.base import dtype_tolerance
+from symbackprop.checker.elementwise import dtype_check
 from tests.fixtures.declarations import bundled
 from symbackprop.checker.arrays import ArrayProblem
 from symbackprop.checker.arrays import dtype_check as array_dtype_check

@@ -14,7 +14,7 @@ import pytest
 import symbackprop
 from symbackprop.runtime import fused
 from symbackprop.spec import catalog
-from symbackprop.checker.elementwise import dtype_tolerance
+from symbackprop.checker.base import dtype_tolerance
 from symbackprop.pipeline import check as check_spec
 from symbackprop.checker.arrays import ArrayProblem
 from symbackprop.cli import main
