@@ -31,7 +31,7 @@ from ..numerics.evaluate import float_function
 from ..numerics.kinks import NON_ANALYTIC as KINKED
 from ..reports import CheckReport
 from ..spec.model import Spec
-from .base import dtype_problems
+from .base import dtype_problems, exceeds, severity
 
 TOLERANCE = {"complex": 1e-8, "central": 1e-6}
 #: The book reports about 1e-10 to 1e-13 for its TwoLayerNet; anything near 1e-7 is a bug.
@@ -194,10 +194,10 @@ def gradient_check(derivation: Derivation, cls: type, *, max_examples: int = 10,
                 got = float(np.sum(np.asarray(grads[symbol]) * v))
                 scale = float(np.linalg.norm(np.asarray(grads[symbol])) * np.linalg.norm(v))
                 err = abs(got - want) / max(abs(got), abs(want), 1e-6 * scale, 1e-300)
-                if err > state["error"]:
+                if severity(err) > severity(state["error"]):
                     state["error"] = err
                     state["where"] = {"input": symbol.name, "sizes": {d.name: n for d, n in sizes.items()}}
-                    if err > TOLERANCE[method]:
+                    if exceeds(err, TOLERANCE[method]):
                         state["where"].update(problem.worst_element(symbol, grads[symbol], method))
 
     run()
@@ -255,7 +255,7 @@ def check_array_spec(derivation: Derivation, cls: type, *, max_examples: int = 1
     error, method, where = gradient_check(derivation, cls, max_examples=max_examples)
     parameters = network_gradient_check(derivation, cls) if derivation.spec.predict is not None else {}
     problems = []
-    if error > TOLERANCE[method]:
+    if exceeds(error, TOLERANCE[method]):
         problems.append(f"backward differs from {method} differentiation: relative error {error:.2e}")
     problems += dtype_check(derivation, cls)
     problems += [f"gradient check of {name}: mean |backprop - {m}| = {v:.1e}" for name, f in parameters.items()

@@ -206,7 +206,7 @@ def kink_points(spec: Spec, rng: np.random.Generator, per_kink: int = 2) -> list
             continue
         found = linear_root(k)
         for _ in range(per_kink):
-            others = {t: float(domain_of(t).draw(rng, 1)[0]) for t in spec.inputs}
+            others = {t: float(domain_of(t, spec.domains).draw(rng, 1)[0]) for t in spec.inputs}
             if found is not None:
                 symbol, root = found
                 roots = [root]
@@ -218,7 +218,7 @@ def kink_points(spec: Spec, rng: np.random.Generator, per_kink: int = 2) -> list
                     roots = []
             for r in roots[:2]:
                 value = r.xreplace({t: sympy.Float(v) for t, v in others.items()})
-                if value.is_real and value.is_number and domain_of(symbol).contains(float(value)):
+                if value.is_real and value.is_number and domain_of(symbol, spec.domains).contains(float(value)):
                     rows.append([float(value) if t == symbol else others[t] for t in spec.inputs])
     if not rows:
         return []
@@ -227,7 +227,7 @@ def kink_points(spec: Spec, rng: np.random.Generator, per_kink: int = 2) -> list
 
 def _edges(spec: Spec) -> list[np.ndarray]:
     """Edge values of every input, rotated against each other, of one common length."""
-    return rotated([domain_of(s).edges() for s in spec.inputs])
+    return rotated([domain_of(s, spec.domains).edges() for s in spec.inputs])
 
 
 # -- running the layer ---------------------------------------------------------------------
@@ -281,7 +281,7 @@ class ElementwiseVerifier(Checker):
     def samples(self) -> list[Sample]:
         out = []
         for i, shape in enumerate(SHAPES):
-            xs = [domain_of(s).draw(self.rng, shape) for s in self.spec.inputs]
+            xs = [domain_of(s, self.spec.domains).draw(self.rng, shape) for s in self.spec.inputs]
             out.append(Sample(f"random inputs of shape {shape}", True, xs=xs))
         out.append(Sample("edge values (|x| up to 1000)", False, xs=_edges(self.spec)))
         at_kinks = kink_points(self.spec, self.rng)
@@ -391,7 +391,7 @@ class ElementwiseVerifier(Checker):
         """When the forward itself is wrong, say whether backward matches *its* derivative."""
         if name != "forward" or len(self.names) != 1:
             return ""
-        xs = [domain_of(self.spec.inputs[0]).draw(self.rng, (16,))]
+        xs = [domain_of(self.spec.inputs[0], self.spec.domains).draw(self.rng, (16,))]
         try:
             layer = self.layer.make()
             self.layer.forward(layer, [xs[0].copy()])
@@ -427,7 +427,7 @@ class ElementwiseVerifier(Checker):
             self.add("side-effect", None, "; ".join(problems), counterexample=example)
 
     def stale_cache(self, xs: list[np.ndarray]) -> None:
-        other = [domain_of(s).draw(self.rng, xs[0].shape) for s in self.spec.inputs]
+        other = [domain_of(s, self.spec.domains).draw(self.rng, xs[0].shape) for s in self.spec.inputs]
         dout = douts(self.rng, xs[0].shape)
         fresh_other = self.fresh(other, dout)
         layer = self.layer.make()

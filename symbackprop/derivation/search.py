@@ -211,8 +211,9 @@ class NodeSearch:
                 * np.ones(len(self.tails))
         except Unsupported:
             return False
-        ref = np.array([float(v) if v is not None and abs(v) < 1e300 else np.nan
-                        for v in (mp_value(raw, p) for p in self.tails)])
+        # a reference float64 can hold must be met: a form that overflows where the raw
+        # derivative does not (sinh's sqrt(1 + y**2) at x = 700) is rejected
+        ref = np.array([float(v) if v is not None else np.nan for v in (mp_value(raw, p) for p in self.tails)])
         usable = np.isfinite(ref)
         scale = np.max(np.abs(ref[usable]), initial=0.0)
         error = np.abs(got[usable] - ref[usable])

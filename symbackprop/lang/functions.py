@@ -102,10 +102,10 @@ class Function:
     kinds : str
         One letter per argument for the parser: ``e`` expression, ``c`` comparison,
         ``n`` plain name; empty means all expressions.
-    domain : (float, float) or None
+    domain : (float, float) or (float, float, bool) or None
         The open interval where the (last) argument must lie for the function to be real
-        and differentiable (``log``: :math:`(0, \infty)`, ``arcsin``: :math:`(-1, 1)`);
-        None: every real.
+        and differentiable (``log``: :math:`(0, \infty)`, ``arcsin``: :math:`(-1, 1)`),
+        and whether 0 is excluded (``cbrt``); None: every real.
     """
 
     names: tuple[str, ...]
@@ -118,7 +118,7 @@ class Function:
     cost: int = TRANSCENDENTAL
     label: str | None = None
     kinds: str = ""
-    domain: tuple[float, float] | None = None
+    domain: tuple | None = None
 
     @property
     def name(self) -> str:
@@ -175,6 +175,7 @@ def _node(names, sympy_class, numpy_name, numba=None, mp=None, cost=TRANSCENDENT
 
 _INF = float("inf")
 POSITIVE, UNIT = (0.0, _INF), (-1.0, 1.0)
+NONZERO = (-_INF, _INF, True)  # every real but 0, where the derivative is infinite
 
 
 #: The rows whose calls SymPy keeps as nodes.
@@ -194,7 +195,7 @@ NODES: tuple[Function, ...] = (
     _node(["arcsinh", "asinh"], sympy.asinh, "arcsinh", "math.asinh", mpmath.asinh),
     _node(["arccosh", "acosh"], sympy.acosh, "arccosh", "math.acosh", _real_mp(mpmath.acosh), domain=(1.0, _INF)),
     _node(["arctanh", "atanh"], sympy.atanh, "arctanh", "math.atanh", _real_mp(mpmath.atanh), domain=UNIT),
-    _node(["cbrt"], cbrt, "cbrt", "np.cbrt", _cbrt_mp),
+    _node(["cbrt"], cbrt, "cbrt", "np.cbrt", _cbrt_mp, domain=NONZERO),
     _node(["erf"], sympy.erf, "special.erf", "math.erf", mpmath.erf),
     _node(["erfc"], sympy.erfc, "special.erfc", "math.erfc", mpmath.erfc),
     _node(["erfinv"], sympy.erfinv, "special.erfinv", None, _real_mp(mpmath.erfinv), domain=UNIT),

@@ -194,7 +194,7 @@ def _needs(node: sympy.Basic, domains: Mapping[sympy.Symbol, Domain]):
         arg = node.base
     else:
         row = BY_CLASS.get(type(node))
-        interval = (*row.domain, False) if row is not None and row.domain is not None else None
+        interval = (*row.domain, False)[:3] if row is not None and row.domain is not None else None
         arg = node.args[-1] if interval is not None else None
     if interval is None or len(arg.free_symbols) != 1:
         return []

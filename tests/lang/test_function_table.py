@@ -83,3 +83,33 @@ def test_the_table_spells_what_numpy_and_math_have():
             assert hasattr(special if module == "special" else np, attr), row.name
         if row.numba is not None and row.numba.startswith("math."):
             assert hasattr(math, row.numba[5:]), row.name
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_every_function_checks_ok_on_its_natural_domain_with_finite_figures(name):
+    """No assumption declared: the check draws inside the domain the forward needs."""
+    spec, _, _ = declaration(name)
+    report = symbackprop.check(spec, max_examples=6)
+    assert report.ok, report.problems
+    assert np.isfinite(report.backward_max_rel_error) and np.isfinite(report.tails_max_error)
+
+
+def test_a_backward_that_is_nan_somewhere_fails_naming_the_input():
+    from symbackprop.checker import check_generated
+
+    spec = symbackprop.layer(parse_expression("sqrt(x)"), name="Sqrt")
+    derivation = symbackprop.derive(spec)
+
+    class NanAboveThree:
+        def forward(self, x):
+            self.x = x
+            return np.sqrt(x)
+
+        def backward(self, dout=1.0):
+            return np.where(self.x > 3, np.nan, dout * 0.5 / np.sqrt(self.x))
+
+    report = check_generated(derivation, NanAboveThree, max_examples=10)
+    assert not report.ok
+    assert any("undefined (nan or inf) at x = " in p for p in report.problems)
+    value = float(next(p for p in report.problems if "undefined" in p).split("x = ")[1].split(":")[0])
+    assert value > 3  # the input named is one where the planted nan is
