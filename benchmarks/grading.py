@@ -1,24 +1,29 @@
-"""Grading 200 untrusted submissions with ``--jobs 2``: every verdict right, never a hang, under 2 minutes.
+"""Grading 1000 untrusted submissions with ``--jobs 2``: every verdict right, never a hang.
 
-Builds, in a temporary folder, 160 layer files (``Sigmoid`` classes: correct ones, wrong
+Builds, in a temporary folder, ``--scale`` (default 5) copies of 160 layer files (``Sigmoid`` classes: correct ones, wrong
 ones of every finding kind, endless loops, memory bombs, crashers (``os._exit``,
 ``SIGKILL`` of their own process, a segfault through ctypes, a C stack overflow),
 ``sys.exit``, megabyte printers, a submission that kills its parent process, broken
-imports) and 40 derivation files (correct, slipped, slow to prove, and hostile strings),
-then grades them as a teacher would::
+imports), 16 cheats of every kind (tests/grading/test_cheats.py: fake verdicts on every file
+descriptor, patched checkers, builtins and numpy, lying arrays, reading the neighbours and the
+reference, the network, writing outside, killing and stopping the grader, fork and memory
+bombs; each wrong in its math, 3 copies) and of 40 derivation files (correct, slipped, slow to
+prove, and hostile strings), then grades them as a teacher would::
 
     symbackprop verify-layer 'layers/*/layers.py:Sigmoid' --against sigmoid --jobs 2 --timeout 5 --json
     symbackprop verify-steps 'steps/*/derivation.toml' --jobs 2 --timeout 5 --json
 
 and compares every record with the verdict its submission was built to get.
 
-Run: ``python benchmarks/grading.py [--keep]``.  Prints the command's summary tables,
-submissions per second and the total time; exits 1 (after a table of the mismatches)
-if any verdict is wrong, or if it took 2 minutes or more.
+Run: ``python benchmarks/grading.py [--keep] [--scale K]``.  Prints the command's summary
+tables, submissions per second, the total time and each submission's average cost; exits 1
+(after a table of the mismatches) if any verdict is wrong, a cheat reached the network, or
+it took longer than the budget (3 minutes at the default scale).
 """
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import tempfile
@@ -27,9 +32,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout
+from tests.fixtures.submissions import cheats  # noqa: E402  shared with tests/grading/test_cheats.py
 from tests.fixtures.submissions import sigmoid as layer  # noqa: E402  shared with tests/test_grading.py
 
-BUDGET = 120.0
+import symbackprop  # noqa: E402
+from symbackprop.spec import catalog  # noqa: E402
+
+BUDGET = 180.0
+#: Any failing verdict will do: a cheat must not be graded ok, whatever it broke on.
+NOT_OK = ["not ok"]
 TIMEOUT = 5
 
 SPINNER = "if os.fork() == 0:\n    while True: pass\n"
@@ -108,11 +119,11 @@ STEPS = {
 }
 
 
-def build(folder: Path, kinds: dict, filename: str) -> dict[str, list[str]]:
-    """Write every copy of every kind; return the expected kinds by submission path."""
+def build(folder: Path, kinds: dict, filename: str, scale: int = 1) -> dict[str, list[str]]:
+    """Write every copy of every kind (``scale`` times); return the expected kinds by submission path."""
     expected, n = {}, 0
     for kind, (copies, text, verdict) in kinds.items():
-        for copy in range(copies):
+        for copy in range(copies * scale):
             path = folder / f"{n:03d}_{kind}_{copy}" / filename
             path.parent.mkdir(parents=True)
             path.write_text(text)
@@ -138,40 +149,57 @@ def mismatches(expected: dict[str, list[str]], records: dict) -> list[tuple[str,
         record = records.get(path)
         got = None if record is None else list(dict.fromkeys(f["kind"] for f in record["findings"]
                                                             if f["kind"] != "kink-only"))
+        if kinds == NOT_OK and record is not None and not record["ok"]:
+            continue
         if got != kinds:
             detail = "missing" if record is None else "; ".join(f["message"][:80] for f in record["findings"])
             rows.append((Path(path).parent.name, ", ".join(kinds) or "ok", f"{', '.join(got or []) or 'ok'}  {detail}"))
     return rows
 
 
-def main(keep: bool = False) -> int:
+def main(keep: bool = False, scale: int = 5) -> int:
     folder = Path(tempfile.mkdtemp(prefix="symbackprop-grading-"))
-    layers = build(folder / "layers", LAYERS, "layers.py")
-    steps = build(folder / "steps", STEPS, "derivation.toml")
+    server = socket.create_server(("127.0.0.1", 0))
+    server.setblocking(False)
+    package = Path(symbackprop.__file__).resolve().parent
+    hostile = {name: (3, source, NOT_OK)
+               for name, source in cheats(folder / "layers", server.getsockname()[1], package,
+                                          catalog.resolve("sigmoid")).items()}
+    layers = build(folder / "layers", {**LAYERS, **hostile}, "layers.py", scale)
+    steps = build(folder / "steps", STEPS, "derivation.toml", scale)
     print(f"{len(layers)} layer files and {len(steps)} derivation files in {folder}", flush=True)
     got_layers, t_layers = grade(["verify-layer", f"{folder}/layers/*/layers.py:Sigmoid", "--against", "sigmoid"],
                                  folder / "layers.json")
     got_steps, t_steps = grade(["verify-steps", f"{folder}/steps/*/derivation.toml"], folder / "steps.json")
     rows = mismatches(layers, got_layers) + mismatches(steps, got_steps)
-    injected = list(folder.rglob("PWNED")) + list(ROOT.rglob("PWNED"))
+    injected = list(folder.rglob("PWNED")) + list(ROOT.rglob("PWNED")) + list(package.rglob("PWNED"))
+    try:
+        server.accept()
+        reached = True
+    except BlockingIOError:
+        reached = False
     total, n = t_layers + t_steps, len(layers) + len(steps)
     print(f"\nlayers: {len(layers)} in {t_layers:.1f} s; derivations: {len(steps)} in {t_steps:.1f} s")
     print(f"total: {n} submissions in {total:.1f} s, {n / total:.2f} submissions per second (2 jobs, "
-          f"{TIMEOUT} s timeout, commands' start-up included)")
+          f"{TIMEOUT} s timeout, commands' start-up included); {2 * total / n:.2f} s of a job per submission")
     if rows:
         print(f"\n{len(rows)} wrong verdict(s):\n{'submission':<36} {'expected':<14} got")
         for name, want, got in rows:
             print(f"{name:<36} {want:<14} {got}")
     if injected:
-        print(f"a derivation string ran code: {injected}")
+        print(f"a submission wrote outside its sandbox, or a derivation string ran code: {injected}")
+    if reached:
+        print("a cheat reached the network")
     if not keep:
         subprocess.run(["rm", "-rf", str(folder)], check=False)
     if not rows:
         print("all verdicts right")
-    if total >= BUDGET:
-        print(f"over the {BUDGET:.0f} s budget")
-    return 0 if not rows and not injected and total < BUDGET else 1
+    budget = BUDGET * scale / 5
+    if total >= budget:
+        print(f"over the {budget:.0f} s budget")
+    return 0 if not rows and not injected and not reached and total < budget else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main(keep="--keep" in sys.argv))
+    scale = int(sys.argv[sys.argv.index("--scale") + 1]) if "--scale" in sys.argv else 5
+    sys.exit(main(keep="--keep" in sys.argv, scale=scale))
