@@ -35,7 +35,7 @@ import sympy
 from . import derivation as derive_stage
 from . import pipeline
 from .derivation.record import RecordError, from_record, to_record
-from .files import write_atomic
+from .files import cache_dir, write_atomic
 from .reports import CheckReport
 from .version import __version__
 
@@ -44,14 +44,6 @@ TAG_BYTES = 32
 SECRET = "secret"
 #: Entries larger than this are not read (a derivation record is a few kB).
 MAX_ENTRY_BYTES = 16 << 20
-
-
-def cache_dir() -> Path:
-    """Where entries live (see the module docstring)."""
-    if os.environ.get("SYMBACKPROP_CACHE"):
-        return Path(os.environ["SYMBACKPROP_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "symbackprop"
 
 
 @functools.lru_cache(maxsize=1)

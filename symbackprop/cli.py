@@ -594,7 +594,7 @@ def _hypothesis_storage() -> None:
     a value the user set.
     """
     if "hypothesis" not in sys.modules:
-        from .cache import cache_dir
+        from .files import cache_dir
 
         os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", str(cache_dir() / "hypothesis"))
 

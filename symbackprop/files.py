@@ -40,3 +40,12 @@ def write_atomic(path: str | Path, data: str | bytes, *, force: bool = False) ->
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def cache_dir() -> Path:
+    """The user's cache folder: ``$SYMBACKPROP_CACHE``, else ``$XDG_CACHE_HOME/symbackprop``,
+    else ``~/.cache/symbackprop`` (here, light to import: ``--help`` needs it)."""
+    if os.environ.get("SYMBACKPROP_CACHE"):
+        return Path(os.environ["SYMBACKPROP_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "symbackprop"

@@ -80,6 +80,10 @@ def test_importing_the_package_and_its_help_loads_no_sympy(tmp_path):
     code = ("import sys, symbackprop; from symbackprop.cli import build_parser; build_parser(); "
             "print(sorted(m for m in ('sympy', 'mpmath', 'hypothesis', 'numpy') if m in sys.modules))")
     assert _fresh_python(code, tmp_path) == "[]"
+    code = ("import sys, contextlib, io; from symbackprop.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit): main(['--help'])\n"
+            "print(sorted(m for m in ('sympy', 'mpmath', 'hypothesis', 'numpy') if m in sys.modules))")
+    assert _fresh_python(code, tmp_path) == "[]"  # the whole of main, as `symbackprop --help` runs it
 
 
 def test_a_generated_fused_module_runs_without_sympy(tmp_path):

@@ -38,6 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import cache_dir
+from ..spec.catalog import bundled_dir
 from . import child
 from .remote import LoadFailed, Session
 
@@ -156,16 +158,12 @@ def _memfd(data: bytes) -> int:
 def hidden_paths(hide: Iterable[str]) -> list[Path]:
     """What the sandbox empties: temporary and runtime folders, the home folder, the given
     paths (submission folders, reference declarations), the cache folder."""
-    from ..cache import cache_dir
-
     paths = [Path("/tmp"), Path("/run"), Path.home(), cache_dir(), *map(Path, hide)]
     return _outermost(p for p in map(_real, paths) if p is not None)
 
 
 def package_paths() -> list[Path]:
     """Every copy of the package (and its bundled declarations) on the import path."""
-    from ..spec.catalog import bundled_dir
-
     here = Path(__file__).resolve().parents[1]
     found = [here, here.parent / "derivations"]
     with contextlib.suppress(Exception):
