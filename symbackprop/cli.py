@@ -36,7 +36,7 @@ def _expr_spec(text: str):
         raise ParseError(f"--expr: {exc}") from None
     if not expr.free_symbols:
         raise SpecError("--expr: the expression has no input (write it in x, e.g. \"tanh(x)\")")
-    return layer(expr, name="Layer", output="out" if any(s.name == "y" for s in expr.free_symbols) else "y")
+    return layer(expr, name="Layer")
 
 
 def _specs(args) -> list:
@@ -479,6 +479,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     _batch_options(p)
     p.set_defaults(run=cmd_verify_layer)
+    for command in sub.choices.values():
+        command.add_argument("--time-limit", type=_positive(float), metavar="SECONDS",
+                             help="stop the command after this long, with a one-line error (default "
+                                  f"{DEFAULT_TIME_LIMIT:g} s; check: {TIME_LIMITS['check']:g} s; verify-*: per "
+                                  "submission, --timeout)")
     p = sub.add_parser("merge", help="join the --json files of grading shards (--shard K/N) into one run's JSON")
     p.add_argument("shards", nargs="+", metavar="SHARD.json", help="the files of shards 1/N to N/N, any order")
     p.add_argument("-o", "--output", metavar="FILE", help="write the joined JSON here (atomically) instead of stdout")
@@ -571,9 +576,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.json and args.format not in (None, "json"):
                 raise SymbackpropError(f"give either --json or --format {args.format}, not both")
             args.format = "json" if args.json else args.format or "text"
-        return args.run(args)
+        return _run_bounded(args)
     except SymbackpropError as exc:
         print(f"symbackprop: error: {_one_line(str(exc))}", file=sys.stderr)
+        return 2
+    except (MemoryError, RecursionError) as exc:
+        print(f"symbackprop: error: {type(exc).__name__}: the work grew past this machine's limits "
+              "(a smaller declaration, or fewer --examples)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("symbackprop: interrupted", file=sys.stderr)
@@ -581,6 +590,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into head: stop quietly
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - stdout must stay open until exit
         return 0
+
+
+#: Wall-clock bound of a command, in seconds (``--time-limit``): ``check`` checks many declarations.
+TIME_LIMITS = {"check": 600.0}
+DEFAULT_TIME_LIMIT = 60.0
+#: Commands bounded per submission (``--timeout``), not as a whole, unless ``--time-limit`` is given.
+UNBOUNDED = ("verify-layer", "verify-steps", "merge")
+
+
+def _run_bounded(args) -> int:
+    """The command, within ``--time-limit`` seconds (a batch is bounded per submission instead)."""
+    from .errors import DerivationTimeout
+    from .timebound import bounded
+
+    if args.time_limit is None and args.command in UNBOUNDED:
+        return args.run(args)
+    seconds = args.time_limit or TIME_LIMITS.get(args.command, DEFAULT_TIME_LIMIT)
+    try:
+        return bounded(lambda: args.run(args), seconds)
+    except DerivationTimeout:
+        raise SymbackpropError(f"{args.command} did not finish within {seconds:g} s "
+                               "(--time-limit SECONDS allows more)") from None
 
 
 def _hypothesis_storage() -> None:

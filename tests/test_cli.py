@@ -128,3 +128,40 @@ def test_check_leaves_no_hypothesis_folder_in_the_working_directory(tmp_path):
 def test_python_dash_m_and_console_script_agree():
     result = run("--version")
     assert result.returncode == 0 and "symbackprop" in result.stdout
+
+
+def test_the_default_output_name_never_clashes_with_an_input_or_dout(capsys):
+    """`x*y + sin(x)`: the output is not called y (an input) nor out (its gradient would be dout)."""
+    assert main(["derive", "--expr", "x*y + sin(x)", "--no-cache"]) == 0
+    out = capsys.readouterr().out
+    assert "forward   z = " in out and "dout/d" not in out.replace("backward", "")
+    assert main(["generate", "--expr", "out*2", "--no-cache"]) == 2
+    assert "'out' cannot be a name: its gradient would be dout" in capsys.readouterr().err
+
+
+def test_the_python_api_picks_a_free_output_name():
+    import sympy
+
+    import symbackprop
+
+    x, y = sympy.symbols("x y", real=True)
+    layer = symbackprop.layer(x * y + sympy.sin(x))
+    assert layer.output.name == "z"
+    backward = layer.derive().backward  # oracle: SymPy's diff of the forward
+    dout = sympy.Symbol("dout", real=True)
+    for s in (x, y):
+        assert sympy.simplify(backward[s.name] - dout * sympy.diff(x * y + sympy.sin(x), s)) == 0
+
+
+@pytest.mark.parametrize("args", [
+    ["derive", "--expr", "exp(exp(exp(exp(exp(x)))))"],
+    ["latex", "--expr", "exp(exp(exp(exp(exp(x)))))"],
+])
+def test_every_command_is_bounded_in_time(args, capsys):
+    start = time.monotonic()
+    code = main([*args, "--no-cache", "--time-limit", "3"])
+    elapsed = time.monotonic() - start
+    err = capsys.readouterr().err
+    assert code in (0, 2) and elapsed < 20  # a result, or the one-line error, soon after the bound
+    if code == 2:
+        assert "did not finish within 3 s" in err and len(err.strip().splitlines()) == 1

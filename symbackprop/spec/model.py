@@ -162,6 +162,9 @@ def _validate(spec: Spec) -> None:
     for symbol in (*spec.inputs, *spec.params, *spec.constants, *(name for name, _ in spec.graph)):
         if not is_identifier(symbol.name) or symbol.name == DOUT.name:
             raise SpecError(f"{where}'{symbol.name}' cannot be a name (reserved or not an identifier)")
+        if f"d{symbol.name}" == DOUT.name:
+            raise SpecError(f"{where}'{symbol.name}' cannot be a name: its gradient would be d{symbol.name}, "
+                            "the upstream gradient's name (rename it, e.g. 'y')")
         if symbol.name in seen:
             raise SpecError(f"{where}name '{symbol.name}' is declared twice")
         seen.add(symbol.name)
@@ -187,7 +190,7 @@ def layer(
     inputs: Iterable[sympy.Symbol | str] | None = None,
     *,
     name: str = "Layer",
-    output: str = "y",
+    output: str | None = None,
 ) -> Spec:
     """Declare a layer from SymPy expressions.
 
@@ -201,14 +204,17 @@ def layer(
         sorted by name.
     name : str
         Class name of the generated layer.
-    output : str
-        Name of the output for a single expression (default ``y``).
+    output : str, optional
+        Name of the output for a single expression; default the first of ``y``, ``z``,
+        ``f``, ``u`` that is not an input's name.
 
     Symbols without assumptions are taken as real.
     """
     if isinstance(forward, str):
         raise SpecError("forward: expected a SymPy expression, got a string "
                         "(strings go through load_spec or the command line's --expr)")
+    if isinstance(forward, sympy.Basic) and output is None:
+        output = default_output(s.name for s in forward.free_symbols)
     pairs = list(forward.items()) if isinstance(forward, Mapping) else (
         [(output, forward)] if isinstance(forward, sympy.Basic) else list(forward)
     )
@@ -235,6 +241,18 @@ def layer(
     name_of = {s.name: s for s in graph_names}
     exprs = [e.xreplace({s: name_of[s.name] for s in e.free_symbols if s.name in name_of}) for e in exprs]
     return Spec(name=name, inputs=tuple(input_syms), graph=tuple(zip(graph_names, exprs)))
+
+
+#: Default names of a one-expression layer's output, in order of preference (never ``out``,
+#: whose gradient ``dout`` is the upstream gradient's name).
+OUTPUT_NAMES = ("y", "z", "f", "u", "v", "w")
+
+
+def default_output(input_names: Iterable[str]) -> str:
+    """The first of :data:`OUTPUT_NAMES` that is not an input's name (nor ``d`` of one)."""
+    taken = set(input_names)
+    taken |= {f"d{n}" for n in taken}
+    return next(n for n in OUTPUT_NAMES if n not in taken and f"d{n}" not in taken)
 
 
 def array_dout(output_shape: tuple) -> sympy.Symbol:

@@ -17,7 +17,7 @@ import sympy
 from .. import ops
 from ..errors import ParseError, SpecError
 from ..lang.parser import is_identifier, parse_expression
-from .model import ASSUMPTIONS, DOUT, Chain, Claim, Spec, array_dout
+from .model import ASSUMPTIONS, DOUT, Chain, Claim, Spec, array_dout, default_output
 
 _TOP_LEVEL_FIELDS = (
     "name", "section", "description", "inputs", "params", "constants", "assume", "output", "forward",
@@ -294,7 +294,7 @@ class _Loader(TomlLoader):
         if (forward is None) == (graph is None):
             raise self.fail("forward", "give exactly one of 'forward' (one expression) or [graph] (named steps)")
         if forward is not None:
-            output = self.get("output", str, "y")
+            output = self.get("output", str, default_output(s.name for s in inputs))
             graph = {output: forward}
             prefix = "forward"
         else:
