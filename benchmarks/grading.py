@@ -15,7 +15,10 @@ prove, and hostile strings), then grades them as a teacher would::
 
 and compares every record with the verdict its submission was built to get.
 
-Run: ``python benchmarks/grading.py [--keep] [--scale K]``.  Prints the command's summary
+With ``--dask``, also grades 40 correct submissions on a Dask ``LocalCluster`` of 1 and of 2
+workers (``--executor dask``) and prints submissions per second for each.
+
+Run: ``python benchmarks/grading.py [--keep] [--scale K] [--dask]``.  Prints the command's summary
 tables, submissions per second, the total time and each submission's average cost; exits 1
 (after a table of the mismatches) if any verdict is wrong, a cheat reached the network, or
 it took longer than the budget (3 minutes at the default scale).
@@ -157,7 +160,23 @@ def mismatches(expected: dict[str, list[str]], records: dict) -> list[tuple[str,
     return rows
 
 
-def main(keep: bool = False, scale: int = 5) -> int:
+def dask_rates(folder: Path) -> None:
+    """Submissions per second of 40 correct submissions on a LocalCluster of 1 and 2 workers."""
+    import dask
+    from distributed import LocalCluster
+
+    build(folder / "dask", {"correct": (40, layer(), [])}, "layers.py")
+    for workers in (1, 2):
+        with dask.config.set({"distributed.worker.daemon": False}), \
+                LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None) as cluster:
+            _, seconds = grade(["verify-layer", f"{folder}/dask/*/layers.py:Sigmoid", "--against", "sigmoid",
+                                "--executor", "dask", "--scheduler", cluster.scheduler_address],
+                               folder / f"dask{workers}.json")
+        print(f"dask, {workers} worker{'s' if workers > 1 else ''}: 40 submissions in {seconds:.1f} s, "
+              f"{40 / seconds:.2f} per second")
+
+
+def main(keep: bool = False, scale: int = 5, with_dask: bool = False) -> int:
     folder = Path(tempfile.mkdtemp(prefix="symbackprop-grading-"))
     server = socket.create_server(("127.0.0.1", 0))
     server.setblocking(False)
@@ -190,6 +209,8 @@ def main(keep: bool = False, scale: int = 5) -> int:
         print(f"a submission wrote outside its sandbox, or a derivation string ran code: {injected}")
     if reached:
         print("a cheat reached the network")
+    if with_dask:
+        dask_rates(folder)
     if not keep:
         subprocess.run(["rm", "-rf", str(folder)], check=False)
     if not rows:
@@ -202,4 +223,4 @@ def main(keep: bool = False, scale: int = 5) -> int:
 
 if __name__ == "__main__":
     scale = int(sys.argv[sys.argv.index("--scale") + 1]) if "--scale" in sys.argv else 5
-    sys.exit(main(keep="--keep" in sys.argv, scale=scale))
+    sys.exit(main(keep="--keep" in sys.argv, scale=scale, with_dask="--dask" in sys.argv))

@@ -282,6 +282,7 @@ def _batch_mode(args, paths: list[str]) -> bool:
     from .grading.batch import is_pattern
 
     return len(paths) > 1 or any(is_pattern(p) for p in paths) or args.format == "gradescope" or \
+        args.executor == "dask" or \
         any(getattr(args, k, None) is not None for k in ("jobs", "timeout", "memory", "shard", "isolation"))
 
 
@@ -330,8 +331,17 @@ def _grade_batch(args, tasks: list, about: dict) -> int:
     progress = Progress(len(tasks), sys.stderr)
     records = _Records(args)
     try:
-        batch = grade(tasks, jobs=args.jobs, on_progress=progress.update, on_result=records,
-                      isolation=getattr(args, "isolation", None))
+        if args.executor == "dask":
+            from .grading.batch import isolated
+            from .grading.cluster import grade_on_cluster
+
+            if not args.scheduler:
+                raise SymbackpropError("--executor dask needs --scheduler ADDRESS (e.g. tcp://host:8786)")
+            batch = grade_on_cluster(isolated(tasks, getattr(args, "isolation", None)), args.scheduler,
+                                     on_progress=progress.update, on_result=records)
+        else:
+            batch = grade(tasks, jobs=args.jobs, on_progress=progress.update, on_result=records,
+                          isolation=getattr(args, "isolation", None))
     finally:
         progress.close()
         records.close()
@@ -524,6 +534,9 @@ def _batch_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--visibility", action="append", default=[], metavar="[KIND=]VISIBILITY",
                    help="gradescope: when students see a test (hidden, after_due_date, after_published, "
                         "visible; default visible), for every test or one kind; repeatable")
+    p.add_argument("--executor", choices=("local", "dask"), default="local",
+                   help="local: processes on this machine (default); dask: tasks on a Dask cluster")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="with --executor dask: the scheduler (tcp://host:8786)")
     p.add_argument("--shard", type=_shard, metavar="K/N",
                    help="grade only the K-th of N slices of the sorted submissions (JSON; join with merge)")
 

@@ -218,7 +218,7 @@ def grade(tasks: Sequence[Task], *, jobs: int | None = None,
     jobs = max(1, jobs or default_jobs())
     start = time.monotonic()
     done: dict[int, Result] = {}
-    tasks = _isolated(tasks, isolation)
+    tasks = isolated(tasks, isolation)
     with _interruptible() as interrupted:
         _run(tasks, jobs, done, interrupted, on_progress or (lambda results, running: None),
              on_result or (lambda index, result: None))
@@ -227,9 +227,10 @@ def grade(tasks: Sequence[Task], *, jobs: int | None = None,
     return Batch(ordered, round(time.monotonic() - start, 3), jobs, bool(interrupted), pending)
 
 
-def _isolated(tasks: Sequence[Task], isolation: str | None) -> list[Task]:
+def isolated(tasks: Sequence[Task], isolation: str | None) -> list[Task]:
     """The tasks with their isolation level and the paths their sandboxes hide: every
-    submission's folder and the reference declarations."""
+    submission's folder and the reference declarations (added to what a task hides already:
+    a task sent to a cluster keeps its whole batch's)."""
     if isolation is None:
         isolation, why = sandbox.probe()
         if why and any(t.kind == "layer" for t in tasks):
@@ -237,7 +238,7 @@ def _isolated(tasks: Sequence[Task], isolation: str | None) -> list[Task]:
     hide = {str(Path(t.path).resolve().parent) for t in tasks}
     hide |= {str(Path(t.spec.source).resolve().parent) for t in tasks
              if getattr(t.spec, "source", None) and Path(t.spec.source).is_file()}
-    return [replace(t, isolation=isolation, hide=tuple(sorted(hide))) for t in tasks]
+    return [replace(t, isolation=isolation, hide=tuple(sorted(hide | set(t.hide)))) for t in tasks]
 
 
 def _run(tasks: Sequence[Task], jobs: int, done: dict[int, Result], interrupted: list,
