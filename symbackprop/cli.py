@@ -489,16 +489,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     _batch_options(p)
     p.set_defaults(run=cmd_verify_layer)
-    for command in sub.choices.values():
-        command.add_argument("--time-limit", type=_positive(float), metavar="SECONDS",
-                             help="stop the command after this long, with a one-line error (default "
-                                  f"{DEFAULT_TIME_LIMIT:g} s; check: {TIME_LIMITS['check']:g} s; verify-*: per "
-                                  "submission, --timeout)")
     p = sub.add_parser("merge", help="join the --json files of grading shards (--shard K/N) into one run's JSON")
     p.add_argument("shards", nargs="+", metavar="SHARD.json", help="the files of shards 1/N to N/N, any order")
     p.add_argument("-o", "--output", metavar="FILE", help="write the joined JSON here (atomically) instead of stdout")
     p.add_argument("--force", action="store_true", help="overwrite an existing output file")
     p.set_defaults(run=cmd_merge)
+    for command in sub.choices.values():
+        command.add_argument("--time-limit", type=_positive(float), metavar="SECONDS",
+                             help="stop the command after this long, with a one-line error (default "
+                                  f"{DEFAULT_TIME_LIMIT:g} s; check: {TIME_LIMITS['check']:g} s; verify-*: per "
+                                  "submission, --timeout)")
     for command in ("check", "derive", "generate", "latex", "graph", "verify-steps"):
         sub.choices[command].add_argument(
             "--no-cache", action="store_true",
@@ -617,7 +617,7 @@ def _run_bounded(args) -> int:
     from .errors import DerivationTimeout
     from .timebound import bounded
 
-    if args.time_limit is None and args.command in UNBOUNDED:
+    if getattr(args, "time_limit", None) is None and args.command in UNBOUNDED:
         return args.run(args)
     seconds = args.time_limit or TIME_LIMITS.get(args.command, DEFAULT_TIME_LIMIT)
     try:

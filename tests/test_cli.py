@@ -136,7 +136,7 @@ def test_the_default_output_name_never_clashes_with_an_input_or_dout(capsys):
     out = capsys.readouterr().out
     assert "forward   z = " in out and "dout/d" not in out.replace("backward", "")
     assert main(["generate", "--expr", "out*2", "--no-cache"]) == 2
-    assert "'out' cannot be a name: its gradient would be dout" in capsys.readouterr().err
+    assert "'out' cannot name an input or an intermediate: its gradient would be dout" in capsys.readouterr().err
 
 
 def test_the_python_api_picks_a_free_output_name():

@@ -162,9 +162,9 @@ def _validate(spec: Spec) -> None:
     for symbol in (*spec.inputs, *spec.params, *spec.constants, *(name for name, _ in spec.graph)):
         if not is_identifier(symbol.name) or symbol.name == DOUT.name:
             raise SpecError(f"{where}'{symbol.name}' cannot be a name (reserved or not an identifier)")
-        if f"d{symbol.name}" == DOUT.name:
-            raise SpecError(f"{where}'{symbol.name}' cannot be a name: its gradient would be d{symbol.name}, "
-                            "the upstream gradient's name (rename it, e.g. 'y')")
+        if f"d{symbol.name}" == DOUT.name and symbol != spec.output and symbol not in spec.constants:
+            raise SpecError(f"{where}'{symbol.name}' cannot name an input or an intermediate: its gradient "
+                            f"would be d{symbol.name}, the upstream gradient's name (rename it, e.g. 'u')")
         if symbol.name in seen:
             raise SpecError(f"{where}name '{symbol.name}' is declared twice")
         seen.add(symbol.name)
