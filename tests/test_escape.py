@@ -8,7 +8,6 @@ import ast
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 from hypothesis import given, strategies as st
 

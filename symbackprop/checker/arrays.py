@@ -93,10 +93,6 @@ class ArrayProblem:
             out = layer.forward(*[values[s] for s in (*spec.inputs, *spec.constants)])
         return out, layer
 
-    def objective(self, symbol, value) -> complex | float:
-        r""":math:`\langle \bar y, f \rangle` of the declaration, with ``symbol`` set to ``value``."""
-        return np.sum(self.dout * self.declared({**self.values, symbol: value}))
-
     def gradients(self) -> dict:
         """The backward pass of the class under test: returned inputs and stored parameters."""
         _, layer = self.run({k: v.copy() for k, v in self.values.items()})

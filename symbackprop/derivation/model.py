@@ -6,15 +6,11 @@ These are data: code generation, checks, verification and explanation read them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
 
 import sympy
 
 from ..lang.text import format_expression
 from ..spec.model import DOUT, Spec
-from .operations import Operations
-from .operations_arrays import array_operations
-from .operations_elementwise import elementwise_operations
 
 #: Bytes cached per element: a float, a boolean mask.
 FLOAT_BYTES, MASK_BYTES = 8, 1
@@ -102,12 +98,6 @@ class Derivation:
     def masks(self) -> dict[sympy.Symbol, sympy.Basic]:
         """Every boolean mask ``forward`` caches or ``backward`` recomputes, as its comparison."""
         return {c.symbol: c.expr for c in (*self.cache, *self.recompute) if c.mask}
-
-    @cached_property
-    def operations(self) -> Operations:
-        """The forward pass one operation at a time and the backward over those nodes
-        (:mod:`.operations`): what explanations draw and write.  Computed on first use."""
-        return (array_operations if self.spec.is_array else elementwise_operations)(self)
 
     @property
     def definitions(self) -> dict[sympy.Symbol, sympy.Expr]:

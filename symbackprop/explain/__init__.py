@@ -12,7 +12,7 @@ shapes and their backward arrows with the derivation's statements (``dW1``), and
 (``\frac{\partial L}{\partial W} = x^{T} \frac{\partial L}{\partial y}``).
 
 Everything explained is read from the derivation: its one-operation nodes and their
-backward (:attr:`Derivation.operations <symbackprop.derivation.model.Derivation.operations>`,
+backward (:func:`~symbackprop.derivation.operations_of`,
 split and accumulated once in :mod:`symbackprop.derivation.operations`), its statements,
 its cache, and higher derivatives from :mod:`symbackprop.derivation.order`.
 
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..derivation import Derivation, derivation_of
+from ..derivation import Derivation, derivation_of, operations_of
 from ..derivation.operations import Operations
 from ..derivation.order import HigherDerivative, higher_order
 from ..errors import OutputExistsError, SymbackpropError
@@ -56,8 +56,8 @@ def _spec_of(obj: Spec | Derivation) -> Spec:
 
 def operations(obj: Spec | Derivation) -> Operations:
     """The declaration one operation at a time, with the gradient each node sends back:
-    the derivation's :attr:`~symbackprop.derivation.model.Derivation.operations`."""
-    return derivation_of(obj).operations
+    the derivation's :func:`~symbackprop.derivation.operations_of`."""
+    return operations_of(obj)
 
 
 #: The names of :func:`operations` before both kinds of layer shared it.

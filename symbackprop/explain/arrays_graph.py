@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sympy
 
-from ..derivation import Derivation, derivation_of
+from ..derivation import Derivation, operations_of
 from ..derivation.operations import Operations
 from ..spec.model import Spec
 from .dot import Dot, Graph, node_ids, quote
@@ -129,7 +129,7 @@ def array_graph(obj: Spec | Derivation, *, symbolic: bool = False, backward: boo
     -------
     Graph
     """
-    g = derivation_of(obj).operations
+    g = operations_of(obj)
     if collapse:
         return Graph(_collapsed(g, symbolic, backward).text(), g.spec.name)
     drawing = _ArrayDrawing(g, symbolic)

@@ -27,7 +27,7 @@ import sympy
 from sympy.printing.latex import LatexPrinter
 
 from .. import ops
-from ..derivation import Derivation, derivation_of
+from ..derivation import Derivation, derivation_of, operations_of
 from ..errors import SpecError
 from ..spec.model import Spec
 from .tex import Form, Row, Section, StepsText, aligned, tex_name, tex_text
@@ -228,7 +228,7 @@ class ArraySteps(StepsText):
 
 def _shapes(derivation: Derivation) -> dict[sympy.Symbol, tuple]:
     """The operations' shapes (values, gradients) and those of the cached helpers."""
-    shapes = dict(derivation.operations.shapes)
+    shapes = dict(operations_of(derivation).shapes)
     for c in (*derivation.cache, *derivation.recompute):
         shapes.setdefault(c.symbol, ops.shape_of(c.expr, shapes))
     return shapes

@@ -27,7 +27,7 @@ import re
 
 import sympy
 
-from ..derivation import Derivation, derivation_of
+from ..derivation import Derivation, operations_of
 from ..derivation.operations import Operations
 from ..lang.numbers import format_number
 from ..lang.text import format_expression
@@ -134,7 +134,7 @@ def elementwise_graph(obj: Spec | Derivation, *, symbolic: bool = False, backwar
     Graph
         ``elementwise_graph(load("apple_orange")).dot`` reproduces the seed's figure 5-9.
     """
-    g = derivation_of(obj).operations
+    g = operations_of(obj)
     spec = g.spec
     labels = _Labels(g, symbolic)
     dot = Dot(spec.name)

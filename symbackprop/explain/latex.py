@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import sympy
 
-from ..derivation import Derivation, derivation_of
+from ..derivation import Derivation, derivation_of, operations_of
 from ..derivation.operations import Operation, Operations
 from ..derivation.order import HigherDerivative, higher_order, total_symbol
 from ..lang.numbers import as_sympy, format_number
@@ -98,7 +98,7 @@ def partial_symbol(v: sympy.Symbol, a: sympy.Symbol) -> sympy.Symbol:
 # -- building the rows -----------------------------------------------------------------------
 class _Builder:
     def __init__(self, derivation: Derivation):
-        self.g, self.d = derivation.operations, derivation
+        self.g, self.d = operations_of(derivation), derivation
         self.meaning: dict[sympy.Symbol, tuple] = {}
         self.masks = derivation.masks
 
@@ -430,7 +430,7 @@ def elementwise_steps(obj: Spec | Derivation, order: int = 1) -> ChainRuleSteps:
                  Section("Simplified to the chosen backward form", chain),
                  Section("The layer's derivatives through the whole forward pass, in cached values"
                          if order == 1 else f"The layer's derivatives up to order {order}, in cached values", higher)]
-    return ChainRuleSteps(derivation.operations, derivation, sections, b.meaning, order)
+    return ChainRuleSteps(operations_of(derivation), derivation, sections, b.meaning, order)
 
 
 def elementwise_derivation_latex(derivation: Derivation) -> str:

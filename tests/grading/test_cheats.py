@@ -11,7 +11,6 @@ queue, and the command's own exit code and records.
 import hashlib
 import importlib.util
 import json
-import os
 import socket
 from pathlib import Path
 
