@@ -6,7 +6,7 @@ a TwoLayerNet 784-50-10 training step at batch 100: ``grads = net.gradient(x, t)
 ``params[k] -= 0.1 * grads[k]``.  Variants: *generated* -- ``symbackprop.load(name).compile()``;
 *hand* -- numpy in the style of "Deep Learning from Scratch" ch. 5 (Affine, masked Relu,
 SoftmaxWithLoss, TwoLayerNet with an OrderedDict of layers and reversed backward: the book's
-classes of ``tests/fixtures/seed_layers.py``, SoftmaxWithLoss's forward this file's); *torch*
+classes of ``examples/book_layers.py``, SoftmaxWithLoss's forward this file's); *torch*
 -- PyTorch CPU eager autograd in float64, only when ``import torch`` works.  The hand loss
 is the book's one-hot form ``-sum(t * log(y + 1e-7)) / N``; its softmax is max-shifted with
 one exp per element (the book's repo calls exp twice: this is the stronger baseline).
@@ -34,8 +34,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 import symbackprop  # noqa: E402
-from tests.fixtures import seed_layers  # noqa: E402
-from tests.fixtures.seed_layers import Affine, Relu  # noqa: E402  the book's, kept once (tests' oracles)
+from examples import book_layers as seed_layers  # noqa: E402
+from examples.book_layers import Affine, Relu  # noqa: E402  the book's, kept once (tests' oracles)
 
 try:
     import torch
@@ -65,7 +65,7 @@ class SoftmaxWithLoss(seed_layers.SoftmaxWithLoss):
 
 
 class TwoLayerNet(seed_layers.TwoLayerNet):
-    """The book's TwoLayerNet (predict, loss, gradient of tests/fixtures/seed_layers.py), built
+    """The book's TwoLayerNet (predict, loss, gradient of examples/book_layers.py), built
     from given parameters like the generated class, with the one-exp SoftmaxWithLoss above."""
 
     def __init__(self, W1, b1, W2, b2):  # no super().__init__: it draws random weights of the sizes

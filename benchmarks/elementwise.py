@@ -38,7 +38,7 @@ import symbackprop  # noqa: E402
 # The hand-written classes live once, in the test fixtures: the book's own Sigmoid and Relu (ch. 5.5),
 # and Tanh and Exp (not in the book) from the correct, book-style classes the checker must never flag.
 from tests.fixtures.planted_layers import Exp, Tanh  # noqa: E402
-from tests.fixtures.seed_layers import Relu, Sigmoid  # noqa: E402
+from examples.book_layers import Relu, Sigmoid  # noqa: E402
 
 X = sympy.Symbol("x")
 LAYERS = {  # name -> forward expression

@@ -33,8 +33,8 @@ BUDGET = 2.0
 FIXTURES = ROOT / "tests" / "fixtures"
 
 
-def _module(name: str):
-    spec = importlib.util.spec_from_file_location(name, FIXTURES / f"{name}.py")
+def _module(name: str, folder: Path = FIXTURES):
+    spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -42,7 +42,7 @@ def _module(name: str):
 
 def classes():
     """(label, class, declaration name) for every class timed."""
-    seed, planted = _module("seed_layers"), _module("planted_layers")
+    seed, planted = _module("book_layers", ROOT / "examples"), _module("planted_layers")
     yield from (("seed " + c, getattr(seed, c), s) for c, s in
                 (("Sigmoid", "sigmoid"), ("Relu", "relu"), ("MulLayer", "multiply"), ("AddLayer", "add"),
                  ("Affine", "affine"), ("SoftmaxWithLoss", "softmax_with_loss"), ("TwoLayerNet", "two_layer_net")))
@@ -82,9 +82,9 @@ def main() -> int:
     print()
     for cls, spec in (("Sigmoid", "sigmoid"), ("Affine", "affine")):
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "symbackprop", "verify-layer", f"{FIXTURES / 'seed_layers.py'}:{cls}",
+        subprocess.run([sys.executable, "-m", "symbackprop", "verify-layer", f"{ROOT / 'examples' / 'book_layers.py'}:{cls}",
                         "--against", spec], cwd=ROOT, capture_output=True, check=True)
-        print(f"symbackprop verify-layer seed_layers.py:{cls} --against {spec}, fresh process: "
+        print(f"symbackprop verify-layer examples/book_layers.py:{cls} --against {spec}, fresh process: "
               f"{time.perf_counter() - start:.2f} s")
     return 0 if slowest < BUDGET else 1
 

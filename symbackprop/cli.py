@@ -53,6 +53,9 @@ def _specs(args) -> list:
                 raise SymbackpropError("give a SPEC (a .toml file or a bundled name such as sigmoid) or --expr")
             specs = catalog.load_all()
         else:
+            from .grading.batch import is_pattern
+
+            names = [name for given in names for name in (_step_files([given]) if is_pattern(given) else [given])]
             specs = [catalog.load(n) for n in names]
     for spec in specs:
         cached_derivation(spec, _cache(args))
@@ -72,6 +75,27 @@ def _print_json(data) -> None:
 
 
 # -- commands ---------------------------------------------------------------------------
+def cmd_list(args) -> int:
+    """One line per bundled declaration: its name, the book's section, its kind and title."""
+    from .spec import catalog
+
+    for name in catalog.bundled_names():
+        spec = catalog.load(name)
+        kind = "network" if spec.predict else "array" if spec.is_array else "elementwise"
+        title = spec.name + (f": {spec.description}" if spec.description else "")
+        print(shown(f"{name:<18} {spec.section or '-':<13} {kind:<12} {title}"))
+    return 0
+
+
+def cmd_show(args) -> int:
+    """The TOML text of a bundled declaration, as shipped, to copy and edit."""
+    from .spec import catalog
+
+    path = catalog.resolve(args.name if args.name.startswith(catalog.BUNDLED) else catalog.BUNDLED + args.name)
+    sys.stdout.write(path.read_text(encoding="utf-8"))
+    return 0
+
+
 def cmd_derive(args) -> int:
     from .derivation import derive
     from .lang.text import format_expression
@@ -439,10 +463,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec", nargs="*", help="a .toml file or a bundled name; none: every bundled declaration")
     p.add_argument("--expr", help="a one-off elementwise layer, e.g. \"1/(1 + exp(-x))\"")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--examples", type=int, default=25, help="hypothesis examples per declaration (default 25)")
+    p.add_argument("--examples", type=_positive(int), default=25, help="hypothesis examples per declaration (default 25)")
     p.add_argument("--markdown", metavar="FILE", help="also write a Markdown report, graphs drawn beside it")
     p.add_argument("--force", action="store_true", help="overwrite an existing report and its pictures")
     p.set_defaults(run=cmd_check)
+
+    p = sub.add_parser("list", help="the bundled declarations, one line each")
+    p.set_defaults(run=cmd_list)
+
+    p = sub.add_parser("show", help="print a bundled declaration's TOML, to copy and edit")
+    p.add_argument("name", help="a bundled name, e.g. sigmoid")
+    p.set_defaults(run=cmd_show)
 
     p = sub.add_parser("derive", help="local derivatives, the backward pass and the cache")
     _one_spec(p, "a one-off elementwise layer, e.g. \"tanh(x)\"")

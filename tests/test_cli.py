@@ -165,3 +165,44 @@ def test_every_command_is_bounded_in_time(args, capsys):
     assert code in (0, 2) and elapsed < 20  # a result, or the one-line error, soon after the bound
     if code == 2:
         assert "did not finish within 3 s" in err and len(err.strip().splitlines()) == 1
+
+
+def test_list_names_every_bundled_declaration_and_show_prints_its_file(capsys):
+    from symbackprop.cli import main
+    from symbackprop.spec import catalog
+
+    assert main(["list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == catalog.bundled_names()
+    assert any(line.split()[:3] == ["sigmoid", "5.5.2", "elementwise"] for line in lines)
+    assert main(["show", "sigmoid"]) == 0
+    shown_text = capsys.readouterr().out
+    assert shown_text == (catalog.bundled_dir() / "sigmoid.toml").read_text(encoding="utf-8")
+    assert main(["show", "no_such_layer"]) == 2
+    assert "no_such_layer" in capsys.readouterr().err
+
+
+def test_a_bundled_declaration_is_shown_and_accepted_as_bundled_name(capsys):
+    from symbackprop.cli import main
+
+    assert main(["derive", "bundled:sigmoid"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "Sigmoid  (bundled:sigmoid)"
+    assert main(["check", "--examples", "0", "sigmoid"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--examples" in err
+
+
+def test_check_expands_a_quoted_glob_like_the_verify_commands(tmp_path, capsys):
+    import shutil
+
+    from symbackprop.cli import main
+    from symbackprop.spec import catalog
+
+    for name in ("relu", "sigmoid"):
+        shutil.copy(catalog.bundled_dir() / f"{name}.toml", tmp_path / f"{name}.toml")
+    assert main(["check", "--json", "--no-cache", str(tmp_path / "*.toml")]) == 0
+    import json
+    names = [r["name"] for r in json.loads(capsys.readouterr().out)["results"]]
+    assert names == ["Relu", "Sigmoid"]
+    assert main(["check", str(tmp_path / "nothing*.toml")]) == 2
+    assert "no file matches" in capsys.readouterr().err

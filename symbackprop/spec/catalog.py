@@ -1,7 +1,8 @@
 """The bundled declarations (``derivations/``) and resolving a SPEC argument.
 
 A SPEC is a path to a ``.toml`` file or the name of a bundled declaration
-(``sigmoid``).  The bundled folder ships inside the wheel as
+(``sigmoid``, also written ``bundled:sigmoid``, which is how a bundled one is shown
+whatever the working folder or the installation).  The bundled folder ships inside the wheel as
 ``symbackprop/derivations``; in a source checkout it is the top-level ``derivations/``.
 """
 from __future__ import annotations
@@ -11,6 +12,9 @@ from pathlib import Path
 from ..errors import SpecError
 from .model import Spec
 from .toml import load_spec
+
+
+BUNDLED = "bundled:"  # how a bundled declaration is named and shown
 
 
 def bundled_dir() -> Path:
@@ -35,13 +39,19 @@ def resolve(spec: str) -> Path:
     SpecError
         When it is neither an existing ``.toml`` file nor a bundled name.
     """
+    if spec.startswith(BUNDLED):
+        return _bundled(spec[len(BUNDLED):], spec)
     path = Path(spec)
     if path.suffix == ".toml" or path.exists():
         if not path.is_file():
             raise SpecError(f"{spec}: no such declaration file")
         return path
-    bundled = bundled_dir() / f"{spec}.toml"
-    if bundled.is_file():
+    return _bundled(spec, spec)
+
+
+def _bundled(name: str, spec: str) -> Path:
+    bundled = bundled_dir() / f"{name}.toml"
+    if name in bundled_names():
         return bundled
     raise SpecError(f"{spec}: not a .toml file or a bundled declaration (bundled: {', '.join(bundled_names())})")
 
@@ -50,7 +60,7 @@ def load(spec: str) -> Spec:
     """Load a SPEC argument (path or bundled name)."""
     path = resolve(spec)
     bundled = path.resolve().parent == bundled_dir().resolve()
-    return load_spec(path, source=f"derivations/{path.name}" if bundled else None)
+    return load_spec(path, source=f"{BUNDLED}{path.stem}" if bundled else None)
 
 
 def load_all() -> list[Spec]:

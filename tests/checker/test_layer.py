@@ -26,7 +26,7 @@ from symbackprop.reports import KINDS
 from symbackprop import layer
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-SEED = str(FIXTURES / "seed_layers.py")
+SEED = str(FIXTURES.parents[1] / "examples" / "book_layers.py")
 PLANTED = str(FIXTURES / "planted_layers.py")
 
 

@@ -18,7 +18,7 @@ from symbackprop.derivation import arrays as derive_arrays
 from symbackprop.reports import CheckReport
 from symbackprop.spec import catalog
 
-SEED = Path(__file__).resolve().parents[1] / "fixtures" / "seed_layers.py"
+SEED = Path(__file__).resolve().parents[2] / "examples" / "book_layers.py"
 
 
 def _seed_affine():

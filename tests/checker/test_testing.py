@@ -12,14 +12,14 @@ from symbackprop.testing import assert_layer_matches, cases_for, inputs_for
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
-def _import(name: str):
-    spec = importlib.util.spec_from_file_location(name, FIXTURES / f"{name}.py")
+def _import(name: str, folder: Path = FIXTURES):
+    spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-seed = _import("seed_layers")
+seed = _import("book_layers", FIXTURES.parents[1] / "examples")
 planted = _import("planted_layers")
 
 
