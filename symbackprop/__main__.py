@@ -1,4 +1,4 @@
 """``python -m symbackprop``: the command line."""
-from .cli import main
+from .cli import run
 
-raise SystemExit(main())
+run()

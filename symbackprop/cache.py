@@ -35,7 +35,7 @@ import sympy
 from . import derivation as derive_stage
 from . import pipeline
 from .derivation.record import RecordError, from_record, to_record
-from .files import cache_dir, write_atomic
+from .files import cache_dir, private_folder, write_atomic
 from .reports import CheckReport
 from .version import __version__
 
@@ -96,14 +96,7 @@ class Cache:
 
     def _folder(self) -> Path | None:
         """The cache folder, created private; None when it is not a real folder of ours."""
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-            info = os.lstat(self.directory)
-        except OSError:
-            return None
-        if not stat.S_ISDIR(info.st_mode) or (hasattr(os, "getuid") and info.st_uid != os.getuid()):
-            return None
-        return self.directory
+        return private_folder(self.directory)
 
     def _secret(self) -> bytes | None:
         if self._key_bytes is None:

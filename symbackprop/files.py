@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -49,3 +50,16 @@ def cache_dir() -> Path:
         return Path(os.environ["SYMBACKPROP_CACHE"])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "symbackprop"
+
+
+def private_folder(path: Path) -> Path | None:
+    """``path`` created if need be (mode 0700); None unless it is a real folder (not a
+    symbolic link) owned by this user: what is read back from it is then ours."""
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        info = os.lstat(path)
+    except OSError:
+        return None
+    if not stat.S_ISDIR(info.st_mode) or (hasattr(os, "getuid") and info.st_uid != os.getuid()):
+        return None
+    return path

@@ -3,8 +3,8 @@
 For every declaration: the forward pass, the derived backward pass (node by node for
 an array layer), the cache, the error figures of the numerical check (per parameter for a
 network), and the computational graph as a picture beside them, array layers included.
-Pictures are SVG files written next to the report (``report-sigmoid.svg``), drawn by
-Graphviz; without Graphviz the DOT text is written instead (``.dot``) and
+Pictures are SVG files in a folder beside the report, named after it as a notebook's
+export names its own (``report_files/sigmoid.svg``), drawn by Graphviz; without Graphviz the DOT text is written instead (``.dot``) and
 the report says how to install it.  Nothing is written over an existing file unless
 ``force`` is given; :func:`planned_paths` lists every file before the checks run, so
 that a refusal comes first.
@@ -15,6 +15,7 @@ import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import quote
 
 from .derivation import derive
 from .errors import OutputExistsError, SymbackpropError
@@ -35,9 +36,16 @@ def picture_suffix() -> str:
     return "svg" if shutil.which("dot") else "dot"
 
 
+def pictures_folder(path: str | Path) -> Path:
+    """Where the pictures of the report ``path`` go: ``report.md`` -> ``report_files/``."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}_files")
+
+
 def planned_paths(path: str | Path, specs: Sequence[Spec]) -> list[Path]:
     """The report, then one picture per declaration, in order (names made unique)."""
     path = Path(path)
+    folder = pictures_folder(path)
     seen: set[str] = set()
     out = [path]
     for spec in specs:
@@ -46,7 +54,7 @@ def planned_paths(path: str | Path, specs: Sequence[Spec]) -> list[Path]:
         while slug in seen:
             slug, k = f"{base}-{k}", k + 1
         seen.add(slug)
-        out.append(path.with_name(f"{path.stem}-{slug}.{picture_suffix()}"))
+        out.append(folder / f"{slug}.{picture_suffix()}")
     return out
 
 
@@ -58,6 +66,9 @@ def refuse_existing(paths: Sequence[Path], force: bool) -> None:
                 raise OutputExistsError(f"{p}: exists; pass --force to overwrite")
     if not paths[0].parent.is_dir():
         raise SymbackpropError(f"{paths[0]}: folder {paths[0].parent} does not exist")
+    folder = pictures_folder(paths[0])
+    if folder.exists() and not folder.is_dir():
+        raise OutputExistsError(f"{folder}: exists and is not a folder (the report's pictures go there)")
 
 
 def _picture(spec: Spec, path: Path, force: bool) -> str:
@@ -66,11 +77,12 @@ def _picture(spec: Spec, path: Path, force: bool) -> str:
         drawing = graph(spec)
     except SymbackpropError as exc:
         return f"*no graph: {exc}*"
+    link = quote(f"{path.parent.name}/{path.name}")  # a report named "my report.md" still links
     if path.suffix == ".dot":
         write_atomic(path, drawing.dot, force=force)
-        return f"[graph as DOT]({path.name}) *(install Graphviz to draw it: apt-get install graphviz)*"
+        return f"[graph as DOT]({link}) *(install Graphviz to draw it: apt-get install graphviz)*"
     write_atomic(path, drawing.render("svg"), force=force)
-    return f"![computational graph of {spec.name}]({path.name})"
+    return f"![computational graph of {markdown_text(spec.name)}]({link})"
 
 
 def _backward(d) -> str:
@@ -116,7 +128,7 @@ def write_markdown(path: str | Path, specs: Sequence[Spec], reports: Sequence[Ch
     Parameters
     ----------
     path : str or Path
-        The Markdown file; pictures go beside it, named after it.
+        The Markdown file; pictures go in :func:`pictures_folder` beside it.
     specs, reports : sequences
         The declarations and their check reports, in the same order.
     force : bool
@@ -124,6 +136,7 @@ def write_markdown(path: str | Path, specs: Sequence[Spec], reports: Sequence[Ch
     """
     paths = planned_paths(path, specs)
     refuse_existing(paths, force)
+    pictures_folder(path).mkdir(exist_ok=True)
     ok = sum(r.ok for r in reports)
     parts = [(f"# symbackprop check\n\n{ok} of {len(reports)} declarations checked OK. Errors: the largest "
               "relative error of the backward pass against numerical differentiation (complex step or "

@@ -18,6 +18,28 @@ INFORMATIONAL = frozenset({"kink-only"})
 #: first step of a chain that has nothing before it (a standalone chain's starting expression).
 STATUSES = ("proved", "numeric", "conditional", "wrong")
 GIVEN = "given"
+#: The rule that decided a comparison (``Verdict.rule``), with the sentence that states it
+#: (docs/verifying.md, "Which rule applied").  Measure is the declared domain's: a step may
+#: lose points and curves (``conditional``), never a region (``wrong``).
+RULES = {
+    "given": "the starting expression: nothing to compare with",
+    "identity": "shown equal symbolically, both sides defined at the same points",
+    "explicit-entries": "equal entry by entry at small explicit shapes, at random points",
+    "random-points": "equal at random points of the declared domain (40 digits), not proved",
+    "few-points": "equal where both sides are defined, but defined at too few sampled points to say more",
+    "excluded-set": "equal except on a set of measure zero (points, curves) where one side is undefined; the set is named",
+    "kink": "equal except at a kink, where the sides take different values",
+    "assumption": "equal on the declared domain, using a declared assumption or constraint, which is named",
+    "differs": "different at a point of the declared domain: the counterexample",
+    "lost-region": "one side undefined on a region (positive measure) of the declared domain where the other "
+                   "is defined: a point of it, and the assumption that would make the step hold",
+    "nowhere-defined": "neither side is defined anywhere on the declared domain",
+    "exact-numbers": "equal numbers in exact arithmetic",
+    "numbers-within-tolerance": "numbers equal within the written or stated tolerance",
+    "numbers-differ": "numbers that differ by more than the tolerance",
+    "undefined-at-point": "a side is undefined at the chain's point 'at'",
+    "no-target": "nothing derived to compare with",
+}
 
 
 def failing_kinds(findings: list[dict]) -> list[str]:
@@ -142,6 +164,9 @@ class Verdict:
         One readable sentence.
     tolerance : float or None
         The tolerance used when numbers were compared.
+    rule : str or None
+        The key of :data:`RULES` that decided the status (several, joined by ``+``, when
+        a conditional rests on more than one condition).
     """
 
     status: str
@@ -149,10 +174,11 @@ class Verdict:
     counterexample: dict | None = None
     condition: str | None = None
     tolerance: float | None = None
+    rule: str | None = None
 
     def to_json(self) -> dict:
         out = {"status": self.status, "counterexample": self.counterexample,
-               "condition": self.condition, "explanation": self.explanation}
+               "condition": self.condition, "explanation": self.explanation, "rule": self.rule}
         if self.tolerance is not None:
             out["tolerance"] = self.tolerance
         return out
@@ -248,6 +274,8 @@ def _count(n: int, word: str) -> str:
 
 def _entry(head: str, verdict: Verdict, indent: str) -> list[str]:
     label = verdict.status.upper() if verdict.status == "wrong" else verdict.status
+    if verdict.rule and verdict.status != GIVEN:
+        label += f" [{verdict.rule}]"
     out = [f"{indent}{head:<58} {label}"]
     if verdict.explanation and verdict.status not in ("proved", GIVEN):
         out.append(f"{indent}    {shown(verdict.explanation)}")

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from .errors import DerivationTimeout
+from .interrupts import in_gc_callback
 
 T = TypeVar("T")
 
@@ -31,10 +32,11 @@ class _Expired(BaseException):
 
 
 def _on_alarm(signum, frame):  # pragma: no cover - exercised through bounded()
-    # Re-arm first: if this exception lands somewhere that swallows it (a gc
-    # callback, a __del__), the next alarm interrupts the work again.
+    # Re-arm first: if this exception lands somewhere that swallows it (a __del__),
+    # the next alarm interrupts the work again.
     signal.setitimer(signal.ITIMER_REAL, 0.05)
-    raise _Expired()
+    if not in_gc_callback(frame):  # there it would only be printed ("Exception ignored"): wait 50 ms
+        raise _Expired()
 
 
 def _can_use_signals() -> bool:

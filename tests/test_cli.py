@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -206,3 +207,25 @@ def test_check_expands_a_quoted_glob_like_the_verify_commands(tmp_path, capsys):
     assert names == ["Relu", "Sigmoid"]
     assert main(["check", str(tmp_path / "nothing*.toml")]) == 2
     assert "no file matches" in capsys.readouterr().err
+
+
+APPLES = "examples/derivations/apples.toml"
+
+
+@pytest.mark.parametrize("args, named", [
+    (["check", "sigmoid", "--examples", "0"], "--examples"),
+    (["check", "sigmoid", "--time-limit", "nan"], "--time-limit"),
+    (["verify-steps", APPLES, "--timeout", "inf"], "--timeout"),
+    (["verify-steps", APPLES, "--jobs", "0"], "--jobs"),
+    (["verify-steps", APPLES, "--memory", "12Q"], "--memory"),
+    (["verify-steps", APPLES, "--shard", "3/2"], "--shard"),
+    (["verify-steps", APPLES, "--visibility", "hidden"], "--visibility"),          # not gradescope: ignored before
+    (["verify-steps", APPLES, "--format", "gradescope", "--visibility", "sometimes"], "--visibility"),
+    (["verify-steps", APPLES, "--scheduler", "tcp://127.0.0.1:1"], "--scheduler"),  # not dask: ignored before
+    (["derive", "sigmoid", "--order", "9"], "--order"),
+])
+def test_every_option_is_validated_with_one_line_naming_it(args, named, capsys, monkeypatch):
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and named in err, err

@@ -11,7 +11,9 @@ array atoms by their definitions, differentiated numerically), never from genera
 """
 from __future__ import annotations
 
+import functools
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -26,6 +28,20 @@ from .layer import ElementwiseReference, ElementwiseVerifier, load_class
 from .layer_arrays import verify_array_layer
 
 
+def _quiet(fn: Callable) -> Callable:
+    """The probes feed layers overflowing and undefined inputs on purpose, and report what
+    matters as findings: numpy's RuntimeWarnings about them are not for the user's terminal.
+    (A probe that turns warnings into findings sets its own filter inside.)"""
+    @functools.wraps(fn)
+    def quiet(*args, **kwargs):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return fn(*args, **kwargs)
+
+    return quiet
+
+
+@_quiet
 def check_generated(derivation: Derivation, cls: type, *, max_examples: int = 25) -> CheckReport:
     """Check the generated class ``cls`` of ``derivation`` numerically (array layers with
     half the examples: each costs several forward passes per value), then with every probe
@@ -40,6 +56,7 @@ def check_generated(derivation: Derivation, cls: type, *, max_examples: int = 25
     return report
 
 
+@_quiet
 def verify_layer(cls_or_factory: Callable[..., Any], spec: Spec | str, *, seed: int = 0,
                  examples: Iterable[Any] = (), ignore: Iterable[str] = (),
                  name: str | None = None, current: Callable[[Any], Any] | None = None) -> LayerReport:

@@ -167,7 +167,8 @@ class ElementwiseReference:
                 for j in range(len(xs)):
                     for sign in (-1, 1):
                         moved = list(base)
-                        moved[j] = base[j] + sign * mpmath.mpf(10) ** -20 * max(1, abs(base[j]))
+                        with mpmath.workdps(_MP_DPS):  # at mpmath's default 15 digits the move vanishes for |x| > 1e-5
+                            moved[j] = base[j] + sign * mpmath.mpf(10) ** -20 * max(1, abs(base[j]))
                         v = _mp_value(fn, moved)
                         if np.isfinite(v):
                             lo[k], hi[k] = min(lo[k], v), max(hi[k], v)

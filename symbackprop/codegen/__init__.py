@@ -7,12 +7,17 @@ kernels; needs ``pip install '.[fast]'``).  A new backend is one entry.
 """
 from __future__ import annotations
 
+import hashlib
 import linecache
+import sys
+import types
 import weakref
 from collections.abc import Callable
+from pathlib import Path
 
 from ..derivation.model import Derivation
 from ..errors import GenerationError
+from ..files import cache_dir, private_folder, write_atomic
 from . import fused, scaffold
 from .scaffold import class_name
 
@@ -54,22 +59,57 @@ _COMPILED: dict[tuple, tuple] = {}  # (id of a derivation, backend, name) -> (we
 
 
 def compile_class(derivation: Derivation, name: str | None = None, backend: str = "numpy") -> type:
-    """The generated class, compiled in memory (no file written), once per derivation,
-    backend and name."""
+    """The generated class, compiled in memory, once per derivation, backend and name.
+
+    The fused backend's source is also written to the kernels folder (:func:`kernel_file`)
+    so that numba caches the compiled kernels on disk, keyed by that source: a second
+    process loads them instead of compiling again.
+    """
     key = (id(derivation), backend, name)
     ref, cls = _COMPILED.get(key, (None, None))
     if ref is None or ref() is not derivation:
-        cls = _compile(generate(derivation, name, backend), class_name(name or derivation.spec.name))
+        source = generate(derivation, name, backend)
+        cls_name = class_name(name or derivation.spec.name)
+        on_disk = kernel_file(source) if backend == "fused" else None
+        cls = _compile(source, cls_name, str(on_disk) if on_disk else f"<symbackprop:{cls_name}>")
         _COMPILED[key] = (weakref.ref(derivation, lambda _: _COMPILED.pop(key, None)), cls)
     return cls
 
 
-def _compile(source: str, cls_name: str) -> type:
+def kernel_file(source: str) -> Path | None:
+    """``<cache folder>/kernels/<sha256 of source>.py`` holding ``source`` (written once);
+    None when the folder is not a private one of this user's.
+
+    Only numba reads the file (its source stamp, and its compiled kernels in
+    ``__pycache__`` beside it); the class itself is compiled from ``source`` in memory.
+    """
+    folder = private_folder(cache_dir() / "kernels")
+    if folder is None:
+        return None
+    path = folder / f"k{hashlib.sha256(source.encode()).hexdigest()[:32]}.py"
+    try:
+        if not (path.is_file() and not path.is_symlink() and path.read_text(encoding="utf-8") == source):
+            write_atomic(path, source, force=True)
+    except (OSError, UnicodeDecodeError):
+        return None
+    return path
+
+
+def _compile(source: str, cls_name: str, filename: str) -> type:
     """Run generated source (printed from our own SymPy trees, never from user text) in a
-    fresh namespace; its lines are registered so that tracebacks show them."""
-    filename = f"<symbackprop:{cls_name}>"
+    fresh namespace; its lines are registered so that tracebacks show them.
+
+    Source backed by a kernels file becomes a module of its own in ``sys.modules``
+    (``symbackprop_kernels.k<hash>``): numba finds a cached kernel's globals by module name.
+    """
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    namespace: dict = {"__name__": "symbackprop_generated"}
+    if filename.startswith("<"):
+        namespace: dict = {"__name__": "symbackprop_generated"}
+    else:
+        module = types.ModuleType(f"symbackprop_kernels.{Path(filename).stem}")
+        module.__file__ = filename
+        sys.modules[module.__name__] = module
+        namespace = module.__dict__
     exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - our generated source only
     cls = namespace[cls_name]
     cls.__symbackprop_source__ = source

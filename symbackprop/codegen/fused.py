@@ -614,4 +614,7 @@ def _param(symbol, shapes) -> str:
 
 
 def _is_boolean(expr) -> bool:
-    return isinstance(expr, (sympy.core.relational.Relational, sympy.logic.boolalg.Boolean))
+    """A comparison or a logical combination (not a plain symbol: SymPy counts every Symbol as
+    a Boolean, so a gradient aliased to another, ``dy = dd``, was once stored as a mask)."""
+    return isinstance(expr, (sympy.core.relational.Relational, sympy.logic.boolalg.BooleanFunction,
+                             sympy.logic.boolalg.BooleanAtom))

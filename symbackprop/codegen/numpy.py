@@ -17,7 +17,7 @@ first and plain names and numbers last (``(1 - y)*y*dout`` allocates one array,
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import sympy
 from sympy.printing.numpy import NumPyPrinter
@@ -38,9 +38,10 @@ class NumpyLayerPrinter(NumPyPrinter):
 
     printmethod = "_numpy_layer_code"
 
-    def __init__(self, names: Mapping[sympy.Symbol, str] | None = None):
+    def __init__(self, names: Mapping[sympy.Symbol, str] | None = None, masks: Collection[sympy.Symbol] = ()):
         super().__init__({"fully_qualified_modules": False, "allow_unknown_functions": False})
         self.names = dict(names or {})
+        self.masks = frozenset(masks)  # boolean arrays: multiplied last, after a float array
 
     def doprint(self, expr, assign_to=None):  # noqa: D102 - see class docstring
         return super().doprint(stable(expr), assign_to)
@@ -178,6 +179,12 @@ class NumpyLayerPrinter(NumPyPrinter):
             text = self._where(self._print(c), self._print(value), text)
         return text
 
+    def _is_mask(self, e: sympy.Basic) -> bool:
+        """A boolean mask, alone or as the indicator ``Piecewise((1, mask), (0, True))``."""
+        if isinstance(e, sympy.Piecewise) and len(e.args) == 2 and e.args[0][0] == 1 and e.args[1] == (0, True):
+            e = e.args[0][1]
+        return e in self.masks
+
     def _where(self, cond: str, value: str, otherwise: str) -> str:
         """``value`` where ``cond`` holds, else ``otherwise``."""
         return f"{self._np('where')}({cond}, {value}, {otherwise})"
@@ -232,7 +239,9 @@ class NumpyLayerPrinter(NumPyPrinter):
         sign = "-" if coeff.is_negative else ""
         coeff = -coeff if coeff.is_negative else coeff
         prec = sympy.printing.precedence.PRECEDENCE["Mul"]
-        ordered = sorted(num, key=lambda f: f.is_Atom)  # compound factors first (stable sort)
+        # compound factors first, boolean masks last: bool array * Python float is float64
+        # (NumPy's rules), so a mask first would turn a float32 gradient into float64
+        ordered = sorted(num, key=lambda f: (f.is_Atom or self._is_mask(f), self._is_mask(f)))
         parts = [self.parenthesize(f, prec) for f in ordered]
         if coeff != 1:
             parts.append(self._print(coeff))

@@ -21,6 +21,7 @@ from ..errors import GenerationError
 from ..escape import in_docstring
 from ..lang.functions import SPECIAL
 from ..lang.parser import is_identifier
+from ..lang.stable import stable
 from ..lang.text import format_expression
 from ..spec.model import DOUT
 from ..version import __version__
@@ -72,7 +73,8 @@ def statements(pairs: list[tuple[sympy.Symbol, sympy.Expr]], printer: NumpyLayer
     fresh = (sympy.Symbol(f"e{i}", real=True) for i in itertools.count() if f"e{i}" not in reserved)
     lines = []
     for symbol, expr in pairs:
-        replacements, (reduced,) = sympy.cse([_keep_dtype(expr)], symbols=fresh, order="none")
+        # stable forms first: pulled out by cse, exp(x) in exp(x)/(1 + exp(x)) could not become the logistic
+        replacements, (reduced,) = sympy.cse([_keep_dtype(stable(expr))], symbols=fresh, order="none")
         constants = {s: e for s, e in replacements if not e.free_symbols}
         for s, e in replacements:
             if s not in constants:
@@ -229,7 +231,7 @@ def backward_lines(derivation: Derivation) -> list[str]:
     names.update({s: f"self.{s.name}" for s in derivation.dims_used})
     names.update(param_refs(spec))
     names.update(grad_refs(spec))
-    printer = NumpyLayerPrinter(names)
+    printer = NumpyLayerPrinter(names, masks=derivation.masks)
     pairs = [(c.symbol, c.expr) for c in derivation.recompute] + list(derivation.steps)
     reserved = {s.name for s, _ in pairs} | set(names_of(derivation)) | {DOUT.name}
     lines = guarded(statements(pairs, printer, reserved), pairs)

@@ -268,11 +268,14 @@ def _choose(search: NodeSearch, per_arg: dict[sympy.Symbol, list[sympy.Expr]]):
     best = None
     for combo in itertools.product(*per_arg.values()):
         atoms = set().union(*(c.free_symbols for c in combo)) - {DOUT}
-        optional = sorted(atoms - set(search.args), key=lambda s: s.name)
+        # a symbol with no definition here (a constant of the declaration, such as targets t)
+        # is stored as it is, like an argument
+        given = {a for a in atoms if a in search.args or (a not in search.anchors and search.helper_of(a) is None)}
+        optional = sorted(atoms - given, key=lambda s: s.name)
         for cached_flags in itertools.product((True, False), repeat=len(optional)):
             cached = {a for a, keep in zip(optional, cached_flags) if keep}
             recomputed = [a for a in optional if a not in cached]
-            needed_args = atoms & set(search.args)
+            needed_args = set(given)
             arithmetic = sum(arithmetic_cost(c) for c in combo)
             for a in recomputed:
                 definition = search.anchors.get(a)

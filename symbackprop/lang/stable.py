@@ -6,6 +6,7 @@
  ``log(1 + exp(u))``   ``softplus(u)``         ``exp(1000)`` is inf (numpy: ``logaddexp``)
  ``log(1 + u)``        ``log1p(u)``            ``1 + 1e-20`` is 1
  ``exp(u) - 1``        ``expm1(u)``            cancellation near 0
+ ``exp(u)/(1 + exp(u))`` ``1/(1 + exp(-u))``   inf/inf for large ``u`` (the logistic function)
 ====================  =====================  ==========================================
 
 Both the code printers (:mod:`symbackprop.codegen`) and the float64 evaluator
@@ -30,7 +31,20 @@ def stable(expr: sympy.Basic) -> sympy.Basic:
         lambda e: isinstance(e, sympy.log) and _one_plus(e.args[0]) is not None,
         lambda e: log1p(_one_plus(e.args[0])),
     )
+    expr = expr.replace(lambda e: isinstance(e, sympy.Mul), _logistic_in_product)
     return expr.replace(lambda e: isinstance(e, sympy.Add), _expm1_in_sum)
+
+
+def _logistic_in_product(e: sympy.Mul) -> sympy.Expr:
+    """``exp(u) * (1 + exp(u))**-1 * rest`` -> ``(1 + exp(-u))**-1 * rest``."""
+    factors = list(e.args)
+    for f in factors:
+        if isinstance(f, sympy.Pow) and f.exp == -1:
+            u = _one_plus(f.base)
+            if isinstance(u, sympy.exp) and u in factors:
+                rest = [g for g in factors if g is not f and g is not u]
+                return sympy.Mul(*rest, 1 / (1 + sympy.exp(-u.args[0])))
+    return e
 
 
 def _one_plus(e: sympy.Basic) -> sympy.Expr | None:

@@ -88,6 +88,13 @@ class _Printer(StrPrinter):
         if rest != 1 and is_decimal(coeff):
             sign = "-" if coeff < 0 else ""
             return f"{sign}{self._print_Rational(abs(coeff))}*{self.parenthesize(rest, PRECEDENCE['Mul'])}"
+        if coeff == -1 and isinstance(rest, sympy.Mul):
+            factors = rest.as_ordered_factors()
+            if isinstance(factors[0], sympy.Add) and not any(f.is_Pow and f.exp.is_negative for f in factors):
+                # "-(1 - t)*p" would parse back as (t - 1)*p: a sum must not follow the minus
+                ordered = sorted(factors, key=lambda f: isinstance(f, sympy.Add))
+                product = "*".join(self.parenthesize(f, PRECEDENCE["Mul"]) for f in ordered)
+                return f"-({product})" if isinstance(ordered[0], sympy.Add) else f"-{product}"
         return super()._print_Mul(expr)
 
     def _print_Rational(self, expr: sympy.Rational) -> str:

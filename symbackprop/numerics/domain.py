@@ -110,6 +110,20 @@ class Domain:
         offset = np.exp(rng.uniform(-LOG_BULK, LOG_BULK, shape))
         return self.lo + offset if np.isfinite(self.lo) else self.hi - offset
 
+    def draw_far(self, rng: np.random.Generator) -> float:
+        """One value over many scales, for what the bulk may miss (a side defined only
+        for :math:`x > 10`): :math:`\\pm 10^{U(-3, 6)}` on the reals, the same distance
+        from the finite end of a half-line, uniform inside a bounded interval, integers
+        in [-1000, 1000]."""
+        if self.kind == "integer":
+            return float(rng.integers(-1000, 1001))
+        if self.bounded:
+            return float(self.draw(rng))
+        distance = 10.0 ** rng.uniform(-3.0, 6.0)
+        if self.unbounded:
+            return float(distance if rng.random() < 0.5 else -distance)
+        return float(self.lo + distance if np.isfinite(self.lo) else self.hi - distance)
+
     def draw_mp(self, rng: np.random.Generator) -> mpmath.mpf:
         """One bulk value as an exact mpmath number (the float64 value drawn)."""
         return mpmath.mpf(float(self.draw(rng)))

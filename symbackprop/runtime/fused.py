@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+import types
 from collections import deque
 
 import numpy as np
@@ -20,6 +21,7 @@ from .vecmath import CONTRACT as _CONTRACT
 
 try:  # the optional dependency: pip install '.[fast]'
     import numba as nb
+    from numba.np.ufunc.parallel import _launch_threads
 
     # generated kernels call these as _fused.exp_ and so on
     from .vecmath import exp_, expm1_, log1p_, log_, maximum_, minimum_, row_max, row_sum, softplus_, tanh_  # noqa: F401
@@ -149,6 +151,16 @@ def result(a: np.ndarray):
     return a[()] if a.ndim == 0 else a
 
 
+def _variant(fn, which: str):
+    """``fn`` under its own qualified name: numba's on-disk cache is indexed by that name
+    and the bytecode, not by the compile options, so the serial and the parallel loop
+    of one function would otherwise load each other's machine code."""
+    copy = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
+    copy.__qualname__ = f"{fn.__qualname__}__{which}"
+    copy.__doc__ = fn.__doc__
+    return copy
+
+
 class Kernel:
     """One loop, compiled lazily twice: serially for small arrays, over all cores for large ones.
 
@@ -169,10 +181,15 @@ class Kernel:
 
     def __init__(self, fn):
         require()
-        cache = os.path.isfile(fn.__code__.co_filename)  # generated files only; in-memory classes cannot
+        cache = os.path.isfile(fn.__code__.co_filename)  # a file on disk (generated, or the kernels folder)
+        if "get_thread_id" in fn.__code__.co_names:
+            # The loop resolves get_thread_id through numba's threading layer, which compiling
+            # starts and loading from the cache does not: without it a second process's serial
+            # loop called a null address (SIGSEGV).
+            _launch_threads()
         options = {"error_model": "numpy", "cache": cache, "fastmath": _CONTRACT}
-        self.serial = nb.njit(**options)(fn)
-        self.parallel = nb.njit(parallel=True, **options)(fn)
+        self.serial = nb.njit(**options)(_variant(fn, "serial"))
+        self.parallel = nb.njit(parallel=True, **options)(_variant(fn, "parallel"))
         self.__doc__ = fn.__doc__
         self.calls = 0
         self.seconds = {True: deque(maxlen=self.KEEP), False: deque(maxlen=self.KEEP)}  # seconds per element

@@ -220,6 +220,9 @@ class _Loader(TomlLoader):
         for n, shape in table.items():
             if not is_identifier(n) or n == DOUT.name or n in self.symbols:
                 raise self.fail(f"{key}.{n}", "cannot name an array (reserved, not an identifier, or used twice)")
+            if isinstance(shape, list):  # a size written as text, "1" for 1, means the same
+                shape = [int(d) if isinstance(d, str) and d.isascii() and d.isdigit() and len(d) <= 9 else d
+                         for d in shape]
             if not isinstance(shape, list) or not all(
                     (isinstance(d, str) and is_identifier(d)) or (type(d) is int and d > 0) for d in shape):
                 raise self.fail(f"{key}.{n}", 'expected a shape: a list of dimension names or sizes, e.g. ["N", "D"]')

@@ -77,7 +77,7 @@ def verify_derivation(derivation: Derivation) -> tuple[list[ClaimReport], list[C
 def _judge_or_missing(left: Side, right: Side | None, setting: Setting, of: str) -> Verdict:
     if right is None:
         return Verdict("conditional", f"nothing derived to compare with: '{of}' is not backward.<input> "
-                       "or local.<input>", condition="not compared")
+                       "or local.<input>", condition="not compared", rule="no-target")
     return judge_bounded(left, right, setting)
 
 
@@ -104,11 +104,13 @@ def array_claims(derivation: Derivation) -> list[ClaimReport]:
     for claim in derivation.spec.claims:
         kind, _, name = claim.of.partition(".")
         if kind != "backward" or name not in derivation.backward:
-            out.append(ClaimReport(claim.of, claim.text, Verdict("unknown", "only backward.<name> claims are compared")))
+            out.append(ClaimReport(claim.of, claim.text, Verdict("unknown", "only backward.<name> claims are compared",
+                                                                          rule="no-target")))
             continue
         mismatch = explicit_difference(derivation, claim.expr, derivation.backward[name])
         out.append(ClaimReport(claim.of, claim.text, Verdict("wrong" if mismatch else "numeric",
-                                                             "compared entry by entry at small shapes", mismatch)))
+                                                             "compared entry by entry at small shapes", mismatch,
+                                                             rule="differs" if mismatch else "explicit-entries")))
     return out
 
 

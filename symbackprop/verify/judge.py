@@ -264,30 +264,34 @@ def _judge_numbers(a: sympy.Expr, b: sympy.Expr, left: Side, right: Side,
     """Numbers: exact when rational, else within the stated or written tolerance."""
     point = _point_json({**setting.at_map(setting.world), **branch}, {})
     if a == b:
-        return Verdict("proved", "equal numbers (exact arithmetic)")
+        return Verdict("proved", "equal numbers (exact arithmetic)", rule="exact-numbers")
     tolerance = setting.tolerance
     if tolerance is None:
         written = [t for t in (_rounding(left.text), _rounding(right.text)) if t is not None]
         tolerance = max(written) if written else None
     va, vb = (_number(x, DPS) for x in (a, b))
     if va is None or vb is None:
-        which = left.label if va is None else right.label
-        return Verdict("conditional", f"{which} is undefined here", condition="where both sides are defined")
+        which = " and ".join(s.label for s, v in ((left, va), (right, vb)) if v is None)
+        return Verdict("wrong", f"{which} {'is' if ' and ' not in which else 'are'} undefined at this point",
+                       counterexample={"point": point, "left": _plain(va), "right": _plain(vb)},
+                       rule="undefined-at-point")
     with mpmath.workdps(DPS):
         gap = abs(va - vb)
         scale = max(abs(va), abs(vb))
         if close(va, vb):
             method = _proof(a - b)
             if method:
-                return Verdict("proved", f"equal numbers, proved symbolically ({method})")
-            return Verdict("numeric", "equal numbers to 25 digits (not proved exactly)")
+                return Verdict("proved", f"equal numbers, proved symbolically ({method})", rule="identity")
+            return Verdict("numeric", "equal numbers to 25 digits (not proved exactly)", rule="random-points")
         allowed = float((tolerance or 0.0) + NUMBER_RTOL * scale)
         if gap <= allowed:
             return Verdict("numeric", f"equal numbers within the tolerance {allowed:.3g} "
-                           f"({left.label} is {float(va):.12g}, {right.label} {float(vb):.12g})", tolerance=allowed)
+                           f"({left.label} is {float(va):.12g}, {right.label} {float(vb):.12g})", tolerance=allowed,
+                           rule="numbers-within-tolerance")
     return Verdict("wrong", f"{left.label} is {float(va):.12g}, {right.label} {float(vb):.12g} "
                    f"(difference {float(gap):.3g}, tolerance {allowed:.3g})",
-                   counterexample={"point": point, "left": float(va), "right": float(vb)}, tolerance=float(allowed))
+                   counterexample={"point": point, "left": float(va), "right": float(vb)}, tolerance=float(allowed),
+                   rule="numbers-differ")
 
 
 _DECIMAL = re.compile(r"\s*[-+]?(\d*)\.(\d+)(?:[eE]([-+]?\d+))?\s*")
@@ -309,58 +313,131 @@ def _number(e: sympy.Expr, dps: int):
 
 def _judge_symbolic(a: sympy.Expr, b: sympy.Expr, left: Side, right: Side, setting: Setting,
                     branch: dict) -> Verdict:
+    """The rules of docs/verifying.md ("Which rule applied"), in order: a difference at a
+    point is ``wrong``; so is a side undefined on a region where the other is defined, or
+    both defined nowhere; points and curves one side excludes, kinks and the declared
+    assumptions a step needs make it ``conditional``, the excluded set named."""
     rng = np.random.default_rng(setting.seed)
     sample = _compare_at_points(a, b, rng, POINTS, relaxed=False, branch=branch)
     if sample.mismatch is not None:
-        return Verdict("wrong", _mismatch_text(sample.mismatch, left, right), counterexample=sample.mismatch)
-    conditions = []
+        return Verdict("wrong", _mismatch_text(sample.mismatch, left, right), counterexample=sample.mismatch,
+                       rule="differs")
+    if sample.region is not None:
+        return _lost_region(a, b, sample, left, right, rng)
+    if sample.used == 0:
+        return Verdict("wrong", f"neither side is defined at any of the {sample.tried} points tried on the declared "
+                       "domain", rule="nowhere-defined")
+    conditions: list[tuple[str, str]] = []
     if sample.one_sided is not None:
-        conditions.append(_one_sided_text(sample.one_sided, left, right))
+        conditions.append((_one_sided_text(sample.one_sided, left, right), "excluded-set"))
     kink = _kink_disagreement(a, b, rng, left, right)
     if kink is not None:
-        conditions.append(kink)
-    conditions += _singularities(a, b, left, right, rng)
+        conditions.append((kink, "kink"))
+    conditions += [(c, "excluded-set") for c in _singularities(a, b, left, right, rng)]
     needs = _needs_assumptions(left, right, setting, rng)
     if needs is not None:
-        conditions.append(needs)
+        conditions.append((needs, "assumption"))
     method = _proof(a - b)
     if conditions:
-        how = ("proved symbolically" if method else f"equal at {sample.used} random points" if sample.used
-               else "not compared")
-        return Verdict("conditional", f"holds {'; '.join(conditions)}; {how} there",
-                       condition="; ".join(conditions))
+        how = "proved symbolically" if method else f"equal at {sample.used} random points"
+        where = "; ".join(c for c, _ in conditions)
+        return Verdict("conditional", f"holds {where}; {how} there", condition=where,
+                       rule="+".join(dict.fromkeys(r for _, r in conditions)))
     if method:
-        return Verdict("proved", f"proved symbolically ({method})")
+        return Verdict("proved", f"proved symbolically ({method})", rule="identity")
     if sample.used < 3:
         return Verdict("conditional", "the sides are defined at too few of the sampled points to compare",
-                       condition="where both sides are defined (almost nowhere on the sampled domain)")
+                       condition="where both sides are defined (almost nowhere on the sampled domain)",
+                       rule="few-points")
     return Verdict("numeric", f"equal at {sample.used} random points (mpmath, {DPS} digits); "
-                   f"not proved within {PROOF_SECONDS:g} s per attempt")
+                   f"not proved within {PROOF_SECONDS:g} s per attempt", rule="random-points")
+
+
+def _lost_region(a: sympy.Expr, b: sympy.Expr, sample: _Sample, left: Side, right: Side,
+                 rng: np.random.Generator) -> Verdict:
+    """``wrong``: one side is undefined around a point where the other is defined (or
+    defined nowhere at all)."""
+    record = sample.region
+    side = 0 if record["left"] is None else 1
+    undefined, defined = (left, right) if side == 0 else (right, left)
+    if sample.defined[side] == 0:
+        return Verdict("wrong", f"{undefined.label} is defined at none of the {sample.tried} points tried on the "
+                       f"declared domain, {defined.label} at {sample.defined[1 - side]} of them (such as "
+                       f"{_show_point(record['point'])})", counterexample=record, rule="nowhere-defined")
+    text = (f"{undefined.label} is undefined at {_show_point(record['point'])} and around it, where "
+            f"{defined.label} is {record['left'] if side else record['right']:.12g}: "
+            "a region of the declared domain is lost, not a point")
+    fix = _assumption_that_helps(a, b, rng)
+    if fix is not None:
+        text += f"; {fix}"
+    return Verdict("wrong", text, counterexample=record, condition=fix, rule="lost-region")
+
+
+#: Sign assumptions tried, in order, to say what would make a step that loses a region hold.
+_SIGNS = (("positive", "> 0", Domain("positive", lo=0.0)), ("negative", "< 0", Domain("negative", hi=0.0)))
+
+
+def _assumption_that_helps(a: sympy.Expr, b: sympy.Expr, rng: np.random.Generator) -> str | None:
+    """The first sign assumption (all undeclared symbols, then one at a time) under which
+    the sides agree wherever either is defined: ``holds for p1, p2 > 0: declare them positive``."""
+    free = sorted((s for s in a.free_symbols | b.free_symbols if assumption_word(s) == "real"), key=lambda s: s.name)
+    groups = [free] + ([[s] for s in free] if 1 < len(free) <= 4 else [])
+    for word, relation, domain in _SIGNS:
+        for group in groups:
+            if not group:
+                continue
+            sample = _compare_at_points(a, b, rng, RELAXED_POINTS, relaxed=False,
+                                        domains={s: domain for s in group})
+            if sample.mismatch is None and sample.region is None and sample.used >= 3:
+                names = ", ".join(s.name for s in group)
+                them = "them" if len(group) > 1 else names
+                return f"holds for {names} {relation}: declare {them} {word}"
+    return None
 
 
 # -- numerical comparison -------------------------------------------------------------------
 @dataclass
 class _Sample:
     used: int = 0
+    tried: int = 0
+    defined: list[int] = field(default_factory=lambda: [0, 0])  # points where each side is defined
     mismatch: dict | None = None
-    one_sided: dict | None = None
+    one_sided: dict | None = None  # a point where one side only is undefined, on a set of measure zero
+    region: dict | None = None     # a point where one side only is undefined, and around it too
+
+
+#: Points drawn over many scales (:meth:`Domain.draw_far`) when the bulk finds too few defined.
+FAR_POINTS = 64
 
 
 def _compare_at_points(a: sympy.Expr, b: sympy.Expr, rng: np.random.Generator, n: int, *,
-                       relaxed: bool, branch: Mapping | None = None) -> _Sample:
+                       relaxed: bool, branch: Mapping | None = None,
+                       domains: Mapping[sympy.Symbol, Domain] | None = None) -> _Sample:
     """Evaluate both sides at ``n`` random points of the symbols' domains (all reals
-    when ``relaxed``); a difference at 40 digits is confirmed at 100."""
+    when ``relaxed``; ``domains`` overrides some), then at up to :data:`FAR_POINTS` points
+    over many scales while fewer than 3 were defined; a difference at 40 digits is
+    confirmed at 100.  A point where one side only is undefined is a ``region`` when
+    small moves keep it so, else (a removable point hit exactly) ``one_sided``."""
     symbols = sorted(a.free_symbols | b.free_symbols, key=lambda s: s.name)
     f, g = mp_function(a, symbols), mp_function(b, symbols)
+    space = [(Domain() if relaxed else domain_of(s, domains)) for s in symbols]
     out = _Sample()
-    for _ in range(n):
-        values = [_draw(s, rng, relaxed) for s in symbols]
+    draws = [False] * n + [True] * FAR_POINTS
+    for far in draws:
+        if far and (out.used >= 3 or out.region is not None):
+            break
+        out.tried += 1
+        values = [mpmath.mpf(d.draw_far(rng)) if far else d.draw_mp(rng) for d in space]
         va, vb = mp_call(f, values, DPS), mp_call(g, values, DPS)
+        out.defined[0] += va is not None
+        out.defined[1] += vb is not None
         if va is None and vb is None:
             continue
         record = {"point": _point_json(dict(zip(symbols, values)), branch or {}),
                   "left": _plain(va), "right": _plain(vb)}
         if va is None or vb is None:
+            if out.region is None and _undefined_around(f if va is None else g, values, rng):
+                out.region = record
             out.one_sided = out.one_sided or record
             continue
         out.used += 1
@@ -368,6 +445,17 @@ def _compare_at_points(a: sympy.Expr, b: sympy.Expr, rng: np.random.Generator, n
             out.mismatch = record
             break
     return out
+
+
+def _undefined_around(fn: Callable, values: list, rng: np.random.Generator, moves: int = 4) -> bool:
+    """Is ``fn`` undefined at small random moves away from ``values`` too (a region, not a
+    point or a curve, which a move leaves)?"""
+    for _ in range(moves):
+        moved = [v * (1 + mpmath.mpf(rng.uniform(-1e-6, 1e-6))) + mpmath.mpf(rng.uniform(-1e-9, 1e-9))
+                 for v in values]
+        if mp_call(fn, moved, DPS) is not None:
+            return False
+    return True
 
 
 def _close_confirmed(f: Callable, g: Callable, values: list) -> bool:
@@ -624,7 +712,7 @@ def verify_chain(of: str, texts: list[str], sides: list[Side], target: Side | No
     for i, (text, current) in enumerate(zip(texts, sides)):
         current.label = f"step {i}"
         if previous is None:
-            verdict = Verdict(GIVEN, "the starting expression")
+            verdict = Verdict(GIVEN, "the starting expression", rule="given")
         else:
             verdict = judge_bounded(current, previous, setting)
             if verdict.status == "wrong" and good is not None and good is not previous \

@@ -116,6 +116,66 @@ def test_another_subgradient_at_the_relu_corner_is_informational():
     assert finding.counterexample["inputs"] == {"x": 0.0} and "convention" in finding.message
 
 
+class ClipInclusive:
+    """clip(x, -1, 1) with gradient 1 at x = +-1 (PyTorch's and DeZero's hardtanh convention)."""
+
+    lo, hi = -1.0, 1.0
+
+    def forward(self, x):
+        self.x = x
+        return np.clip(x, self.lo, self.hi)
+
+    def backward(self, dout):
+        return dout * ((self.x >= self.lo) & (self.x <= self.hi))
+
+
+class ClipExclusive(ClipInclusive):
+    def backward(self, dout):
+        return dout * ((self.x > self.lo) & (self.x < self.hi))
+
+
+class ClipWrongInside(ClipInclusive):
+    def backward(self, dout):
+        return dout * 0.5 * ((self.x >= self.lo) & (self.x <= self.hi))   # a planted bug: half the slope
+
+
+class HardSigmoid:
+    """clip(0.2 x + 0.5, 0, 1): kinks at x = -2.5 and 2.5, gradient 0.2 at them (inclusive)."""
+
+    def forward(self, x):
+        self.x = x
+        return np.clip(0.2 * x + 0.5, 0.0, 1.0)
+
+    def backward(self, dout):
+        return dout * 0.2 * ((self.x >= -2.5) & (self.x <= 2.5))
+
+
+def kink_examples(*points):
+    return [(np.array(points, dtype=float),)]
+
+
+@pytest.mark.parametrize("cls", [ClipInclusive, ClipExclusive])
+def test_either_one_sided_value_at_a_kink_away_from_zero_is_informational(cls):
+    # the one-sided points were once computed at 15 digits: beyond |x| = 1e-5 both "sides" were the kink
+    spec = symbackprop.layer(sympy.Max(-1, sympy.Min(1, sympy.Symbol("x", real=True))), name="Clip")
+    report = verify_layer(cls, spec, examples=kink_examples(-1.0, 1.0, 0.3, -3.0))
+    assert report.ok, report.text()
+    assert all(f.kind == "kink-only" for f in report.findings)
+
+
+def test_the_hard_sigmoids_kinks_at_two_and_a_half_are_conventions_not_errors():
+    x = sympy.Symbol("x", real=True)
+    spec = symbackprop.layer(sympy.Max(0, sympy.Min(1, x / 5 + sympy.Rational(1, 2))), name="HardSigmoid")
+    report = verify_layer(HardSigmoid, spec, examples=kink_examples(-2.5, 2.5, 0.0, 7.0))
+    assert report.ok, report.text()
+
+
+def test_a_wrong_slope_beside_the_kinks_is_still_wrong_math():
+    spec = symbackprop.layer(sympy.Max(-1, sympy.Min(1, sympy.Symbol("x", real=True))), name="Clip")
+    report = verify_layer(ClipWrongInside, spec, examples=kink_examples(-1.0, 1.0, 0.3))
+    assert not report.ok and "wrong-math" in {f.kind for f in report.findings}
+
+
 def test_float64_saturation_of_the_seeds_sigmoid_is_not_flagged():
     cls = load_class(f"{SEED}:Sigmoid")
     xs = np.concatenate([np.linspace(30, 40, 41), -np.linspace(30, 40, 41)])

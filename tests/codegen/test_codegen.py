@@ -133,3 +133,20 @@ def test_generated_file_is_importable_from_the_command_line(tmp_path):
     spec.loader.exec_module(module)
     layer = module.Sigmoid()
     assert layer.forward(0.0) == 0.5
+
+
+@pytest.mark.parametrize("forward", ["exp(-x**2)", "exp(-x**2/2)*x", "1/(1 + x**2)", "tanh(x)**2"])
+def test_a_backward_written_from_the_output_runs_and_is_right(forward):
+    # exp(-x**2) once generated `dx = -2*x*y*dout` without caching y (NameError: y);
+    # oracle: central differences of the forward, evaluated by SymPy's own lambdify
+    x = sympy.Symbol("x", real=True)
+    expr = sympy.sympify(forward, locals={"x": x})
+    f = sympy.lambdify(x, expr, "numpy")
+    layer = symbackprop.layer(expr).compile()()
+    xs = np.linspace(-3.0, 3.0, 13)
+    y = layer.forward(xs.copy())
+    dout = np.linspace(0.5, 1.5, 13)
+    dx = layer.backward(dout.copy())
+    h = 1e-6
+    assert np.allclose(y, f(xs), rtol=1e-14, atol=1e-15)
+    assert np.allclose(dx, dout * (f(xs + h) - f(xs - h)) / (2 * h), rtol=1e-7, atol=1e-9)

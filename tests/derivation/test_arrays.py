@@ -263,3 +263,15 @@ def test_a_networks_gradient_skips_the_input_gradient_and_changes_nothing_else(b
     numeric = net.numerical_gradient(x, t)
     for k in grads:
         np.testing.assert_allclose(grads[k], numeric[k], rtol=1e-5, atol=1e-8)
+
+
+def test_a_size_written_as_text_is_the_same_size():
+    from symbackprop.spec.toml import spec_from_toml
+
+    text = 'name = "Bias"\ninputs = {{ x = ["N", "D"] }}\nparams = {{ b = [{one}, "D"] }}\n[graph]\ny = "x + b"\n'
+    as_number, as_text = (spec_from_toml(text.format(one=one)) for one in ("1", '"1"'))
+    assert [list(map(str, s)) for s in as_number.shapes.values()] == \
+        [list(map(str, s)) for s in as_text.shapes.values()]
+    assert symbackprop.check(as_text, max_examples=4).ok
+    with pytest.raises(symbackprop.errors.SymbackpropError, match="expected a shape"):
+        spec_from_toml(text.format(one='"0"'))

@@ -233,6 +233,7 @@ def own(name):
     return spec_from_toml(f'name = "{name}"\n' + OWN[name])
 
 
+@pytest.mark.needs("dot")
 @pytest.mark.parametrize("name", sorted(OWN))
 def test_declarations_of_ones_own(name):
     spec = own(name)
@@ -362,6 +363,7 @@ def test_a_wrong_arrow_is_caught():
 
 
 # -- rendering, the command line, Jupyter and the report ----------------------------------------------------
+@pytest.mark.needs("latex")
 def test_array_latex_compiles(tmp_path):
     blocks = [latex(symbackprop.load(name)) for name in ARRAY_SPECS]
     blocks += [latex(symbackprop.load(name), inline=True) for name in ("two_layer_net", "batch_norm")]
@@ -374,6 +376,7 @@ def test_array_latex_compiles(tmp_path):
     assert re.search(r"Output written on arrays\.dvi \(\d+ pages?", result.stdout)
 
 
+@pytest.mark.needs("dot", "latex", "dvipng")
 def test_commands_for_the_two_layer_network(tmp_path, capsys):
     svg = tmp_path / "net.svg"
     assert main(["graph", "two_layer_net", "-o", str(svg)]) == 0
@@ -391,6 +394,7 @@ def test_commands_for_the_two_layer_network(tmp_path, capsys):
     assert '"layer" [label="SoftmaxWithLoss"' in capsys.readouterr().out
 
 
+@pytest.mark.needs("dot")
 def test_jupyter_shows_array_derivations_and_graphs():
     derivation = symbackprop.load("two_layer_net").derive()
     shown = derivation_latex(derivation)
@@ -403,6 +407,7 @@ def test_jupyter_shows_array_derivations_and_graphs():
     assert "<svg" in bundle["image/svg+xml"] and bundle["text/plain"].startswith('digraph "TwoLayerNet"')
 
 
+@pytest.mark.needs("dot")
 def test_markdown_report_of_the_network(tmp_path):
     report = tmp_path / "report.md"
     assert main(["check", "two_layer_net", "--examples", "3", "--markdown", str(report)]) == 0
@@ -410,5 +415,5 @@ def test_markdown_report_of_the_network(tmp_path):
     assert "`dz1 = da2 @ W2.T`<br>`da1 = dz1*where(a1 > 0, 1, 0)`" in text       # node by node, as derive prints
     assert re.search(r"\| gradient check \| mean &#124;backprop - numerical&#124;: W1 \S+, b1 \S+, W2 \S+, b2 \S+ \|",
                      text)
-    assert "![computational graph of TwoLayerNet](report-twolayernet.svg)" in text
-    assert ">dW1</text>" in (tmp_path / "report-twolayernet.svg").read_text()
+    assert "![computational graph of TwoLayerNet](report_files/twolayernet.svg)" in text
+    assert ">dW1</text>" in (tmp_path / "report_files" / "twolayernet.svg").read_text()

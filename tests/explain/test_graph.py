@@ -97,6 +97,7 @@ def test_numbers_are_short(name):
         assert re.fullmatch(r"-?\d+(\.\d{1,6})?", label), label
 
 
+@pytest.mark.needs("dot")
 def test_dot_renders_svg_and_png(tmp_path):
     drawing = graph(symbackprop.load("apple_orange"))
     svg = drawing.svg()
@@ -111,6 +112,7 @@ def test_dot_renders_svg_and_png(tmp_path):
     assert by_hand.stdout.decode() == svg
 
 
+@pytest.mark.needs("dot")
 def test_graph_command_writes_files_and_never_overwrites(tmp_path, capsys):
     assert main(["graph", "apple_orange"]) == 0
     assert capsys.readouterr().out.startswith('digraph "Apples and oranges"')
@@ -147,19 +149,22 @@ def test_without_graphviz_dot_text_and_a_hint(tmp_path, monkeypatch):
         drawing.render("svg")
 
 
+@pytest.mark.needs("dot")
 def test_check_markdown_report(tmp_path, capsys):
     report = tmp_path / "report.md"
     assert main(["check", "sigmoid", "apple_orange", "affine", "--examples", "3", "--markdown", str(report)]) == 0
     text = report.read_text()
     assert "no graph" not in text
     for piece in ("## Sigmoid", "`y = 1/(1 + exp(-x))`", "`dx = dout*y*(1 - y)`", "| cache | `y` |",
-                  "max rel. error", "![computational graph of Sigmoid](report-sigmoid.svg)",
-                  "## Apples and oranges", "report-apples-and-oranges.svg",
-                  "## Affine", "`db = sum(dout, axis=0)`", "![computational graph of Affine](report-affine.svg)"):
+                  "max rel. error", "![computational graph of Sigmoid](report_files/sigmoid.svg)",
+                  "## Apples and oranges", "report_files/apples-and-oranges.svg",
+                  "## Affine", "`db = sum(dout, axis=0)`", "![computational graph of Affine](report_files/affine.svg)"):
         assert piece in text
-    assert "<svg" in (tmp_path / "report-sigmoid.svg").read_text()
-    affine = (tmp_path / "report-affine.svg").read_text()
+    assert "<svg" in (tmp_path / "report_files" / "sigmoid.svg").read_text()
+    affine = (tmp_path / "report_files" / "affine.svg").read_text()
     assert ">N×D</text>" in affine and ">dW</text>" in affine
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.md", "report_files"]  # nothing strewn beside it
+    assert len(list((tmp_path / "report_files").iterdir())) == 3
     capsys.readouterr()
     assert main(["check", "sigmoid", "--examples", "3", "--markdown", str(report)]) == 2
     assert "--force" in capsys.readouterr().err

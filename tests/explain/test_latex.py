@@ -215,6 +215,7 @@ def test_numbers_are_written_as_people_write_them(value, text):
 
 
 # -- a real TeX engine ---------------------------------------------------------------------------------------
+@pytest.mark.needs("latex")
 def test_the_latex_compiles(tmp_path):
     blocks = [latex(symbackprop.load(name), order=order) for name, order in SPECS]
     blocks += [latex(symbackprop.load(name), inline=True) for name in ("sigmoid", "apple_orange", "relu")]
@@ -228,6 +229,7 @@ def test_the_latex_compiles(tmp_path):
     assert pages and int(pages.group(1)) >= 1
 
 
+@pytest.mark.needs("latex", "dvipng")
 def test_latex_command_writes_tex_and_png(tmp_path, capsys):
     assert main(["latex", "sigmoid"]) == 0
     assert capsys.readouterr().out.startswith("\\begin{align*}")

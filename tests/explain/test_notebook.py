@@ -36,6 +36,7 @@ def printed(nb):
     return "".join(o.get("text", "") for o in outputs(nb))
 
 
+@pytest.mark.needs("dot", "latex", "dvipng")
 def test_chapter5_notebook_executes(executed):
     nb, seconds = executed
     assert seconds < 60
@@ -56,6 +57,7 @@ def test_chapter5_notebook_executes(executed):
     assert all(c.source.strip() for c in nb.cells)   # no empty cells
 
 
+@pytest.mark.needs("dot", "latex", "dvipng")
 def test_array_layers_of_section_5_6(executed):
     nb, _ = executed
     text = printed(nb)

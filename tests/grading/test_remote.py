@@ -102,7 +102,7 @@ ALIASING = """
     """
 
 
-@pytest.mark.parametrize("isolation", ["bwrap", "none"])
+@pytest.mark.parametrize("isolation", [pytest.param("bwrap", marks=pytest.mark.needs("bwrap")), "none"])
 def test_a_remote_layer_gets_the_in_process_verdict_writes_and_aliases_included(tmp_path, isolation):
     path = plant(tmp_path, ALIASING)
     here = verify_layer(load_class(f"{path}:Sigmoid"), "sigmoid")
@@ -121,6 +121,7 @@ def test_a_remote_layer_gets_the_in_process_verdict_writes_and_aliases_included(
     assert [f.message for f in there.findings] == [f.message for f in here.findings]
 
 
+@pytest.mark.needs("bwrap")
 def test_a_view_of_what_was_passed_comes_back_as_a_view(tmp_path):
     path = plant(tmp_path, """
         class Views:
@@ -138,6 +139,7 @@ def test_a_view_of_what_was_passed_comes_back_as_a_view(tmp_path):
         sandbox.finish(session)
 
 
+@pytest.mark.needs("bwrap")
 def test_a_string_result_is_invalid_not_compared(tmp_path):
     path = plant(tmp_path, """
         class Talker:

@@ -209,6 +209,24 @@ def test_limits():
     assert parse_expression("9" * MAX_INT_DIGITS) == int("9" * MAX_INT_DIGITS)
 
 
+@pytest.mark.parametrize("text", ["x+" * 50_000 + "x", "(" * 100_000, "sin(" * 25_000])
+def test_oversized_text_is_refused_before_any_parsing(monkeypatch, text):
+    # 100 kB refused by its length alone: no tokenizer, no AST, no SymPy (time proportional to len)
+    import ast as ast_module
+
+    def no_parsing(*args, **kwargs):
+        raise AssertionError("ast.parse reached for an oversized text")
+
+    monkeypatch.setattr(ast_module, "parse", no_parsing)
+    with pytest.raises(ParseError, match=r"too long \(\d+ characters, at most"):
+        parse_expression(text)
+
+
+def test_deep_text_within_the_length_is_refused_at_its_first_deep_level():
+    with pytest.raises(ParseError, match="nested too deeply|too many nested parentheses"):
+        parse_expression("exp(" * 1500 + "x" + ")" * 1500)
+
+
 def test_non_string_is_a_parse_error():
     with pytest.raises(ParseError):
         parse_expression(3)  # type: ignore[arg-type]
@@ -377,3 +395,14 @@ TOKENS = ["x", "y", "+", "-", "*", "/", "(", ")", "**", ".", ",", "e", "1", "0",
 @given(st.lists(st.sampled_from(TOKENS), max_size=30).map("".join), st.booleans())
 def test_fuzz_grammar_like_text(text, calculus):
     check_only_parse_errors(text, calculus)
+
+
+@pytest.mark.parametrize("expr", [
+    sympy.Mul(-1, 1 - y, sympy.sin(x), evaluate=False),      # as diff builds it: -(1 - y)*sin(x)
+    sympy.Mul(-1, 1 - y, sympy.Piecewise((1, x > 0), (0, True)), evaluate=False),
+    sympy.Mul(-1, x + y, x - y, evaluate=False),
+])
+def test_a_negated_product_led_by_a_sum_reads_back_as_the_same_tree(expr):
+    # "-(1 - y)*sin(x)" parses as (y - 1)*sin(x): equal, but not the same tree, and the
+    # derivation cache compares trees (a bundled hinge loss once missed the cache for it)
+    assert parse_expression(format_expression(expr), symbols=SYMBOLS) == expr

@@ -39,3 +39,32 @@ def test_sequential_inner_bounds_inside_an_outer_one():
         return attempt(spin, "a", 0.1), attempt(spin, "b", 0.1)
 
     assert attempt(two, None, 5) == ((("a", False), ("b", False)), True)
+
+
+def test_a_bound_expiring_inside_a_gc_callback_waits_for_it_instead_of_being_swallowed(monkeypatch):
+    # hypothesis times garbage collection with a gc callback; an exception raised there
+    # is only printed ("Exception ignored") and the bound would be lost for 50 ms
+    import gc
+    import sys
+
+    finished, unraisable = [], []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+
+    def slow_callback(phase, info):
+        if phase == "start":
+            end = time.perf_counter() + 0.3
+            while time.perf_counter() < end:
+                pass
+            finished.append(True)
+
+    def work():
+        gc.collect()  # the bound (0.05 s) expires inside the callback
+        spin()
+
+    gc.callbacks.append(slow_callback)
+    try:
+        with pytest.raises(DerivationTimeout):
+            bounded(work, 0.05)
+    finally:
+        gc.callbacks.remove(slow_callback)
+    assert finished and not unraisable

@@ -184,6 +184,7 @@ def test_a_removable_singularity_is_conditional_and_says_where():
     chain = one_chain("(x**2 - 1)/(x - 1)", "x + 1")
     verdict = chain.steps[1].verdict
     assert verdict.status == "conditional" and "x - 1 != 0" in verdict.condition
+    assert verdict.rule == "excluded-set"
 
 
 def test_an_equality_that_needs_a_declared_assumption_is_conditional_and_names_it():
@@ -203,9 +204,86 @@ def test_without_the_assumption_the_same_step_is_wrong_with_a_negative_counterex
     assert verdict.counterexample["right"] == pytest.approx(value_at("sqrt(x**2)", {"x": point}))
 
 
-def test_a_step_defined_on_less_of_the_line_is_conditional_not_wrong():
+def test_a_step_that_loses_half_the_line_is_wrong_and_says_which_assumption_fixes_it():
     chain = one_chain("log(x**2)", "2*log(x)")
-    assert chain.steps[1].verdict.status == "conditional"
+    verdict = chain.steps[1].verdict
+    assert (verdict.status, verdict.rule) == ("wrong", "lost-region")
+    point = verdict.counterexample["point"]["x"]
+    assert point < 0 and verdict.counterexample["left"] is None
+    assert verdict.counterexample["right"] == pytest.approx(value_at("log(x**2)", {"x": point}))
+    assert verdict.condition == "holds for x > 0: declare x positive"
+    fixed = one_chain("log(x**2)", "2*log(x)", header='[symbols]\nx = "positive"')
+    assert fixed.ok and fixed.steps[1].verdict.status in ("proved", "conditional")
+
+
+def test_a_product_rule_for_logs_loses_a_quadrant_of_the_plane():
+    # -log(p1*p2) is defined where p1, p2 < 0; -log(p1) - log(p2) is not (issue 18's example)
+    chain = one_chain("-log(p1*p2)", "-log(p1) - log(p2)", header='[symbols]\np1 = "real"\np2 = "real"')
+    verdict = chain.steps[1].verdict
+    assert (verdict.status, verdict.rule) == ("wrong", "lost-region")
+    p1, p2 = verdict.counterexample["point"]["p1"], verdict.counterexample["point"]["p2"]
+    assert p1 < 0 and p2 < 0  # where the product is positive and neither log is real
+    assert verdict.counterexample["right"] == pytest.approx(value_at("-log(p1*p2)", {"p1": p1, "p2": p2}))
+    assert "declare them positive" in verdict.condition and "p1, p2 > 0" in verdict.condition
+    assert one_chain("-log(p1*p2)", "-log(p1) - log(p2)",
+                     header='[symbols]\np1 = "positive"\np2 = "positive"').ok
+
+
+@pytest.mark.parametrize("factor, argument", [("sqrt(2)*sqrt(-1 - x**2)/sqrt(-2 - 2*x**2)", "-1 - x**2"),
+                                              ("log(-exp(x))/log(-2*exp(x))*log(-2*exp(x))", "-exp(x)")])
+def test_a_factor_defined_at_no_real_point_makes_the_step_wrong(factor, argument):
+    x = sympy.Symbol("x", real=True)
+    assert parse_expression(argument, symbols={"x": x}).is_negative  # so no real x has a real factor
+    chain = one_chain("x", f"x*{factor}")
+    verdict = chain.steps[1].verdict
+    assert (verdict.status, verdict.rule) == ("wrong", "nowhere-defined")
+    assert not chain.ok and chain.first_wrong_step == 1
+
+
+def test_two_steps_both_defined_nowhere_are_wrong_too():
+    chain = one_chain("sqrt(-1 - x**2)", "sqrt(-2 - 2*x**2)/sqrt(2)")
+    verdict = chain.steps[1].verdict
+    assert (verdict.status, verdict.rule) == ("wrong", "nowhere-defined")
+
+
+def test_a_curve_one_side_excludes_is_measure_zero_and_conditional():
+    chain = one_chain("x + y", "(x**2 - y**2)/(x - y)")
+    verdict = chain.steps[1].verdict
+    assert (verdict.status, verdict.rule) == ("conditional", "excluded-set")
+    assert "x - y != 0" in verdict.condition
+
+
+def test_a_removable_point_of_an_integer_symbol_hit_exactly_is_still_conditional():
+    chain = one_chain("(n**2 - 1)/(n - 1)", "n + 1", header='[symbols]\nn = "integer"')
+    verdict = chain.steps[1].verdict
+    assert verdict.status == "conditional" and "excluded-set" in verdict.rule
+
+
+def test_sides_defined_only_far_from_zero_are_compared_there_not_called_undefined():
+    chain = one_chain("sqrt(x - 50)", "sqrt(2*x - 100)/sqrt(2)")
+    assert chain.steps[1].verdict.status in ("proved", "numeric")
+    wrong = one_chain("sqrt(x - 50)", "sqrt(2*x - 100)")
+    assert wrong.steps[1].verdict.status == "wrong" and wrong.steps[1].verdict.counterexample["point"]["x"] > 50
+
+
+def test_a_side_undefined_at_the_chain_point_is_wrong_there():
+    chain = one_chain("log(x)", "log(x) + 0*x", "1/(x - 2)", extra="at = { x = 2 }")
+    verdict = chain.steps[2].verdict
+    assert (verdict.status, verdict.rule) == ("wrong", "undefined-at-point")
+    assert verdict.counterexample["point"] == {"x": 2.0}
+
+
+def test_every_verdict_says_which_rule_applied_in_json_and_text(capsys):
+    from symbackprop.reports import RULES
+    for path in sorted(EXAMPLES.glob("*.toml")):
+        report = verify(path)
+        steps = [s for c in report.chains for s in c.steps] + list(report.claims)
+        assert steps and all(s.verdict.rule in RULES or all(r in RULES for r in s.verdict.rule.split("+"))
+                             for s in steps)
+        assert all(json.loads(json.dumps(s.verdict.to_json()))["rule"] == s.verdict.rule for s in steps)
+    assert main(["verify-steps", str(EXAMPLES / "softmax_with_loss.toml")]) == 0
+    out = capsys.readouterr().out
+    assert "conditional [assumption]" in out and "proved [identity]" in out
 
 
 def test_another_convention_at_a_kink_is_conditional_and_names_the_point():

@@ -1,0 +1,63 @@
+"""Ctrl-C that is never lost.
+
+Python turns SIGINT into ``KeyboardInterrupt`` wherever the main thread happens to be;
+raised inside a garbage-collector callback, a ``__del__`` or a library that converts
+exceptions, it can be swallowed ("Exception ignored in ...") or reported as another
+error.  :func:`ctrl_c_latched` installs a handler that also *latches* the press, so
+that a command asks :func:`pressed` (or calls :func:`checkpoint` between units of work)
+and ends with exit code 130 whatever became of the exception.
+"""
+from __future__ import annotations
+
+import gc
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+_pressed = False
+
+
+def _on_sigint(signum, frame):
+    global _pressed
+    _pressed = True
+    if not in_gc_callback(frame):  # there it would only be printed ("Exception ignored ..."); the latch stays
+        raise KeyboardInterrupt
+
+
+def in_gc_callback(frame, depth: int = 8) -> bool:
+    """Is ``frame`` (or one of its callers, a few levels up) a ``gc.callbacks`` function,
+    such as the one hypothesis installs to time garbage collection?  An exception raised
+    there is printed and swallowed, so signal handlers hold theirs back."""
+    codes = {getattr(cb, "__code__", None) for cb in gc.callbacks}
+    while frame is not None and depth:
+        if frame.f_code in codes:
+            return True
+        frame, depth = frame.f_back, depth - 1
+    return False
+
+
+@contextmanager
+def ctrl_c_latched() -> Iterator[None]:
+    """Within the block, Ctrl-C raises ``KeyboardInterrupt`` and is remembered."""
+    global _pressed
+    _pressed = False
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, _on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def pressed() -> bool:
+    """Was Ctrl-C pressed inside the current :func:`ctrl_c_latched` block?"""
+    return _pressed
+
+
+def checkpoint() -> None:
+    """Raise ``KeyboardInterrupt`` if Ctrl-C was pressed, even if its exception was lost."""
+    if _pressed:
+        raise KeyboardInterrupt
