@@ -249,7 +249,7 @@ def precision_message(what: str, t: Tally, place: Callable[[dict], str]) -> str:
     if t.nonfinite_edge:
         at = t.nonfinite_edge
         parts.append(f"is {at['got']} {place(at)} where the declaration gives {at['expected']:.6g} "
-                     "(overflow in float64)")
+                     "(an overflow or an underflow in float64)")
     if t.worst > RTOL:
         at = t.worst_at
         parts.append(f"relative error up to {t.worst:.2g} ({place(at)} it gives {at['got']:.12g}, the declaration "

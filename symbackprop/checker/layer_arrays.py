@@ -71,6 +71,8 @@ MAIN_BATCH, SECOND_BATCH = 4, 3
 VALUES_LIMIT = 300
 #: Magnitude of the large values.
 LARGE = 1000.0
+#: How far below its row's maximum a target's score is put (exp underflows below about -745).
+FAR_BELOW = 800.0
 _MISSING = object()
 
 
@@ -227,8 +229,25 @@ class ArrayVerifier(Checker):
         for s in self.spec.inputs:
             large.values[s] = self.large_values(s, large.values[s].shape, large.rng)
         out.append(Sample(f"large values, |{self.spec.inputs[0].name}| up to {LARGE:g}", False, problem=large))
+        out += self.targets_far_below()
         out += [Sample("a given example", True, problem=self.example_problem(e, k), given=True)
                 for k, e in enumerate(self.examples)]
+        return out
+
+    def targets_far_below(self) -> list[Sample]:
+        """For a loss with one-hot targets ``t``: every row's target score :data:`FAR_BELOW`
+        under the row's maximum, where ``exp(score - max)`` is 0 in float64 (below about
+        -745) and a naive ``-log(exp(s_t - max) / sum)`` gives inf; the declared loss is finite."""
+        out = []
+        for kind, t, axis in self.spec.assumptions:
+            scores = [x for x in self.spec.inputs if self.spec.shapes[x] == self.spec.shapes.get(t)]
+            if kind != "onehot" or not scores or len(self.spec.shapes[t]) != 2 or axis != 1:
+                continue
+            problem = self.problem(self.sizes(MAIN_BATCH), 5)
+            x, target = problem.values[scores[0]], problem.values[t].astype(bool)
+            x[target] = x.max(axis=1) - FAR_BELOW
+            out.append(Sample(f"each row's target score {FAR_BELOW:g} below the row's maximum", False,
+                              problem=problem))
         return out
 
     @staticmethod

@@ -85,3 +85,27 @@ def test_each_planted_bug_is_found_with_its_kind(cls, name, kind):
 @pytest.mark.parametrize("name", ["hinge_loss", "bce_with_logits", "huber"])
 def test_the_losses_are_bundled_and_their_generated_classes_check(name):
     assert symbackprop.check(symbackprop.load(name), max_examples=6).ok
+
+
+class IndexedSoftmaxLoss:
+    """The course assignments' form: the target's probability by index, shifted by the row max."""
+
+    def forward(self, x, t):
+        self.t, self.n = t, x.shape[0]
+        labels = t.argmax(axis=1)
+        e = np.exp(x - x.max(axis=1, keepdims=True))
+        self.y = e / e.sum(axis=1, keepdims=True)
+        with np.errstate(divide="ignore"):
+            return -np.sum(np.log(self.y[np.arange(self.n), labels])) / self.n
+
+    def backward(self, dout=1.0):
+        return dout * (self.y - self.t) / self.n
+
+
+def test_a_loss_that_underflows_when_the_target_is_far_below_the_maximum_is_found():
+    # exp(s_t - max) is 0 in float64 once s_t is about 745 below the maximum: the loss is inf,
+    # the declared one finite (about 800 here); uniform large values rarely make such rows
+    report = verify_layer(IndexedSoftmaxLoss, "softmax_with_loss")
+    (finding,) = report.findings
+    assert finding.kind == "precision" and "800 below the row's maximum" in finding.message
+    assert finding.counterexample["expected"] == pytest.approx(800, rel=0.01)
