@@ -3,7 +3,9 @@
 :data:`BACKENDS` maps a backend's name to the function that prints a module for a
 derivation: ``"numpy"`` (readable numpy in the book's shape, numpy its only import) and
 ``"fused"`` (the same class with each pass's elementwise work as multi-threaded numba
-kernels; needs ``pip install '.[fast]'``).  A new backend is one entry.
+kernels; needs ``pip install '.[fast]'``) and ``"torch"`` (a ``torch.autograd.Function``
+saving exactly the cache, and an ``nn.Module``; ``pip install '.[torch]'``).  A new
+backend is one entry.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from collections.abc import Callable
 from ..derivation.model import Derivation
 from ..errors import GenerationError
 from . import fused, scaffold
+from . import torch as torch_backend
 from .scaffold import class_name
 
 Backend = Callable[[Derivation, "str | None"], str]
@@ -22,6 +25,7 @@ Backend = Callable[[Derivation, "str | None"], str]
 BACKENDS: dict[str, Backend] = {
     "numpy": lambda derivation, name: scaffold.module(derivation, name),
     "fused": lambda derivation, name: _fused_or_numpy(derivation, name),
+    "torch": lambda derivation, name: torch_backend.module(derivation, name),
 }
 
 
@@ -59,8 +63,30 @@ def compile_class(derivation: Derivation, name: str | None = None, backend: str 
     key = (id(derivation), backend, name)
     ref, cls = _COMPILED.get(key, (None, None))
     if ref is None or ref() is not derivation:
-        cls = _compile(generate(derivation, name, backend), class_name(name or derivation.spec.name))
+        source = generate(derivation, name, backend)
+        try:
+            cls = _compile(source, class_name(name or derivation.spec.name))
+        except ModuleNotFoundError as exc:
+            if backend not in FRAMEWORKS or exc.name != backend:
+                raise
+            raise GenerationError(f"the {backend} backend needs {backend}: {FRAMEWORKS[backend]}") from None
         _COMPILED[key] = (weakref.ref(derivation, lambda _: _COMPILED.pop(key, None)), cls)
+    return cls
+
+
+#: Backends whose generated code imports a framework, with the hint shown when it is missing.
+FRAMEWORKS = {"torch": "pip install 'symbackprop[torch]'"}
+
+
+def checkable_class(derivation: Derivation, backend: str = "numpy") -> type:
+    """The generated class as the checker calls it (the book's ``forward``/``backward`` on
+    numpy arrays): the class itself, or for a framework backend a thin adapter around
+    its op (:mod:`symbackprop.codegen.adapters`)."""
+    cls = compile_class(derivation, backend=backend)
+    if backend == "torch":
+        from .adapters import torch_layer  # imports torch: only when asked for
+
+        return torch_layer(cls, derivation)
     return cls
 
 
@@ -76,4 +102,4 @@ def _compile(source: str, cls_name: str) -> type:
     return cls
 
 
-__all__ = ["BACKENDS", "class_name", "compile_class", "generate"]
+__all__ = ["BACKENDS", "checkable_class", "class_name", "compile_class", "generate"]
