@@ -7,8 +7,8 @@ for add), plus the parameters its backward reads; ``backward`` computes the deri
 gradients, :math:`\\bar{x} = \\text{dout}\\cdot y(1 - y)` for sigmoid, with torch operations,
 so that it is itself differentiable (double backward) when the cache holds only
 arguments, the output and masks.  Otherwise (a cached intermediate such as LayerNorm's
-``xc``, whose derivative torch does not know) the backward is ``once_differentiable``
-and a double backward raises instead of being silently wrong.
+``xc``, whose derivative torch does not know) a double backward raises instead of
+being silently wrong.
 
 Constants take the dtype and device of the tensors they meet (Python numbers), or of
 the first input (one-hot rows): nothing assumes the CPU.  ``<Name>`` is an
@@ -145,11 +145,22 @@ def _function(the_op: frameworks.Op, fname: str, doc: list[str]) -> list[str]:
     unpack = [f"{', '.join(the_op.saved)}, = ctx.saved_tensors"] if the_op.saved else []
     backward = [*unpack, *(f"{d} = ctx.{d}" for d in the_op.dims), *the_op.backward,
                 f"return {', '.join(the_op.gradients)}"]
-    once = [f"{INDENT}@torch.autograd.function.once_differentiable  # a cached intermediate: no double backward"]
+    if the_op.intermediate:
+        backward = _refuse_double_backward(fname, the_op) + backward
     return [f"class {fname}(torch.autograd.Function):", *frameworks.indented(doc, 1), "",
             f"{INDENT}@staticmethod", f"{INDENT}def forward({arguments}):", *frameworks.indented(forward, 2), "",
-            f"{INDENT}@staticmethod", *(once if the_op.intermediate else []),
-            f"{INDENT}def backward(ctx, dout):", *frameworks.indented(backward, 2)]
+            f"{INDENT}@staticmethod", f"{INDENT}def backward(ctx, dout):", *frameworks.indented(backward, 2)]
+
+
+def _refuse_double_backward(fname: str, the_op: frameworks.Op) -> list[str]:
+    """Lines raising when the backward runs under ``create_graph=True``: its cached
+    intermediates have no derivative torch knows, so a second derivative would be wrong
+    (``once_differentiable`` would give zeros for the inputs without a word)."""
+    arguments = {*the_op.arguments, the_op.output}
+    kept = ", ".join(n for n in the_op.saved if n not in arguments)
+    return ["if torch.is_grad_enabled():  # create_graph=True: a second derivative is asked for",
+            f'{INDENT}raise RuntimeError("{fname}: no double backward: its cache holds intermediates '
+            f'({kept}) whose derivatives torch does not know")']
 
 
 def _module_class(the_op: frameworks.Op, cls: str, doc: list[str]) -> list[str]:
