@@ -4,7 +4,8 @@
 derivation: ``"numpy"`` (readable numpy in the book's shape, numpy its only import) and
 ``"fused"`` (the same class with each pass's elementwise work as multi-threaded numba
 kernels; needs ``pip install '.[fast]'``) and ``"torch"`` (a ``torch.autograd.Function``
-saving exactly the cache, and an ``nn.Module``; ``pip install '.[torch]'``).  A new
+saving exactly the cache, and an ``nn.Module``; ``pip install '.[torch]'``) and ``"jax"``
+(a ``jax.custom_vjp`` function whose residuals are the cache; ``pip install '.[jax]'``).  A new
 backend is one entry.
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from ..derivation.model import Derivation
 from ..errors import GenerationError
 from . import fused, scaffold
+from . import jax as jax_backend
 from . import torch as torch_backend
 from .scaffold import class_name
 
@@ -26,7 +28,11 @@ BACKENDS: dict[str, Backend] = {
     "numpy": lambda derivation, name: scaffold.module(derivation, name),
     "fused": lambda derivation, name: _fused_or_numpy(derivation, name),
     "torch": lambda derivation, name: torch_backend.module(derivation, name),
+    "jax": lambda derivation, name: jax_backend.module(derivation, name),
 }
+
+#: What a backend's module defines under the name :func:`compile_class` returns (default: the class name).
+ENTRY = {"jax": jax_backend.function_name}
 
 
 def _fused_or_numpy(derivation: Derivation, name: str | None) -> str:
@@ -65,7 +71,7 @@ def compile_class(derivation: Derivation, name: str | None = None, backend: str 
     if ref is None or ref() is not derivation:
         source = generate(derivation, name, backend)
         try:
-            cls = _compile(source, class_name(name or derivation.spec.name))
+            cls = _compile(source, ENTRY.get(backend, class_name)(name or derivation.spec.name))
         except ModuleNotFoundError as exc:
             if backend not in FRAMEWORKS or exc.name != backend:
                 raise
@@ -75,7 +81,7 @@ def compile_class(derivation: Derivation, name: str | None = None, backend: str 
 
 
 #: Backends whose generated code imports a framework, with the hint shown when it is missing.
-FRAMEWORKS = {"torch": "pip install 'symbackprop[torch]'"}
+FRAMEWORKS = {"torch": "pip install 'symbackprop[torch]'", "jax": "pip install 'symbackprop[jax]'"}
 
 
 def checkable_class(derivation: Derivation, backend: str = "numpy") -> type:
@@ -87,6 +93,10 @@ def checkable_class(derivation: Derivation, backend: str = "numpy") -> type:
         from .adapters import torch_layer  # imports torch: only when asked for
 
         return torch_layer(cls, derivation)
+    if backend == "jax":
+        from .adapters import jax_layer  # imports jax: only when asked for
+
+        return jax_layer(cls, derivation)
     return cls
 
 
