@@ -110,3 +110,21 @@ def test_generated_source_imports_jax_and_math_only():
         source = symbackprop.generate(bundled(name), backend="jax")
         imports = [line for line in source.splitlines() if line.startswith(("import ", "from "))]
         assert imports == ["import math", "import jax", "import jax.numpy as jnp"]
+
+
+def test_every_function_of_the_table_runs_in_jax():
+    """Each function's layer as the jax function against SymPy's own derivative at the same points."""
+    import sympy
+
+    from tests.lang.test_function_table import FUNCTIONS, declaration, inputs_at, sympy_values
+
+    for name in FUNCTIONS:
+        spec, expr, points = declaration(name)
+        f = symbackprop.compile(spec, backend="jax")
+        xs = inputs_at(spec, points)
+        dout = np.array([0.7, -1.3, 2.1])
+        out, pullback = jax.vjp(f, *xs)
+        np.testing.assert_allclose(out, sympy_values(expr, spec, xs), rtol=1e-12, atol=1e-300, err_msg=name)
+        for got, s in zip(pullback(dout), spec.inputs):
+            want = dout * sympy_values(sympy.diff(expr, s), spec, xs)
+            np.testing.assert_allclose(np.broadcast_to(got, want.shape), want, rtol=1e-9, atol=1e-12, err_msg=name)
