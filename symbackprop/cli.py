@@ -196,6 +196,11 @@ def cmd_check(args) -> int:
     from .cache import cached_check
 
     specs = _specs(args)
+    if args.backend in ("torch", "jax") and not args.spec and not args.expr:  # every bundled one: not networks
+        for spec in (s for s in specs if s.predict is not None):
+            print(f"{shown(spec.name)}: not checked, the {args.backend} backend does not generate networks",
+                  file=sys.stderr)
+        specs = [s for s in specs if s.predict is None]
     if args.markdown:
         from .report import planned_paths, refuse_existing
 

@@ -243,3 +243,12 @@ def test_every_function_of_the_table_runs_in_torch_or_is_refused_by_name():
             want = dout * sympy_values(sympy.diff(expr, s), spec, xs)
             np.testing.assert_allclose(got.numpy(), want, rtol=1e-9, atol=1e-12)
     assert set(refused) <= {"cbrt", "gamma", "heaviside", "polygamma", "digamma"}, refused  # digamma: its derivative
+
+
+def test_the_command_line_generates_and_checks_the_torch_op(capsys):
+    from symbackprop.cli import main
+
+    assert main(["generate", "sigmoid", "--backend", "torch"]) == 0
+    assert "class SigmoidFunction(torch.autograd.Function):" in capsys.readouterr().out
+    assert main(["check", "relu", "--backend", "torch", "--examples", "3"]) == 0
+    assert "1 of 1 declarations checked OK" in capsys.readouterr().out
