@@ -36,12 +36,14 @@ def derive(spec: Spec) -> Derivation:
 
 def generate(obj: Spec | Derivation, backend: str = "numpy", name: str | None = None) -> str:
     """Source of the layer class: ``backend`` is a key of :data:`symbackprop.codegen.BACKENDS`
-    (``"numpy"``, readable; ``"fused"``, numba kernels)."""
+    (``"numpy"``, readable; ``"fused"``, numba kernels; ``"torch"``, an autograd.Function
+    and an nn.Module)."""
     return codegen.generate(derive_stage.derivation_of(obj), name, backend)
 
 
 def compile(obj: Spec | Derivation, backend: str = "numpy", name: str | None = None) -> type:  # noqa: A001
-    """The generated layer class, compiled in memory (once per derivation and backend)."""
+    """The generated layer class, compiled in memory (once per derivation and backend);
+    for ``backend="torch"`` the ``nn.Module`` class, its op as ``.function``."""
     return codegen.compile_class(derive_stage.derivation_of(obj), name, backend)
 
 
@@ -50,7 +52,7 @@ def check(spec: Spec, *, max_examples: int = 25, backend: str = "numpy") -> Chec
     numerically, and verify the declaration's hand claims and chains."""
     start = time.perf_counter()
     derivation = derive_stage.derive(spec)
-    report = check_generated(derivation, codegen.compile_class(derivation, backend=backend),
+    report = check_generated(derivation, codegen.checkable_class(derivation, backend),
                              max_examples=max_examples)
     if spec.is_array:
         claims, chains = [c.to_json() for c in array_claims(derivation)], []

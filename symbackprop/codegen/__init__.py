@@ -3,7 +3,10 @@
 :data:`BACKENDS` maps a backend's name to the function that prints a module for a
 derivation: ``"numpy"`` (readable numpy in the book's shape, numpy its only import) and
 ``"fused"`` (the same class with each pass's elementwise work as multi-threaded numba
-kernels; needs ``pip install '.[fast]'``).  A new backend is one entry.
+kernels; needs ``pip install '.[fast]'``) and ``"torch"`` (a ``torch.autograd.Function``
+saving exactly the cache, and an ``nn.Module``; ``pip install '.[torch]'``) and ``"jax"``
+(a ``jax.custom_vjp`` function whose residuals are the cache; ``pip install '.[jax]'``).  A new
+backend is one entry.
 """
 from __future__ import annotations
 
@@ -19,6 +22,8 @@ from ..derivation.model import Derivation
 from ..errors import GenerationError
 from ..files import cache_dir, private_folder, write_atomic
 from . import fused, scaffold
+from . import jax as jax_backend
+from . import torch as torch_backend
 from .scaffold import class_name
 
 Backend = Callable[[Derivation, "str | None"], str]
@@ -27,7 +32,12 @@ Backend = Callable[[Derivation, "str | None"], str]
 BACKENDS: dict[str, Backend] = {
     "numpy": lambda derivation, name: scaffold.module(derivation, name),
     "fused": lambda derivation, name: _fused_or_numpy(derivation, name),
+    "torch": lambda derivation, name: torch_backend.module(derivation, name),
+    "jax": lambda derivation, name: jax_backend.module(derivation, name),
 }
+
+#: What a backend's module defines under the name :func:`compile_class` returns (default: the class name).
+ENTRY = {"jax": jax_backend.function_name}
 
 
 def _fused_or_numpy(derivation: Derivation, name: str | None) -> str:
@@ -69,10 +79,35 @@ def compile_class(derivation: Derivation, name: str | None = None, backend: str 
     ref, cls = _COMPILED.get(key, (None, None))
     if ref is None or ref() is not derivation:
         source = generate(derivation, name, backend)
-        cls_name = class_name(name or derivation.spec.name)
+        cls_name = ENTRY.get(backend, class_name)(name or derivation.spec.name)
         on_disk = kernel_file(source) if backend == "fused" else None
-        cls = _compile(source, cls_name, str(on_disk) if on_disk else f"<symbackprop:{cls_name}>")
+        try:
+            cls = _compile(source, cls_name, str(on_disk) if on_disk else f"<symbackprop:{cls_name}>")
+        except ModuleNotFoundError as exc:
+            if backend not in FRAMEWORKS or exc.name != backend:
+                raise
+            raise GenerationError(f"the {backend} backend needs {backend}: {FRAMEWORKS[backend]}") from None
         _COMPILED[key] = (weakref.ref(derivation, lambda _: _COMPILED.pop(key, None)), cls)
+    return cls
+
+
+#: Backends whose generated code imports a framework, with the hint shown when it is missing.
+FRAMEWORKS = {"torch": "pip install 'symbackprop[torch]'", "jax": "pip install 'symbackprop[jax]'"}
+
+
+def checkable_class(derivation: Derivation, backend: str = "numpy") -> type:
+    """The generated class as the checker calls it (the book's ``forward``/``backward`` on
+    numpy arrays): the class itself, or for a framework backend a thin adapter around
+    its op (:mod:`symbackprop.codegen.adapters`)."""
+    cls = compile_class(derivation, backend=backend)
+    if backend == "torch":
+        from .adapters import torch_layer  # imports torch: only when asked for
+
+        return torch_layer(cls, derivation)
+    if backend == "jax":
+        from .adapters import jax_layer  # imports jax: only when asked for
+
+        return jax_layer(cls, derivation)
     return cls
 
 
@@ -116,4 +151,4 @@ def _compile(source: str, cls_name: str, filename: str) -> type:
     return cls
 
 
-__all__ = ["BACKENDS", "class_name", "compile_class", "generate"]
+__all__ = ["BACKENDS", "checkable_class", "class_name", "compile_class", "generate"]

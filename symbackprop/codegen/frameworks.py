@@ -1,0 +1,131 @@
+"""What the framework backends (torch, jax) share: a derivation as one custom-gradient op.
+
+A layer becomes a function of its inputs, parameters and constants (in that order),
+whose forward computes the graph's nodes and keeps *exactly* the derivation's cache
+(plus the parameters its backward reads, which the caller holds anyway), and whose
+backward computes the derived gradients from that cache:
+
+.. math:: \\bar{x}_i = \\text{dout}\\cdot \\frac{\\partial y}{\\partial x_i}
+          \\quad\\text{(written in cached values: } y(1 - y) \\text{ for sigmoid)}
+
+:class:`Op` holds the printed statements; each backend wraps them in its framework's
+mechanism (``torch.autograd.Function``, ``jax.custom_vjp``).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import sympy
+
+from ..derivation.model import Derivation
+from ..errors import GenerationError
+from ..spec.model import DOUT
+from . import scaffold
+from .numpy import NumpyLayerPrinter
+
+
+@dataclass
+class Op:
+    """One layer as a custom-gradient op, its statements printed for one framework.
+
+    Attributes
+    ----------
+    inputs, params, constants : list of str
+        The op's arguments, in this order (constants get no gradient).
+    saved : list of str
+        Arrays the forward keeps for the backward: the cache, then parameters it reads.
+    dims : list of str
+        Sizes (``N``) the backward divides by, kept as Python ints.
+    forward, backward : list of str
+        Statements: the forward computes ``output`` and the cache; the backward
+        computes ``d<name>`` for every input and parameter from ``dout``.
+    output : str
+    intermediate : bool
+        Whether a saved array is neither an argument, the output, nor a boolean mask:
+        its derivative is unknown to the framework, so the backward is differentiable
+        once only (no double backward).
+    """
+
+    inputs: list[str]
+    params: list[str]
+    constants: list[str]
+    saved: list[str]
+    dims: list[str]
+    forward: list[str]
+    backward: list[str]
+    output: str
+    intermediate: bool
+
+    @property
+    def arguments(self) -> list[str]:
+        return [*self.inputs, *self.params, *self.constants]
+
+    @property
+    def gradients(self) -> list[str]:
+        """What the backward returns: one gradient per argument, ``None`` for constants."""
+        return [*(f"d{n}" for n in (*self.inputs, *self.params)), *("None" for _ in self.constants)]
+
+
+Printer = Callable[[dict], NumpyLayerPrinter]
+
+
+def check_names(derivation: Derivation, reserved: frozenset[str], backend: str) -> None:
+    """Refuse declarations the op cannot express: networks, names the module uses itself."""
+    spec = derivation.spec
+    if spec.predict is not None:
+        raise GenerationError(f"the {backend} backend does not generate networks (predict declared) yet: "
+                              "use --backend numpy, or declare the layers one by one")
+    for name in scaffold.names_of(derivation):
+        if name in reserved:
+            raise GenerationError(f"'{name}' cannot appear in {backend} code (it names a module or the "
+                                  "context there): rename it in the declaration")
+
+
+def build(derivation: Derivation, printer: Printer, onehot: Callable[[str, str, str], list[str]],
+          zeros: str) -> Op:
+    """The op of ``derivation`` with statements printed by ``printer({symbol: name})``.
+
+    ``onehot(labels, size, like)`` prints the lines turning integer labels into one-hot
+    rows of ``like``'s dtype; ``zeros`` is the framework's ``zeros_like``.
+    """
+    spec = derivation.spec
+    pairs = scaffold.forward_pairs(derivation)
+    dims = scaffold.forward_dims(derivation, pairs)
+    reserved = {s.name for s, _ in pairs} | {s.name for s in (*spec.inputs, *spec.constants, *spec.dims)}
+    forward = scaffold.dim_bindings(spec, dims, {}) + _onehot_lines(spec, onehot)
+    forward += scaffold.statements(pairs, printer({}), reserved)
+    backward, read = _backward(derivation, printer, zeros)
+    params = [p.name for p in spec.params]
+    saved = [*derivation.cache_names, *(p for p in params if p in read and p not in derivation.cache_names)]
+    arguments = {*spec.input_names, *params, *(c.name for c in spec.constants)}
+    masks = {c.symbol.name for c in derivation.cache if c.mask}
+    intermediate = any(n not in arguments | masks | {spec.output.name} for n in saved)
+    return Op(list(spec.input_names), params, [c.name for c in spec.constants], saved,
+              [d.name for d in derivation.dims_used], forward, backward, spec.output.name, intermediate)
+
+
+def _onehot_lines(spec, onehot) -> list[str]:
+    lines = []
+    for kind, t, axis in spec.assumptions:
+        shape = spec.shapes[t]
+        if kind == "onehot" and axis == len(shape) - 1:
+            size = shape[axis]
+            lines += onehot(t.name, size.name if isinstance(size, sympy.Symbol) else str(size), spec.inputs[0].name)
+    return lines
+
+
+def _backward(derivation: Derivation, printer: Printer, zeros: str) -> tuple[list[str], set[str]]:
+    """The backward's statements (recomputed helpers, then node by node), and the names they read."""
+    spec = derivation.spec
+    pairs = [(c.symbol, c.expr) for c in derivation.recompute] + list(derivation.steps)
+    reserved = set(scaffold.names_of(derivation)) | {s.name for s, _ in pairs} | {DOUT.name}
+    lines = scaffold.statements(pairs, printer({}), reserved)
+    handed_out = {f"d{name}" for name in (*spec.input_names, *(p.name for p in spec.params))}
+    lines = [scaffold.fresh_gradient(line, handed_out).replace("np.zeros_like(", f"{zeros}(") for line in lines]
+    read = set().union(*(e.free_symbols for _, e in pairs)) if pairs else set()
+    return lines, {s.name for s in read}
+
+
+def indented(lines: list[str], depth: int) -> list[str]:
+    return [scaffold.INDENT * depth + line if line else "" for line in lines]

@@ -1,0 +1,180 @@
+"""The torch backend: a derivation as a ``torch.autograd.Function`` and an ``nn.Module``.
+
+The generated module imports ``torch`` and ``math`` only.  Its ``<Name>Function.forward``
+computes the graph with torch operations and saves exactly the derivation's cache with
+``ctx.save_for_backward`` (the output ``y`` for sigmoid, a boolean mask for ReLU, nothing
+for add), plus the parameters its backward reads; ``backward`` computes the derived
+gradients, :math:`\\bar{x} = \\text{dout}\\cdot y(1 - y)` for sigmoid, with torch operations,
+so that it is itself differentiable (double backward) when the cache holds only
+arguments, the output and masks.  Otherwise (a cached intermediate such as LayerNorm's
+``xc``, whose derivative torch does not know) a double backward raises instead of
+being silently wrong.
+
+Constants take the dtype and device of the tensors they meet (Python numbers), or of
+the first input (one-hot rows): nothing assumes the CPU.  ``<Name>`` is an
+``nn.Module`` holding the parameters as ``nn.Parameter`` and calling the function.
+
+Why ``torch.autograd.Function`` and not ``torch.library.custom_op``: a custom op's
+backward registered with ``register_autograd`` is not differentiable again (no double
+backward), and ``custom_op`` requires a schema of tensors, refusing the Python ints of
+the cache (the batch size ``N``).
+"""
+from __future__ import annotations
+
+from ..derivation.model import Derivation
+from ..errors import GenerationError
+from ..lang.functions import SPECIAL
+from . import frameworks, scaffold
+from .numpy import NumpyLayerPrinter
+from .scaffold import INDENT
+
+#: numpy spellings (the function table's ``numpy`` column) whose torch name differs;
+#: None: torch has no such function.  Every other spelling is ``torch.<same name>``.
+TORCH_SPELLING: dict[str, str | None] = {
+    f"{SPECIAL}erf": "special.erf", f"{SPECIAL}erfc": "special.erfc", f"{SPECIAL}erfinv": "special.erfinv",
+    f"{SPECIAL}gammaln": "special.gammaln", f"{SPECIAL}digamma": "special.digamma",
+    f"{SPECIAL}gamma": None, "cbrt": None, "heaviside": None,
+}
+
+#: Names the generated module gives its own meaning.
+RESERVED = frozenset({"torch", "math", "ctx", "super"})
+
+
+class TorchPrinter(NumpyLayerPrinter):
+    """Prints expressions of a derivation as torch operations (``torch.exp``, ``dim=``)."""
+
+    def _np(self, name: str) -> str:
+        spelled = TORCH_SPELLING.get(name, name)
+        if spelled is None:
+            raise GenerationError(f"torch has no function for '{name.removeprefix(SPECIAL)}': "
+                                  "use --backend numpy for this declaration")
+        return f"torch.{spelled}"
+
+    def _print_Pi(self, _):
+        return "math.pi"
+
+    def _print_Exp1(self, _):
+        return "math.e"
+
+    def _print_polygamma(self, e):
+        n, x = e.args
+        if n == 0:
+            return f"torch.special.digamma({self._print(x)})"
+        raise GenerationError("torch has no function for 'polygamma' accurate in float64 (torch.special.polygamma "
+                              "errs by 4e-10 relative at x = 2): use --backend numpy for this declaration")
+
+    def _print_softplus(self, e):
+        # exact in float32 and float64 (log1p(exp(-40)) is below their precision at 40)
+        return f"torch.nn.functional.softplus({self._print(e.args[0])}, threshold=40.0)"
+
+    def _bound(self, e, side: str) -> str:
+        """``Max(u, c)`` as ``torch.clamp(u, min=c)`` (a number is no tensor), else ``torch.maximum``."""
+        numbers = [a for a in e.args if a.is_Number]
+        tensors = [a for a in e.args if not a.is_Number]
+        if not tensors:
+            return self._print(e)
+        text = self._fold("torch.maximum" if side == "min" else "torch.minimum", tensors)
+        for c in numbers:
+            text = f"torch.clamp({text}, {side}={self._print(c)})"
+        return text
+
+    def _print_Max(self, e):
+        return self._bound(e, "min")
+
+    def _print_Min(self, e):
+        return self._bound(e, "max")
+
+    def _reduction(self, fn: str, e) -> str:
+        name = {"max": "amax"}.get(fn, fn)
+        keep = ", keepdim=True" if e.keepdims else ""
+        axis = f", dim={self._axis(e.args[1])}" if len(e.args[1]) else ""
+        return f"torch.{name}({self._print(e.args[0])}{axis}{keep})"
+
+    def _print_LogSumExp(self, e):
+        return f"torch.logsumexp({self._print(e.args[0])}, dim={self._axis(e.args[1])}, keepdim={e.keepdims})"
+
+    def _print_Softmax(self, e):
+        return f"torch.softmax({self._print(e.args[0])}, dim={int(e.args[1])})"
+
+    def _print_LogSoftmax(self, e):
+        return f"torch.log_softmax({self._print(e.args[0])}, dim={int(e.args[1])})"
+
+    def _print_ExpandDims(self, e):
+        text = self._print(e.args[0])
+        for axis in sorted(int(a) for a in e.args[1]):
+            text = f"torch.unsqueeze({text}, {axis})"
+        return text
+
+    def _print_BroadcastTo(self, e):
+        shape = ", ".join(self._print(d) for d in e.args[1])
+        return f"torch.broadcast_to({self._print(e.args[0])}, ({shape},)).clone()"
+
+
+
+def _onehot(labels: str, size: str, like: str) -> list[str]:
+    return [f"if {labels}.ndim == 1:  # integer labels: make one-hot rows",
+            f"{INDENT}{labels} = torch.eye({size}, dtype={like}.dtype, device={like}.device)[{labels}]"]
+
+
+def op(derivation: Derivation) -> frameworks.Op:
+    """The layer's op with torch statements (raises GenerationError for what torch cannot do)."""
+    frameworks.check_names(derivation, RESERVED, "torch")
+    return frameworks.build(derivation, TorchPrinter, _onehot, "torch.zeros_like")
+
+
+def module(derivation: Derivation, name: str | None = None) -> str:
+    """The source of a module defining ``<Name>Function`` (a ``torch.autograd.Function``)
+    and ``<Name>`` (an ``nn.Module`` calling it).
+
+    Parameters
+    ----------
+    derivation : Derivation
+    name : str, optional
+        Class name; default from the declaration's name.
+    """
+    the_op = op(derivation)
+    cls = scaffold.class_name(name or derivation.spec.name)
+    doc = scaffold._docstring(derivation)
+    head = ['"""Generated by symbackprop: do not edit; regenerate from the declaration."""',
+            "import math", "", "import torch", "", ""]
+    body = _function(the_op, f"{cls}Function", doc) + ["", ""] + _module_class(the_op, cls, doc)
+    return "\n".join([*head, *body]) + "\n"
+
+
+def _function(the_op: frameworks.Op, fname: str, doc: list[str]) -> list[str]:
+    arguments = ", ".join(["ctx", *the_op.arguments])
+    forward = [*the_op.forward, f"ctx.save_for_backward({', '.join(the_op.saved)})",
+               *(f"ctx.{d} = {d}" for d in the_op.dims), f"return {the_op.output}"]
+    unpack = [f"{', '.join(the_op.saved)}, = ctx.saved_tensors"] if the_op.saved else []
+    backward = [*unpack, *(f"{d} = ctx.{d}" for d in the_op.dims), *the_op.backward,
+                f"return {', '.join(the_op.gradients)}"]
+    if the_op.intermediate:
+        backward = _refuse_double_backward(fname, the_op) + backward
+    return [f"class {fname}(torch.autograd.Function):", *frameworks.indented(doc, 1), "",
+            f"{INDENT}@staticmethod", f"{INDENT}def forward({arguments}):", *frameworks.indented(forward, 2), "",
+            f"{INDENT}@staticmethod", f"{INDENT}def backward(ctx, dout):", *frameworks.indented(backward, 2)]
+
+
+def _refuse_double_backward(fname: str, the_op: frameworks.Op) -> list[str]:
+    """Lines raising when the backward runs under ``create_graph=True``: its cached
+    intermediates have no derivative torch knows, so a second derivative would be wrong
+    (``once_differentiable`` would give zeros for the inputs without a word)."""
+    arguments = {*the_op.arguments, the_op.output}
+    kept = ", ".join(n for n in the_op.saved if n not in arguments)
+    return ["if torch.is_grad_enabled():  # create_graph=True: a second derivative is asked for",
+            f'{INDENT}raise RuntimeError("{fname}: no double backward: its cache holds intermediates '
+            f'({kept}) whose derivatives torch does not know")']
+
+
+def _module_class(the_op: frameworks.Op, cls: str, doc: list[str]) -> list[str]:
+    init = ["super().__init__()",
+            *(f"self.{p} = torch.nn.Parameter(torch.as_tensor({p}))" for p in the_op.params)]
+    call = ", ".join([*the_op.inputs, *(f"self.{p}" for p in the_op.params), *the_op.constants])
+    return [f"class {cls}(torch.nn.Module):", *frameworks.indented(doc, 1), "",
+            f"{INDENT}function = {cls}Function", "",
+            f"{INDENT}def __init__({', '.join(['self', *the_op.params])}):", *frameworks.indented(init, 2), "",
+            f"{INDENT}def forward({', '.join(['self', *the_op.inputs, *the_op.constants])}):",
+            f"{INDENT * 2}return {cls}Function.apply({call})"]
+
+
+__all__ = ["RESERVED", "TORCH_SPELLING", "TorchPrinter", "module", "op"]

@@ -1,0 +1,130 @@
+"""The jax backend: every bundled declaration it supports, checked with jax's own checker
+(check_grads, reverse mode, order 1), against jax.grad of the same forward composed from
+jax operations, under jit, by the project's checks, and for its residuals (exactly the cache)."""
+import os
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+if os.environ.get("SYMBACKPROP_REQUIRE_TOOLS") != "1":
+    jax = pytest.importorskip("jax")
+else:
+    import jax
+import jax.test_util  # noqa: E402
+
+import symbackprop  # noqa: E402
+from symbackprop.errors import GenerationError  # noqa: E402
+from symbackprop.pipeline import check as check_spec  # noqa: E402
+from symbackprop.spec import catalog  # noqa: E402
+from tests.codegen.test_torch_backend import _problem  # noqa: E402
+from tests.fixtures.declarations import bundled  # noqa: E402
+
+jax.config.update("jax_enable_x64", True)  # the tests compare float64 values; never set by the library
+
+REFUSED = {"two_layer_net": "networks"}
+SUPPORTED = [n for n in catalog.bundled_names() if n not in REFUSED]
+
+
+def _function(name):
+    return symbackprop.compile(bundled(name), backend="jax")
+
+
+def _args(name, seed):
+    """(function of the differentiable arguments, those arguments, dout) at random values."""
+    params, xs, constants, dout = _problem(name, seed)
+    f = _function(name)
+    return (lambda *a: f(*a, *constants)), [*xs, *params], dout
+
+
+@pytest.mark.parametrize("name", SUPPORTED)
+def test_check_grads_reverse_mode(name):
+    f, args, _ = _args(name, seed=1)
+    jax.test_util.check_grads(f, args, order=1, modes=["rev"])
+
+
+@pytest.mark.parametrize("name", SUPPORTED)
+@settings(max_examples=3)
+@given(seed=st.integers(0, 2**16))
+def test_cotangents_agree_with_jax_grad_of_the_composed_forward_under_jit(name, seed):
+    params, xs, constants, dout = _problem(name, seed)
+    f = _function(name)
+    composed = lambda *a: f.fwd(*a, *constants)[0]  # noqa: E731 - the forward rule, as plain jax operations
+    wrt = [*xs, *params]
+    got = jax.jit(lambda *a: jax.vjp(lambda *b: f(*b, *constants), *a)[1](dout))(*wrt)
+    want = jax.vjp(composed, *wrt)[1](dout)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", SUPPORTED)
+def test_residuals_are_exactly_the_cache(name):
+    """The forward rule's residuals: the cache as the numpy backend's class keeps it, then the
+    parameters the backward reads, then the sizes (Python ints)."""
+    params, xs, constants, _ = _problem(name, seed=4)
+    layer = symbackprop.compile(bundled(name))(*params)
+    layer.forward(*xs, *constants)
+    derivation = bundled(name).derive()
+    want = [np.asarray(getattr(layer, n)).nbytes for n in derivation.cache_names]
+    read = {str(s) for _, e in [*derivation.steps, *((c.symbol, c.expr) for c in derivation.recompute)]
+            for s in e.free_symbols}
+    want += [p.nbytes for p, symbol in zip(params, bundled(name).params)
+             if symbol.name in read and symbol.name not in derivation.cache_names]
+    residuals = _function(name).fwd(*xs, *params, *constants)[1]
+    arrays = residuals[:len(residuals) - len(derivation.dims_used)]
+    assert [np.asarray(r).nbytes for r in arrays] == want
+
+
+def test_sigmoid_keeps_y_relu_a_mask_add_nothing():
+    x = np.linspace(-3, 3, 12).reshape(3, 4)
+    y, (kept,) = _function("sigmoid").fwd(x)
+    np.testing.assert_array_equal(kept, y)
+    (mask,) = _function("relu").fwd(x)[1]
+    assert mask.dtype == bool
+    assert _function("add").fwd(x, x)[1] == ()
+
+
+@pytest.mark.parametrize("name", ["sigmoid", "softmax_with_loss", "layer_norm"])
+def test_float32_in_float32_out(name):
+    params, xs, constants, dout = _problem(name, seed=5, dtype=np.float32)
+    f = _function(name)
+    out, pullback = jax.vjp(lambda *a: f(*a, *constants), *xs, *params)
+    assert out.dtype == np.float32
+    assert all(g.dtype == np.float32 for g in pullback(dout))
+
+
+@pytest.mark.parametrize("name", SUPPORTED)
+def test_the_projects_checks_pass_on_the_jax_function(name):
+    report = check_spec(bundled(name), max_examples=5, backend="jax")
+    assert report.ok, (report.problems, report.findings)
+
+
+def test_refused_with_one_line():
+    with pytest.raises(GenerationError, match="does not generate networks"):
+        symbackprop.generate(bundled("two_layer_net"), backend="jax")
+
+
+def test_generated_source_imports_jax_and_math_only():
+    for name in SUPPORTED:
+        source = symbackprop.generate(bundled(name), backend="jax")
+        imports = [line for line in source.splitlines() if line.startswith(("import ", "from "))]
+        assert imports == ["import math", "import jax", "import jax.numpy as jnp"]
+
+
+def test_every_function_of_the_table_runs_in_jax():
+    """Each function's layer as the jax function against SymPy's own derivative at the same points."""
+    import sympy
+
+    from tests.lang.test_function_table import FUNCTIONS, declaration, inputs_at, sympy_values
+
+    for name in FUNCTIONS:
+        spec, expr, points = declaration(name)
+        f = symbackprop.compile(spec, backend="jax")
+        xs = inputs_at(spec, points)
+        dout = np.array([0.7, -1.3, 2.1])
+        out, pullback = jax.vjp(f, *xs)
+        np.testing.assert_allclose(out, sympy_values(expr, spec, xs), rtol=1e-12, atol=1e-300, err_msg=name)
+        for got, s in zip(pullback(dout), spec.inputs):
+            want = dout * sympy_values(sympy.diff(expr, s), spec, xs)
+            np.testing.assert_allclose(np.broadcast_to(got, want.shape), want, rtol=1e-9, atol=1e-12, err_msg=name)

@@ -1,0 +1,254 @@
+"""The torch backend: every bundled declaration it supports, checked with torch's own tools
+(gradcheck, gradgradcheck), against torch autograd of the same forward composed from torch
+operations, by the project's checks, and for what its forward saves (exactly the cache)."""
+import os
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+if os.environ.get("SYMBACKPROP_REQUIRE_TOOLS") != "1":
+    torch = pytest.importorskip("torch")
+else:
+    import torch
+
+import symbackprop
+from symbackprop.checker.arrays import ArrayProblem
+from symbackprop.errors import GenerationError
+from symbackprop.numerics.domain import domain_of
+from symbackprop.pipeline import check as check_spec
+from symbackprop.spec import catalog
+from tests.fixtures.declarations import bundled
+
+#: Refused by the torch backend, and why: networks (``predict`` declared) are not generated.
+REFUSED = {"two_layer_net": "networks"}
+SUPPORTED = [n for n in catalog.bundled_names() if n not in REFUSED]
+
+
+def _module(name):
+    return symbackprop.compile(bundled(name), backend="torch")
+
+
+def _problem(name, seed, dtype=np.float64):
+    """Random (params, inputs, constants, dout) for one declaration, as numpy arrays."""
+    s = bundled(name)
+    rng = np.random.default_rng(seed)
+    if s.is_array:
+        problem = ArrayProblem(s.derive(), {d: 3 + i for i, d in enumerate(s.dims)}, seed)
+        pick = [[problem.values[v].astype(dtype) for v in group] for group in (s.params, s.inputs, s.constants)]
+        return (*pick, np.asarray(problem.dout, dtype=dtype))
+    xs = [domain_of(v).draw(rng, (3, 4)).astype(dtype) for v in s.inputs]
+    return [], xs, [], rng.standard_normal((3, 4)).astype(dtype)
+
+
+def _tensors(arrays, grad):
+    return [torch.tensor(a, requires_grad=grad and a.dtype.kind == "f") for a in arrays]
+
+
+def _op_inputs(name, seed):
+    """The op's function and its arguments (inputs, parameters, constants) as float64 tensors."""
+    params, xs, constants, dout = _problem(name, seed)
+    args = [*_tensors(xs, True), *_tensors(params, True), *_tensors(constants, False)]
+    return _module(name).function, args, torch.tensor(dout)
+
+
+class _Ctx:
+    """A stand-in for autograd's context: the generated forward run as plain torch operations."""
+
+    def save_for_backward(self, *tensors):
+        self.saved = tensors
+
+
+def _composed(function, args):
+    """The same forward composed from torch operations, differentiated by autograd itself."""
+    return function.forward(_Ctx(), *args)
+
+
+def _double_backward(name):
+    """Whether the op is differentiable twice: no cached intermediate (see codegen/torch.py)."""
+    return "no double backward" not in symbackprop.generate(bundled(name), backend="torch")
+
+
+@pytest.mark.parametrize("name", SUPPORTED)
+def test_gradcheck_fast_and_slow(name):
+    function, args, _ = _op_inputs(name, seed=1)
+    for fast in (False, True):
+        assert torch.autograd.gradcheck(function.apply, args, fast_mode=fast)
+
+
+@pytest.mark.parametrize("name", [n for n in SUPPORTED if _double_backward(n)])
+def test_gradgradcheck_where_the_backward_is_differentiable(name):
+    function, args, _ = _op_inputs(name, seed=2)
+    for fast in (False, True):
+        assert torch.autograd.gradgradcheck(function.apply, args, fast_mode=fast)
+
+
+@pytest.mark.parametrize("name", [n for n in SUPPORTED if not _double_backward(n)])
+def test_double_backward_is_refused_when_an_intermediate_is_cached(name):
+    function, args, _ = _op_inputs(name, seed=3)
+    with pytest.raises(RuntimeError, match="no double backward"):  # not a silently wrong second derivative
+        torch.autograd.gradgradcheck(function.apply, args)
+
+
+@pytest.mark.parametrize("name", SUPPORTED)
+@settings(max_examples=5)
+@given(seed=st.integers(0, 2**16))
+def test_gradients_agree_with_autograd_of_the_composed_forward(name, seed):
+    function, args, dout = _op_inputs(name, seed)
+    wrt = [a for a in args if a.requires_grad]
+    got = torch.autograd.grad(function.apply(*args), wrt, dout)
+    want = torch.autograd.grad(_composed(function, args), wrt, dout)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-12)
+
+
+def _saved_bytes(fn):
+    sizes = []
+
+    def pack(t):
+        sizes.append(t.numel() * t.element_size())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return sizes
+
+
+def test_sigmoid_saves_one_tensor_the_size_of_y():
+    x = torch.randn(50, 20, dtype=torch.float64, requires_grad=True)
+    saved = []
+    sizes = _saved_bytes(lambda: saved.append(_module("sigmoid").function.apply(x)))
+    assert sizes == [saved[0].numel() * 8]
+
+
+def test_relu_saves_a_boolean_mask_and_add_nothing():
+    x, y = (torch.randn(50, 20, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    assert _saved_bytes(lambda: _module("relu").function.apply(x)) == [50 * 20]
+    assert _saved_bytes(lambda: _module("add").function.apply(x, y)) == []
+
+
+@pytest.mark.parametrize("name", SUPPORTED)
+def test_saved_tensors_are_exactly_the_cache(name):
+    """Bytes saved by the op: the cache as the numpy backend's class keeps it, plus the
+    parameters its backward reads (held by the caller anyway)."""
+    params, xs, constants, _ = _problem(name, seed=4)
+    function, args, _ = _op_inputs(name, seed=4)
+    layer = symbackprop.compile(bundled(name))(*params)
+    layer.forward(*xs, *constants)
+    derivation = bundled(name).derive()
+    want = [np.asarray(getattr(layer, n)).nbytes for n in derivation.cache_names]
+    read = {str(s) for _, e in [*derivation.steps, *((c.symbol, c.expr) for c in derivation.recompute)]
+            for s in e.free_symbols}
+    want += [p.nbytes for p, symbol in zip(params, bundled(name).params)
+             if symbol.name in read and symbol.name not in derivation.cache_names]
+    assert _saved_bytes(lambda: function.apply(*args)) == want
+
+
+@pytest.mark.parametrize("name", SUPPORTED)
+def test_float32_in_float32_out(name):
+    params, xs, constants, dout = _problem(name, seed=5, dtype=np.float32)
+    module = _module(name)(*[torch.tensor(p) for p in params])
+    inputs = _tensors(xs, True)
+    out = module(*inputs, *_tensors(constants, False))
+    out.backward(torch.tensor(dout))
+    assert out.dtype == torch.float32
+    assert all(t.grad.dtype == torch.float32 for t in (*inputs, *module.parameters()))
+
+
+@pytest.mark.parametrize("name", SUPPORTED)
+def test_nothing_assumes_the_cpu(name):
+    """On the meta device (shapes and dtypes only), constants follow the input's device."""
+    params, xs, constants, dout = _problem(name, seed=6)
+    meta = [torch.tensor(a).to("meta") for a in (*xs, *params)]
+    for t in meta:
+        t.requires_grad_(True)
+    out = _module(name).function.apply(*meta, *(torch.tensor(c).to("meta") for c in constants))
+    grads = torch.autograd.grad(out, meta, torch.tensor(dout).to("meta"))
+    assert out.device.type == "meta" and all(g.device.type == "meta" for g in grads)
+
+
+@pytest.mark.parametrize("name", SUPPORTED)
+def test_the_projects_checks_pass_on_the_torch_op(name):
+    report = check_spec(bundled(name), max_examples=5, backend="torch")
+    assert report.ok, (report.problems, report.findings)
+
+
+def test_integer_labels_give_the_loss_of_their_one_hot_rows():
+    x = torch.randn(4, 3, dtype=torch.float64)
+    labels = torch.tensor([0, 2, 1, 2])
+    function = _module("softmax_with_loss").function
+    want = torch.nn.functional.cross_entropy(x, labels)
+    torch.testing.assert_close(function.apply(x, labels), want)
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_refused_with_one_line(name):
+    with pytest.raises(GenerationError, match="does not generate networks") as exc:
+        symbackprop.generate(bundled(name), backend="torch")
+    assert "\n" not in str(exc.value)
+
+
+def test_generated_source_imports_torch_and_math_only():
+    for name in SUPPORTED:
+        source = symbackprop.generate(bundled(name), backend="torch")
+        imports = [line for line in source.splitlines() if line.startswith(("import ", "from "))]
+        assert imports == ["import math", "import torch"]
+
+
+def test_a_hostile_source_path_stays_inside_the_docstring(tmp_path):
+    path = tmp_path / 'evil"""\nimport os.toml'
+    path.write_text(catalog.resolve("sigmoid").read_text())
+    source = symbackprop.load_spec(path).generate(backend="torch")
+    compile(source, "<generated>", "exec")
+    assert "\nimport os" not in source
+
+
+def test_the_torch_spellings_name_real_torch_functions():
+    from symbackprop.codegen.torch import TORCH_SPELLING
+    from symbackprop.lang.functions import NODES
+
+    for row in NODES:
+        if row.numpy is None:
+            continue
+        spelled = TORCH_SPELLING.get(row.numpy, row.numpy)
+        if spelled is not None:
+            module, _, attr = f"torch.{spelled}".rpartition(".")
+            assert hasattr(eval(module, {"torch": torch}), attr), row.name  # noqa: S307 - our own constant text
+
+
+def test_every_function_of_the_table_runs_in_torch_or_is_refused_by_name():
+    """Each function's layer as a torch op against SymPy's own derivative at the same points;
+    a function torch lacks is refused with its name."""
+    import sympy
+
+    from tests.lang.test_function_table import FUNCTIONS, declaration, inputs_at, sympy_values
+
+    refused = []
+    for name in FUNCTIONS:
+        spec, expr, points = declaration(name)
+        try:
+            function = symbackprop.compile(spec, backend="torch").function
+        except GenerationError as exc:
+            assert "torch has no function" in str(exc), (name, exc)
+            refused.append(name)
+            continue
+        xs = inputs_at(spec, points)
+        dout = np.array([0.7, -1.3, 2.1])
+        inputs = [torch.tensor(x, requires_grad=True) for x in xs]
+        out = function.apply(*inputs)
+        np.testing.assert_allclose(out.detach().numpy(), sympy_values(expr, spec, xs), rtol=1e-12, atol=1e-300)
+        grads = torch.autograd.grad(out, inputs, torch.tensor(dout))
+        for got, s in zip(grads, spec.inputs):
+            want = dout * sympy_values(sympy.diff(expr, s), spec, xs)
+            np.testing.assert_allclose(got.numpy(), want, rtol=1e-9, atol=1e-12)
+    assert set(refused) <= {"cbrt", "gamma", "heaviside", "polygamma", "digamma"}, refused  # digamma: its derivative
+
+
+def test_the_command_line_generates_and_checks_the_torch_op(capsys):
+    from symbackprop.cli import main
+
+    assert main(["generate", "sigmoid", "--backend", "torch"]) == 0
+    assert "class SigmoidFunction(torch.autograd.Function):" in capsys.readouterr().out
+    assert main(["check", "relu", "--backend", "torch", "--examples", "3"]) == 0
+    assert "1 of 1 declarations checked OK" in capsys.readouterr().out
