@@ -319,7 +319,7 @@ def _batch_mode(args, paths: list[str]) -> bool:
     from .grading.batch import is_pattern
 
     return len(paths) > 1 or any(is_pattern(p) for p in paths) or args.format == "gradescope" or \
-        args.executor == "dask" or \
+        args.executor == "dask" or args.resume or \
         any(getattr(args, k, None) is not None for k in ("jobs", "timeout", "memory", "shard", "isolation"))
 
 
@@ -344,7 +344,9 @@ def _grade_batch(args, tasks: list, about: dict) -> int:
     from .grading.batch import grade
     from .grading.view import Progress, interrupted_text, summary_table, to_json, to_text
 
-    for path in (args.output, _records_path(args)):
+    if args.resume and not args.output:
+        raise SymbackpropError("--resume needs -o FILE (FILE.records.jsonl holds what finished)")
+    for path in (args.output, None if args.resume else _records_path(args)):
         if path and os.path.lexists(path) and not args.force:
             raise SymbackpropError(f"{path}: exists; pass --force to overwrite")
     if args.shard:
@@ -365,8 +367,16 @@ def _grade_batch(args, tasks: list, about: dict) -> int:
         level, why = probe()
         if why:
             raise SymbackpropError(f"--isolation bwrap: {why}")
+    from .grading.resume import finished, joined, remaining
+
+    done = finished(_records_path(args), tasks) if args.resume else {}
+    indices, tasks = remaining(tasks, done, getattr(args, "isolation", None))
+    if done:
+        print(f"symbackprop: {len(done)} record{'s' * (len(done) != 1)} kept from {_records_path(args)}; "
+              f"grading the other {len(tasks)}", file=sys.stderr)
+    isolation = tasks[0].isolation if done and tasks else getattr(args, "isolation", None)  # probed once
     progress = Progress(len(tasks), sys.stderr)
-    records = _Records(args)
+    records = _Records(args, indices)
     try:
         if args.executor == "dask":
             from .grading.batch import isolated
@@ -374,14 +384,15 @@ def _grade_batch(args, tasks: list, about: dict) -> int:
 
             if not args.scheduler:
                 raise SymbackpropError("--executor dask needs --scheduler ADDRESS (e.g. tcp://host:8786)")
-            batch = grade_on_cluster(isolated(tasks, getattr(args, "isolation", None)), args.scheduler,
+            batch = grade_on_cluster(isolated(tasks, isolation), args.scheduler,
                                      on_progress=progress.update, on_result=records)
         else:
             batch = grade(tasks, jobs=args.jobs, on_progress=progress.update, on_result=records,
-                          isolation=getattr(args, "isolation", None))
+                          isolation=isolation)
     finally:
         progress.close()
         records.close()
+    batch = joined(batch, done, records.graded)
     if batch.interrupted:
         kept = f"\nwhat finished is kept in {records.path}" if records.path else ""
         print(interrupted_text(batch) + "\n" + summary_table(batch) + kept, file=sys.stderr)
@@ -428,17 +439,22 @@ class _Records:
     """The append-only records file (JSON lines ``{"index": i, ...record}``): what finished
     survives a crash or an interrupt of the command; removed once the output is written."""
 
-    def __init__(self, args):
+    def __init__(self, args, indices: Sequence[int]):
         self.path = _records_path(args)
+        self.indices = list(indices)  # of the tasks graded now, in the whole batch
+        self.graded: dict = {}
         self.fd = None
         if self.path:
-            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | (os.O_TRUNC if args.force else os.O_EXCL)
+            keep = os.O_TRUNC if args.force and not args.resume else 0 if args.resume else os.O_EXCL
+            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | keep
             try:
                 self.fd = os.open(self.path, flags, 0o644)
             except OSError as exc:
                 raise SymbackpropError(f"{self.path}: cannot write: {exc.strerror}") from None
 
     def __call__(self, index: int, result) -> None:
+        index = self.indices[index]
+        self.graded[index] = result
         if self.fd is not None:
             os.write(self.fd, (json.dumps({"index": index, **result.to_json()}, default=str) + "\n").encode())
 
@@ -574,6 +590,8 @@ def _batch_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", metavar="FILE", help="write the report here (atomically) instead of stdout; "
                    "FILE.records.jsonl keeps each record as it finishes until then")
     p.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    p.add_argument("--resume", action="store_true",
+                   help="with -o FILE: keep the records FILE.records.jsonl holds from a run cut short, grade the rest")
     p.add_argument("--isolation", choices=("bwrap", "none"), default=None,
                    help="run each submission in a bubblewrap sandbox (default where it starts) or without one")
     p.add_argument("--format", choices=("text", "json", "gradescope"),

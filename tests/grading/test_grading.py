@@ -281,3 +281,38 @@ def test_ctrl_c_stops_the_workers_prints_what_finished_and_writes_nothing(tmp_pa
         time.sleep(0.05)
     assert not any(named(f"{TOKEN}{letter}") for letter in "bcd")
     assert "d" not in seen
+
+
+def _without_seconds(document: dict) -> dict:
+    return {**document, "seconds": None, "results": [{**r, "seconds": None} for r in document["results"]]}
+
+
+def test_resume_keeps_the_records_of_a_run_cut_short_and_grades_only_the_rest(tmp_path, capsys):
+    plant(tmp_path, {k: LAYERS[k] for k in ("correct", "wrong_math")} | {"zz_correct": LAYERS["correct"]})
+    pattern = f"{tmp_path}/*/layers.py:Sigmoid"
+    whole = tmp_path / "whole.json"
+    assert main(["verify-layer", pattern, "--against", "sigmoid", "--json", "-o", str(whole)]) == 1
+    reference = json.loads(whole.read_text())
+    # a crash after the first record (its seconds marked, to tell it was not graded again),
+    # with the next line cut short mid-write
+    cut = tmp_path / "cut.json"
+    first = {"index": 0, **reference["results"][0], "seconds": 99.0}
+    Path(f"{cut}.records.jsonl").write_text(json.dumps(first) + "\n" + json.dumps(first)[:40])
+    capsys.readouterr()
+    assert main(["verify-layer", pattern, "--against", "sigmoid", "--json", "-o", str(cut), "--resume"]) == 1
+    assert "1 record kept" in capsys.readouterr().err
+    resumed = json.loads(cut.read_text())
+    assert resumed["results"][0]["seconds"] == 99.0                  # kept, not graded again
+    assert _without_seconds(resumed) == _without_seconds(reference)  # as one run would have written it
+    assert not Path(f"{cut}.records.jsonl").exists()
+
+
+def test_resume_refuses_the_records_of_another_batch(tmp_path, capsys):
+    plant(tmp_path, {"correct": LAYERS["correct"]})
+    out = tmp_path / "out.json"
+    alien = {"index": 0, "path": "elsewhere/layers.py", "class": "Sigmoid", "ok": True, "findings": [],
+             "seconds": 0.1, "output": "", "isolation": "bwrap"}
+    Path(f"{out}.records.jsonl").write_text(json.dumps(alien) + "\n")
+    code = main(["verify-layer", f"{tmp_path}/*/layers.py:Sigmoid", "--against", "sigmoid", "-o", str(out), "--resume"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "a record of another batch" in err and not out.exists()
