@@ -82,18 +82,18 @@ def check_names(derivation: Derivation, reserved: frozenset[str], backend: str) 
                                   "context there): rename it in the declaration")
 
 
-def build(derivation: Derivation, printer: Printer, onehot: Callable[[str, str, str], list[str]],
-          zeros: str) -> Op:
+def build(derivation: Derivation, printer: Printer, eye: str, zeros: str) -> Op:
     """The op of ``derivation`` with statements printed by ``printer({symbol: name})``.
 
-    ``onehot(labels, size, like)`` prints the lines turning integer labels into one-hot
-    rows of ``like``'s dtype; ``zeros`` is the framework's ``zeros_like``.
+    ``eye`` is the framework's identity matrix of ``{like}``'s dtype (and device), a template
+    with ``{size}`` and ``{like}``: its rows turn integer labels into one-hot rows;
+    ``zeros`` is the framework's ``zeros_like``.
     """
     spec = derivation.spec
     pairs = scaffold.forward_pairs(derivation)
     dims = scaffold.forward_dims(derivation, pairs)
     reserved = {s.name for s, _ in pairs} | {s.name for s in (*spec.inputs, *spec.constants, *spec.dims)}
-    forward = scaffold.dim_bindings(spec, dims, {}) + _onehot_lines(spec, onehot)
+    forward = scaffold.dim_bindings(spec, dims, {}) + _onehot_lines(spec, eye)
     forward += scaffold.statements(pairs, printer({}), reserved)
     backward, read = _backward(derivation, printer, zeros)
     params = [p.name for p in spec.params]
@@ -105,13 +105,16 @@ def build(derivation: Derivation, printer: Printer, onehot: Callable[[str, str, 
               [d.name for d in derivation.dims_used], forward, backward, spec.output.name, intermediate)
 
 
-def _onehot_lines(spec, onehot) -> list[str]:
+def _onehot_lines(spec, eye: str) -> list[str]:
+    """Integer labels given for a one-hot constant become one-hot rows (as the book's loss accepts)."""
     lines = []
     for kind, t, axis in spec.assumptions:
         shape = spec.shapes[t]
         if kind == "onehot" and axis == len(shape) - 1:
             size = shape[axis]
-            lines += onehot(t.name, size.name if isinstance(size, sympy.Symbol) else str(size), spec.inputs[0].name)
+            rows = eye.format(size=size.name if isinstance(size, sympy.Symbol) else str(size), like=spec.inputs[0].name)
+            lines += [f"if {t.name}.ndim == 1:  # integer labels: make one-hot rows",
+                      f"{scaffold.INDENT}{t.name} = {rows}[{t.name}]"]
     return lines
 
 

@@ -65,15 +65,10 @@ def function_name(name: str) -> str:
     return f"{words}_" if keyword.iskeyword(words) or words in RESERVED else words
 
 
-def _onehot(labels: str, size: str, like: str) -> list[str]:
-    return [f"if {labels}.ndim == 1:  # integer labels: make one-hot rows",
-            f"{INDENT}{labels} = jnp.eye({size}, dtype={like}.dtype)[{labels}]"]
-
-
 def op(derivation: Derivation) -> frameworks.Op:
     """The layer's op with jax statements (raises GenerationError for what it cannot do)."""
     frameworks.check_names(derivation, RESERVED, "jax")
-    return frameworks.build(derivation, JaxPrinter, _onehot, "jnp.zeros_like")
+    return frameworks.build(derivation, JaxPrinter, "jnp.eye({size}, dtype={like}.dtype)", "jnp.zeros_like")
 
 
 def module(derivation: Derivation, name: str | None = None) -> str:

@@ -36,6 +36,9 @@ TORCH_SPELLING: dict[str, str | None] = {
     f"{SPECIAL}gamma": None, "cbrt": None, "heaviside": None,
 }
 
+#: The identity whose rows make integer labels one-hot, on the labels' device (never assumed CPU).
+EYE = "torch.eye({size}, dtype={like}.dtype, device={like}.device)"
+
 #: Names the generated module gives its own meaning.
 RESERVED = frozenset({"torch", "math", "ctx", "super"})
 
@@ -110,16 +113,10 @@ class TorchPrinter(NumpyLayerPrinter):
         return f"torch.broadcast_to({self._print(e.args[0])}, ({shape},)).clone()"
 
 
-
-def _onehot(labels: str, size: str, like: str) -> list[str]:
-    return [f"if {labels}.ndim == 1:  # integer labels: make one-hot rows",
-            f"{INDENT}{labels} = torch.eye({size}, dtype={like}.dtype, device={like}.device)[{labels}]"]
-
-
 def op(derivation: Derivation) -> frameworks.Op:
     """The layer's op with torch statements (raises GenerationError for what torch cannot do)."""
     frameworks.check_names(derivation, RESERVED, "torch")
-    return frameworks.build(derivation, TorchPrinter, _onehot, "torch.zeros_like")
+    return frameworks.build(derivation, TorchPrinter, EYE, "torch.zeros_like")
 
 
 def module(derivation: Derivation, name: str | None = None) -> str:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from ..errors import SymbackpropError
-from .batch import Batch, Result
+from .batch import Batch, Result, isolated
 from .worker import Task
 
 #: Fields of a record and their types (``class`` only for a layer).
@@ -73,8 +73,6 @@ def _record(line: str) -> dict | None:
 def remaining(tasks: Sequence[Task], done: dict[int, Result], isolation: str | None) -> tuple[list[int], list[Task]]:
     """The indices and tasks still to grade, isolated as the whole batch would be: each
     sandbox still hides every submission's folder, the finished ones' included."""
-    from .batch import isolated
-
     whole = isolated(tasks, isolation) if done else list(tasks)
     indices = [i for i in range(len(tasks)) if i not in done]
     return indices, [whole[i] for i in indices]

@@ -18,8 +18,9 @@ import symbackprop  # noqa: E402
 from symbackprop.errors import GenerationError  # noqa: E402
 from symbackprop.pipeline import check as check_spec  # noqa: E402
 from symbackprop.spec import catalog  # noqa: E402
-from tests.codegen.test_torch_backend import _problem  # noqa: E402
 from tests.fixtures.declarations import bundled  # noqa: E402
+from tests.fixtures.frameworks import kept_bytes  # noqa: E402
+from tests.fixtures.frameworks import problem as _problem  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)  # the tests compare float64 values; never set by the library
 
@@ -63,17 +64,9 @@ def test_residuals_are_exactly_the_cache(name):
     """The forward rule's residuals: the cache as the numpy backend's class keeps it, then the
     parameters the backward reads, then the sizes (Python ints)."""
     params, xs, constants, _ = _problem(name, seed=4)
-    layer = symbackprop.compile(bundled(name))(*params)
-    layer.forward(*xs, *constants)
-    derivation = bundled(name).derive()
-    want = [np.asarray(getattr(layer, n)).nbytes for n in derivation.cache_names]
-    read = {str(s) for _, e in [*derivation.steps, *((c.symbol, c.expr) for c in derivation.recompute)]
-            for s in e.free_symbols}
-    want += [p.nbytes for p, symbol in zip(params, bundled(name).params)
-             if symbol.name in read and symbol.name not in derivation.cache_names]
     residuals = _function(name).fwd(*xs, *params, *constants)[1]
-    arrays = residuals[:len(residuals) - len(derivation.dims_used)]
-    assert [np.asarray(r).nbytes for r in arrays] == want
+    arrays = residuals[:len(residuals) - len(bundled(name).derive().dims_used)]
+    assert [np.asarray(r).nbytes for r in arrays] == kept_bytes(name, seed=4)
 
 
 def test_sigmoid_keeps_y_relu_a_mask_add_nothing():

@@ -14,12 +14,12 @@ else:
     import torch
 
 import symbackprop
-from symbackprop.checker.arrays import ArrayProblem
 from symbackprop.errors import GenerationError
-from symbackprop.numerics.domain import domain_of
 from symbackprop.pipeline import check as check_spec
 from symbackprop.spec import catalog
 from tests.fixtures.declarations import bundled
+from tests.fixtures.frameworks import kept_bytes
+from tests.fixtures.frameworks import problem as _problem
 
 #: Refused by the torch backend, and why: networks (``predict`` declared) are not generated.
 REFUSED = {"two_layer_net": "networks"}
@@ -28,18 +28,6 @@ SUPPORTED = [n for n in catalog.bundled_names() if n not in REFUSED]
 
 def _module(name):
     return symbackprop.compile(bundled(name), backend="torch")
-
-
-def _problem(name, seed, dtype=np.float64):
-    """Random (params, inputs, constants, dout) for one declaration, as numpy arrays."""
-    s = bundled(name)
-    rng = np.random.default_rng(seed)
-    if s.is_array:
-        problem = ArrayProblem(s.derive(), {d: 3 + i for i, d in enumerate(s.dims)}, seed)
-        pick = [[problem.values[v].astype(dtype) for v in group] for group in (s.params, s.inputs, s.constants)]
-        return (*pick, np.asarray(problem.dout, dtype=dtype))
-    xs = [domain_of(v).draw(rng, (3, 4)).astype(dtype) for v in s.inputs]
-    return [], xs, [], rng.standard_normal((3, 4)).astype(dtype)
 
 
 def _tensors(arrays, grad):
@@ -132,17 +120,8 @@ def test_relu_saves_a_boolean_mask_and_add_nothing():
 def test_saved_tensors_are_exactly_the_cache(name):
     """Bytes saved by the op: the cache as the numpy backend's class keeps it, plus the
     parameters its backward reads (held by the caller anyway)."""
-    params, xs, constants, _ = _problem(name, seed=4)
     function, args, _ = _op_inputs(name, seed=4)
-    layer = symbackprop.compile(bundled(name))(*params)
-    layer.forward(*xs, *constants)
-    derivation = bundled(name).derive()
-    want = [np.asarray(getattr(layer, n)).nbytes for n in derivation.cache_names]
-    read = {str(s) for _, e in [*derivation.steps, *((c.symbol, c.expr) for c in derivation.recompute)]
-            for s in e.free_symbols}
-    want += [p.nbytes for p, symbol in zip(params, bundled(name).params)
-             if symbol.name in read and symbol.name not in derivation.cache_names]
-    assert _saved_bytes(lambda: function.apply(*args)) == want
+    assert _saved_bytes(lambda: function.apply(*args)) == kept_bytes(name, seed=4)
 
 
 @pytest.mark.parametrize("name", SUPPORTED)
