@@ -22,6 +22,7 @@ from ..derivation.model import Derivation
 from ..errors import GenerationError
 from ..files import cache_dir, private_folder, write_atomic
 from . import fused, scaffold
+from .adapters import FRAMEWORKS, missing
 from . import jax as jax_backend
 from . import torch as torch_backend
 from .scaffold import class_name
@@ -86,13 +87,9 @@ def compile_class(derivation: Derivation, name: str | None = None, backend: str 
         except ModuleNotFoundError as exc:
             if backend not in FRAMEWORKS or exc.name != backend:
                 raise
-            raise GenerationError(f"the {backend} backend needs {backend}: {FRAMEWORKS[backend]}") from None
+            raise missing(backend) from None
         _COMPILED[key] = (weakref.ref(derivation, lambda _: _COMPILED.pop(key, None)), cls)
     return cls
-
-
-#: Backends whose generated code imports a framework, with the hint shown when it is missing.
-FRAMEWORKS = {"torch": "pip install 'symbackprop[torch]'", "jax": "pip install 'symbackprop[jax]'"}
 
 
 def checkable_class(derivation: Derivation, backend: str = "numpy") -> type:

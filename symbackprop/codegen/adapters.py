@@ -20,14 +20,20 @@ from ..derivation.model import Derivation
 from ..errors import GenerationError
 from .scaffold import class_name
 
-TORCH_HINT = "the torch backend needs torch: pip install 'symbackprop[torch]'"
+#: Backends whose generated code imports a framework, with the hint shown when it is missing.
+FRAMEWORKS = {"torch": "pip install 'symbackprop[torch]'", "jax": "pip install 'symbackprop[jax]'"}
+
+
+def missing(backend: str) -> GenerationError:
+    """The one-line error for a framework backend whose framework is not installed."""
+    return GenerationError(f"the {backend} backend needs {backend}: {FRAMEWORKS[backend]}")
 
 
 def _torch():
     try:
         import torch
     except ImportError:
-        raise GenerationError(TORCH_HINT) from None
+        raise missing("torch") from None
     return torch
 
 
@@ -92,7 +98,7 @@ def jax_layer(function, derivation: Derivation) -> type:
     try:
         import jax
     except ImportError:
-        raise GenerationError("the jax backend needs jax: pip install 'symbackprop[jax]'") from None
+        raise missing("jax") from None
     spec = derivation.spec
     n_inputs, params = len(spec.inputs), [p.name for p in spec.params]
 

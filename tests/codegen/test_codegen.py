@@ -150,3 +150,11 @@ def test_a_backward_written_from_the_output_runs_and_is_right(forward):
     h = 1e-6
     assert np.allclose(y, f(xs), rtol=1e-14, atol=1e-15)
     assert np.allclose(dx, dout * (f(xs + h) - f(xs - h)) / (2 * h), rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_a_framework_backend_without_its_framework_says_how_to_install_it(backend, monkeypatch):
+    monkeypatch.setitem(sys.modules, backend, None)  # as if not installed: import fails
+    hint = rf"the {backend} backend needs {backend}: pip install 'symbackprop\[{backend}\]'"
+    with pytest.raises(GenerationError, match=hint):
+        symbackprop.compile(symbackprop.load("sigmoid"), backend=backend)
