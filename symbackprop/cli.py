@@ -124,6 +124,8 @@ def cmd_derive(args) -> int:
         for k, v in derivation.backward.items():
             print(f"  backward  d{k} = {derivation.readable(v, standalone=False)}")
     print(f"  cache     {', '.join(derivation.cache_names) or 'nothing'}")
+    for symbol, expr in derivation.kept.items():
+        print(f"  where     {symbol.name} = {derivation.readable(expr)}  (computed in forward)")
     for c in derivation.recompute:
         if not c.mask:
             print(f"  where     {c.symbol.name} = {derivation.readable(c.expr)}  (recomputed in backward)")

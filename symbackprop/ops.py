@@ -205,13 +205,12 @@ class Reduction(ArrayOp):
 
 
 class ReduceSum(Reduction):
-    """``sum(a, axis, keepdims)``; linear, so scalar factors move out and sums split (so
-    that assumptions such as one-hot rows can act)."""
+    """``sum(a, axis, keepdims)``; linear, so scalar factors move out.  Sums split only
+    where shapes are known (:func:`split_sums`): ``sum(x + b)`` is ``sum(x) + N*sum(b)``
+    for ``b`` broadcast over ``N`` rows, not ``sum(x) + sum(b)``."""
 
     @classmethod
     def eval(cls, a, axes, keepdims):
-        if isinstance(a, sympy.Add):
-            return sympy.Add(*[cls(t, axes, keepdims) for t in a.args])
         if isinstance(a, sympy.Mul):
             scalars = [f for f in a.args if _is_scalar(f)]
             if scalars and len(scalars) < len(a.args):
@@ -240,7 +239,8 @@ class ReduceMean(Reduction):
 
 
 class ReduceMax(Reduction):
-    """``max(a, axis, keepdims)``: the gradient goes to every tied maximum."""
+    """``max(a, axis, keepdims)``: the gradient goes to every tied maximum (ties are
+    measure-zero; an even split, a subgradient, waits for pooling's arg-max routing)."""
 
     def pullback(self, g, shapes):
         a, axes, _ = self.args
@@ -419,6 +419,30 @@ def size_of(shape: Shape, axes: tuple[int, ...]) -> sympy.Expr:
     return sympy.Mul(*[shape[a] for a in normal_axes(axes, len(shape), "")])
 
 
+def split_sums(expr: sympy.Expr, shapes: Shapes) -> sympy.Expr:
+    """``sum(a + b)`` as ``sum(a) + sum(b)`` wherever every term has the shape of the whole
+    (so that assumptions such as one-hot rows can act on each); a term that broadcasts, or
+    whose shape is unknown here, keeps the sum whole.  A sum of a broadcast scalar is the
+    scalar times the number of elements summed."""
+
+    def split(e: sympy.Basic) -> sympy.Basic:
+        if isinstance(e, ReduceSum) and isinstance(e.operand, BroadcastTo) and _is_scalar(e.operand.args[0]):
+            shape = tuple(e.operand.args[1])
+            return e.operand.args[0] * size_of(shape, normal_axes(e.axes, len(shape), ""))
+        if not (isinstance(e, ReduceSum) and isinstance(e.operand, sympy.Add)):
+            return e
+        if any(v not in shapes for v in e.operand.atoms(ArrayVar)):
+            return e
+        try:
+            whole = shape_of(e.operand, shapes)
+            same = all(shape_of(t, shapes) == whole for t in e.operand.args)
+        except SpecError:
+            return e
+        return sympy.Add(*[ReduceSum(t, e.args[1], e.args[2]) for t in e.operand.args]) if same else e
+
+    return expr.replace(lambda e: isinstance(e, ReduceSum), split)
+
+
 # -- rewrites before differentiating ---------------------------------------------------------
 def fuse_logs(expr: sympy.Expr, definitions: Mapping[sympy.Symbol, sympy.Expr]) -> sympy.Expr:
     """``log(softmax(a))`` as ``log_softmax(a)`` and ``log(sum(exp(a)))`` as ``logsumexp(a)``,
@@ -456,8 +480,14 @@ def _leaves(expr: sympy.Expr) -> list[sympy.Basic]:
 
 
 def unbroadcast(g: sympy.Expr, g_shape: Shape, target: Shape) -> sympy.Expr:
-    """Sum ``g`` over the axes along which a value of shape ``target`` was broadcast."""
+    """Sum ``g`` over the axes along which a value of shape ``target`` was broadcast.  A
+    scalar ``g`` standing for an array of ``g_shape`` (broadcasting left it whole) sums to
+    itself times the sizes of those axes: ``sum(x + b)`` gives ``db = N*dout``."""
     lead = len(g_shape) - len(target)
+    if _is_scalar(g):
+        summed = [*g_shape[:max(lead, 0)]]
+        summed += [d for t, d in zip(target, g_shape[max(lead, 0):]) if t == 1 and d != 1]
+        return g * sympy.Mul(*summed)
     if lead > 0:
         g = ReduceSum(g, _axes(tuple(range(lead))), sympy.Integer(0))
         g_shape = g_shape[lead:]

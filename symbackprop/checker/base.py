@@ -52,6 +52,18 @@ def severity(error: float) -> float:
     return float("inf") if error != error else error
 
 
+def directional_error(got: float, want: float, noise: float, gradient: np.ndarray, direction: np.ndarray) -> float:
+    r"""The error of a directional derivative :math:`\langle g, v \rangle` = ``got`` against the
+    reference ``want`` known to within ``noise``, in the one model of every check:
+
+    .. math:: e = \frac{\max(|a - b| - \nu, 0)}{\max(|a|, |b|, \phi\, \|g\| \|v\|)}
+
+    (:math:`\phi` = :data:`FLOOR`; :math:`\|g\|\|v\|` is the size the value would have
+    without cancellation between the elements)."""
+    floor = FLOOR * float(np.linalg.norm(gradient) * np.linalg.norm(direction))
+    return max(0.0, abs(got - want) - noise) / max(abs(got), abs(want), floor, 1e-300)
+
+
 def exceeds(error: float, tolerance: float) -> bool:
     """Whether ``error`` fails ``tolerance``: nan and inf always do, so that no check passes on them."""
     return not error <= tolerance

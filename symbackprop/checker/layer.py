@@ -65,7 +65,7 @@ from ..lang.parser import is_identifier
 from ..numerics.differences import elementwise_derivative
 from ..numerics.domain import domain_of, rotated
 from ..numerics.evaluate import mp_call, mp_function
-from ..numerics.kinks import book_convention, kink_arguments, linear_root
+from ..numerics.kinks import book_convention, kink_arguments, linear_root, rounding_scale
 from ..reports import Finding
 from ..spec.model import Spec
 from ..timebound import attempt
@@ -79,6 +79,12 @@ WRONG = 1e-5
 SHAPES = ((8, 8), (1,), (7,), (2, 3, 2))
 _MP_DPS = 40
 _MAX_FLOAT = np.finfo(float).max
+#: A kink argument within this many epsilons of its rounding scale is on the kink for float64.
+_EPS = np.finfo(float).eps
+KINK_ULPS = 16
+#: Relative moves to either side of a kink: tiny at an exact kink, beyond float64's rounding
+#: at one that only rounding puts the input on.
+EXACT_MOVE, ROUNDED_MOVE = 1e-20, 1e-12
 
 
 # -- loading FILE.py:CLASS -----------------------------------------------------------------
@@ -142,6 +148,7 @@ class ElementwiseReference:
         self._local = [mp_function(r, spec.inputs) for r in self.raw]
         self.kinks = kink_arguments(spec.forward)
         self._kinks = [mp_function(k, spec.inputs) for k in self.kinks]
+        self._scales = [mp_function(rounding_scale(k), spec.inputs) for k in self.kinks]
 
     def forward(self, xs: Sequence[np.ndarray]) -> np.ndarray:
         return _mp_map(self._forward, xs)
@@ -150,25 +157,39 @@ class ElementwiseReference:
         return [_mp_map(fn, xs) for fn in self._local]
 
     def kink_mask(self, xs: Sequence[np.ndarray]) -> np.ndarray:
-        """Elements exactly at a kink of the forward."""
+        """Elements on a kink of the forward as float64 sees them: exactly, or within the
+        rounding of the kink argument (:data:`KINK_ULPS` epsilons of its
+        :func:`~symbackprop.numerics.kinks.rounding_scale`)."""
+        return self._on_kink(xs, rounded=True)
+
+    def exact_kinks(self, xs: Sequence[np.ndarray]) -> np.ndarray:
+        """Elements exactly on a kink (at 40 digits)."""
+        return self._on_kink(xs, rounded=False)
+
+    def _on_kink(self, xs: Sequence[np.ndarray], rounded: bool) -> np.ndarray:
         mask = np.zeros(np.broadcast_shapes(*(np.shape(x) for x in xs)), bool)
-        for fn in self._kinks:
-            mask |= _mp_map(fn, xs) == 0
+        for fn, scale in zip(self._kinks, self._scales):
+            u = np.abs(_mp_map(fn, xs))
+            mask |= u <= KINK_ULPS * _EPS * _mp_map(scale, xs) if rounded else u == 0
         return mask
 
-    def one_sided(self, xs: Sequence[np.ndarray], mask: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Per input, the smallest and largest derivative just beside each masked element
-        (every input moved by :math:`\\pm 10^{-20}` relative, at 40 digits)."""
+    def one_sided(self, xs: Sequence[np.ndarray], mask: np.ndarray,
+                  exact: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per input, the smallest and largest derivative just beside each masked element:
+        every input moved by :data:`EXACT_MOVE` relative at 40 digits, or by
+        :data:`ROUNDED_MOVE` where the element is on the kink only by rounding (so that the
+        move crosses it; ``exact`` marks the exact ones)."""
         out = []
         for fn in self._local:
             lo, hi = np.full(mask.shape, np.inf), np.full(mask.shape, -np.inf)
             for k in zip(*np.nonzero(mask)):
                 base = [mpmath.mpf(float(np.broadcast_to(x, mask.shape)[k])) for x in xs]
+                step = EXACT_MOVE if exact[k] else ROUNDED_MOVE
                 for j in range(len(xs)):
                     for sign in (-1, 1):
                         moved = list(base)
                         with mpmath.workdps(_MP_DPS):  # at mpmath's default 15 digits the move vanishes for |x| > 1e-5
-                            moved[j] = base[j] + sign * mpmath.mpf(10) ** -20 * max(1, abs(base[j]))
+                            moved[j] = base[j] + sign * mpmath.mpf(step) * max(1, abs(base[j]))
                         v = _mp_value(fn, moved)
                         if np.isfinite(v):
                             lo[k], hi[k] = min(lo[k], v), max(hi[k], v)
@@ -312,12 +333,13 @@ class ElementwiseVerifier(Checker):
             return
         locals_ = self.ref.local(xs)
         at_kink = self.ref.kink_mask(xs)
-        sides = self.ref.one_sided(xs, at_kink) if at_kink.any() else None
+        exact = self.ref.exact_kinks(xs) if at_kink.any() else at_kink
+        sides = self.ref.one_sided(xs, at_kink, exact) if at_kink.any() else None
         for i, name in enumerate(self.names):
             want = dout * locals_[i]
             got = self.compare(name, grads[i], np.where(at_kink, np.nan, want), dout, xs, dout, sample)
             if got is not None and sides is not None:
-                self.kinks(name, got, locals_[i], sides[i], at_kink, xs, dout)
+                self.kinks(name, got, locals_[i], sides[i], at_kink, exact, xs, dout)
 
     def compare(self, name: str, got_raw: Any, want: np.ndarray, scale_by: np.ndarray,
                 xs: list[np.ndarray], dout: np.ndarray, sample: Sample) -> np.ndarray | None:
@@ -354,8 +376,10 @@ class ElementwiseVerifier(Checker):
         return record
 
     def kinks(self, name: str, got: np.ndarray, exact: np.ndarray, side: tuple, mask: np.ndarray,
-              xs: list[np.ndarray], dout: np.ndarray) -> None:
-        """At a kink, a gradient between the one-sided derivatives is a convention."""
+              on_kink: np.ndarray, xs: list[np.ndarray], dout: np.ndarray) -> None:
+        """At a kink, a gradient between the one-sided derivatives is a convention; where
+        only float64's rounding of the input puts the element on the kink (not ``on_kink``
+        exactly), either side is right and nothing is said about conventions."""
         tally = self.tallies[name]
         lo, hi = side
         for k in zip(*np.nonzero(mask)):
@@ -367,6 +391,8 @@ class ElementwiseVerifier(Checker):
             if np.isfinite(exact[k]) and abs(slope - exact[k]) <= tol:
                 continue
             if np.isfinite(slope) and lo[k] - tol <= slope <= hi[k] + tol:
+                if not on_kink[k]:
+                    continue
                 tally.kink_other = tally.kink_other or {**record, "slope": float(slope), "convention": float(exact[k])}
             else:
                 tally.kink_outside = tally.kink_outside or {**record, "slope": float(slope)}

@@ -54,7 +54,7 @@ from ..reports import Finding
 from ..spec.model import Spec
 from .arrays import ArrayProblem, choose_method
 from .base import (
-    FLOOR, IGNORES, RTOL, Checker, Mismatch, Sample, Tally, UserError, all_same, as_array, call, copy, douts, gradients_of,
+    FLOOR, IGNORES, RTOL, Checker, directional_error, exceeds, Mismatch, Sample, Tally, UserError, all_same, as_array, call, copy, douts, gradients_of,
     linearity_problems, same,
 )
 
@@ -240,7 +240,8 @@ class ArrayVerifier(Checker):
         -745) and a naive ``-log(exp(s_t - max) / sum)`` gives inf; the declared loss is finite."""
         out = []
         for kind, t, axis in self.spec.assumptions:
-            scores = [x for x in self.spec.inputs if self.spec.shapes[x] == self.spec.shapes.get(t)]
+            scores = [x for x in self.spec.inputs if self.spec.shapes[x] == self.spec.shapes.get(t)
+                      and self.spec.domains[x].unbounded]  # scores, not probabilities
             if kind != "onehot" or not scores or len(self.spec.shapes[t]) != 2 or axis != 1:
                 continue
             problem = self.problem(self.sizes(MAIN_BATCH), 5)
@@ -250,8 +251,12 @@ class ArrayVerifier(Checker):
                               problem=problem))
         return out
 
-    @staticmethod
-    def large_values(symbol: sympy.Symbol, shape: tuple, rng: np.random.Generator) -> np.ndarray:
+    def large_values(self, symbol: sympy.Symbol, shape: tuple, rng: np.random.Generator) -> np.ndarray:
+        """Values where naive code breaks: up to :data:`LARGE` in size; from tiny to large for a
+        half-line; next to the ends of a bounded interval (``1 - 1e-8`` for a probability)."""
+        domain = self.spec.domains.get(symbol)
+        if domain is not None and domain.bounded:
+            return rng.choice(np.array(domain.edges()), shape)
         if symbol.is_positive or symbol.is_negative:
             tiny_to_large = np.exp(rng.uniform(-40.0, 7.0, shape))
             return tiny_to_large if symbol.is_positive else -tiny_to_large
@@ -468,9 +473,7 @@ class ArrayVerifier(Checker):
             want, noise = sample.problem.directional(symbol, v, self.method)
             if not np.isfinite(want):
                 continue
-            have = float(np.sum(got * v))
-            floor = FLOOR * float(np.linalg.norm(got) * np.linalg.norm(v))
-            if max(0.0, abs(have - want) - noise) > RTOL * max(abs(have), abs(want), floor, 1e-300):
+            if exceeds(directional_error(float(np.sum(got * v)), want, noise, got, v), RTOL):
                 return False
         return True
 

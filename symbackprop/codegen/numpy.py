@@ -165,6 +165,12 @@ class NumpyLayerPrinter(NumPyPrinter):
     def _print_Relational(self, e):
         return f"({self._print(e.lhs)} {e.rel_op} {self._print(e.rhs)})"
 
+    def _print_And(self, e):
+        return "(" + " & ".join(self._print(a) for a in e.args) + ")"
+
+    def _print_Or(self, e):
+        return "(" + " | ".join(self._print(a) for a in e.args) + ")"
+
     def _print_BooleanTrue(self, _):
         return "True"
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import sympy
 
+from .. import ops
 from ..spec.model import DOUT, Spec
 from ..timebound import attempt
 from .cost import arithmetic_cost
@@ -110,7 +111,12 @@ def reverse_accumulate(spec: Spec, nodes: list[NodeDerivation], dout: sympy.Symb
         if node is nodes[-1]:
             return dout
         grad = grad_symbol(node.symbol)
-        steps.append((grad, tidy(sympy.Add(*terms))))
+        value = tidy(sympy.Add(*terms))
+        if node.spread_to and not value.atoms(ops.ArrayVar, ops.ArrayOp):
+            # a sum's scalar gradient standing for a whole array, about to be summed over the
+            # axes the node broadcast: spread it (sum(x + b) gives db = N*dout, not dout)
+            value = ops.BroadcastTo(value, sympy.Tuple(*node.spread_to))
+        steps.append((grad, value))
         flat[grad] = steps[-1][1].xreplace(flat)
         return grad
 

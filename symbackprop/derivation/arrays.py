@@ -16,6 +16,8 @@ with scalar symbols and compared with SymPy's ``diff`` (:func:`~symbackprop.deri
 """
 from __future__ import annotations
 
+import itertools
+
 import sympy
 
 from .. import ops
@@ -28,7 +30,7 @@ from .accumulate import live_values, reverse_accumulate
 from .cost import arithmetic_cost
 from .explicit import verify_explicit
 from .model import Cached, Derivation, NodeDerivation
-from .search import derive_node
+from .search import derive_node, invert
 
 SECONDS_PER_TIDY = 1.0
 
@@ -63,6 +65,7 @@ class _ArrayDeriver:
         self.names |= {"dout", "upstream", "upstream_scalar"} | {f"d{n}" for n in list(self.names)}
         self.dout = array_dout(self.shapes[spec.output])
         self.onehot = [(t, axis) for kind, t, axis in spec.assumptions if kind == "onehot"]
+        self.extra: list[Cached] = []
 
     def live(self) -> set[sympy.Symbol]:
         """Differentiated symbols and the graph values that depend on them."""
@@ -87,7 +90,17 @@ class _ArrayDeriver:
             node.pullback = {a: self.tidy(pulled.get(a, sympy.S.Zero)) for a in args}
             cached, recomputed = set(), []
         node.upstream = up
+        if self.sums_a_scalar(node, up):
+            node.spread_to = tuple(self.shapes[symbol])
         return node, cached, recomputed
+
+    @staticmethod
+    def sums_a_scalar(node: NodeDerivation, up: sympy.Symbol) -> bool:
+        """Would a scalar gradient of the node be summed over axes as it stands (``b`` of
+        ``x + b`` gets ``sum(upstream, axis=0)``)?  Then a scalar must be spread first."""
+        scalar = sympy.Dummy("scalar", real=True)
+        return any(not r.args[0].atoms(ArrayVar, ArrayOp)
+                   for p in node.pullback.values() for r in p.xreplace({up: scalar}).atoms(ReduceSum))
 
     def named(self, expr: sympy.Expr) -> sympy.Expr:
         """Values the forward pass computed replace their definitions (softmax(x) -> y)."""
@@ -102,7 +115,7 @@ class _ArrayDeriver:
         return expr
 
     def tidy(self, expr: sympy.Expr) -> sympy.Expr:
-        expr = self.assume(self.named(expr))
+        expr = self.assume(ops.split_sums(self.named(expr), self.shapes))
         best = expr
         for rewrite in (sympy.factor, sympy.cancel, lambda e: sympy.factor(sympy.expand(e))):
             value, finished = attempt(lambda: self.assume(rewrite(expr)), None, SECONDS_PER_TIDY)
@@ -138,8 +151,19 @@ class _ArrayDeriver:
             if original is not None:
                 steps[i] = (target, self.full_shape(original, expr))
                 backward[original.name] = self.full_shape(original, backward[original.name])
-        used = set().union(*(e.free_symbols for _, e in steps)) | set().union(
-            *(c.expr.free_symbols for c in recompute))
+        used = _used(steps, recompute)
+        for dropped, value in self.lighter(used | cache_syms):
+            steps = [(t, e.xreplace({dropped: value})) for t, e in steps]
+            backward = {k: e.xreplace({dropped: value}) for k, e in backward.items()}
+            recompute = [Cached(c.symbol, c.expr.xreplace({dropped: value}), c.mask) for c in recompute]
+            cache_syms.discard(dropped)
+            used = _used(steps, recompute)
+        for helper in self.combined(steps, recompute, used | cache_syms):
+            swap = {helper.expr: helper.symbol}
+            steps = [(t, e.xreplace(swap)) for t, e in steps]
+            backward = {k: e.xreplace(swap) for k, e in backward.items()}
+            used = _used(steps, recompute)
+            cache_syms = (cache_syms - helper.expr.free_symbols) | {helper.symbol}
         cache = self.cache_list(nodes, (used | cache_syms) - {c.symbol for c in recompute})
         derivation = Derivation(spec, nodes, cache, recompute, steps, {}, backward, {}, sorted(self.notes),
                                 dout=self.dout)
@@ -148,6 +172,58 @@ class _ArrayDeriver:
         verify_explicit(derivation)
         return derivation
 
+    def lighter(self, kept: set) -> list[tuple[sympy.Symbol, sympy.Expr]]:
+        """Graph values the backward needs that other kept values give back, with the
+        expression that does: batch normalization keeps ``xn`` and ``std``, so ``xc`` is
+        ``xn*std`` and need not be kept (one N x D array instead of two; memory first).
+        A value is given back by a later elementwise node it occurs in once, solved for it,
+        when everything else in the solution is kept anyway (parameters and sizes are free)."""
+        free = set(self.spec.params) | set(self.spec.dims)
+        graph = list(self.spec.graph)
+        out = []
+        for i, (value, _) in enumerate(graph):
+            if value not in kept:
+                continue
+            for later, expr in graph[i + 1:]:
+                if later not in kept or not _is_elementwise(expr):
+                    continue
+                solution = invert(expr, value, later)
+                if solution is not None and solution.free_symbols <= (kept | free) - {value}:
+                    out.append((value, solution))
+                    kept = kept - {value}
+                    break
+        return out
+
+    def combined(self, steps: list, recompute: list[Cached], kept: set) -> list[Cached]:
+        """Differences the backward reads in place of the arrays they combine: a mean squared
+        error needs ``y - t`` only, one array instead of two.  A sum of two or more kept arrays
+        of one shape (inputs, constants or graph values), elementwise, whose arrays occur nowhere
+        else, becomes a helper the forward computes and keeps."""
+        arrays = {a for a in kept if a in self.shapes and self.shapes[a]
+                  and a not in self.spec.params and a not in self.spec.dims}
+        out: list[Cached] = []
+        exprs = [e for _, e in steps] + [c.expr for c in recompute]
+        for sub in dict.fromkeys(a for e in exprs for a in sympy.preorder_traversal(e)):
+            if not (isinstance(sub, sympy.Add) and _is_elementwise(sub) and len(sub.free_symbols) >= 2
+                    and sub.free_symbols <= arrays
+                    and len({tuple(self.shapes[a]) for a in sub.free_symbols}) == 1):
+                continue
+            hole = sympy.Dummy()
+            rest = [e.xreplace({sub: hole}) for e in exprs] + [c.expr for c in out]
+            if any(e.has(*sub.free_symbols) for e in rest):
+                continue
+            symbol = ArrayVar(self.fresh("e"), real=True)
+            self.shapes[symbol] = self.shapes[next(iter(sub.free_symbols))]
+            out.append(Cached(symbol, sub))
+            exprs = [e.xreplace({sub: symbol}) for e in exprs]
+        self.extra = out
+        return out
+
+    def fresh(self, stem: str) -> str:
+        name = next(n for n in (f"{stem}{k or ''}" for k in itertools.count()) if n not in self.names)
+        self.names.add(name)
+        return name
+
     def cache_list(self, nodes: list[NodeDerivation], used: set) -> list[Cached]:
         """What forward stores: inputs, constants, graph values, then helpers (masks first).
         Parameters live on the layer already and cost nothing to keep."""
@@ -155,7 +231,12 @@ class _ArrayDeriver:
         order += [Cached(s, e) for s, e in self.spec.graph if s in used]
         for node in nodes:
             order += [h for a, h in node.helpers.items() if a in used and h not in order]
-        return order
+        return order + [h for h in self.extra if h.symbol in used]
+
+
+def _used(steps: list, recompute: list[Cached]) -> set[sympy.Symbol]:
+    """Symbols the backward statements and the recomputed helpers read."""
+    return set().union(*(e.free_symbols for _, e in steps)) | set().union(*(c.expr.free_symbols for c in recompute))
 
 
 def derive_arrays(spec: Spec) -> Derivation:

@@ -26,7 +26,7 @@ class ExplicitCheckFailed(SymbackpropError):
 
 def _random_point(env: dict, spec: Spec, rng: np.random.Generator) -> dict:
     """Random values for every scalar symbol; rows of one-hot constants sum to 1;
-    positive arrays positive."""
+    positive arrays positive, arrays declared in an interval inside it."""
     point = {}
     onehot = {t: axis for kind, t, axis in spec.assumptions if kind == "onehot"}
     for symbol, cells in env.items():
@@ -34,8 +34,13 @@ def _random_point(env: dict, spec: Spec, rng: np.random.Generator) -> dict:
             if isinstance(cells, sympy.Symbol):
                 point[cells] = sympy.Float(rng.uniform(0.5, 1.5))
             continue
-        values = rng.uniform(0.2, 1.0, cells.shape) if symbol.is_positive or symbol in onehot \
-            else rng.uniform(-2, 2, cells.shape)
+        domain = spec.domains.get(symbol)
+        if domain is not None and domain.bounded:
+            values = domain.draw(rng, cells.shape)
+        elif symbol.is_positive or symbol in onehot:
+            values = rng.uniform(0.2, 1.0, cells.shape)
+        else:
+            values = rng.uniform(-2, 2, cells.shape)
         if symbol in onehot:
             values = values / values.sum(axis=onehot[symbol], keepdims=True)
         for idx in np.ndindex(cells.shape):

@@ -47,6 +47,9 @@ class NodeDerivation:
     #: array nodes: each argument's gradient as an expression in ``upstream`` (a VJP)
     pullback: dict[sympy.Symbol, sympy.Expr] | None = None
     upstream: sympy.Symbol | None = None
+    #: array nodes that broadcast an argument: the shape a scalar gradient of the node is
+    #: spread to, so that summing over the broadcast axes counts every element
+    spread_to: tuple = ()
 
     def contribution(self, arg: sympy.Symbol, grad: sympy.Expr) -> sympy.Expr:
         """What this node adds to ``arg``'s gradient, given its own gradient ``grad``."""
@@ -98,6 +101,14 @@ class Derivation:
     def masks(self) -> dict[sympy.Symbol, sympy.Basic]:
         """Every boolean mask ``forward`` caches or ``backward`` recomputes, as its comparison."""
         return {c.symbol: c.expr for c in (*self.cache, *self.recompute) if c.mask}
+
+    @property
+    def kept(self) -> dict[sympy.Symbol, sympy.Expr]:
+        """Helpers the forward keeps that are no declared value, by their definitions
+        (``e = y - t`` of a squared error); explanations show the definition."""
+        declared = {*self.spec.inputs, *self.spec.constants, *dict(self.spec.graph)}
+        return {c.symbol: c.expr for c in self.cache if not c.mask and c.symbol not in declared
+                and c.symbol != self.spec.output}
 
     @property
     def definitions(self) -> dict[sympy.Symbol, sympy.Expr]:

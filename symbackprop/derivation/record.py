@@ -81,7 +81,8 @@ class _Writer:
                 "raw": self.texts(n.raw), "local": self.texts(n.local),
                 "helpers": [self.cached(h) for h in n.helpers.values()],
                 "pullback": None if n.pullback is None else self.texts(n.pullback),
-                "upstream": None if n.upstream is None else self.name(n.upstream)}
+                "upstream": None if n.upstream is None else self.name(n.upstream),
+                "spread_to": [self.text(d) for d in n.spread_to]}
 
     def record(self) -> dict:
         d = self.d
@@ -136,11 +137,13 @@ class _Reader:
     def node(self, entry: dict) -> NodeDerivation:
         helpers = [self.cached(h) for h in entry["helpers"]]
         pullback = entry["pullback"]
-        return NodeDerivation(
+        node = NodeDerivation(
             self.named(entry["symbol"]), self.expr(entry["expr"]), tuple(self.named(a) for a in entry["args"]),
             self.table(entry["raw"]), self.table(entry["local"]), {h.symbol: h for h in helpers},
             None if pullback is None else self.table(pullback),
             None if entry["upstream"] is None else self.named(entry["upstream"]))
+        node.spread_to = tuple(self.expr(d) for d in entry.get("spread_to", []))
+        return node
 
     def derivation(self) -> Derivation:
         r = self.r

@@ -23,6 +23,7 @@ import itertools
 import time
 from collections.abc import Iterator, Sequence
 
+import mpmath
 import numpy as np
 import sympy
 
@@ -40,6 +41,10 @@ NOT_FINITE = (sympy.zoo, sympy.oo, -sympy.oo, sympy.nan)
 _PRINTABLE = (sympy.Max, sympy.Min, sympy.Heaviside, sympy.Piecewise)
 SECONDS_PER_TIDY = 1.0
 SECONDS_PER_NODE = 4.0
+#: Sample points at which each argument that may be 0 is set to 0 (:meth:`NodeSearch._defined_at_zeros`).
+ZERO_POINTS = 3
+#: At most this many branch-by-branch forms of a piecewise derivative.
+BRANCH_FORMS = 16
 
 
 def printable(expr: sympy.Basic) -> bool:
@@ -116,6 +121,26 @@ def _tidy_variants(expr: sympy.Expr, notes: set[str]) -> Iterator[sympy.Expr]:
             yield _positive_lead(value)
 
 
+def _merged_conditions(expr: sympy.Expr) -> sympy.Expr:
+    """Products of indicators ``where(c1, 1, 0)*where(c2, 1, 0)`` as ``where(c1 & c2, 1, 0)``:
+    one mask instead of two (clip's gradient is 1 strictly inside its bounds, 0 elsewhere)."""
+
+    def indicator(e: sympy.Basic) -> sympy.Basic | None:
+        if isinstance(e, sympy.Piecewise) and len(e.args) == 2 and e.args[0][0] == 1 \
+                and e.args[1][0] == 0 and e.args[1][1] == sympy.true:
+            return e.args[0][1]
+        return None
+
+    def merge(m: sympy.Mul) -> sympy.Expr:
+        conditions = [c for f in m.args if (c := indicator(f)) is not None]
+        if len(conditions) < 2:
+            return m
+        rest = [f for f in m.args if indicator(f) is None]
+        return sympy.Mul(*rest, sympy.Piecewise((1, sympy.And(*conditions)), (0, True)))
+
+    return expr.replace(lambda e: isinstance(e, sympy.Mul), merge)
+
+
 def _positive_lead(expr: sympy.Expr) -> sympy.Expr:
     """``-y*(y - 1)`` as ``y*(1 - y)``: absorb a leading minus into one sum."""
     if isinstance(expr, sympy.Mul) and expr.args[0] == -1:
@@ -138,6 +163,8 @@ class NodeSearch:
         for sub in _subexpressions(expr, args):
             self.anchors[self._fresh("t")] = sub
         self.masks: dict[sympy.Basic, sympy.Symbol] = {}
+        # conditions on the node's output that test what a condition on its argument tests
+        self.output_conditions: dict[sympy.Basic, sympy.Basic] = {}
 
     def _fresh(self, stem: str) -> sympy.Symbol:
         for i in itertools.count():
@@ -165,6 +192,9 @@ class NodeSearch:
                     solution = invert(value.xreplace({inner_value: hole}), hole, anchor)
                     if solution is not None:
                         found.append(literal.subs(inner_value, solution))
+        found += self._branchwise(raw)
+        found += [m for c in found if (m := _merged_conditions(c)) != c]
+        found += [v for c in found if (v := self._on_output(c)) is not None]
         unique = list(dict.fromkeys(found))
         out: list[sympy.Expr] = []
         deadline = time.monotonic() + SECONDS_PER_NODE
@@ -177,7 +207,61 @@ class NodeSearch:
         if time.monotonic() >= deadline:
             self.notes.add(f"the search for cheaper forms stopped at its {SECONDS_PER_NODE:g} s bound "
                            "for one node; the best form found so far is used")
-        return [c for c in out if self._equal(c, raw) and self._accurate(c, raw)]
+        return [c for c in out if self._equal(c, raw) and self._accurate(c, raw) and self._defined_at_zeros(c, raw)]
+
+    def _branchwise(self, raw: sympy.Expr) -> list[sympy.Expr]:
+        """Forms of a piecewise derivative written, branch by branch, in the output: on the
+        branch where ``y = exp(x) - 1``, ``exp(x)`` is ``y + 1`` (ELU's ``dout*(y + 1)``)."""
+        expr = self.expr
+        if not (isinstance(expr, sympy.Piecewise) and isinstance(raw, sympy.Piecewise)
+                and [c for _, c in raw.args] == [c for _, c in expr.args]):
+            return []
+        options = []
+        for (d, _), (v, _) in zip(raw.args, expr.args):
+            forms, hole = [d], sympy.Dummy("hole")
+            for sub in (v, *_subexpressions(v, self.args)):
+                solution = invert(v.xreplace({sub: hole}), hole, self.symbol)
+                if solution is not None:
+                    forms.append(d.subs(sub, solution))
+            options.append(list(dict.fromkeys(forms)))
+        conditions = [c for _, c in raw.args]
+        return [sympy.Piecewise(*zip(choice, conditions)) for choice in itertools.product(*options)][:BRANCH_FORMS]
+
+    def _on_output(self, expr: sympy.Expr) -> sympy.Expr | None:
+        """``expr`` with each branch condition on the argument replaced by the same test on
+        the node's output, where there is one (ELU: ``x > 0`` is ``y > 0``), so that a backward
+        from the cached output needs no input; None if no condition changes."""
+        if not expr.has(sympy.Piecewise) or len(self.args) != 1:
+            return None
+        conditions = {c for p in expr.atoms(sympy.Piecewise) for _, c in p.args
+                      if isinstance(c, sympy.core.relational.Relational)}
+        swap = {c: o for c in conditions if (o := self._output_condition(c)) is not None}
+        return expr.xreplace(swap) if swap else None
+
+    def _output_condition(self, cond: sympy.Basic) -> sympy.Basic | None:
+        """``y > f(c)`` for ``x > c`` (any of < <= > >=) when the two agree at every sample and
+        tail point and at the float64 neighbours of ``c``, evaluated in float64 as the generated
+        code evaluates them (``y`` by the forward)."""
+        (arg,) = self.args
+        if cond.lhs != arg or cond.rhs.free_symbols:
+            return None
+        boundary = self.expr.subs(arg, cond.rhs)
+        if not boundary.is_real or not boundary.is_number:
+            return None
+        candidate = cond.func(self.symbol, boundary)
+        c = float(cond.rhs)
+        near = [c + k * np.spacing(max(abs(c), np.finfo(float).tiny)) for k in range(-4, 5)]
+        xs = np.array([float(p[arg]) for p in (*self.points, *self.tails)] + near + [c - 1.0, c + 1.0])
+        try:
+            ys = np.asarray(float_function(self.expr, [arg])(xs), dtype=float) * np.ones(len(xs))
+            before = np.asarray(float_function(cond, [arg])(xs), dtype=bool)
+            after = np.asarray(float_function(candidate, [self.symbol])(ys), dtype=bool)
+        except Unsupported:
+            return None
+        if not np.array_equal(before, after):
+            return None
+        self.output_conditions[candidate] = cond
+        return candidate
 
     def _float_env(self) -> dict:
         """float64 values of the arguments, anchors and masks at the tail points."""
@@ -227,7 +311,8 @@ class NodeSearch:
         def mask_of(cond):
             if cond == sympy.true or isinstance(cond, sympy.Symbol):
                 return cond
-            cond = cond.xreplace(self.anchors)  # masks are computed from the arguments
+            if cond not in self.output_conditions:
+                cond = cond.xreplace(self.anchors)  # masks are computed from the arguments
             if cond not in self.masks:
                 self.masks[cond] = self._fresh("mask")
             return self.masks[cond]
@@ -254,6 +339,21 @@ class NodeSearch:
         mismatch, used = first_mismatch(cand, raw, envs)
         return mismatch is None and used >= max(3, len(envs) // 2)
 
+    def _defined_at_zeros(self, cand: sympy.Expr, raw: sympy.Expr) -> bool:
+        """Is ``cand`` defined wherever ``raw`` is when an argument that may be 0 is 0?
+        Random points never hit such a set, and inputs do (a batch of one centres ``x - mu``
+        to exactly 0): batch normalization's ``1/std`` written ``xn/xc`` would be 0/0 there."""
+        if cand == raw:
+            return True
+        for arg in self.args:
+            if arg.is_nonzero:
+                continue
+            for point in self.points[:ZERO_POINTS]:
+                env = self._env({**{a: point[a] for a in self.args}, arg: mpmath.mpf(0)})
+                if mp_value(raw, env) is not None and mp_value(cand, env) is None:
+                    return False
+        return True
+
     def helper_of(self, atom: sympy.Symbol) -> Cached | None:
         if atom in self.anchors and atom != self.symbol:
             return Cached(atom, self.anchors[atom])
@@ -277,6 +377,9 @@ def _choose(search: NodeSearch, per_arg: dict[sympy.Symbol, list[sympy.Expr]]):
             recomputed = [a for a in optional if a not in cached]
             needed_args = set(given)
             arithmetic = sum(arithmetic_cost(c) for c in combo)
+            if any(search.symbol not in cached and search.helper_of(a).expr.has(search.symbol)
+                   for a in optional if a in search.masks.values()):
+                continue  # a mask tested on the output needs the output kept, and is never kept itself
             for a in recomputed:
                 definition = search.anchors.get(a)
                 if definition is None:

@@ -32,7 +32,7 @@ class _ArrayDrawing:
         self.dot = Dot(g.spec.name)
         self.ids = node_ids(g.leaves, g.nodes)
         self.declared = {s for s, _ in g.spec.graph}
-        self.statements = {t.name: e for t, e in g.derivation.steps}
+        self.statements = {t.name: e.xreplace(g.derivation.kept) for t, e in g.derivation.steps}
 
     def value_label(self, v: sympy.Symbol) -> str:
         shape = shape_text(self.g.shapes[v])
@@ -101,7 +101,7 @@ class _ArrayDrawing:
 def _collapsed(g: Operations, symbolic: bool, backward: bool) -> Dot:
     spec, d = g.spec, g.derivation
     dot = Dot(spec.name)
-    labels = {s.name: d.readable(d.backward[s.name], standalone=False) if symbolic else f"d{s.name}"
+    labels = {s.name: d.readable(d.backward[s.name].xreplace(d.kept), standalone=False) if symbolic else f"d{s.name}"
               for s in spec.differentiated}
     dot.collapsed(spec.name, {s.name: shape_text(g.shapes[s]) for s in g.leaves},
                   (spec.output.name, shape_text(g.shapes[spec.output])), labels if backward else None,

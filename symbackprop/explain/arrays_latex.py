@@ -275,7 +275,8 @@ def array_steps(obj: Spec | Derivation, order: int = 1) -> ArraySteps:
                 [Row("forward", s, (Form.of(e),)) for s, e in spec.graph]),
         Section("Assumed", _assumed(spec)),
         Section(rf"Backward pass, node by node, from $\partial L/\partial {output}$",
-                [Row("backward", t, (Form.of(e.xreplace(masks)),)) for t, e in derivation.steps]),
+                [Row("backward", t, (Form.of(e.xreplace(masks).xreplace(derivation.kept)),))
+                 for t, e in derivation.steps]),
         Section("Values the backward pass recomputes",
                 [Row("define", c.symbol, (Form.of(c.expr),)) for c in derivation.recompute if not c.mask]),
     ]
@@ -290,7 +291,8 @@ def array_derivation_latex(derivation: Derivation) -> str:
     steps = array_steps(derivation)
     p = steps.printer()
     rows = [steps.row(r, p) for s in steps.sections for r in s.rows if r.kind != "assume"]
-    cache = [p._print(c.symbol) for c in derivation.cache if not c.mask]
+    kept = derivation.kept
+    cache = [p._print(kept.get(c.symbol, c.symbol)) for c in derivation.cache if not c.mask]
     cache += [p._print(sympy.Piecewise((1, c.expr), (0, True))) for c in derivation.cache if c.mask]
     cached = ", ".join(cache) or r"\text{nothing}"
     rows.append(rf"\text{{cache}} &: {cached}")

@@ -204,8 +204,10 @@ class _Builder:
         factors = _dout_first(sympy.Mul.make_args(chosen))
         written = tuple(f.xreplace(definitions) for f in factors)
         combined = tuple(_common_denominator(f) for f in written)
-        return [Form.of(raw), Form.of(raw.xreplace(self.g.definitions)), Form((combined,)),
-                Form((written,)), Form((tuple(factors),))]
+        expanded = [Form((combined,)), Form((written,))]
+        if any(f.has(sympy.ITE) for f in written):
+            expanded = []  # a condition on the output (ELU's y > 0) does not read better in the input
+        return [Form.of(raw), Form.of(raw.xreplace(self.g.definitions)), *expanded, Form((tuple(factors),))]
 
     def helper_rows(self, rows: list[Row]) -> list[Row]:
         """Definitions of the derivation's cached helpers (``t = 1/(1 + e^{-x})``) used below."""

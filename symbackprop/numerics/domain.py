@@ -25,11 +25,14 @@ import sympy
 from ..lang.functions import BY_CLASS
 from .evaluate import mp_value
 
-#: Edge values of a real input: tiny, moderate, float64 saturation (30 to 40), overflow (700 to 1000).
+#: Edge values of a real input: tiny, moderate, float64 saturation (30 to 40), float32's exp overflow (88.7),
+#: float64's (709.8) and beyond (1000).
 REAL_EDGES = (0.0, 1e-8, -1e-8, 1e-3, -1e-3, 0.5, -0.5, 1.0, -1.0, 2.0, -2.0, 5.0, -5.0, 10.0, -10.0,
               20.0, -20.0, 30.0, -30.0, 33.0, -33.0, 36.0, -36.0, 37.0, -37.0, 38.0, -38.0, 40.0, -40.0,
-              100.0, -100.0, 700.0, -700.0, 710.0, -710.0, 1000.0, -1000.0)
-POSITIVE_EDGES = (1e-8, 1e-3, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 37.0, 40.0, 100.0, 700.0, 1000.0)
+              88.0, -88.0, 89.0, -89.0, 100.0, -100.0, 700.0, -700.0, 709.0, -709.0, 710.0, -710.0,
+              1000.0, -1000.0)
+POSITIVE_EDGES = (1e-8, 1e-3, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 37.0, 40.0, 88.0, 89.0, 100.0, 700.0, 709.0,
+                  710.0, 1000.0)
 #: Tail values, where the float64 accuracy of a form is judged against mpmath.
 REAL_TAILS = (-1000.0, -700.0, -100.0, -30.0, -5.0, -0.5, -1e-3, 1e-3, 0.5, 5.0, 30.0, 100.0, 700.0, 1000.0)
 POSITIVE_TAILS = (1e-8, 1e-3, 0.1, 0.5, 2.0, 5.0, 30.0, 100.0, 700.0, 1000.0)
@@ -210,8 +213,8 @@ def _needs(node: sympy.Basic, domains: Mapping[sympy.Symbol, Domain]):
         row = BY_CLASS.get(type(node))
         interval = (*row.domain, False)[:3] if row is not None and row.domain is not None else None
         arg = node.args[-1] if interval is not None else None
-    if interval is None or len(arg.free_symbols) != 1:
-        return []
+    if interval is None or len(arg.free_symbols) != 1 or arg.atoms(sympy.Tuple):
+        return []  # (an argument with axes in it reduces an array: it says nothing of one element)
     (s,) = arg.free_symbols
     if s not in domains:
         return []

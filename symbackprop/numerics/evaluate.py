@@ -81,6 +81,8 @@ class _Compiler:
             return self.relation(type(e), *parts)
         if isinstance(e, (sympy.And, sympy.Or, sympy.Not)):
             return self.logic(type(e), parts)
+        if isinstance(e, sympy.ITE):  # a condition on a piecewise value: (a & b) | (~a & c)
+            return self.compile(e.to_nnf())
         return self.function(e, parts)
 
     @staticmethod

@@ -37,6 +37,20 @@ def kink_arguments(expr: sympy.Basic) -> list[sympy.Expr]:
     return [u for u in dict.fromkeys(out) if u.free_symbols]
 
 
+def rounding_scale(u: sympy.Expr) -> sympy.Expr:
+    r"""The size of float64's rounding of ``u``, in units of machine epsilon: every sum
+    taken over the magnitudes of its terms, every product over its factors',
+    :math:`|a| + |b|` for :math:`a + b` (the error of a float64 sum is at most
+    :math:`\varepsilon` times that).  An input whose kink argument is within a few
+    epsilons of it lies on the kink as far as float64 can tell (``w*x + b`` at w = 1000,
+    x = 0.001, b = -1 is exactly 2.1e-17, and 0.0 in float64)."""
+    if isinstance(u, sympy.Add):
+        return sympy.Add(*(rounding_scale(a) for a in u.args))
+    if isinstance(u, sympy.Mul):
+        return sympy.Mul(*(rounding_scale(a) for a in u.args))
+    return sympy.Abs(u)
+
+
 def linear_root(u: sympy.Expr, symbol: sympy.Symbol | None = None) -> tuple[sympy.Symbol, sympy.Expr] | None:
     """``(s, r)`` with ``u = 0`` exactly when ``s = r``, for ``u`` linear in ``s`` (the
     given ``symbol``, or the first by name that works)."""

@@ -105,9 +105,12 @@ class Spec:
 
     @functools.cached_property
     def domains(self) -> dict[sympy.Symbol, Domain]:
-        """Each input's domain: assumptions, declared interval, and what the forward needs
-        (:func:`symbackprop.numerics.domain.natural_domains`), computed once."""
-        return natural_domains(self.inputs, self.graph, self.intervals) if not self.shapes else {}
+        """Each input's domain (and an array layer's constants'): assumptions, declared
+        interval, and what the forward needs (:func:`symbackprop.numerics.domain.natural_domains`),
+        computed once.  An array's domain holds for each of its elements."""
+        if self.shapes:
+            return natural_domains((*self.inputs, *self.constants), self.graph, self.intervals)
+        return natural_domains(self.inputs, self.graph, self.intervals)
 
     @property
     def is_array(self) -> bool:

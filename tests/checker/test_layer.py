@@ -7,6 +7,7 @@ gradients typed by hand (``x.T @ dout``, ``(softmax(x) - t) / N``) at the report
 """
 import importlib.util
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -174,6 +175,47 @@ def test_a_wrong_slope_beside_the_kinks_is_still_wrong_math():
     spec = symbackprop.layer(sympy.Max(-1, sympy.Min(1, sympy.Symbol("x", real=True))), name="Clip")
     report = verify_layer(ClipWrongInside, spec, examples=kink_examples(-1.0, 1.0, 0.3))
     assert not report.ok and "wrong-math" in {f.kind for f in report.findings}
+
+
+class Neuron:
+    """relu(w*x + b) the plain way: the mask of the float64 pre-activation."""
+
+    def forward(self, w, x, b):
+        self.w, self.x = w, x
+        self.mask = w * x + b > 0
+        return np.where(self.mask, w * x + b, 0.0)
+
+    def backward(self, dout):
+        d = np.where(self.mask, dout, 0.0)
+        return d * self.x, d * self.w, d
+
+
+class NeuronDoubleBias(Neuron):
+    def backward(self, dout):
+        dw, dx, db = super().backward(dout)
+        return dw, dx, 2 * db                    # a planted bug: db doubled
+
+
+_w, _x, _b = sympy.symbols("w x b", real=True)
+NEURON = sympy.Max(_w * _x + _b, 0)
+ROUNDED_ONTO_THE_KINK = [(np.array([1000.0]), np.array([0.001]), np.array([-1.0]))]
+
+
+def test_an_input_that_float64_rounds_onto_a_kink_is_not_the_layers_error():
+    # 1000 * 0.001 - 1 is 2.1e-17 exactly (0.001 is not a binary fraction) and 0.0 in float64
+    exact = sympy.Float(1000) * sympy.Float(0.001, 40) - 1
+    assert exact != 0 and 1000 * 0.001 - 1 == 0.0
+    spec = symbackprop.layer(NEURON, inputs=[_w, _x, _b], name="Neuron")
+    report = verify_layer(Neuron, spec, examples=ROUNDED_ONTO_THE_KINK)
+    assert report.ok and report.findings == [], report.text()
+    report = verify_layer(NeuronDoubleBias, spec, examples=ROUNDED_ONTO_THE_KINK)
+    assert kinds(report) == {("wrong-math", "b")}
+
+
+def test_the_generated_neuron_passes_its_own_check_at_the_rounded_kink():
+    spec = symbackprop.layer(NEURON, inputs=[_w, _x, _b], name="Neuron")
+    report = verify_layer(symbackprop.compile(spec), spec, examples=ROUNDED_ONTO_THE_KINK)
+    assert report.findings == [], report.text()
 
 
 def test_float64_saturation_of_the_seeds_sigmoid_is_not_flagged():
@@ -483,3 +525,35 @@ def test_verify_layer_json_for_array_layers(capsys):
     assert "ignores dout" in data["notes"][0]
     assert main(["verify-layer", f"{SEED}:TwoLayerNet", "--against", "two_layer_net"]) == 1
     assert "precision: loss(x, t)" in capsys.readouterr().out
+
+
+class ExpInFloat32Inside:
+    """exp computed in float32 and returned as float64: overflows past 88.7."""
+
+    def forward(self, x):
+        self.out = np.exp(x.astype(np.float32)).astype(float)
+        return self.out
+
+    def backward(self, dout):
+        return dout * self.out
+
+
+class SoftplusNaive:
+    def forward(self, x):
+        self.x = x
+        return np.log(1 + np.exp(x))
+
+    def backward(self, dout):
+        return dout / (1 + np.exp(-self.x))
+
+
+def test_the_edge_values_reach_float32_and_float64_overflow_of_exp():
+    report = verify_layer(ExpInFloat32Inside, "exp")
+    assert "precision" in {f.kind for f in report.findings}
+    overflow = [f for f in report.findings if "overflow" in f.message]
+    assert overflow and 88.7 < abs(overflow[0].counterexample["inputs"]["x"]) < 710, report.text()
+    with np.errstate(over="ignore"):
+        assert math.isfinite(math.exp(89.0)) and not np.isfinite(np.exp(np.float32(89.0)))
+    report = verify_layer(SoftplusNaive, "softplus")
+    assert any(f.kind == "precision" and f.input is None and "overflow" in f.message for f in report.findings), \
+        report.text()

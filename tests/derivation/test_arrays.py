@@ -50,20 +50,71 @@ def test_affine_backward_strings_parse_back_and_equal_the_books_formulas(capsys)
     assert data["cache"] == ["x"]
 
 
-def test_softmax_with_loss_is_fused_to_y_minus_t_over_n_and_caches_y_and_t(capsys):
+def test_softmax_with_loss_is_fused_to_y_minus_t_over_n_and_caches_only_the_difference(capsys):
     data = derive_json("softmax_with_loss", capsys)
-    assert sorted(data["cache"]) == ["t", "y"]
-    expr = parse_expression(data["backward"]["x"], symbols={"y": ArrayVar("y", real=True),
-                                                             "t": ArrayVar("t", real=True)}, arrays=True)
+    assert data["cache"] == ["e"]          # one N x K array: y - t, not y and t
+    names = {n: ArrayVar(n, real=True) for n in ("y", "t", "e")}
+    difference = parse_expression(data["cache_definitions"]["e"], symbols=names, arrays=True)
+    expr = parse_expression(data["backward"]["x"], symbols=names, arrays=True)
     rng = np.random.default_rng(1)
     for n, k in [(2, 3), (4, 10)]:
         x = rng.normal(size=(n, k))
         t = np.eye(k)[rng.integers(0, k, n)]
         y, dout = softmax(x), 1.7
-        env = {ArrayVar("y", real=True): y, ArrayVar("t", real=True): t, sympy.Symbol("dout", real=True): dout,
-               sympy.Symbol("N", real=True): n}
+        env = {names["y"]: y, names["t"]: t, sympy.Symbol("dout", real=True): dout, sympy.Symbol("N", real=True): n}
+        env[names["e"]] = np.asarray(arrays.evaluate(difference, env), dtype=float)
         np.testing.assert_allclose(np.asarray(arrays.evaluate(expr, env), dtype=float), dout * (y - t) / n,
                                    rtol=1e-12)
+
+
+def _cached_elements(derivation, sizes: dict) -> int:
+    """Floats the forward keeps per call, at the given sizes (parameters live on the layer)."""
+    shapes = {**derivation.spec.shapes}
+    total = 0
+    for c in derivation.cache:
+        shape = shapes.get(c.symbol) or arrays.shape_of(c.expr, shapes)
+        total += int(np.prod([sizes[d.name] if not d.is_Integer else int(d) for d in shape]))
+    return total
+
+
+@pytest.mark.parametrize("name", ["batch_norm", "layer_norm"])
+def test_normalizations_keep_one_n_by_d_array(name):
+    d = symbackprop.load(name).derive()
+    n, D = 50, 7
+    # xn (N x D) and std (D, or N x 1 for layer norm): the backward gives xc back as xn*std
+    assert _cached_elements(d, {"N": n, "D": D}) <= n * D + max(n, D)
+    x = np.random.default_rng(3).normal(size=(n, D))
+    gamma, beta = np.linspace(0.5, 2.0, D), np.linspace(-1.0, 1.0, D)
+    layer = symbackprop.compile(d)(gamma, beta)
+    dout = np.random.default_rng(4).normal(size=(n, D))
+    layer.forward(x)
+    dx = layer.backward(dout)
+    # oracle: the well-known closed forms (batch statistics over axis 0, or per row for layer norm)
+    axis = 0 if name == "batch_norm" else 1
+    eps = 1e-7 if name == "batch_norm" else 1e-5            # as the two declarations write them
+    mu = x.mean(axis=axis, keepdims=True)
+    var = x.var(axis=axis, keepdims=True)
+    xn = (x - mu) / np.sqrt(var + eps)
+    dxn = dout * gamma
+    m = x.shape[axis]
+    want = (m * dxn - dxn.sum(axis=axis, keepdims=True) - xn * (dxn * xn).sum(axis=axis, keepdims=True)) \
+        / (m * np.sqrt(var + eps))
+    np.testing.assert_allclose(dx, want, rtol=1e-9, atol=1e-12)
+
+
+def test_a_two_input_squared_error_keeps_the_difference_once(tmp_path):
+    path = tmp_path / "mse2.toml"
+    path.write_text('name = "MSE2"\ninputs = { a = ["N", "K"], b = ["N", "K"] }\noutput = "loss"\n'
+                    'forward = "sum((a - b)**2) / (2*N)"\n')
+    d = symbackprop.load(str(path)).derive()
+    assert _cached_elements(d, {"N": 4, "K": 3}) == 12      # 8 bytes an element, not 16
+    rng = np.random.default_rng(5)
+    a, b = rng.normal(size=(4, 3)), rng.normal(size=(4, 3))
+    layer = symbackprop.compile(d)()
+    layer.forward(a, b)
+    da, db = layer.backward(1.5)
+    np.testing.assert_allclose(da, 1.5 * (a - b) / 4, rtol=1e-14)
+    np.testing.assert_allclose(db, -da, rtol=1e-14)
 
 
 def test_softmax_backward_is_the_known_matrix_form(capsys):
@@ -275,3 +326,26 @@ def test_a_size_written_as_text_is_the_same_size():
     assert symbackprop.check(as_text, max_examples=4).ok
     with pytest.raises(symbackprop.errors.SymbackpropError, match="expected a shape"):
         spec_from_toml(text.format(one='"0"'))
+
+
+@pytest.mark.parametrize("body", ['forward = "sum(x + b)"', '[graph]\ns = "x + b"\nloss = "sum(s)"'])
+def test_a_sum_over_a_broadcast_bias_counts_every_row(tmp_path, body):
+    # sum(x + b) with b of shape (D,) is sum(x) + N*sum(b): db = N*dout (never dout)
+    path = tmp_path / "sum_bias.toml"
+    path.write_text(f'name = "SumBias"\ninputs = {{ x = ["N", "D"], b = ["D"] }}\noutput = "loss"\n{body}\n')
+    layer = symbackprop.compile(symbackprop.load(str(path)))()
+    rng = np.random.default_rng(6)
+    x, b = rng.normal(size=(5, 3)), rng.normal(size=3)
+    assert layer.forward(x, b) == pytest.approx(float(np.sum(x + b)), rel=1e-14)
+    dx, db = layer.backward(2.0)
+    np.testing.assert_array_equal(dx, np.full((5, 3), 2.0))
+    np.testing.assert_array_equal(db, np.full(3, 10.0))
+
+
+def test_a_sum_of_a_constant_minus_an_array_keeps_the_constant_per_element(tmp_path):
+    path = tmp_path / "sum_one_minus.toml"
+    path.write_text('name = "SumOneMinus"\ninputs = { x = ["N", "D"] }\noutput = "loss"\nforward = "sum(1 - x)"\n')
+    layer = symbackprop.compile(symbackprop.load(str(path)))()
+    x = np.random.default_rng(7).normal(size=(4, 3))
+    assert layer.forward(x) == pytest.approx(12.0 - float(np.sum(x)), rel=1e-14)
+    np.testing.assert_array_equal(layer.backward(1.5), np.full((4, 3), -1.5))

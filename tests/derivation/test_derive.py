@@ -167,3 +167,42 @@ def test_derivation_is_deterministic():
     a = symbackprop.load("swish").generate()
     b = symbackprop.load("swish").generate()
     assert a == b
+
+
+def _values_at(expr, x_values, **others):
+    """``expr`` (of x and the output y) at the given x, with y from the declared forward."""
+    return [float(expr.subs({**others, **dict(v)})) for v in x_values]
+
+
+def test_elu_caches_its_output_only_and_tests_the_branch_on_it(derivations):
+    # ELU's forward is exp(x) - 1 on x <= 0, so exp(x) there is y + 1, and x > 0 exactly when y > 0
+    d = derivations["elu"]
+    assert d.cache_names == ["y"] and not d.backward["x"].has(sympy.exp)
+    layer = symbackprop.compile(d)()
+    xs = np.array([-30.0, -2.0, -1e-300, 0.0, 1e-300, 0.5, 3.0])
+    layer.forward(xs)
+    oracle = np.array([float(sympy.diff(sympy.Piecewise((x, x > 0), (sympy.exp(x) - 1, True)), x).subs(x, v))
+                       for v in xs])
+    # y + 1 in the far tail is within 1e-16 absolute (the search's accuracy rule, as sigmoid's y*(1 - y))
+    assert np.allclose(layer.backward(np.ones_like(xs)), oracle, rtol=1e-14, atol=1e-16)
+
+
+def test_clip_keeps_one_mask_not_two():
+    d = symbackprop.layer(sympy.Min(1, sympy.Max(-1, x)), name="Clip").derive()
+    assert [c.mask for c in d.cache] == [True]
+    layer = symbackprop.compile(d)()
+    xs = np.array([-2.0, -1.0, -0.5, 0.0, 0.99, 1.0, 7.0])
+    layer.forward(xs)
+    # the book's convention at the kinks: 0 there, 1 strictly inside
+    assert layer.backward(np.full(xs.shape, 3.0)).tolist() == [0.0, 0.0, 3.0, 3.0, 3.0, 0.0, 0.0]
+
+
+def test_a_form_undefined_where_an_input_is_zero_is_not_chosen(tmp_path):
+    # 1/sqrt(var + eps) must not become xn/xc: a batch of one centres x - mu to exactly 0
+    path = tmp_path / "norm.toml"
+    path.write_text('name = "Norm"\ninputs = { x = ["N", "D"] }\n[graph]\nmu = "mean(x, axis=0)"\n'
+                    'xc = "x - mu"\nvar = "mean(xc**2, axis=0)"\nout = "xc / sqrt(var + 1e-8)"\n')
+    d = symbackprop.load(str(path)).derive()
+    layer = symbackprop.compile(d)()
+    layer.forward(np.array([[1.0, -2.0, 3.0]]))
+    assert np.all(np.isfinite(layer.backward(np.array([[0.5, 1.0, -1.0]]))))

@@ -400,7 +400,8 @@ def test_jupyter_shows_array_derivations_and_graphs():
     shown = derivation_latex(derivation)
     assert shown.startswith("TwoLayerNet\n$$\\begin{aligned}") and shown.endswith("\\end{aligned}$$")
     assert r"\frac{\partial L}{\partial W_{1}} &= x^{T} \frac{\partial L}{\partial a_{1}}" in shown
-    assert r"\text{cache} &: x, t, z_{1}, y, \mathbf{1}\left[a_{1} > 0\right]" in shown
+    # the forward keeps y - t, not y and t: the loss's backward reads only their difference
+    assert r"\text{cache} &: x, z_{1}, y - t, \mathbf{1}\left[a_{1} > 0\right]" in shown
     steps = chain_rule_steps(derivation)
     assert steps._repr_latex_() == steps.latex(inline=True)
     bundle = graph(derivation)._repr_mimebundle_()
