@@ -14,17 +14,24 @@ Constants take the dtype and device of the tensors they meet (Python numbers), o
 the first input (one-hot rows): nothing assumes the CPU.  ``<Name>`` is an
 ``nn.Module`` holding the parameters as ``nn.Parameter`` and calling the function.
 
-Why ``torch.autograd.Function`` and not ``torch.library.custom_op``: a custom op's
-backward registered with ``register_autograd`` is not differentiable again (no double
-backward), and ``custom_op`` requires a schema of tensors, refusing the Python ints of
-the cache (the batch size ``N``).
+Why ``torch.autograd.Function`` and not ``torch.library.custom_op`` by default: measured
+(``benchmarks/RESULTS.md``), both take the same time on 1000x1000 arrays, while a custom
+op costs about 50 microseconds more per forward + backward (the dispatcher, its schema),
+registers a global op when its module is imported, and must return its cached
+intermediates as outputs (its context sees only inputs and outputs); both support double
+backward (a backward registered with ``register_autograd`` is differentiated like any
+torch code).  The custom op, which ``torch.compile`` and ``torch.library.opcheck``
+understand, is the ``torch-op`` backend (:mod:`symbackprop.codegen.torch_op`).
 """
 from __future__ import annotations
+
+import sympy
 
 from ..derivation.model import Derivation
 from ..errors import GenerationError
 from ..lang.functions import SPECIAL
 from . import frameworks, scaffold
+from ..lang.stable import stable
 from .numpy import NumpyLayerPrinter
 from .scaffold import INDENT
 
@@ -43,8 +50,65 @@ EYE = "torch.eye({size}, dtype={like}.dtype, device={like}.device)"
 RESERVED = frozenset({"torch", "math", "ctx", "super"})
 
 
+class Logistic(sympy.Function):
+    """:math:`\\sigma(u) = 1/(1 + e^{-u})`, printed as ``torch.sigmoid``: one pass over memory,
+    where ``1/(1 + torch.exp(-u))`` makes four (and torch's float64 ``exp`` is slow)."""
+
+
+def _logistic_powers(expr: sympy.Basic) -> sympy.Basic:
+    """``(1 + exp(v))**-n`` as ``Logistic(-v)**n`` (the stable rewrites leave it in that form)."""
+    def is_one(e):
+        if not (isinstance(e, sympy.Pow) and e.exp.is_Integer and e.exp < 0 and isinstance(e.base, sympy.Add)):
+            return False
+        terms = e.base.args
+        return len(terms) == 2 and sympy.S.One in terms and any(isinstance(t, sympy.exp) for t in terms)
+
+    def rewrite(e):
+        (power,) = [t for t in e.base.args if isinstance(t, sympy.exp)]
+        return Logistic(-power.args[0]) ** (-e.exp)
+
+    return expr.replace(is_one, rewrite)
+
+
+def _fused_product(e: sympy.Mul) -> tuple[str, sympy.Expr, sympy.Symbol] | None:
+    """``g*v*(1 - v)`` as ``("sigmoid_backward", g, v)``, ``g*(1 - v**2)`` as
+    ``("tanh_backward", g, v)``: torch's one-pass kernels of exactly these products (any
+    tensors ``g``, ``v``, broadcast as ``*`` does, differentiable twice); None otherwise."""
+    coeff, factors = e.as_coeff_mul()
+    for form in (f for f in factors if isinstance(f, sympy.Add)):
+        v = 1 - form
+        if isinstance(v, sympy.Symbol) and v in factors:
+            kernel, used = "sigmoid_backward", (v, form)
+        elif isinstance(v, sympy.Pow) and v.exp == 2 and isinstance(v.base, sympy.Symbol):
+            kernel, used, v = "tanh_backward", (form,), v.base
+        else:
+            continue
+        rest = list(factors)
+        for f in used:
+            rest.remove(f)
+        grad = coeff * sympy.Mul(*rest)
+        if grad.free_symbols:
+            return kernel, grad, v
+    return None
+
+
 class TorchPrinter(NumpyLayerPrinter):
-    """Prints expressions of a derivation as torch operations (``torch.exp``, ``dim=``)."""
+    """Prints expressions of a derivation as torch operations (``torch.exp``, ``dim=``);
+    the logistic function as ``torch.sigmoid``, and the products of the sigmoid's and
+    tanh's derivatives as torch's fused kernels (:func:`_fused_product`)."""
+
+    def _print_Mul(self, e):
+        fused = _fused_product(e)
+        if fused is None or self._is_mask(fused[1]):
+            return super()._print_Mul(e)
+        kernel, grad, v = fused
+        return f"torch.ops.aten.{kernel}({self._print(grad)}, {self._print(v)})"
+
+    def doprint(self, expr, assign_to=None):  # noqa: D102 - see the class docstring
+        return super().doprint(_logistic_powers(stable(expr)), assign_to)
+
+    def _print_Logistic(self, e):
+        return f"torch.sigmoid({self._print(e.args[0])})"
 
     def _np(self, name: str) -> str:
         spelled = TORCH_SPELLING.get(name, name)
