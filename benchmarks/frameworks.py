@@ -1,6 +1,6 @@
 """The generated torch op against autograd of the composed forward and PyTorch's built-in.
 
-For each layer at 1000x1000 on the CPU: forward + backward time (best of ``repeat``) and the
+For each layer at 1000x1000 on the CPU: forward + backward time (best of ``repeat`` in each of 3 interleaved rounds) and the
 bytes autograd saves for the backward (``torch.autograd.graph.saved_tensors_hooks``), of
 (a) the generated ``autograd.Function`` (``--backend torch``), (a') the generated
 ``torch.library.custom_op`` (``--backend torch-op``), (b) the same forward composed from
@@ -25,7 +25,7 @@ import symbackprop
 BUILTIN = {
     "sigmoid": torch.sigmoid, "tanh": torch.tanh, "swish": F.silu,
     "gelu": lambda x: F.gelu(x, approximate="tanh"), "softplus": F.softplus,
-    "softmax_with_loss": F.cross_entropy,
+    "relu": torch.relu, "softmax_with_loss": F.cross_entropy,
     "layer_norm": lambda x, gamma, beta: F.layer_norm(x, gamma.shape, gamma, beta, eps=1e-5),
 }
 LAYERS = ["sigmoid", "tanh", "swish", "gelu", "softplus", "relu", "softmax_with_loss", "layer_norm"]
@@ -62,15 +62,17 @@ def _saved_bytes(fn) -> int:
     return total[0]
 
 
-def _timed(fn, args, dout, repeat: int) -> tuple[float, int]:
+def _timed(columns: list, args, dout, repeat: int, rounds: int = 3) -> list[tuple[float, int]]:
+    """(best time, saved bytes) of each function in ``columns``, measured in interleaved
+    rounds (the first-measured column pays no warm-up or neighbour's noise of its own)."""
     wrt = [a for a in args if a.requires_grad]
-
-    def step():
-        torch.autograd.grad(fn(*args), wrt, dout)
-
-    step()
-    best = min(_once(step) for _ in range(repeat))
-    return best, _saved_bytes(lambda: fn(*args))
+    steps = [lambda fn=fn: torch.autograd.grad(fn(*args), wrt, dout) for fn in columns]
+    for step in steps:
+        step()
+    best = [float("inf")] * len(steps)
+    for _ in range(rounds):
+        best = [min(b, *(_once(step) for _ in range(repeat))) for b, step in zip(best, steps)]
+    return [(b, _saved_bytes(lambda fn=fn: fn(*args))) for b, fn in zip(best, columns)]
 
 
 def _once(step) -> float:
@@ -101,11 +103,10 @@ def _row(name: str, dtype, gen, args) -> list[float]:
     declaration = symbackprop.load(name)
     function = symbackprop.compile(declaration, backend="torch").function
     custom = symbackprop.compile(declaration, backend="torch-op").function
-    nan = (float("nan"), float("nan"))
-    gen_t, gen_b = _timed(function.apply, arguments, dout, args.repeat)
-    op_t, op_b = _timed(custom, arguments, dout, args.repeat)
-    comp_t, comp_b = _timed(lambda *a: function.forward(_Ctx(), *a), arguments, dout, args.repeat)
-    blt_t, blt_b = _timed(BUILTIN[name], arguments, dout, args.repeat) if name in BUILTIN else nan
+    columns = [function.apply, custom, lambda *a: function.forward(_Ctx(), *a)]
+    (gen_t, gen_b), (op_t, op_b), (comp_t, comp_b), *builtin = _timed(
+        columns + ([BUILTIN[name]] if name in BUILTIN else []), arguments, dout, args.repeat)
+    blt_t, blt_b = builtin[0] if builtin else (float("nan"), float("nan"))
     jax_ratio = float("nan")
     if not args.no_jax:
         jg, jc = _jax_row(name, arguments, dout, args.repeat)
