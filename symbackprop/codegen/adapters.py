@@ -3,9 +3,9 @@
 The checker calls ``cls(*params)``, ``forward(*inputs, *constants)`` and ``backward(dout)``
 with numpy arrays (:mod:`symbackprop.checker`).  :func:`jax_layer` wraps a generated
 ``custom_vjp`` function with ``jax.vjp``; :func:`torch_layer` wraps a generated
-``nn.Module`` class that way: every array becomes a tensor of the same dtype (sharing its
+``nn.Module`` class (of the torch or the torch-op backend) that way: every array becomes a tensor of the same dtype (sharing its
 memory, so that a parameter changed by the caller is seen), ``forward`` runs the
-generated ``Function.apply`` under autograd, and ``backward`` asks torch's autograd for
+generated ``Function.apply`` (or the function calling the custom op) under autograd, and ``backward`` asks torch's autograd for
 the gradients, :math:`\\bar{x} = \\text{dout}^\\top \\partial y/\\partial x`, which calls the
 generated backward: what is checked is the op as torch runs it, not a re-implementation.
 """

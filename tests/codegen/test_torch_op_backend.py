@@ -88,6 +88,15 @@ def test_gradients_agree_with_autograd_of_the_composed_forward(name, seed):
         torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("name", SUPPORTED)
+def test_the_op_writes_into_no_argument_and_not_into_dout(name):
+    args, dout = _args(name, seed=7)
+    before = [a.detach().clone() for a in (*args, dout)]
+    torch.autograd.grad(_module(name).function(*args), [a for a in args if a.requires_grad], dout)
+    for was, now in zip(before, (*args, dout)):
+        torch.testing.assert_close(now.detach(), was, rtol=0, atol=0)
+
+
 def _saved_bytes(fn):
     sizes = []
 
