@@ -43,7 +43,8 @@ def generate(obj: Spec | Derivation, backend: str = "numpy", name: str | None = 
 
 def compile(obj: Spec | Derivation, backend: str = "numpy", name: str | None = None) -> type:  # noqa: A001
     """The generated layer class, compiled in memory (once per derivation and backend);
-    for ``backend="torch"`` the ``nn.Module`` class, its op as ``.function``."""
+    for ``backend="torch"`` the ``nn.Module`` class, its op as ``.function``; for
+    ``backend="torch-op"`` the same, ``.function`` calling the custom op ``.op``."""
     return codegen.compile_class(derive_stage.derivation_of(obj), name, backend)
 
 

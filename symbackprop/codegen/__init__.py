@@ -5,7 +5,8 @@ derivation: ``"numpy"`` (readable numpy in the book's shape, numpy its only impo
 ``"fused"`` (the same class with each pass's elementwise work as multi-threaded numba
 kernels; needs ``pip install '.[fast]'``) and ``"torch"`` (a ``torch.autograd.Function``
 saving exactly the cache, and an ``nn.Module``; ``pip install '.[torch]'``) and ``"jax"``
-(a ``jax.custom_vjp`` function whose residuals are the cache; ``pip install '.[jax]'``).  A new
+(a ``jax.custom_vjp`` function whose residuals are the cache; ``pip install '.[jax]'``) and
+``"torch-op"`` (the torch op as a ``torch.library.custom_op`` with ``register_autograd``).  A new
 backend is one entry.
 """
 from __future__ import annotations
@@ -22,9 +23,10 @@ from ..derivation.model import Derivation
 from ..errors import GenerationError
 from ..files import cache_dir, private_folder, write_atomic
 from . import fused, scaffold
-from .adapters import FRAMEWORKS, missing
+from .adapters import FRAMEWORK_OF, FRAMEWORKS, missing
 from . import jax as jax_backend
 from . import torch as torch_backend
+from . import torch_op as torch_op_backend
 from .scaffold import class_name
 
 Backend = Callable[[Derivation, "str | None"], str]
@@ -35,6 +37,7 @@ BACKENDS: dict[str, Backend] = {
     "fused": lambda derivation, name: _fused_or_numpy(derivation, name),
     "torch": lambda derivation, name: torch_backend.module(derivation, name),
     "jax": lambda derivation, name: jax_backend.module(derivation, name),
+    "torch-op": lambda derivation, name: torch_op_backend.module(derivation, name),
 }
 
 #: What a backend's module defines under the name :func:`compile_class` returns (default: the class name).
@@ -85,7 +88,7 @@ def compile_class(derivation: Derivation, name: str | None = None, backend: str 
         try:
             cls = _compile(source, cls_name, str(on_disk) if on_disk else f"<symbackprop:{cls_name}>")
         except ModuleNotFoundError as exc:
-            if backend not in FRAMEWORKS or exc.name != backend:
+            if backend not in FRAMEWORKS or exc.name != FRAMEWORK_OF[backend]:
                 raise
             raise missing(backend) from None
         _COMPILED[key] = (weakref.ref(derivation, lambda _: _COMPILED.pop(key, None)), cls)
@@ -97,7 +100,7 @@ def checkable_class(derivation: Derivation, backend: str = "numpy") -> type:
     numpy arrays): the class itself, or for a framework backend a thin adapter around
     its op (:mod:`symbackprop.codegen.adapters`)."""
     cls = compile_class(derivation, backend=backend)
-    if backend == "torch":
+    if backend in ("torch", "torch-op"):
         from .adapters import torch_layer  # imports torch: only when asked for
 
         return torch_layer(cls, derivation)

@@ -3,9 +3,9 @@
 The checker calls ``cls(*params)``, ``forward(*inputs, *constants)`` and ``backward(dout)``
 with numpy arrays (:mod:`symbackprop.checker`).  :func:`jax_layer` wraps a generated
 ``custom_vjp`` function with ``jax.vjp``; :func:`torch_layer` wraps a generated
-``nn.Module`` class that way: every array becomes a tensor of the same dtype (sharing its
+``nn.Module`` class (of the torch or the torch-op backend) that way: every array becomes a tensor of the same dtype (sharing its
 memory, so that a parameter changed by the caller is seen), ``forward`` runs the
-generated ``Function.apply`` under autograd, and ``backward`` asks torch's autograd for
+generated ``Function.apply`` (or the function calling the custom op) under autograd, and ``backward`` asks torch's autograd for
 the gradients, :math:`\\bar{x} = \\text{dout}^\\top \\partial y/\\partial x`, which calls the
 generated backward: what is checked is the op as torch runs it, not a re-implementation.
 """
@@ -21,12 +21,16 @@ from ..errors import GenerationError
 from .scaffold import class_name
 
 #: Backends whose generated code imports a framework, with the hint shown when it is missing.
-FRAMEWORKS = {"torch": "pip install 'symbackprop[torch]'", "jax": "pip install 'symbackprop[jax]'"}
+FRAMEWORKS = {"torch": "pip install 'symbackprop[torch]'", "jax": "pip install 'symbackprop[jax]'",
+              "torch-op": "pip install 'symbackprop[torch]'"}
+
+#: The framework (the module its code imports) of each framework backend.
+FRAMEWORK_OF = {"torch": "torch", "jax": "jax", "torch-op": "torch"}
 
 
 def missing(backend: str) -> GenerationError:
     """The one-line error for a framework backend whose framework is not installed."""
-    return GenerationError(f"the {backend} backend needs {backend}: {FRAMEWORKS[backend]}")
+    return GenerationError(f"the {backend} backend needs {FRAMEWORK_OF[backend]}: {FRAMEWORKS[backend]}")
 
 
 def _torch():
@@ -53,7 +57,8 @@ def torch_layer(module_cls: type, derivation: Derivation) -> type:
     torch = _torch()
     spec = derivation.spec
     n_inputs, params = len(spec.inputs), [p.name for p in spec.params]
-    function = module_cls.function
+    function = module_cls.function  # an autograd.Function (torch), or the function calling a custom op (torch-op)
+    apply = getattr(function, "apply", function)
 
     class TorchLayer:
         __doc__ = f"The torch op {function.__name__} with numpy arrays in and out (for the checker)."
@@ -68,7 +73,7 @@ def torch_layer(module_cls: type, derivation: Derivation) -> type:
             inputs = [_tensor(torch, a, grad=True) for a in arguments[:n_inputs]]
             weights = [_tensor(torch, getattr(self, p), grad=True) for p in params]
             with torch.enable_grad():
-                out = function.apply(*inputs, *weights, *(_tensor(torch, a) for a in arguments[n_inputs:]))
+                out = apply(*inputs, *weights, *(_tensor(torch, a) for a in arguments[n_inputs:]))
             self._out, self._wrt = out, [*inputs, *weights]
             return out.detach().numpy()
 

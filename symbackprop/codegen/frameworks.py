@@ -37,9 +37,11 @@ class Op:
         Arrays the forward keeps for the backward: the cache, then parameters it reads.
     dims : list of str
         Sizes (``N``) the backward divides by, kept as Python ints.
-    forward, backward : list of str
-        Statements: the forward computes ``output`` and the cache; the backward
-        computes ``d<name>`` for every input and parameter from ``dout``.
+    bindings, labels, statements : list of str
+        The forward in three parts: sizes read off the arguments (``N = x.shape[0]``),
+        integer labels made one-hot rows, then the statements computing ``output`` and the cache.
+    backward : list of str
+        Statements computing ``d<name>`` for every input and parameter from ``dout``.
     output : str
     intermediate : bool
         Whether a saved array is neither an argument, the output, nor a boolean mask:
@@ -52,7 +54,9 @@ class Op:
     constants: list[str]
     saved: list[str]
     dims: list[str]
-    forward: list[str]
+    bindings: list[str]
+    labels: list[str]
+    statements: list[str]
     backward: list[str]
     output: str
     intermediate: bool
@@ -60,6 +64,16 @@ class Op:
     @property
     def arguments(self) -> list[str]:
         return [*self.inputs, *self.params, *self.constants]
+
+    @property
+    def forward(self) -> list[str]:
+        """The whole forward: bindings, labels, statements."""
+        return [*self.bindings, *self.labels, *self.statements]
+
+    @property
+    def kept(self) -> list[str]:
+        """Saved arrays the forward computes (neither an argument nor the output): intermediates and masks."""
+        return [n for n in self.saved if n not in {*self.arguments, self.output}]
 
     @property
     def gradients(self) -> list[str]:
@@ -93,8 +107,7 @@ def build(derivation: Derivation, printer: Printer, eye: str, zeros: str) -> Op:
     pairs = scaffold.forward_pairs(derivation)
     dims = scaffold.forward_dims(derivation, pairs)
     reserved = {s.name for s, _ in pairs} | {s.name for s in (*spec.inputs, *spec.constants, *spec.dims)}
-    forward = scaffold.dim_bindings(spec, dims, {}) + _onehot_lines(spec, eye)
-    forward += scaffold.statements(pairs, printer({}), reserved)
+    statements = scaffold.statements(pairs, printer({}), reserved)
     backward, read = _backward(derivation, printer, zeros)
     params = [p.name for p in spec.params]
     saved = [*derivation.cache_names, *(p for p in params if p in read and p not in derivation.cache_names)]
@@ -102,7 +115,8 @@ def build(derivation: Derivation, printer: Printer, eye: str, zeros: str) -> Op:
     masks = {c.symbol.name for c in derivation.cache if c.mask}
     intermediate = any(n not in arguments | masks | {spec.output.name} for n in saved)
     return Op(list(spec.input_names), params, [c.name for c in spec.constants], saved,
-              [d.name for d in derivation.dims_used], forward, backward, spec.output.name, intermediate)
+              [d.name for d in derivation.dims_used], scaffold.dim_bindings(spec, dims, {}), _onehot_lines(spec, eye),
+              statements, backward, spec.output.name, intermediate)
 
 
 def _onehot_lines(spec, eye: str) -> list[str]:

@@ -7,7 +7,9 @@ The generated module imports ``jax`` (and ``jax.numpy`` as ``jnp``) and ``math``
 parameters and sizes the backward reads; ``_<name>_backward(residuals, dout)`` returns
 the derived cotangents, :math:`\\bar{x} = \\text{dout}\\cdot y(1 - y)` for sigmoid, and
 ``None`` for constants.  Every statement is a jax operation on arrays whose shapes are
-static, so the function is jit-compatible.  Constants are Python numbers, which take the
+static, so the function is jit-compatible, and differentiable again: jax differentiates
+the backward rule and the residuals the forward rule computed (second derivatives by
+reverse mode, ``check_grads(order=2)``, even where the cache holds intermediates).  Constants are Python numbers, which take the
 dtype of the arrays they meet (jax's weak types).
 """
 from __future__ import annotations

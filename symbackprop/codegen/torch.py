@@ -14,17 +14,26 @@ Constants take the dtype and device of the tensors they meet (Python numbers), o
 the first input (one-hot rows): nothing assumes the CPU.  ``<Name>`` is an
 ``nn.Module`` holding the parameters as ``nn.Parameter`` and calling the function.
 
-Why ``torch.autograd.Function`` and not ``torch.library.custom_op``: a custom op's
-backward registered with ``register_autograd`` is not differentiable again (no double
-backward), and ``custom_op`` requires a schema of tensors, refusing the Python ints of
-the cache (the batch size ``N``).
+Why ``torch.autograd.Function`` and not ``torch.library.custom_op`` by default: measured
+(``benchmarks/RESULTS.md``), both take the same time on 1000x1000 arrays, while a custom
+op costs about 50 microseconds more per forward + backward (the dispatcher, its schema),
+registers a global op when its module is imported, and must return its cached
+intermediates as outputs (its context sees only inputs and outputs); both support double
+backward (a backward registered with ``register_autograd`` is differentiated like any
+torch code).  The custom op, which ``torch.compile`` and ``torch.library.opcheck``
+understand, is the ``torch-op`` backend (:mod:`symbackprop.codegen.torch_op`).
 """
 from __future__ import annotations
+
+import functools
+
+import sympy
 
 from ..derivation.model import Derivation
 from ..errors import GenerationError
 from ..lang.functions import SPECIAL
 from . import frameworks, scaffold
+from ..lang.stable import stable
 from .numpy import NumpyLayerPrinter
 from .scaffold import INDENT
 
@@ -43,8 +52,95 @@ EYE = "torch.eye({size}, dtype={like}.dtype, device={like}.device)"
 RESERVED = frozenset({"torch", "math", "ctx", "super"})
 
 
+class Logistic(sympy.Function):
+    """:math:`\\sigma(u) = 1/(1 + e^{-u})`, printed as ``torch.sigmoid``: one pass over memory,
+    where ``1/(1 + torch.exp(-u))`` makes four (and torch's float64 ``exp`` is slow)."""
+
+
+def _logistic_powers(expr: sympy.Basic) -> sympy.Basic:
+    """``(1 + exp(v))**-n`` as ``Logistic(-v)**n`` (the stable rewrites leave it in that form)."""
+    def is_one(e):
+        if not (isinstance(e, sympy.Pow) and e.exp.is_Integer and e.exp < 0 and isinstance(e.base, sympy.Add)):
+            return False
+        terms = e.base.args
+        return len(terms) == 2 and sympy.S.One in terms and any(isinstance(t, sympy.exp) for t in terms)
+
+    def rewrite(e):
+        (power,) = [t for t in e.base.args if isinstance(t, sympy.exp)]
+        return Logistic(-power.args[0]) ** (-e.exp)
+
+    return expr.replace(is_one, rewrite)
+
+
+def _fused_product(e: sympy.Mul) -> tuple[str, sympy.Expr, sympy.Symbol] | None:
+    """``g*v*(1 - v)`` as ``("sigmoid_backward", g, v)``, ``g*(1 - v**2)`` as
+    ``("tanh_backward", g, v)``: torch's one-pass kernels of exactly these products (any
+    tensors ``g``, ``v``, broadcast as ``*`` does, differentiable twice); None otherwise."""
+    coeff, factors = e.as_coeff_mul()
+    for form in (f for f in factors if isinstance(f, sympy.Add)):
+        v = 1 - form
+        if isinstance(v, sympy.Symbol) and v in factors:
+            kernel, used = "sigmoid_backward", (v, form)
+        elif isinstance(v, sympy.Pow) and v.exp == 2 and isinstance(v.base, sympy.Symbol):
+            kernel, used, v = "tanh_backward", (form,), v.base
+        else:
+            continue
+        rest = list(factors)
+        for f in used:
+            rest.remove(f)
+        grad = coeff * sympy.Mul(*rest)
+        if grad.free_symbols:
+            return kernel, grad, v
+    return None
+
+
 class TorchPrinter(NumpyLayerPrinter):
-    """Prints expressions of a derivation as torch operations (``torch.exp``, ``dim=``)."""
+    """Prints expressions of a derivation as torch operations (``torch.exp``, ``dim=``);
+    the logistic function as ``torch.sigmoid``, and the products of the sigmoid's and
+    tanh's derivatives as torch's fused kernels (:func:`_fused_product`).
+
+    With ``in_place=True`` (an elementwise layer of one input, where every array has the
+    input's shape) a product or sum whose first operand is a temporary the expression made
+    itself continues in that temporary's memory: ``(1 + x - t*x).mul_(dout)``, not
+    ``(1 + x - t*x)*dout`` (one array allocated where there were two); names of the
+    derivation (``y``, ``t``) are never written to, nor the result of a function
+    (``torch.tanh(u)``): autograd keeps it for a double backward, which a ``mul_`` on it
+    would make raise.
+    """
+
+    def __init__(self, names=None, masks=(), in_place: bool = False):
+        super().__init__(names, masks)
+        self.in_place = in_place
+
+    def _temporary(self, e) -> bool:
+        """Whether ``e`` prints as a float tensor of its own that autograd does not keep: a sum,
+        a product or an integer power of arrays (a function's result, ``torch.tanh(u)``, is kept
+        for its derivative; an indicator prints as its boolean mask)."""
+        return (isinstance(e, (sympy.Add, sympy.Mul)) or isinstance(e, sympy.Pow) and e.exp.is_Integer) \
+            and bool(e.free_symbols)
+
+    def _print_Add(self, e, order=None):
+        terms = list(e.args)
+        first = next((t for t in terms if self._temporary(t) and not t.could_extract_minus_sign()), None)
+        if not self.in_place or first is None:
+            return super()._print_Add(e, order)
+        text = f"({self._print(first)})"
+        for t in (t for t in terms if t is not first):
+            text += f".sub_({self._print(-t)})" if t.could_extract_minus_sign() else f".add_({self._print(t)})"
+        return text
+
+    def _print_Mul(self, e):
+        fused = _fused_product(e)
+        if fused is None or self._is_mask(fused[1]):
+            return self._in_place_product(e) or super()._print_Mul(e)
+        kernel, grad, v = fused
+        return f"torch.ops.aten.{kernel}({self._print(grad)}, {self._print(v)})"
+
+    def doprint(self, expr, assign_to=None):  # noqa: D102 - see the class docstring
+        return super().doprint(_logistic_powers(stable(expr)), assign_to)
+
+    def _print_Logistic(self, e):
+        return f"torch.sigmoid({self._print(e.args[0])})"
 
     def _np(self, name: str) -> str:
         spelled = TORCH_SPELLING.get(name, name)
@@ -52,6 +148,21 @@ class TorchPrinter(NumpyLayerPrinter):
             raise GenerationError(f"torch has no function for '{name.removeprefix(SPECIAL)}': "
                                   "use --backend numpy for this declaration")
         return f"torch.{spelled}"
+
+    def _in_place_product(self, e) -> str | None:
+        """``(A).mul_(b).div_(c)``: the product continued in its first temporary factor's memory."""
+        coeff, factors = e.as_coeff_mul()
+        coeff *= sympy.Mul(*[f for f in factors if not f.free_symbols])  # sqrt(2/pi): one number
+        factors = tuple(f for f in factors if f.free_symbols)
+        first = next((f for f in factors if self._temporary(f) and not (isinstance(f, sympy.Pow) and f.exp < 0)), None)
+        if not self.in_place or first is None or (coeff == 1 and len(factors) == 1):
+            return None
+        rest = sorted((f for f in factors if f is not first), key=self._is_mask)  # masks last
+        text = f"({self._print(first)})"
+        for f in rest:
+            negative = isinstance(f, sympy.Pow) and f.exp.is_Integer and f.exp < 0
+            text += f".div_({self._print(1 / f)})" if negative else f".mul_({self._print(f)})"
+        return text if coeff == 1 else f"{text}.mul_({self._print(coeff)})"
 
     def _print_Pi(self, _):
         return "math.pi"
@@ -116,7 +227,9 @@ class TorchPrinter(NumpyLayerPrinter):
 def op(derivation: Derivation) -> frameworks.Op:
     """The layer's op with torch statements (raises GenerationError for what torch cannot do)."""
     frameworks.check_names(derivation, RESERVED, "torch")
-    return frameworks.build(derivation, TorchPrinter, EYE, "torch.zeros_like")
+    spec = derivation.spec
+    in_place = not spec.is_array and len(spec.inputs) == 1 and not spec.params and not spec.constants
+    return frameworks.build(derivation, functools.partial(TorchPrinter, in_place=in_place), EYE, "torch.zeros_like")
 
 
 def module(derivation: Derivation, name: str | None = None) -> str:

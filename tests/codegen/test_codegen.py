@@ -158,3 +158,10 @@ def test_a_framework_backend_without_its_framework_says_how_to_install_it(backen
     hint = rf"the {backend} backend needs {backend}: pip install 'symbackprop\[{backend}\]'"
     with pytest.raises(GenerationError, match=hint):
         symbackprop.compile(symbackprop.load("sigmoid"), backend=backend)
+
+
+def test_the_torch_op_backend_without_torch_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # as if not installed: import fails
+    hint = r"the torch-op backend needs torch: pip install 'symbackprop\[torch\]'"
+    with pytest.raises(GenerationError, match=hint):
+        symbackprop.compile(symbackprop.load("sigmoid"), backend="torch-op")

@@ -91,6 +91,20 @@ def test_gradients_agree_with_autograd_of_the_composed_forward(name, seed):
         torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("name", SUPPORTED)
+def test_forward_and_backward_write_into_no_argument_and_no_kept_tensor(name):
+    """The in-place operations of the generated code (``(1 + x - t*x).mul_(dout)``) touch
+    only temporaries: the arguments, dout, the output and what was saved keep their values."""
+    function, args, dout = _op_inputs(name, seed=7)
+    before = [a.detach().clone() for a in (*args, dout)]
+    out = function.apply(*args)
+    kept = out.detach().clone()
+    torch.autograd.grad(out, [a for a in args if a.requires_grad], dout)
+    for was, now in zip(before, (*args, dout)):
+        torch.testing.assert_close(now.detach(), was, rtol=0, atol=0)
+    torch.testing.assert_close(out.detach(), kept, rtol=0, atol=0)
+
+
 def _saved_bytes(fn):
     sizes = []
 
