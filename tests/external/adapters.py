@@ -1,0 +1,242 @@
+"""Thin adapters: published hand-written layer code in the book's layer style
+(``forward(*inputs) -> out``, ``backward(dout) -> dx or tuple``; parameters' gradients
+stored as ``self.d<name>``), each a few lines and no math of its own.
+
+The code judged is imported from its published packages, installed from PyPI by pip
+(``tests/external/requirements.txt``); none of it is copied here.  Sources:
+
+======================  =======  ============  ===============================================
+package                 version  license       module (repository)
+======================  =======  ============  ===============================================
+dezero                  0.0.13   MIT           dezero/core.py, dezero/functions.py
+                                               (oreilly-japan/deep-learning-from-scratch-3)
+micrograd               0.1.0    MIT           micrograd/engine.py (karpathy/micrograd)
+thinc                   9.1.1    MIT           thinc/backends/ops.py, class Ops (explosion/thinc)
+scikit-learn            1.9.1    BSD-3-Clause  sklearn/neural_network/_base.py
+                                               (scikit-learn/scikit-learn)
+======================  =======  ============  ===============================================
+"""
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+from micrograd.engine import Value
+from sklearn.neural_network._base import ACTIVATIONS, DERIVATIVES
+from thinc.backends.ops import Ops
+
+
+@contextlib.contextmanager
+def _numpy_int_alias():
+    """dezero 0.0.13 reads ``np.int`` (removed in numpy 1.24) once, at import."""
+    had = "int" in np.__dict__
+    np.int = int
+    try:
+        yield
+    finally:
+        if not had:
+            del np.int
+
+
+with _numpy_int_alias():
+    import dezero  # noqa: F401  (sets up Variable's operators)
+    import dezero.core as dzc
+    import dezero.functions as dzf
+    from dezero.core import Variable
+
+
+def _named(cls: type, name: str) -> type:
+    cls.__name__ = cls.__qualname__ = name
+    return cls
+
+
+def _data(grads):
+    """DeZero's gradients (Variables) as arrays."""
+    return tuple(g.data for g in grads) if isinstance(grads, tuple) else grads.data
+
+
+# -- DeZero: Function classes (forward on arrays, backward on Variables) -----------------------
+def dezero(make, name: str) -> type:
+    """``make()`` builds a fresh DeZero Function; its ``backward`` gets ``Variable(dout)``."""
+    class Layer:
+        def forward(self, *xs):
+            self.f = make()
+            self.out = self.f(*map(np.asarray, xs))  # kept: the Function holds its output weakly
+            return self.out.data
+
+        def backward(self, dout=1.0):
+            return _data(self.f.backward(Variable(np.asarray(dout))))
+    return _named(Layer, name)
+
+
+def dezero_loss_labels(make, name: str) -> type:
+    """A DeZero loss taking integer labels: the one-hot targets given as their labels (its
+    ``backward`` returns the scores' gradient alone)."""
+    base = dezero(make, name)
+
+    class Layer(base):
+        def forward(self, x, t):
+            return super().forward(x, t.argmax(axis=1))
+
+    return _named(Layer, name)
+
+
+def dezero_affine(name: str) -> type:
+    """``dezero.functions.Linear`` as the book's ``Affine(W, b)``."""
+    class Layer:
+        def __init__(self, W, b):
+            self.W, self.b = W, b
+
+        def forward(self, x):
+            self.f = dzf.Linear()
+            self.out = self.f(x, self.W, self.b)
+            return self.out.data
+
+        def backward(self, dout):
+            dx, self.dW, self.db = _data(self.f.backward(Variable(dout)))
+            return dx
+    return _named(Layer, name)
+
+
+def dezero_batch_norm(name: str) -> type:
+    """``dezero.functions.BatchNorm`` (training mode, its eps 2e-5) as ``BatchNorm(gamma, beta)``."""
+    class Layer:
+        def __init__(self, gamma, beta):
+            self.gamma, self.beta = gamma, beta
+            self.f = None
+
+        def forward(self, x):
+            if self.f is None:
+                self.f = dzf.BatchNorm(np.zeros(x.shape[1]), np.zeros(x.shape[1]), 0.9, 2e-5)
+            self.out = self.f(x, self.gamma, self.beta)
+            return self.out.data
+
+        def backward(self, dout):
+            dx, self.dgamma, self.dbeta = _data(self.f.backward(Variable(dout)))
+            return dx
+    return _named(Layer, name)
+
+
+def dezero_composite(fn, name: str, *, labels: bool = False) -> type:
+    """A DeZero function composed of Functions: ``Variable.backward`` from ``dout``."""
+    class Layer:
+        def forward(self, x, t):
+            self.x = Variable(x)
+            self.out = fn(self.x, t.argmax(axis=1) if labels else t)
+            return self.out.data
+
+        def backward(self, dout=1.0):
+            self.x.grad, self.out.grad = None, Variable(np.asarray(dout))
+            self.out.backward()
+            return self.x.grad.data
+    return _named(Layer, name)
+
+
+DEZERO = {
+    "Sin": dezero(dzf.Sin, "DezeroSin"), "Cos": dezero(dzf.Cos, "DezeroCos"),
+    "Tanh": dezero(dzf.Tanh, "DezeroTanh"), "Exp": dezero(dzf.Exp, "DezeroExp"),
+    "Log": dezero(dzf.Log, "DezeroLog"), "Sigmoid": dezero(dzf.Sigmoid, "DezeroSigmoid"),
+    "ReLU": dezero(dzf.ReLU, "DezeroReLU"),
+    "LeakyReLU": dezero(lambda: dzf.LeakyReLU(0.01), "DezeroLeakyReLU"),
+    "Clip": dezero(lambda: dzf.Clip(-1.0, 1.0), "DezeroClip"),
+    "Softmax": dezero(dzf.Softmax, "DezeroSoftmax"), "LogSoftmax": dezero(dzf.LogSoftmax, "DezeroLogSoftmax"),
+    "Pow": dezero(lambda: dzc.Pow(3), "DezeroPow"),
+    "Add": dezero(dzc.Add, "DezeroAdd"), "Mul": dezero(dzc.Mul, "DezeroMul"),
+    "Sub": dezero(dzc.Sub, "DezeroSub"), "Div": dezero(dzc.Div, "DezeroDiv"),
+    "Neg": dezero(dzc.Neg, "DezeroNeg"),
+    "MatMul": dezero(dzf.MatMul, "DezeroMatMul"),
+    "MeanSquaredError": dezero(dzf.MeanSquaredError, "DezeroMeanSquaredError"),
+    "SoftmaxCrossEntropy": dezero_loss_labels(dzf.SoftmaxCrossEntropy, "DezeroSoftmaxCrossEntropy"),
+    "Linear": dezero_affine("DezeroLinear"),
+    "BatchNorm": dezero_batch_norm("DezeroBatchNorm"),
+    "softmax_cross_entropy_simple": dezero_composite(dzf.softmax_cross_entropy_simple,
+                                                     "DezeroSoftmaxCrossEntropySimple", labels=True),
+    "sigmoid_cross_entropy": dezero_composite(dzf.sigmoid_cross_entropy, "DezeroSigmoidCrossEntropy"),
+}
+
+
+# -- micrograd: scalar Values, one per element ---------------------------------------------------
+def micrograd(op, name: str) -> type:
+    """``op(*Values) -> Value`` elementwise; its ``backward()`` seeds 1, so dout multiplies."""
+    class Layer:
+        def forward(self, *xs):
+            self.xs = [np.asarray(x, dtype=float) for x in xs]
+            return np.vectorize(lambda *v: op(*(Value(float(a)) for a in v)).data, otypes=[float])(*self.xs)
+
+        def backward(self, dout):
+            n = len(self.xs)
+
+            def grads(*v):
+                values = [Value(float(a)) for a in v]
+                op(*values).backward()
+                return tuple(float(x.grad) for x in values) if n > 1 else float(values[0].grad)
+            out = np.vectorize(grads, otypes=[float] * n)(*self.xs)
+            return tuple(dout * g for g in out) if n > 1 else dout * out
+    return _named(Layer, name)
+
+
+MICROGRAD = {
+    "add": micrograd(lambda a, b: a + b, "MicrogradAdd"),
+    "mul": micrograd(lambda a, b: a * b, "MicrogradMul"),
+    "sub": micrograd(lambda a, b: a - b, "MicrogradSub"),
+    "truediv": micrograd(lambda a, b: a / b, "MicrogradDiv"),
+    "neg": micrograd(lambda a: -a, "MicrogradNeg"),
+    "pow3": micrograd(lambda a: a ** 3, "MicrogradCube"),
+    "relu": micrograd(lambda a: a.relu(), "MicrogradRelu"),
+}
+
+
+# -- thinc: Ops methods, forward f(X) and backprop_f(dY, ...) ------------------------------------
+OPS = Ops()  # the pure-numpy base class (NumpyOps overrides a few methods in Cython)
+
+
+def thinc(forward, backward, name: str) -> type:
+    """``backward(dY, X, Y)`` calls thinc's ``backprop_*`` with what it takes."""
+    class Layer:
+        def forward(self, x):
+            self.x = np.asarray(x)
+            self.y = forward(self.x)
+            return self.y
+
+        def backward(self, dout):
+            return backward(np.asarray(dout), self.x, self.y)
+    return _named(Layer, name)
+
+
+THINC = {
+    "sigmoid": thinc(OPS.sigmoid, lambda d, x, y: OPS.backprop_sigmoid(d, y), "ThincSigmoid"),
+    "relu": thinc(OPS.relu, lambda d, x, y: OPS.backprop_relu(d, y), "ThincRelu"),
+    "hard_sigmoid": thinc(OPS.hard_sigmoid, lambda d, x, y: OPS.backprop_hard_sigmoid(d, x), "ThincHardSigmoid"),
+    "hard_tanh": thinc(OPS.hard_tanh, lambda d, x, y: OPS.backprop_hard_tanh(d, x), "ThincHardTanh"),
+    "relu_k": thinc(OPS.relu_k, lambda d, x, y: OPS.backprop_relu_k(d, x), "ThincReluK"),
+    "swish": thinc(OPS.swish, lambda d, x, y: OPS.backprop_swish(d, x, y), "ThincSwish"),
+    "hard_swish": thinc(OPS.hard_swish, lambda d, x, y: OPS.backprop_hard_swish(d, x), "ThincHardSwish"),
+    "hard_swish_mobilenet": thinc(OPS.hard_swish_mobilenet,
+                                  lambda d, x, y: OPS.backprop_hard_swish_mobilenet(d, x),
+                                  "ThincHardSwishMobilenet"),
+    "dish": thinc(OPS.dish, lambda d, x, y: OPS.backprop_dish(d, x), "ThincDish"),
+    "gelu_approx": thinc(OPS.gelu_approx, lambda d, x, y: OPS.backprop_gelu_approx(d, x), "ThincGeluApprox"),
+    "gelu": thinc(OPS.gelu, lambda d, x, y: OPS.backprop_gelu(d, x), "ThincGelu"),
+    "mish": thinc(OPS.mish, lambda d, x, y: OPS.backprop_mish(d, x), "ThincMish"),
+    "softmax": thinc(lambda x: OPS.softmax(x, axis=1), lambda d, x, y: OPS.backprop_softmax(y, d, axis=1),
+                     "ThincSoftmax"),
+}
+
+
+# -- scikit-learn: in-place activations and derivatives of its MLP -------------------------------
+def sklearn(name: str, label: str) -> type:
+    """``ACTIVATIONS[name](Z)`` and ``DERIVATIVES[name](Z, delta)`` work in place: on copies here."""
+    class Layer:
+        def forward(self, x):
+            self.z = np.array(x, dtype=float)
+            ACTIVATIONS[name](self.z)
+            return self.z
+
+        def backward(self, dout):
+            delta = np.array(dout, dtype=float)
+            DERIVATIVES[name](self.z, delta)
+            return delta
+    return _named(Layer, label)
+
+
+SKLEARN = {name: sklearn(name, f"Sklearn{name.capitalize()}") for name in ("identity", "logistic", "tanh", "relu")}

@@ -1,0 +1,114 @@
+"""The cases of the external-style suite: each adapter, the declaration it is judged
+against, and the verdict expected from reading the code and the math (never from the
+tool's output): ``()`` for OK, else the kinds of finding a real defect must give.
+
+Cases where the tool disagrees with that reading today are not here: they are in
+``KNOWN_WRONG.md`` beside this file, with the command that shows them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import adapters as a
+
+DECLARATIONS = Path(__file__).resolve().parent / "declarations"
+
+
+def local(name: str) -> str:
+    """A declaration of ``tests/external/declarations/``."""
+    return str(DECLARATIONS / f"{name}.toml")
+
+
+@dataclass(frozen=True)
+class Case:
+    source: str  # package and the function or class judged
+    layer: type  # the adapter
+    against: str  # a bundled declaration or a path
+    expected: tuple[str, ...] = ()  # failing kinds, sorted; () is OK
+    why: str = ""  # the reading behind a finding
+
+    @property
+    def id(self) -> str:
+        return self.layer.__name__
+
+
+OK = ()
+SHARES_DOUT = "backward returns gy itself (DeZero's autograd never writes into a gradient; the layer contract forbids it)"
+
+DEZERO = [
+    Case("dezero.functions.Sin", a.DEZERO["Sin"], local("sin")),
+    Case("dezero.functions.Cos", a.DEZERO["Cos"], local("cos")),
+    Case("dezero.functions.Tanh", a.DEZERO["Tanh"], "tanh"),
+    Case("dezero.functions.Exp", a.DEZERO["Exp"], "exp"),
+    Case("dezero.functions.Log", a.DEZERO["Log"], "log"),
+    Case("dezero.functions.Sigmoid", a.DEZERO["Sigmoid"], "sigmoid"),
+    Case("dezero.functions.ReLU", a.DEZERO["ReLU"], "relu"),
+    Case("dezero.functions.LeakyReLU(0.01)", a.DEZERO["LeakyReLU"], "leaky_relu"),
+    Case("dezero.functions.Clip(-1, 1)", a.DEZERO["Clip"], local("clip_unit")),
+    Case("dezero.functions.Softmax", a.DEZERO["Softmax"], "softmax"),
+    Case("dezero.functions.LogSoftmax", a.DEZERO["LogSoftmax"], "log_softmax"),
+    Case("dezero.core.Pow(3)", a.DEZERO["Pow"], local("cube")),
+    Case("dezero.core.Add", a.DEZERO["Add"], "add", ("side-effect",), SHARES_DOUT),
+    Case("dezero.core.Mul", a.DEZERO["Mul"], "multiply"),
+    Case("dezero.core.Sub", a.DEZERO["Sub"], local("sub"), ("side-effect",), SHARES_DOUT),
+    Case("dezero.core.Div", a.DEZERO["Div"], local("div")),
+    Case("dezero.core.Neg", a.DEZERO["Neg"], local("neg")),
+    Case("dezero.functions.MatMul", a.DEZERO["MatMul"], local("matmul")),
+    Case("dezero.functions.Linear", a.DEZERO["Linear"], "affine"),
+    Case("dezero.functions.BatchNorm", a.DEZERO["BatchNorm"], local("batch_norm_2e-5")),
+    Case("dezero.functions.MeanSquaredError", a.DEZERO["MeanSquaredError"], local("mse_pair")),
+    Case("dezero.functions.SoftmaxCrossEntropy", a.DEZERO["SoftmaxCrossEntropy"], "softmax_with_loss"),
+    Case("dezero.functions.softmax_cross_entropy_simple", a.DEZERO["softmax_cross_entropy_simple"],
+         "softmax_with_loss", ("precision",),
+         "clip(p, 1e-15, 1.0) before log: the loss stops at -log(1e-15) = 34.5 and the target's gradient "
+         "is cut where p < 1e-15"),
+    Case("dezero.functions.sigmoid_cross_entropy", a.DEZERO["sigmoid_cross_entropy"], "bce_with_logits",
+         ("precision",),
+         "log(1 - sigmoid(x)) is log(0) = -inf once sigmoid(x) rounds to 1 (x > 37); clip(p, 1e-15) caps "
+         "-log(p) at 34.5 for x < -34.5: inf, nan or capped losses where the declared one is finite"),
+]
+
+MICROGRAD = [
+    Case("micrograd.engine.Value.__add__", a.MICROGRAD["add"], "add"),
+    Case("micrograd.engine.Value.__mul__", a.MICROGRAD["mul"], "multiply"),
+    Case("micrograd.engine.Value.__sub__", a.MICROGRAD["sub"], local("sub")),
+    Case("micrograd.engine.Value.__truediv__", a.MICROGRAD["truediv"], local("div")),
+    Case("micrograd.engine.Value.__neg__", a.MICROGRAD["neg"], local("neg")),
+    Case("micrograd.engine.Value.__pow__(3)", a.MICROGRAD["pow3"], local("cube")),
+    Case("micrograd.engine.Value.relu", a.MICROGRAD["relu"], "relu"),
+]
+
+THINC = [
+    Case("thinc Ops.sigmoid / backprop_sigmoid", a.THINC["sigmoid"], "sigmoid", ("precision",),
+         "x is clipped to [-20, 20] first: sigmoid(-100) gives sigmoid(-20) = 2.1e-9 (exact 3.7e-44), and so "
+         "does its gradient: 7 orders above float64's rounding of the typical size"),
+    Case("thinc Ops.relu / backprop_relu", a.THINC["relu"], "relu"),
+    Case("thinc Ops.hard_sigmoid / backprop_hard_sigmoid", a.THINC["hard_sigmoid"], local("hard_sigmoid")),
+    Case("thinc Ops.hard_tanh / backprop_hard_tanh", a.THINC["hard_tanh"], local("clip_unit")),
+    Case("thinc Ops.relu_k / backprop_relu_k", a.THINC["relu_k"], local("relu6")),
+    Case("thinc Ops.hard_swish / backprop_hard_swish", a.THINC["hard_swish"], local("hard_swish")),
+    Case("thinc Ops.hard_swish_mobilenet / backprop_hard_swish_mobilenet", a.THINC["hard_swish_mobilenet"],
+         local("hard_swish_mobilenet")),
+    Case("thinc Ops.dish / backprop_dish", a.THINC["dish"], local("dish")),
+    Case("thinc Ops.mish / backprop_mish", a.THINC["mish"], local("mish")),
+    Case("thinc Ops.softmax / backprop_softmax", a.THINC["softmax"], "softmax"),
+    Case("thinc Ops.swish / backprop_swish", a.THINC["swish"], "swish", ("precision",),
+         "sigmoid clips x to [-20, 20]: x * sigmoid(-20) = -2.1e-9 * |x|, so swish and its gradient are off "
+         "by 2e-6 at x = -1000 (exact: about 0), an error that grows with |x|"),
+    Case("thinc Ops.gelu_approx / backprop_gelu_approx", a.THINC["gelu_approx"], "gelu", ("precision",),
+         "the backward's constants are rounded to 6 digits (0.797885 for sqrt(2/pi) = 0.7978845608) and "
+         "it sums into alloc_f, a float32 array: relative errors of 1e-7 to 1e-6"),
+    Case("thinc Ops.gelu / backprop_gelu", a.THINC["gelu"], local("gelu_erf"), ("precision",),
+         "Ops.erf is the Abramowitz-Stegun 7.1.26 approximation (error up to 1.5e-7): forward and backward "
+         "are off by about 1e-7 of their size"),
+]
+
+SKLEARN = [
+    Case("sklearn.neural_network._base identity", a.SKLEARN["identity"], local("identity")),
+    Case("sklearn.neural_network._base logistic", a.SKLEARN["logistic"], "sigmoid"),
+    Case("sklearn.neural_network._base tanh", a.SKLEARN["tanh"], "tanh"),
+    Case("sklearn.neural_network._base relu", a.SKLEARN["relu"], "relu"),
+]
+
+CASES = DEZERO + MICROGRAD + THINC + SKLEARN
