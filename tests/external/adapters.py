@@ -11,6 +11,8 @@ package                 version  license       module (repository)
 dezero                  0.0.13   MIT           dezero/core.py, dezero/functions.py
                                                (oreilly-japan/deep-learning-from-scratch-3)
 micrograd               0.1.0    MIT           micrograd/engine.py (karpathy/micrograd)
+mygrad                  2.5.0    MIT           mygrad/nnet/activations/, mygrad/nnet/losses/
+                                               (rsokl/MyGrad)
 thinc                   9.1.1    MIT           thinc/backends/ops.py, class Ops (explosion/thinc)
 scikit-learn            1.9.1    BSD-3-Clause  sklearn/neural_network/_base.py
                                                (scikit-learn/scikit-learn)
@@ -20,6 +22,9 @@ from __future__ import annotations
 
 import contextlib
 
+import mygrad as mg
+import mygrad.nnet.activations as mga
+import mygrad.nnet.losses as mgl
 import numpy as np
 from micrograd.engine import Value
 from sklearn.neural_network._base import ACTIVATIONS, DERIVATIVES
@@ -145,6 +150,8 @@ DEZERO = {
     "Sub": dezero(dzc.Sub, "DezeroSub"), "Div": dezero(dzc.Div, "DezeroDiv"),
     "Neg": dezero(dzc.Neg, "DezeroNeg"),
     "MatMul": dezero(dzf.MatMul, "DezeroMatMul"),
+    "Sum": dezero(lambda: dzf.Sum(0, False), "DezeroSum"),
+    "Transpose": dezero(dzf.Transpose, "DezeroTranspose"),
     "MeanSquaredError": dezero(dzf.MeanSquaredError, "DezeroMeanSquaredError"),
     "SoftmaxCrossEntropy": dezero_loss_labels(dzf.SoftmaxCrossEntropy, "DezeroSoftmaxCrossEntropy"),
     "Linear": dezero_affine("DezeroLinear"),
@@ -152,6 +159,7 @@ DEZERO = {
     "softmax_cross_entropy_simple": dezero_composite(dzf.softmax_cross_entropy_simple,
                                                      "DezeroSoftmaxCrossEntropySimple", labels=True),
     "sigmoid_cross_entropy": dezero_composite(dzf.sigmoid_cross_entropy, "DezeroSigmoidCrossEntropy"),
+    "binary_cross_entropy": dezero_composite(dzf.binary_cross_entropy, "DezeroBinaryCrossEntropy"),
 }
 
 
@@ -183,6 +191,38 @@ MICROGRAD = {
     "neg": micrograd(lambda a: -a, "MicrogradNeg"),
     "pow3": micrograd(lambda a: a ** 3, "MicrogradCube"),
     "relu": micrograd(lambda a: a.relu(), "MicrogradRelu"),
+}
+
+
+# -- MyGrad: Tensor functions whose backward(grad) clears the graph ----------------------------
+def mygrad(fn, name: str, *, labels: bool = False) -> type:
+    """``fn(Tensor, *constants) -> Tensor``; ``backward`` runs it again on a fresh Tensor
+    (MyGrad back-propagates a graph once) and seeds its ``backward`` with ``dout``."""
+    class Layer:
+        def forward(self, x, *constants):
+            self.x, self.constants = x, [t.argmax(axis=1) if labels else t for t in constants]
+            return fn(x, *self.constants).data
+
+        def backward(self, dout=1.0):
+            x = mg.Tensor(self.x)
+            fn(x, *self.constants).backward(dout)
+            return x.grad
+    return _named(Layer, name)
+
+
+MYGRAD = {
+    "elu": mygrad(lambda x: mga.elu(x, 1.0), "MygradElu"),
+    "selu": mygrad(mga.selu, "MygradSelu"),
+    "sigmoid": mygrad(mga.sigmoid, "MygradSigmoid"),
+    "relu": mygrad(mga.relu, "MygradRelu"),
+    "leaky_relu": mygrad(lambda x: mga.leaky_relu(x, 0.01), "MygradLeakyRelu"),
+    "soft_sign": mygrad(mga.soft_sign, "MygradSoftSign"),
+    "hard_tanh": mygrad(mga.hard_tanh, "MygradHardTanh"),
+    "softmax": mygrad(lambda x: mga.softmax(x, axis=1), "MygradSoftmax"),
+    "logsoftmax": mygrad(lambda x: mga.logsoftmax(x, axis=1), "MygradLogSoftmax"),
+    "softmax_crossentropy": mygrad(mgl.softmax_crossentropy, "MygradSoftmaxCrossentropy", labels=True),
+    "multiclass_hinge": mygrad(mgl.multiclass_hinge, "MygradMulticlassHinge", labels=True),
+    "focal_loss": mygrad(mgl.focal_loss, "MygradFocalLoss", labels=True),
 }
 
 
@@ -240,3 +280,9 @@ def sklearn(name: str, label: str) -> type:
 
 
 SKLEARN = {name: sklearn(name, f"Sklearn{name.capitalize()}") for name in ("identity", "logistic", "tanh", "relu")}
+
+
+#: Every adapter by its name, also as an attribute of this module, so that the command line
+#: can judge one: ``symbackprop verify-layer tests/external/adapters.py:DezeroSin --against ...``
+ALL = {cls.__name__: cls for table in (DEZERO, MICROGRAD, MYGRAD, THINC, SKLEARN) for cls in table.values()}
+globals().update(ALL)
