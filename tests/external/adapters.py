@@ -11,7 +11,8 @@ package                 version  license       module (repository)
 dezero                  0.0.13   MIT           dezero/core.py, dezero/functions.py
                                                (oreilly-japan/deep-learning-from-scratch-3)
 micrograd               0.1.0    MIT           micrograd/engine.py (karpathy/micrograd)
-mygrad                  2.5.0    MIT           mygrad/nnet/activations/, mygrad/nnet/losses/
+mygrad                  2.5.0    MIT           mygrad/nnet/activations/, mygrad/nnet/losses/,
+                                               mygrad/math/ (ops.py of each)
                                                (rsokl/MyGrad)
 thinc                   9.1.1    MIT           thinc/backends/ops.py, class Ops (explosion/thinc)
 scikit-learn            1.9.1    BSD-3-Clause  sklearn/neural_network/_base.py
@@ -195,18 +196,19 @@ MICROGRAD = {
 
 
 # -- MyGrad: Tensor functions whose backward(grad) clears the graph ----------------------------
-def mygrad(fn, name: str, *, labels: bool = False) -> type:
-    """``fn(Tensor, *constants) -> Tensor``; ``backward`` runs it again on a fresh Tensor
+def mygrad(fn, name: str, *, inputs: int = 1, labels: bool = False) -> type:
+    """``fn(*Tensors, *constants) -> Tensor``; ``backward`` runs it again on fresh Tensors
     (MyGrad back-propagates a graph once) and seeds its ``backward`` with ``dout``."""
     class Layer:
-        def forward(self, x, *constants):
-            self.x, self.constants = x, [t.argmax(axis=1) if labels else t for t in constants]
-            return fn(x, *self.constants).data
+        def forward(self, *args):
+            self.xs = args[:inputs]
+            self.constants = [t.argmax(axis=1) if labels else t for t in args[inputs:]]
+            return fn(*self.xs, *self.constants).data
 
         def backward(self, dout=1.0):
-            x = mg.Tensor(self.x)
-            fn(x, *self.constants).backward(dout)
-            return x.grad
+            xs = [mg.Tensor(x) for x in self.xs]
+            fn(*xs, *self.constants).backward(dout)
+            return tuple(x.grad for x in xs) if inputs > 1 else xs[0].grad
     return _named(Layer, name)
 
 
@@ -223,6 +225,13 @@ MYGRAD = {
     "softmax_crossentropy": mygrad(mgl.softmax_crossentropy, "MygradSoftmaxCrossentropy", labels=True),
     "multiclass_hinge": mygrad(mgl.multiclass_hinge, "MygradMulticlassHinge", labels=True),
     "focal_loss": mygrad(mgl.focal_loss, "MygradFocalLoss", labels=True),
+    "abs": mygrad(mg.abs, "MygradAbs"), "arctan": mygrad(mg.arctan, "MygradArctan"),
+    "cbrt": mygrad(mg.cbrt, "MygradCbrt"), "log1p": mygrad(mg.log1p, "MygradLog1p"),
+    "expm1": mygrad(mg.expm1, "MygradExpm1"), "reciprocal": mygrad(mg.reciprocal, "MygradReciprocal"),
+    "sqrt": mygrad(mg.sqrt, "MygradSqrt"), "exp": mygrad(mg.exp, "MygradExp"),
+    "log": mygrad(mg.log, "MygradLog"), "tanh": mygrad(mg.tanh, "MygradTanh"),
+    "logaddexp": mygrad(lambda x: mg.logaddexp(x, 0.0), "MygradLogaddexp"),
+    "maximum": mygrad(mg.maximum, "MygradMaximum", inputs=2),
 }
 
 
