@@ -152,6 +152,7 @@ DEZERO = {
     "Neg": dezero(dzc.Neg, "DezeroNeg"),
     "MatMul": dezero(dzf.MatMul, "DezeroMatMul"),
     "Sum": dezero(lambda: dzf.Sum(0, False), "DezeroSum"),
+    "Max": dezero(lambda: dzf.Max(axis=1), "DezeroMax"),
     "Transpose": dezero(dzf.Transpose, "DezeroTranspose"),
     "MeanSquaredError": dezero(dzf.MeanSquaredError, "DezeroMeanSquaredError"),
     "SoftmaxCrossEntropy": dezero_loss_labels(dzf.SoftmaxCrossEntropy, "DezeroSoftmaxCrossEntropy"),

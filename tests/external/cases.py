@@ -185,6 +185,9 @@ def _positive(values: dict) -> bool:
 #: Where verify-layer disagrees with the reading today (KNOWN_WRONG.md): judged by the tally
 #: only, never by the test suite.
 KNOWN_WRONG = [
+    Case("dezero.functions.Max(axis=1)", a.DEZERO["Max"], local("max_rows"), ("wrong-math",),
+         "backward gives gy to every entry equal to the maximum: at a tie of two the gradients sum to 2, "
+         "no subgradient of max (the row's maximum grows at rate 1 when both tied entries do)"),
     Case("mygrad.maximum", a.MYGRAD["maximum"], local("maximum"), ("wrong-math",),
          "at a tie x = y both gradients are 0: (0, 0) is no subgradient of max (those are (s, 1 - s), "
          "0 <= s <= 1); along x = y = u, max grows as u and the gradient says 0 (hence leaky_relu's 0 at 0)"),
