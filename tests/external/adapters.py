@@ -15,6 +15,8 @@ mygrad                  2.5.0    MIT           mygrad/nnet/activations/, mygrad/
                                                mygrad/math/ (ops.py of each)
                                                (rsokl/MyGrad)
 thinc                   9.1.1    MIT           thinc/backends/ops.py, class Ops (explosion/thinc)
+autograd                1.9.1    MIT           autograd/numpy/numpy_vjps.py, autograd/scipy/special.py
+                                               (HIPS/autograd)
 scikit-learn            1.9.1    BSD-3-Clause  sklearn/neural_network/_base.py
                                                (scikit-learn/scikit-learn)
 ======================  =======  ============  ===============================================
@@ -23,10 +25,13 @@ from __future__ import annotations
 
 import contextlib
 
+import autograd.numpy as anp
+import autograd.scipy.special as asp
 import mygrad as mg
 import mygrad.nnet.activations as mga
 import mygrad.nnet.losses as mgl
 import numpy as np
+from autograd import make_vjp
 from micrograd.engine import Value
 from sklearn.neural_network._base import ACTIVATIONS, DERIVATIVES
 from thinc.backends.ops import Ops
@@ -236,6 +241,45 @@ MYGRAD = {
 }
 
 
+# -- autograd: hand-written VJPs of numpy's functions, through make_vjp ---------------------------
+def autograd(fn, name: str, *, inputs: int = 1) -> type:
+    """``make_vjp(fn)`` gives the output and the VJP closure of the inputs' gradients."""
+    argnum = tuple(range(inputs)) if inputs > 1 else 0
+
+    class Layer:
+        def forward(self, *xs):
+            self.vjp, out = make_vjp(fn, argnum)(*xs)
+            return out
+
+        def backward(self, dout):
+            return self.vjp(dout)
+    return _named(Layer, name)
+
+
+AUTOGRAD = {
+    "tanh": autograd(anp.tanh, "AutogradTanh"), "sinh": autograd(anp.sinh, "AutogradSinh"),
+    "arctan": autograd(anp.arctan, "AutogradArctan"), "arcsinh": autograd(anp.arcsinh, "AutogradArcsinh"),
+    "exp": autograd(anp.exp, "AutogradExp"), "log": autograd(anp.log, "AutogradLog"),
+    "expm1": autograd(anp.expm1, "AutogradExpm1"), "log1p": autograd(anp.log1p, "AutogradLog1p"),
+    "sqrt": autograd(anp.sqrt, "AutogradSqrt"), "reciprocal": autograd(anp.reciprocal, "AutogradReciprocal"),
+    "abs": autograd(anp.abs, "AutogradAbs"),
+    "clip": autograd(lambda x: anp.clip(x, -1.0, 1.0), "AutogradClip"),
+    "sinc": autograd(anp.sinc, "AutogradSinc"),
+    "negative": autograd(anp.negative, "AutogradNegative"),
+    "add": autograd(anp.add, "AutogradAdd", inputs=2), "subtract": autograd(anp.subtract, "AutogradSubtract", inputs=2),
+    "multiply": autograd(anp.multiply, "AutogradMultiply", inputs=2),
+    "true_divide": autograd(anp.true_divide, "AutogradTrueDivide", inputs=2),
+    "maximum": autograd(anp.maximum, "AutogradMaximum", inputs=2),
+    "logaddexp": autograd(anp.logaddexp, "AutogradLogaddexp", inputs=2),
+    "expit": autograd(asp.expit, "AutogradExpit"), "erf": autograd(asp.erf, "AutogradErf"),
+    "logsumexp": autograd(lambda x: asp.logsumexp(x, axis=1), "AutogradLogsumexp"),
+    "max": autograd(lambda x: anp.max(x, axis=1), "AutogradMax"),
+    "sum": autograd(lambda x: anp.sum(x, axis=0), "AutogradSum"),
+    "dot": autograd(anp.dot, "AutogradDot", inputs=2),
+    "transpose": autograd(anp.transpose, "AutogradTranspose"),
+}
+
+
 # -- thinc: Ops methods, forward f(X) and backprop_f(dY, ...) ------------------------------------
 OPS = Ops()  # the pure-numpy base class (NumpyOps overrides a few methods in Cython)
 
@@ -294,5 +338,5 @@ SKLEARN = {name: sklearn(name, f"Sklearn{name.capitalize()}") for name in ("iden
 
 #: Every adapter by its name, also as an attribute of this module, so that the command line
 #: can judge one: ``symbackprop verify-layer tests/external/adapters.py:DezeroSin --against ...``
-ALL = {cls.__name__: cls for table in (DEZERO, MICROGRAD, MYGRAD, THINC, SKLEARN) for cls in table.values()}
+ALL = {cls.__name__: cls for table in (DEZERO, MICROGRAD, MYGRAD, AUTOGRAD, THINC, SKLEARN) for cls in table.values()}
 globals().update(ALL)

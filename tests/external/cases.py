@@ -125,6 +125,39 @@ MYGRAD = [
     Case("mygrad.logaddexp(x, 0)", a.MYGRAD["logaddexp"], "softplus"),
 ]
 
+AUTOGRAD = [
+    Case("autograd numpy.tanh", a.AUTOGRAD["tanh"], "tanh"),
+    Case("autograd numpy.sinh", a.AUTOGRAD["sinh"], local("sinh")),
+    Case("autograd numpy.arctan", a.AUTOGRAD["arctan"], local("arctan")),
+    Case("autograd numpy.arcsinh", a.AUTOGRAD["arcsinh"], local("arcsinh")),
+    Case("autograd numpy.exp", a.AUTOGRAD["exp"], "exp"),
+    Case("autograd numpy.log", a.AUTOGRAD["log"], "log"),
+    Case("autograd numpy.expm1", a.AUTOGRAD["expm1"], local("expm1")),
+    Case("autograd numpy.log1p", a.AUTOGRAD["log1p"], local("log1p")),
+    Case("autograd numpy.sqrt", a.AUTOGRAD["sqrt"], "sqrt"),
+    Case("autograd numpy.reciprocal", a.AUTOGRAD["reciprocal"], "reciprocal"),
+    Case("autograd numpy.abs", a.AUTOGRAD["abs"], local("abs")),
+    Case("autograd numpy.clip(x, -1, 1)", a.AUTOGRAD["clip"], local("clip_unit")),
+    Case("autograd numpy.negative", a.AUTOGRAD["negative"], local("neg")),
+    Case("autograd numpy.add", a.AUTOGRAD["add"], "add"),
+    Case("autograd numpy.subtract", a.AUTOGRAD["subtract"], local("sub")),
+    Case("autograd numpy.multiply", a.AUTOGRAD["multiply"], "multiply"),
+    Case("autograd numpy.true_divide", a.AUTOGRAD["true_divide"], local("div")),
+    Case("autograd numpy.maximum", a.AUTOGRAD["maximum"], local("maximum")),
+    Case("autograd numpy.logaddexp", a.AUTOGRAD["logaddexp"], local("logaddexp")),
+    Case("autograd scipy.special.expit", a.AUTOGRAD["expit"], "sigmoid"),
+    Case("autograd scipy.special.erf", a.AUTOGRAD["erf"], local("erf")),
+    Case("autograd scipy.special.logsumexp(axis=1)", a.AUTOGRAD["logsumexp"], local("logsumexp_rows")),
+    Case("autograd numpy.max(axis=1)", a.AUTOGRAD["max"], local("max_rows")),
+    Case("autograd numpy.sum(axis=0)", a.AUTOGRAD["sum"], local("sum_axis0")),
+    Case("autograd numpy.dot", a.AUTOGRAD["dot"], local("matmul")),
+    Case("autograd numpy.transpose", a.AUTOGRAD["transpose"], local("transpose"), ("side-effect",),
+         "the VJP is numpy.transpose(g): a view of dout"),
+    Case("autograd numpy.sinc", a.AUTOGRAD["sinc"], local("sinc"), ("precision",),
+         "(cos(pi x) pi x - sin(pi x)) / (pi x**2) cancels for small |x|: at x = 1e-8 the numerator is "
+         "about -(pi x)**3 / 3 = -1e-23 from terms of 3e-8, an absolute error of about 1e-8 in dx"),
+]
+
 THINC = [
     Case("thinc Ops.sigmoid / backprop_sigmoid", a.THINC["sigmoid"], "sigmoid", ("precision",),
          "x is clipped to [-20, 20] first: sigmoid(-100) gives sigmoid(-20) = 2.1e-9 (exact 3.7e-44), and so "
@@ -171,7 +204,7 @@ BOOK_CASES = [
          "its loss is SoftmaxWithLoss's, with the same 1e-7", name="BookTwoLayerNet"),
 ]
 
-CASES = BOOK_CASES + DEZERO + MICROGRAD + MYGRAD + THINC + SKLEARN
+CASES = BOOK_CASES + DEZERO + MICROGRAD + MYGRAD + AUTOGRAD + THINC + SKLEARN
 
 
 def _probabilities(values: dict) -> bool:
