@@ -10,7 +10,7 @@ package                 version  license       module (repository)
 ======================  =======  ============  ===============================================
 dezero                  0.0.13   MIT           dezero/core.py, dezero/functions.py
                                                (oreilly-japan/deep-learning-from-scratch-3)
-micrograd               0.1.0    MIT           micrograd/engine.py (karpathy/micrograd)
+micrograd               0.1.0    MIT           micrograd/engine.py, micrograd/nn.py (karpathy/micrograd)
 mygrad                  2.5.0    MIT           mygrad/nnet/activations/, mygrad/nnet/losses/,
                                                mygrad/math/ (ops.py of each)
                                                (rsokl/MyGrad)
@@ -33,6 +33,7 @@ import mygrad.nnet.losses as mgl
 import numpy as np
 from autograd import make_vjp
 from micrograd.engine import Value
+from micrograd.nn import Neuron
 from sklearn.neural_network._base import ACTIVATIONS, DERIVATIVES
 from thinc.backends.ops import Ops
 
@@ -190,6 +191,13 @@ def micrograd(op, name: str) -> type:
     return _named(Layer, name)
 
 
+def _neuron(w: Value, x: Value, b: Value) -> Value:
+    """micrograd's ReLU ``Neuron(1)`` with the given weight and bias."""
+    n = Neuron(1)
+    n.w, n.b = [w], b
+    return n([x])
+
+
 MICROGRAD = {
     "add": micrograd(lambda a, b: a + b, "MicrogradAdd"),
     "mul": micrograd(lambda a, b: a * b, "MicrogradMul"),
@@ -198,6 +206,7 @@ MICROGRAD = {
     "neg": micrograd(lambda a: -a, "MicrogradNeg"),
     "pow3": micrograd(lambda a: a ** 3, "MicrogradCube"),
     "relu": micrograd(lambda a: a.relu(), "MicrogradRelu"),
+    "neuron": micrograd(_neuron, "MicrogradNeuron"),
 }
 
 
