@@ -14,7 +14,8 @@ micrograd               0.1.0    MIT           micrograd/engine.py, micrograd/nn
 mygrad                  2.5.0    MIT           mygrad/nnet/activations/, mygrad/nnet/losses/,
                                                mygrad/math/ (ops.py of each)
                                                (rsokl/MyGrad)
-thinc                   9.1.1    MIT           thinc/backends/ops.py, class Ops (explosion/thinc)
+thinc                   9.1.1    MIT           thinc/backends/ops.py (class Ops), thinc/loss.py
+                                               (explosion/thinc)
 autograd                1.9.1    MIT           autograd/numpy/numpy_vjps.py, autograd/scipy/special.py
                                                (HIPS/autograd)
 scikit-learn            1.9.1    BSD-3-Clause  sklearn/neural_network/_base.py
@@ -36,6 +37,7 @@ from micrograd.engine import Value
 from micrograd.nn import Neuron
 from sklearn.neural_network._base import ACTIVATIONS, DERIVATIVES
 from thinc.backends.ops import Ops
+from thinc.loss import CosineDistance, L2Distance
 
 
 @contextlib.contextmanager
@@ -326,6 +328,24 @@ THINC = {
 }
 
 
+def thinc_loss(loss, name: str) -> type:
+    """A thinc ``Loss``: ``get_loss(guesses, truths)`` and ``get_grad`` (the loss's gradient: dout multiplies)."""
+    class Layer:
+        def forward(self, y, t):
+            self.y, self.t = y, t
+            return loss.get_loss(y, t)
+
+        def backward(self, dout=1.0):
+            return dout * loss.get_grad(self.y, self.t)
+    return _named(Layer, name)
+
+
+THINC_LOSSES = {
+    "L2Distance": thinc_loss(L2Distance(), "ThincL2Distance"),
+    "CosineDistance": thinc_loss(CosineDistance(), "ThincCosineDistance"),
+}
+
+
 # -- scikit-learn: in-place activations and derivatives of its MLP -------------------------------
 def sklearn(name: str, label: str) -> type:
     """``ACTIVATIONS[name](Z)`` and ``DERIVATIVES[name](Z, delta)`` work in place: on copies here."""
@@ -347,5 +367,5 @@ SKLEARN = {name: sklearn(name, f"Sklearn{name.capitalize()}") for name in ("iden
 
 #: Every adapter by its name, also as an attribute of this module, so that the command line
 #: can judge one: ``symbackprop verify-layer tests/external/adapters.py:DezeroSin --against ...``
-ALL = {cls.__name__: cls for table in (DEZERO, MICROGRAD, MYGRAD, AUTOGRAD, THINC, SKLEARN) for cls in table.values()}
+ALL = {cls.__name__: cls for table in (DEZERO, MICROGRAD, MYGRAD, AUTOGRAD, THINC, THINC_LOSSES, SKLEARN) for cls in table.values()}
 globals().update(ALL)
