@@ -2,6 +2,9 @@
 against, and the verdict expected from reading the code and the math (never from the
 tool's output): ``()`` for OK, else the kinds of finding a real defect must give.
 
+The book's classes are those of ``examples/book_layers.py`` (its chapter 5, transcribed
+there), loaded as the command line loads a class; every other source is in ``adapters.py``.
+
 Cases where the tool disagrees with that reading today are not here: they are in
 ``KNOWN_WRONG.md`` beside this file, with the command that shows them.
 """
@@ -112,6 +115,12 @@ MYGRAD = [
     Case("mygrad.nnet.activations.logsoftmax", a.MYGRAD["logsoftmax"], "log_softmax"),
     Case("mygrad.nnet.losses.softmax_crossentropy", a.MYGRAD["softmax_crossentropy"], "softmax_with_loss"),
     Case("mygrad.nnet.losses.multiclass_hinge", a.MYGRAD["multiclass_hinge"], "hinge_loss"),
+    Case("mygrad.nnet.losses.negative_log_likelihood", a.MYGRAD["negative_log_likelihood"],
+         local("nll_log_probs")),
+    Case("mygrad.nnet.losses.softmax_focal_loss(gamma=2)", a.MYGRAD["softmax_focal_loss"], local("softmax_focal"),
+         ("precision",),
+         "focal_loss(softmax(x)) takes log of the probability: once softmax rounds p_t to 0 (a score 745 "
+         "below the row's maximum) the loss is inf and the gradient nan, where the declared ones are finite"),
     Case("mygrad.abs", a.MYGRAD["abs"], local("abs")),
     Case("mygrad.arctan", a.MYGRAD["arctan"], local("arctan")),
     Case("mygrad.cbrt", a.MYGRAD["cbrt"], local("cbrt")),
