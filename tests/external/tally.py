@@ -39,8 +39,9 @@ def main() -> None:
         for outcome in found:
             counts[outcome] += 1
         print(line(case, verdict, found))
-    judged = len(CASES) + len(KNOWN_WRONG)
-    print(f"\n{judged} classes judged: " + ", ".join(f"{counts[o]} {o}" for o in OUTCOMES))
+    cases = CASES + KNOWN_WRONG
+    classes = len({id(c.layer) for c in cases})
+    print(f"\n{len(cases)} cases ({classes} classes) judged: " + ", ".join(f"{counts[o]} {o}" for o in OUTCOMES))
 
 
 if __name__ == "__main__":
