@@ -370,5 +370,6 @@ SKLEARN = {name: sklearn(name, f"Sklearn{name.capitalize()}") for name in ("iden
 
 #: Every adapter by its name, also as an attribute of this module, so that the command line
 #: can judge one: ``symbackprop verify-layer tests/external/adapters.py:DezeroSin --against ...``
-ALL = {cls.__name__: cls for table in (DEZERO, MICROGRAD, MYGRAD, AUTOGRAD, THINC, THINC_LOSSES, SKLEARN) for cls in table.values()}
+TABLES = (DEZERO, MICROGRAD, MYGRAD, AUTOGRAD, THINC, THINC_LOSSES, SKLEARN)
+ALL = {cls.__name__: cls for table in TABLES for cls in table.values()}
 globals().update(ALL)
