@@ -228,7 +228,7 @@ class ArrayVerifier(Checker):
         large = self.problem(self.sizes(MAIN_BATCH), 4)
         for s in self.spec.inputs:
             large.values[s] = self.large_values(s, large.values[s].shape, large.rng)
-        out.append(Sample(f"large values, |{self.spec.inputs[0].name}| up to {LARGE:g}", False, problem=large))
+        out.append(Sample(self.large_label(), False, problem=large))
         out += self.targets_far_below()
         out += [Sample("a given example", True, problem=self.example_problem(e, k), given=True)
                 for k, e in enumerate(self.examples)]
@@ -250,6 +250,13 @@ class ArrayVerifier(Checker):
             out.append(Sample(f"each row's target score {FAR_BELOW:g} below the row's maximum", False,
                               problem=problem))
         return out
+
+    def large_label(self) -> str:
+        first = self.spec.inputs[0]
+        domain = self.spec.domains.get(first)
+        if domain is not None and domain.bounded:
+            return f"values next to the ends of {first.name}'s interval ({domain.lo:g}, {domain.hi:g})"
+        return f"large values, |{first.name}| up to {LARGE:g}"
 
     def large_values(self, symbol: sympy.Symbol, shape: tuple, rng: np.random.Generator) -> np.ndarray:
         """Values where naive code breaks: up to :data:`LARGE` in size; from tiny to large for a

@@ -96,11 +96,13 @@ class _ArrayDeriver:
 
     @staticmethod
     def sums_a_scalar(node: NodeDerivation, up: sympy.Symbol) -> bool:
-        """Would a scalar gradient of the node be summed over axes as it stands (``b`` of
-        ``x + b`` gets ``sum(upstream, axis=0)``)?  Then a scalar must be spread first."""
+        """Would a scalar gradient of the node meet an operation that needs its axes (``b`` of
+        ``x + b`` gets ``sum(upstream, axis=0)``; ``sum(x, axis=1)`` gives ``x`` the gradient
+        ``expand_dims(upstream, 1)``)?  Then a scalar must be spread to the node's shape first."""
         scalar = sympy.Dummy("scalar", real=True)
         return any(not r.args[0].atoms(ArrayVar, ArrayOp)
-                   for p in node.pullback.values() for r in p.xreplace({up: scalar}).atoms(ReduceSum))
+                   for p in node.pullback.values()
+                   for r in p.xreplace({up: scalar}).atoms(ops.Reduction, ops.ExpandDims))
 
     def named(self, expr: sympy.Expr) -> sympy.Expr:
         """Values the forward pass computed replace their definitions (softmax(x) -> y)."""

@@ -116,7 +116,11 @@ def verify_explicit(derivation: Derivation, seed: int = 0) -> None:
     base = [mpmath.mpf(float(ex.point[v])) for v in variables]
     for s in spec.differentiated:
         cells = np.asarray(ex.env[s], dtype=object)
-        got = ex.values(derivation.backward[s.name], cells.shape)
+        try:
+            got = ex.values(derivation.backward[s.name], cells.shape)
+        except (ValueError, IndexError) as exc:  # numpy's AxisError among them: a rule's shapes are wrong
+            raise ExplicitCheckFailed(f"{spec.source or spec.name}: derived d{s.name} cannot be evaluated at "
+                                      f"explicit shapes {ex.sizes_text()}: {exc}") from None
         for idx in np.ndindex(cells.shape):
             i = variables.index(cells[idx])
             with mpmath.workdps(30):  # the derivative of the expanded objective, to 20+ digits

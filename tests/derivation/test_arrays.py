@@ -349,3 +349,14 @@ def test_a_sum_of_a_constant_minus_an_array_keeps_the_constant_per_element(tmp_p
     x = np.random.default_rng(7).normal(size=(4, 3))
     assert layer.forward(x) == pytest.approx(12.0 - float(np.sum(x)), rel=1e-14)
     np.testing.assert_array_equal(layer.backward(1.5), np.full((4, 3), -1.5))
+
+
+def test_a_scalar_gradient_spreads_before_a_reduction_takes_it_apart(tmp_path):
+    # loss = sum(1 - r), r = sum(x, axis=1): dr is -dout for each of N rows, then every column
+    path = tmp_path / "rows.toml"
+    path.write_text('name = "Rows"\ninputs = { x = ["N", "K"] }\noutput = "loss"\n[graph]\n'
+                    'r = "sum(x, axis=1)"\nloss = "sum(1 - r)"\n')
+    layer = symbackprop.compile(symbackprop.load(str(path)))()
+    x = np.random.default_rng(8).normal(size=(4, 3))
+    assert layer.forward(x) == pytest.approx(4.0 - float(np.sum(x)), rel=1e-14)
+    np.testing.assert_array_equal(layer.backward(0.5), np.full((4, 3), -0.5))

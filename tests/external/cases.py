@@ -224,7 +224,6 @@ BOOK_CASES = [
          "its loss is SoftmaxWithLoss's, with the same 1e-7", name="BookTwoLayerNet"),
 ]
 
-CASES = BOOK_CASES + DEZERO + MICROGRAD + MYGRAD + AUTOGRAD + THINC + THINC_LOSSES + SKLEARN
 
 
 def _probabilities(values: dict) -> bool:
@@ -237,20 +236,26 @@ def _positive(values: dict) -> bool:
 
 #: Where verify-layer disagrees with the reading today (KNOWN_WRONG.md): judged by the tally
 #: only, never by the test suite.
-KNOWN_WRONG = [
+#: Cases the tool once judged wrong (KNOWN_WRONG.md's fixed sections), now in the test table.
+FIXED = [
     Case("thinc.loss.CosineDistance (the loss written sum(1 - cos) / N)", a.THINC_LOSSES["CosineDistance"],
          local("cosine_distance"), ("precision",), COSINE_1E8, name="ThincCosineDistanceSumForm"),
     Case("micrograd.nn.Neuron(1)", a.MICROGRAD["neuron"], local("neuron")),
+    Case("mygrad.nnet.losses.focal_loss(gamma=0)", a.MYGRAD["focal_loss"], local("nll_per_sample"),
+         valid=_positive),
+]
+
+KNOWN_WRONG = [
     Case("dezero.functions.Max(axis=1)", a.DEZERO["Max"], local("max_rows"), ("wrong-math",),
          "backward gives gy to every entry equal to the maximum: at a tie of two the gradients sum to 2, "
          "no subgradient of max (the row's maximum grows at rate 1 when both tied entries do)"),
     Case("mygrad.maximum", a.MYGRAD["maximum"], local("maximum"), ("wrong-math",),
          "at a tie x = y both gradients are 0: (0, 0) is no subgradient of max (those are (s, 1 - s), "
          "0 <= s <= 1); along x = y = u, max grows as u and the gradient says 0 (hence leaky_relu's 0 at 0)"),
-    Case("mygrad.nnet.losses.focal_loss(gamma=0)", a.MYGRAD["focal_loss"], local("nll_per_sample"),
-         valid=_positive),
     Case("dezero.functions.binary_cross_entropy", a.DEZERO["binary_cross_entropy"], local("bce_probabilities"),
          ("wrong-math",),
          "clip(p, 1e-15, 0.999): for p in (0.999, 1) the loss is that of 0.999 and the gradient 0",
          valid=_probabilities),
 ]
+
+CASES = BOOK_CASES + DEZERO + MICROGRAD + MYGRAD + AUTOGRAD + THINC + THINC_LOSSES + SKLEARN + FIXED
