@@ -1,31 +1,23 @@
 """The jax backend: every bundled declaration it supports, checked with jax's own checker
 (check_grads, reverse mode, orders 1 and 2), against jax.grad of the same forward composed from
 jax operations, under jit, by the project's checks, and for its residuals (exactly the cache)."""
-import os
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-if os.environ.get("SYMBACKPROP_REQUIRE_TOOLS") != "1":
-    jax = pytest.importorskip("jax")
-else:
-    import jax
-import jax.test_util  # noqa: E402
+import symbackprop
+from symbackprop.errors import GenerationError
+from symbackprop.pipeline import check as check_spec
+from tests.fixtures.declarations import bundled
+from tests.fixtures.frameworks import SUPPORTED, kept_bytes, require
+from tests.fixtures.frameworks import problem as _problem
 
-import symbackprop  # noqa: E402
-from symbackprop.errors import GenerationError  # noqa: E402
-from symbackprop.pipeline import check as check_spec  # noqa: E402
-from symbackprop.spec import catalog  # noqa: E402
-from tests.fixtures.declarations import bundled  # noqa: E402
-from tests.fixtures.frameworks import kept_bytes  # noqa: E402
-from tests.fixtures.frameworks import problem as _problem  # noqa: E402
+jax = require("jax")
+import jax.test_util  # noqa: E402  (after the skip)
 
 jax.config.update("jax_enable_x64", True)  # the tests compare float64 values; never set by the library
-
-REFUSED = {"two_layer_net": "networks"}
-SUPPORTED = [n for n in catalog.bundled_names() if n not in REFUSED]
 
 
 def _function(name):

@@ -1,29 +1,20 @@
 """The torch backend: every bundled declaration it supports, checked with torch's own tools
 (gradcheck, gradgradcheck), against torch autograd of the same forward composed from torch
 operations, by the project's checks, and for what its forward saves (exactly the cache)."""
-import os
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-if os.environ.get("SYMBACKPROP_REQUIRE_TOOLS") != "1":
-    torch = pytest.importorskip("torch")
-else:
-    import torch
 
 import symbackprop
 from symbackprop.errors import GenerationError
 from symbackprop.pipeline import check as check_spec
 from symbackprop.spec import catalog
 from tests.fixtures.declarations import bundled
-from tests.fixtures.frameworks import kept_bytes
+from tests.fixtures.frameworks import REFUSED, SUPPORTED, kept_bytes, require
 from tests.fixtures.frameworks import problem as _problem
 
-#: Refused by the torch backend, and why: networks (``predict`` declared) are not generated.
-REFUSED = {"two_layer_net": "networks"}
-SUPPORTED = [n for n in catalog.bundled_names() if n not in REFUSED]
+torch = require("torch")
 
 
 def _module(name):

@@ -2,26 +2,18 @@
 declaration it supports, checked with torch's own tools (opcheck, gradcheck, gradgradcheck),
 against torch autograd of the same forward composed from torch operations, by the project's
 checks, and for what it saves (exactly the cache)."""
-import os
 
 import numpy as np
 import pytest
 
-if os.environ.get("SYMBACKPROP_REQUIRE_TOOLS") != "1":
-    torch = pytest.importorskip("torch")
-else:
-    import torch
-
 import symbackprop
 from symbackprop.errors import GenerationError
 from symbackprop.pipeline import check as check_spec
-from symbackprop.spec import catalog
 from tests.fixtures.declarations import bundled
-from tests.fixtures.frameworks import kept_bytes
+from tests.fixtures.frameworks import SUPPORTED, kept_bytes, require
 from tests.fixtures.frameworks import problem as _problem
 
-REFUSED = {"two_layer_net": "networks"}
-SUPPORTED = [n for n in catalog.bundled_names() if n not in REFUSED]
+torch = require("torch")
 
 
 def _module(name):
