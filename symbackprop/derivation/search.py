@@ -164,7 +164,7 @@ class NodeSearch:
             self.anchors[self._fresh("t")] = sub
         self.masks: dict[sympy.Basic, sympy.Symbol] = {}
         # conditions on the node's output that test what a condition on its argument tests
-        self.output_conditions: dict[sympy.Basic, sympy.Basic] = {}
+        self.output_conditions: set[sympy.Basic] = set()
 
     def _fresh(self, stem: str) -> sympy.Symbol:
         for i in itertools.count():
@@ -260,7 +260,7 @@ class NodeSearch:
             return None
         if not np.array_equal(before, after):
             return None
-        self.output_conditions[candidate] = cond
+        self.output_conditions.add(candidate)
         return candidate
 
     def _float_env(self) -> dict:
