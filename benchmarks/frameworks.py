@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 import symbackprop
+from tests.fixtures.frameworks import saved_bytes  # the tests' measure of saved tensors
 
 BUILTIN = {
     "sigmoid": torch.sigmoid, "tanh": torch.tanh, "swish": F.silu,
@@ -50,18 +51,6 @@ def _arguments(name: str, dtype, gen) -> tuple[list, torch.Tensor]:
     return [x], dout
 
 
-def _saved_bytes(fn) -> int:
-    total = [0]
-
-    def pack(t):
-        total[0] += t.numel() * t.element_size()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        fn()
-    return total[0]
-
-
 def _timed(columns: list, args, dout, repeat: int, rounds: int = 3) -> list[tuple[float, int]]:
     """(best time, saved bytes) of each function in ``columns``, measured in interleaved
     rounds (the first-measured column pays no warm-up or neighbour's noise of its own)."""
@@ -72,7 +61,7 @@ def _timed(columns: list, args, dout, repeat: int, rounds: int = 3) -> list[tupl
     best = [float("inf")] * len(steps)
     for _ in range(rounds):
         best = [min(b, *(_once(step) for _ in range(repeat))) for b, step in zip(best, steps)]
-    return [(b, _saved_bytes(lambda fn=fn: fn(*args))) for b, fn in zip(best, columns)]
+    return [(b, sum(saved_bytes(lambda fn=fn: fn(*args)))) for b, fn in zip(best, columns)]
 
 
 def _once(step) -> float:

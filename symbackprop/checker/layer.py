@@ -41,7 +41,7 @@ Findings (DESIGN.md's kinds):
 ``exception``
     the constructor, forward or backward raised.
 
-The reference is an object with ``forward(xs)``, ``local(xs)``, ``kink_mask(xs)`` and
+The reference is an object with ``forward(xs)``, ``local(xs)``, ``kink_masks(xs)`` and
 ``one_sided(xs)`` (:class:`ElementwiseReference`).  Array layers and networks are checked
 by :mod:`symbackprop.checker.layer_arrays` (numerical directional derivatives of the
 declaration, the batch size varied, parameter gradients ``dW``/``db``, parameters copied
@@ -156,22 +156,17 @@ class ElementwiseReference:
     def local(self, xs: Sequence[np.ndarray]) -> list[np.ndarray]:
         return [_mp_map(fn, xs) for fn in self._local]
 
-    def kink_mask(self, xs: Sequence[np.ndarray]) -> np.ndarray:
-        """Elements on a kink of the forward as float64 sees them: exactly, or within the
-        rounding of the kink argument (:data:`KINK_ULPS` epsilons of its
-        :func:`~symbackprop.numerics.kinks.rounding_scale`)."""
-        return self._on_kink(xs, rounded=True)
-
-    def exact_kinks(self, xs: Sequence[np.ndarray]) -> np.ndarray:
-        """Elements exactly on a kink (at 40 digits)."""
-        return self._on_kink(xs, rounded=False)
-
-    def _on_kink(self, xs: Sequence[np.ndarray], rounded: bool) -> np.ndarray:
-        mask = np.zeros(np.broadcast_shapes(*(np.shape(x) for x in xs)), bool)
+    def kink_masks(self, xs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Elements on a kink of the forward as float64 sees them (exactly, or within the
+        rounding of the kink argument: :data:`KINK_ULPS` epsilons of its
+        :func:`~symbackprop.numerics.kinks.rounding_scale`), and those exactly on one (at 40 digits)."""
+        shape = np.broadcast_shapes(*(np.shape(x) for x in xs))
+        on, exact = np.zeros(shape, bool), np.zeros(shape, bool)
         for fn, scale in zip(self._kinks, self._scales):
             u = np.abs(_mp_map(fn, xs))
-            mask |= u <= KINK_ULPS * _EPS * _mp_map(scale, xs) if rounded else u == 0
-        return mask
+            exact |= u == 0
+            on |= u <= KINK_ULPS * _EPS * _mp_map(scale, xs)
+        return on, exact
 
     def one_sided(self, xs: Sequence[np.ndarray], mask: np.ndarray,
                   exact: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -332,8 +327,7 @@ class ElementwiseVerifier(Checker):
                      + ("one array" if len(self.names) == 1 else f"a tuple of {len(self.names)}"))
             return
         locals_ = self.ref.local(xs)
-        at_kink = self.ref.kink_mask(xs)
-        exact = self.ref.exact_kinks(xs) if at_kink.any() else at_kink
+        at_kink, exact = self.ref.kink_masks(xs)
         sides = self.ref.one_sided(xs, at_kink, exact) if at_kink.any() else None
         for i, name in enumerate(self.names):
             want = dout * locals_[i]

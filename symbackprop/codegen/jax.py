@@ -31,16 +31,12 @@ RESERVED = frozenset({"jax", "jnp", "math", "residuals"})
 class JaxPrinter(NumpyLayerPrinter):
     """Prints expressions of a derivation as ``jax.numpy`` (and ``jax.scipy.special``) code."""
 
+    constants = "math"
+
     def _np(self, name: str) -> str:
         if name.startswith(SPECIAL):
             return f"jax.scipy.special.{name[len(SPECIAL):]}"
         return f"jnp.{name}"
-
-    def _print_Pi(self, _):
-        return "math.pi"
-
-    def _print_Exp1(self, _):
-        return "math.e"
 
     def _print_polygamma(self, e):
         n, x = e.args

@@ -37,6 +37,8 @@ class NumpyLayerPrinter(NumPyPrinter):
     """
 
     printmethod = "_numpy_layer_code"
+    #: the module ``pi`` and ``e`` are printed from (the framework printers use Python's ``math``)
+    constants = "np"
 
     def __init__(self, names: Mapping[sympy.Symbol, str] | None = None, masks: Collection[sympy.Symbol] = ()):
         super().__init__({"fully_qualified_modules": False, "allow_unknown_functions": False})
@@ -68,10 +70,10 @@ class NumpyLayerPrinter(NumPyPrinter):
         return self._number(repr(float(f)))
 
     def _print_Pi(self, _):
-        return self._number("np.pi")
+        return self._number(f"{self.constants}.pi")
 
     def _print_Exp1(self, _):
-        return self._number("np.e")
+        return self._number(f"{self.constants}.e")
 
     def _print_NumberSymbol(self, n):
         return self._number(repr(float(n)))

@@ -108,6 +108,8 @@ class TorchPrinter(NumpyLayerPrinter):
     would make raise.
     """
 
+    constants = "math"
+
     def __init__(self, names=None, masks=(), in_place: bool = False):
         super().__init__(names, masks)
         self.in_place = in_place
@@ -163,12 +165,6 @@ class TorchPrinter(NumpyLayerPrinter):
             negative = isinstance(f, sympy.Pow) and f.exp.is_Integer and f.exp < 0
             text += f".div_({self._print(1 / f)})" if negative else f".mul_({self._print(f)})"
         return text if coeff == 1 else f"{text}.mul_({self._print(coeff)})"
-
-    def _print_Pi(self, _):
-        return "math.pi"
-
-    def _print_Exp1(self, _):
-        return "math.e"
 
     def _print_polygamma(self, e):
         n, x = e.args

@@ -65,7 +65,6 @@ class _ArrayDeriver:
         self.names |= {"dout", "upstream", "upstream_scalar"} | {f"d{n}" for n in list(self.names)}
         self.dout = array_dout(self.shapes[spec.output])
         self.onehot = [(t, axis) for kind, t, axis in spec.assumptions if kind == "onehot"]
-        self.extra: list[Cached] = []
 
     def live(self) -> set[sympy.Symbol]:
         """Differentiated symbols and the graph values that depend on them."""
@@ -155,18 +154,15 @@ class _ArrayDeriver:
                 backward[original.name] = self.full_shape(original, backward[original.name])
         used = _used(steps, recompute)
         for dropped, value in self.lighter(used | cache_syms):
-            steps = [(t, e.xreplace({dropped: value})) for t, e in steps]
-            backward = {k: e.xreplace({dropped: value}) for k, e in backward.items()}
-            recompute = [Cached(c.symbol, c.expr.xreplace({dropped: value}), c.mask) for c in recompute]
+            steps, backward, recompute = _substituted({dropped: value}, steps, backward, recompute)
             cache_syms.discard(dropped)
-            used = _used(steps, recompute)
-        for helper in self.combined(steps, recompute, used | cache_syms):
-            swap = {helper.expr: helper.symbol}
-            steps = [(t, e.xreplace(swap)) for t, e in steps]
-            backward = {k: e.xreplace(swap) for k, e in backward.items()}
-            used = _used(steps, recompute)
+        used = _used(steps, recompute)
+        extra = self.combined(steps, recompute, used | cache_syms)
+        for helper in extra:
+            steps, backward, recompute = _substituted({helper.expr: helper.symbol}, steps, backward, recompute)
             cache_syms = (cache_syms - helper.expr.free_symbols) | {helper.symbol}
-        cache = self.cache_list(nodes, (used | cache_syms) - {c.symbol for c in recompute})
+        used = _used(steps, recompute)
+        cache = self.cache_list(nodes, (used | cache_syms) - {c.symbol for c in recompute}, extra)
         derivation = Derivation(spec, nodes, cache, recompute, steps, {}, backward, {}, sorted(self.notes),
                                 dout=self.dout)
         derivation.dims_used = sorted((used & set(spec.dims)) | {d for c in recompute for d in c.expr.free_symbols
@@ -218,7 +214,6 @@ class _ArrayDeriver:
             self.shapes[symbol] = self.shapes[next(iter(sub.free_symbols))]
             out.append(Cached(symbol, sub))
             exprs = [e.xreplace({sub: symbol}) for e in exprs]
-        self.extra = out
         return out
 
     def fresh(self, stem: str) -> str:
@@ -226,14 +221,20 @@ class _ArrayDeriver:
         self.names.add(name)
         return name
 
-    def cache_list(self, nodes: list[NodeDerivation], used: set) -> list[Cached]:
+    def cache_list(self, nodes: list[NodeDerivation], used: set, extra: list[Cached]) -> list[Cached]:
         """What forward stores: inputs, constants, graph values, then helpers (masks first).
         Parameters live on the layer already and cost nothing to keep."""
         order = [Cached(s, s) for s in (*self.spec.inputs, *self.spec.constants) if s in used]
         order += [Cached(s, e) for s, e in self.spec.graph if s in used]
         for node in nodes:
             order += [h for a, h in node.helpers.items() if a in used and h not in order]
-        return order + [h for h in self.extra if h.symbol in used]
+        return order + [h for h in extra if h.symbol in used]
+
+
+def _substituted(swap: dict, steps: list, backward: dict, recompute: list[Cached]) -> tuple[list, dict, list]:
+    """The backward statements, flattened gradients and recomputed helpers with ``swap`` applied."""
+    return ([(t, e.xreplace(swap)) for t, e in steps], {k: e.xreplace(swap) for k, e in backward.items()},
+            [Cached(c.symbol, c.expr.xreplace(swap), c.mask) for c in recompute])
 
 
 def _used(steps: list, recompute: list[Cached]) -> set[sympy.Symbol]:

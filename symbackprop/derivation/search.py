@@ -41,7 +41,7 @@ NOT_FINITE = (sympy.zoo, sympy.oo, -sympy.oo, sympy.nan)
 _PRINTABLE = (sympy.Max, sympy.Min, sympy.Heaviside, sympy.Piecewise)
 SECONDS_PER_TIDY = 1.0
 SECONDS_PER_NODE = 4.0
-#: Sample points at which each argument that may be 0 is set to 0 (:meth:`NodeSearch._defined_at_zeros`).
+#: Sample points at which each argument that may be 0 is set to 0 (:meth:`NodeSearch._zeros_where_defined`).
 ZERO_POINTS = 3
 #: At most this many branch-by-branch forms of a piecewise derivative.
 BRANCH_FORMS = 16
@@ -207,7 +207,9 @@ class NodeSearch:
         if time.monotonic() >= deadline:
             self.notes.add(f"the search for cheaper forms stopped at its {SECONDS_PER_NODE:g} s bound "
                            "for one node; the best form found so far is used")
-        return [c for c in out if self._equal(c, raw) and self._accurate(c, raw) and self._defined_at_zeros(c, raw)]
+        zeros = self._zeros_where_defined(raw)
+        return [c for c in out if self._equal(c, raw) and self._accurate(c, raw)
+                and all(mp_value(c, env) is not None for env in zeros)]
 
     def _branchwise(self, raw: sympy.Expr) -> list[sympy.Expr]:
         """Forms of a piecewise derivative written, branch by branch, in the output: on the
@@ -339,20 +341,14 @@ class NodeSearch:
         mismatch, used = first_mismatch(cand, raw, envs)
         return mismatch is None and used >= max(3, len(envs) // 2)
 
-    def _defined_at_zeros(self, cand: sympy.Expr, raw: sympy.Expr) -> bool:
-        """Is ``cand`` defined wherever ``raw`` is when an argument that may be 0 is 0?
-        Random points never hit such a set, and inputs do (a batch of one centres ``x - mu``
-        to exactly 0): batch normalization's ``1/std`` written ``xn/xc`` would be 0/0 there."""
-        if cand == raw:
-            return True
-        for arg in self.args:
-            if arg.is_nonzero:
-                continue
-            for point in self.points[:ZERO_POINTS]:
-                env = self._env({**{a: point[a] for a in self.args}, arg: mpmath.mpf(0)})
-                if mp_value(raw, env) is not None and mp_value(cand, env) is None:
-                    return False
-        return True
+    def _zeros_where_defined(self, raw: sympy.Expr) -> list[dict]:
+        """Points where an argument that may be 0 is 0 and ``raw`` is defined: random points
+        never hit such a set, and inputs do (a batch of one centres ``x - mu`` to exactly 0).
+        A form must be defined there too: batch normalization's ``1/std`` written ``xn/xc``
+        would be 0/0."""
+        envs = [self._env({**{a: p[a] for a in self.args}, arg: mpmath.mpf(0)})
+                for arg in self.args if not arg.is_nonzero for p in self.points[:ZERO_POINTS]]
+        return [env for env in envs if mp_value(raw, env) is not None]
 
     def helper_of(self, atom: sympy.Symbol) -> Cached | None:
         if atom in self.anchors and atom != self.symbol:

@@ -11,7 +11,7 @@ from symbackprop.errors import GenerationError
 from symbackprop.pipeline import check as check_spec
 from symbackprop.spec import catalog
 from tests.fixtures.declarations import bundled
-from tests.fixtures.frameworks import REFUSED, SUPPORTED, kept_bytes, require
+from tests.fixtures.frameworks import REFUSED, SUPPORTED, kept_bytes, require, saved_bytes
 from tests.fixtures.frameworks import problem as _problem
 
 torch = require("torch")
@@ -96,29 +96,17 @@ def test_forward_and_backward_write_into_no_argument_and_no_kept_tensor(name):
     torch.testing.assert_close(out.detach(), kept, rtol=0, atol=0)
 
 
-def _saved_bytes(fn):
-    sizes = []
-
-    def pack(t):
-        sizes.append(t.numel() * t.element_size())
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        fn()
-    return sizes
-
-
 def test_sigmoid_saves_one_tensor_the_size_of_y():
     x = torch.randn(50, 20, dtype=torch.float64, requires_grad=True)
     saved = []
-    sizes = _saved_bytes(lambda: saved.append(_module("sigmoid").function.apply(x)))
+    sizes = saved_bytes(lambda: saved.append(_module("sigmoid").function.apply(x)))
     assert sizes == [saved[0].numel() * 8]
 
 
 def test_relu_saves_a_boolean_mask_and_add_nothing():
     x, y = (torch.randn(50, 20, dtype=torch.float64, requires_grad=True) for _ in range(2))
-    assert _saved_bytes(lambda: _module("relu").function.apply(x)) == [50 * 20]
-    assert _saved_bytes(lambda: _module("add").function.apply(x, y)) == []
+    assert saved_bytes(lambda: _module("relu").function.apply(x)) == [50 * 20]
+    assert saved_bytes(lambda: _module("add").function.apply(x, y)) == []
 
 
 @pytest.mark.parametrize("name", SUPPORTED)
@@ -126,7 +114,7 @@ def test_saved_tensors_are_exactly_the_cache(name):
     """Bytes saved by the op: the cache as the numpy backend's class keeps it, plus the
     parameters its backward reads (held by the caller anyway)."""
     function, args, _ = _op_inputs(name, seed=4)
-    assert _saved_bytes(lambda: function.apply(*args)) == kept_bytes(name, seed=4)
+    assert saved_bytes(lambda: function.apply(*args)) == kept_bytes(name, seed=4)
 
 
 @pytest.mark.parametrize("name", SUPPORTED)

@@ -10,7 +10,7 @@ import symbackprop
 from symbackprop.errors import GenerationError
 from symbackprop.pipeline import check as check_spec
 from tests.fixtures.declarations import bundled
-from tests.fixtures.frameworks import SUPPORTED, kept_bytes, require
+from tests.fixtures.frameworks import SUPPORTED, kept_bytes, require, saved_bytes
 from tests.fixtures.frameworks import problem as _problem
 
 torch = require("torch")
@@ -89,22 +89,10 @@ def test_the_op_writes_into_no_argument_and_not_into_dout(name):
         torch.testing.assert_close(now.detach(), was, rtol=0, atol=0)
 
 
-def _saved_bytes(fn):
-    sizes = []
-
-    def pack(t):
-        sizes.append(t.numel() * t.element_size())
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        fn()
-    return sizes
-
-
 @pytest.mark.parametrize("name", SUPPORTED)
 def test_saved_tensors_are_exactly_the_cache(name):
     args, _ = _args(name, seed=4)
-    assert _saved_bytes(lambda: _module(name).function(*args)) == kept_bytes(name, seed=4)
+    assert saved_bytes(lambda: _module(name).function(*args)) == kept_bytes(name, seed=4)
 
 
 @pytest.mark.parametrize("name", ["sigmoid", "relu", "softmax_with_loss", "layer_norm", "affine"])
