@@ -128,7 +128,7 @@ def cmd_derive(args) -> int:
         print(f"  where     {symbol.name} = {derivation.readable(expr)}  (computed in forward)")
     for c in derivation.recompute:
         if not c.mask:
-            print(f"  where     {c.symbol.name} = {derivation.readable(c.expr)}  (recomputed in backward)")
+            print(f"  where     {c.symbol.name} = {derivation.readable(c.expr, standalone=False)}  (recomputed in backward)")
     for h in higher:
         below = "".join(f"d{x.name}" + (str(h.wrt.count(x)) if h.wrt.count(x) > 1 else "")
                         for x in dict.fromkeys(h.wrt))
