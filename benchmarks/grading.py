@@ -4,7 +4,7 @@ Builds, in a temporary folder, ``--scale`` (default 5) copies of 160 layer files
 ones of every finding kind, endless loops, memory bombs, crashers (``os._exit``,
 ``SIGKILL`` of their own process, a segfault through ctypes, a C stack overflow),
 ``sys.exit``, megabyte printers, a submission that kills its parent process, broken
-imports), 16 cheats of every kind (tests/grading/test_cheats.py: fake verdicts on every file
+imports), 17 cheats of every kind (tests/grading/test_cheats.py: fake verdicts on every file
 descriptor, patched checkers, builtins and numpy, lying arrays, reading the neighbours and the
 reference, the network, writing outside, killing and stopping the grader, fork and memory
 bombs; each wrong in its math, 3 copies) and of 40 derivation files (correct, slipped, slow to

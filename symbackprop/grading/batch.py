@@ -234,7 +234,9 @@ def isolated(tasks: Sequence[Task], isolation: str | None) -> list[Task]:
     if isolation is None:
         isolation, why = sandbox.probe()
         if why and any(t.kind == "layer" for t in tasks):
-            print(f"symbackprop: {why}: submissions run without a sandbox (isolation: none)", file=sys.stderr)
+            print(f"symbackprop: {why}: " + ("submissions run without a sandbox (isolation: none)"
+                                             if isolation == sandbox.NONE else
+                                             "submissions may make user namespaces in the sandbox"), file=sys.stderr)
     hide = {str(Path(t.path).resolve().parent) for t in tasks}
     hide |= {str(Path(t.spec.source).resolve().parent) for t in tasks
              if getattr(t.spec, "source", None) and Path(t.spec.source).is_file()}

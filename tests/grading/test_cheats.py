@@ -106,3 +106,40 @@ def test_fake_verdicts_are_only_output(cheat_batch):
     _, _, _, document, _, _ = cheat_batch
     faker = next(r for r in document["results"] if "fake_verdict" in r["path"])
     assert faker["findings"] and faker["findings"][0]["kind"] in ("wrong-math", "invalid")
+
+
+def test_without_libseccomp_the_batch_says_once_that_user_namespaces_are_open(monkeypatch):
+    from symbackprop.grading import sandbox
+
+    monkeypatch.setattr(sandbox, "userns_filter", lambda: None)
+    isolation, why = sandbox.probe()
+    assert isolation == "bwrap" and "libseccomp is missing" in why
+
+
+def test_the_filter_refuses_new_user_namespaces_and_keeps_threads_and_fork():
+    """Oracle: the kernel's own answer to ``unshare(CLONE_NEWUSER)`` in a bwrap sandbox with
+    and without the filter (as a user of its own, as the grader runs a submission)."""
+    import os
+    import subprocess
+    import sys
+
+    from symbackprop.grading import sandbox
+
+    probe = ("import ctypes, os, threading; r = ctypes.CDLL(None, use_errno=True).unshare(0x10000000); "
+             "t = threading.Thread(target=lambda: None); t.start(); t.join(); pid = os.fork(); "
+             "os._exit(0) if pid == 0 else os.waitpid(pid, 0); print('unshare', r)")
+    results = {}
+    for name, bpf in (("open", None), ("filtered", sandbox.userns_filter())):
+        fd = os.memfd_create("bpf", 0)
+        os.write(fd, bpf or b"")
+        os.lseek(fd, 0, os.SEEK_SET)
+        extra = ["--seccomp", str(fd)] if bpf else []
+        user = ["setpriv", "--reuid=1000077", "--regid=1000077", "--clear-groups"] if os.geteuid() == 0 else []
+        run = subprocess.run(["bwrap", *sandbox._namespaces(), "--ro-bind", "/", "/", "--dev", "/dev", "--proc",
+                              "/proc", *extra, *user, sys.executable, "-I", "-c", probe],
+                             pass_fds=[fd], capture_output=True, text=True, timeout=60)
+        os.close(fd)
+        results[name] = (run.returncode, run.stdout.strip())
+    assert results["filtered"] == (0, "unshare -1")
+    if os.geteuid() == 0:  # bwrap makes no user namespace here: only the filter stops one
+        assert results["open"] == (0, "unshare 0")
