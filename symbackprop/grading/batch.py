@@ -28,7 +28,7 @@ import sys
 import time
 import types
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from multiprocessing import connection, get_context
 from pathlib import Path
@@ -240,7 +240,18 @@ def isolated(tasks: Sequence[Task], isolation: str | None) -> list[Task]:
     hide = {str(Path(t.path).resolve().parent) for t in tasks}
     hide |= {str(Path(t.spec.source).resolve().parent) for t in tasks
              if getattr(t.spec, "source", None) and Path(t.spec.source).is_file()}
-    return [replace(t, isolation=isolation, hide=tuple(sorted(hide | set(t.hide)))) for t in tasks]
+    files = [Path(t.path).resolve() for t in tasks]
+    return [replace(t, isolation=isolation, hide=tuple(sorted(hide | set(t.hide))),
+                    folder=own_folder(f, [g for g in files if g != f], hide - {str(f.parent)}))
+            for t, f in zip(tasks, files)]
+
+
+def own_folder(file: Path, others: Sequence[Path], hidden: Iterable[str]) -> str | None:
+    """``file``'s folder if it is the submission's own: no other submission and nothing the
+    sandbox hides (reference declarations, the package, the cache, the home folder) lies in it."""
+    folder = file.parent
+    protected = [*others, *map(Path, hidden), *sandbox.package_paths(), *sandbox.hidden_paths(())]
+    return None if any(p == folder or folder in p.parents for p in protected) else str(folder)
 
 
 def _run(tasks: Sequence[Task], jobs: int, done: dict[int, Result], interrupted: list,

@@ -9,7 +9,8 @@ With ``bwrap`` (Debian package ``bubblewrap``) the child (:mod:`symbackprop.grad
   the batch's submissions, the reference declarations, the installed package (its bundled
   declarations with it) and the cache folder are empty (a tmpfs over each), the Python
   installation being bound back where it was hidden; its own file appears read-only at
-  ``/tmp/submission/NAME.py`` and a private :data:`SCRATCH_BYTES` tmpfs, ``/tmp/scratch``,
+  ``/tmp/submission/NAME.py`` (with the rest of its folder when the folder is its own: no
+  other submission and nothing hidden in it) and a private :data:`SCRATCH_BYTES` tmpfs, ``/tmp/scratch``,
   is the only place it can write;
 * with no way to make user namespaces of its own (bwrap's ``--disable-userns`` where bwrap
   itself makes one; a seccomp filter from libseccomp, through ``pyseccomp``, in every case:
@@ -103,8 +104,10 @@ def probe() -> tuple[str, str]:
     return BWRAP, ""
 
 
-def start(path: str, isolation: str, *, memory: int, timeout: float, hide: Iterable[str] = ()) -> Session:
-    """The submission's process for ``path``, ready for requests (see :class:`~.remote.Session`).
+def start(path: str, isolation: str, *, memory: int, timeout: float, hide: Iterable[str] = (),
+          folder: str | None = None) -> Session:
+    """The submission's process for ``path``, ready for requests (see :class:`~.remote.Session`);
+    ``folder``, the submission's own, is shown read-only around it (its helper modules).
 
     Raises
     ------
@@ -131,7 +134,7 @@ def start(path: str, isolation: str, *, memory: int, timeout: float, hide: Itera
             fds += [int(seccomp[1])] if seccomp else []
             uid = UID_BASE + os.getpid() if os.geteuid() == 0 else None
             argv = ["bwrap", *_namespaces(), "--as-pid-1", "--die-with-parent", "--new-session", *seccomp,
-                    *_mounts(hide, files, name), sys.executable, "-I", "-B", CHILD_AT, "--init",
+                    *_mounts(hide, files, name, folder), sys.executable, "-I", "-B", CHILD_AT, "--init",
                     "--alive-fd", str(alive[0]), "--processes", str(2 + EXTRA_PROCESSES), *([] if uid is None else ["--uid", str(uid)])]
             at, cwd, home = f"{SUBMISSION_DIR}/{name}", "/", SCRATCH
         else:
@@ -214,7 +217,7 @@ def needed_paths() -> list[Path]:
     return _outermost(p for p in map(_real, paths) if p is not None)
 
 
-def _mounts(hide: Iterable[str], files: list[int], name: str) -> list[str]:
+def _mounts(hide: Iterable[str], files: list[int], name: str, folder: str | None = None) -> list[str]:
     out = ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
     hidden = hidden_paths(hide)
     for h in hidden:
@@ -232,6 +235,8 @@ def _mounts(hide: Iterable[str], files: list[int], name: str) -> list[str]:
     for p in package_paths():
         if not any(_under(p, h) for h in hidden) or any(_under(p, n) for n in needed_paths()):
             out += ["--tmpfs", str(p)]
+    if folder is not None:
+        out += ["--ro-bind", folder, SUBMISSION_DIR]
     out += ["--perms", "0444", "--ro-bind-data", str(files[0]), CHILD_AT,
             "--perms", "0444", "--ro-bind-data", str(files[1]), f"{SUBMISSION_DIR}/{name}",
             "--perms", "0777", "--size", str(SCRATCH_BYTES), "--tmpfs", SCRATCH,

@@ -77,6 +77,9 @@ class Task:
         ``"bwrap"`` (the submission's process in a sandbox) or ``"none"``.
     hide : tuple of str
         Paths the sandbox empties (the batch's submission folders, the reference declaration).
+    folder : str or None
+        The submission's own folder, shown read-only around its file in the sandbox (its
+        helper modules import), when nothing else the batch hides lies in it.
     """
 
     kind: str
@@ -87,6 +90,7 @@ class Task:
     memory: int = 1 << 30
     isolation: str = sandbox.NONE
     hide: tuple[str, ...] = ()
+    folder: str | None = None
 
 
 def finding(kind: str, message: str, counterexample: dict | None = None) -> dict:
@@ -216,7 +220,8 @@ def grade_layer(task: Task) -> dict:
         return failed("invalid", f"{task.path}: no such Python file")
     session = None
     try:
-        session = sandbox.start(task.path, task.isolation, memory=task.memory, timeout=task.timeout, hide=task.hide)
+        session = sandbox.start(task.path, task.isolation, memory=task.memory, timeout=task.timeout, hide=task.hide,
+                                folder=task.folder)
         _started()
         info = session.load(session.path, task.name)
         cls = session.layer_class(task.name, info)

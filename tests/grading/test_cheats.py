@@ -143,3 +143,30 @@ def test_the_filter_refuses_new_user_namespaces_and_keeps_threads_and_fork():
     assert results["filtered"] == (0, "unshare -1")
     if os.geteuid() == 0:  # bwrap makes no user namespace here: only the filter stops one
         assert results["open"] == (0, "unshare 0")
+
+
+HELPER = "def slope(y):\n    return y * (1.0 - y)\n"
+USES_HELPER = submissions.sigmoid(before="from mymath import slope\n", grad="dout * slope(self.out)")
+
+
+def test_a_submission_in_a_folder_of_its_own_imports_its_helper_modules(tmp_path):
+    """Its own folder is shown with it; a folder shared with another submission is not."""
+    for student in ("alice", "bob"):
+        (tmp_path / "own" / student).mkdir(parents=True)
+        (tmp_path / "own" / student / "layers.py").write_text(USES_HELPER)
+        (tmp_path / "own" / student / "mymath.py").write_text(HELPER)
+    (tmp_path / "shared").mkdir()
+    for student in ("carol", "dave"):
+        (tmp_path / "shared" / f"{student}.py").write_text(USES_HELPER)
+    (tmp_path / "shared" / "mymath.py").write_text(HELPER)
+    records = {}
+    for pattern in ("own/*/layers.py", "shared/*.py"):
+        out = tmp_path / f"{pattern.split('/')[0]}.json"
+        main(["verify-layer", f"{tmp_path}/{pattern}:Sigmoid", "--against", "sigmoid", "--jobs", "2",
+              "--json", "-o", str(out)])
+        records.update({Path(r["path"]).stem if "shared" in r["path"] else Path(r["path"]).parent.name: r
+                        for r in json.loads(out.read_text())["results"]})
+    assert records["alice"]["ok"] and records["bob"]["ok"]
+    for student in ("carol", "dave"):  # the folder holds another submission: the file alone
+        assert not records[student]["ok"]
+        assert "mymath" in json.dumps(records[student]["findings"])
