@@ -33,6 +33,7 @@ from dataclasses import dataclass, field, replace
 from multiprocessing import connection, get_context
 from pathlib import Path
 
+from ..checker.pairs import pair_names
 from ..errors import SymbackpropError
 from ..lang.parser import is_identifier
 from ..reports import failing_kinds
@@ -143,7 +144,7 @@ def _split(pattern: str) -> tuple[str, str]:
     file_part, sep, name = pattern.rpartition(":")
     if not sep or not file_part or not name:
         raise SymbackpropError(f"{pattern}: expected FILE.py:CLASS")
-    if not is_identifier(name):
+    if pair_names(name) is None and not is_identifier(name):
         raise SymbackpropError(f"{pattern}: {name!r} is not a class name")
     return file_part, name
 

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..checker import verify_layer
+from ..checker.pairs import pair_names
 from ..errors import DerivationTimeout, SymbackpropError
 from ..verify import verify
 from . import remote, sandbox
@@ -224,12 +225,15 @@ def grade_layer(task: Task) -> dict:
                                 folder=task.folder)
         _started()
         info = session.load(session.path, task.name)
-        cls = session.layer_class(task.name, info)
+        functions = pair_names(task.name)
+        cls = session.pair_class(functions, info, task.spec) if functions else session.layer_class(task.name, info)
         report = verify_layer(cls, task.spec, name=target, current=session.current)
         return {"ok": report.ok, "findings": [f.to_json() for f in report.findings]}
     except LoadFailed as exc:
         if exc.kind == "no-class":
             return failed("invalid", f"{task.path}: no class {task.name!r} (classes: {exc.message or 'none'})")
+        if exc.kind == "no-function":
+            return failed("invalid", f"{task.path}: no function {exc.message!r}")
         return failed(exc.kind, f"{task.path}: {exc.message}" if exc.kind == "exception" else exc.message)
     except OutOfMemory as exc:
         return failed("memory", _out_of_memory(task, f"{exc.phase} raised {exc.name}{exc.where}"))
