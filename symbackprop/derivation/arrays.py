@@ -154,7 +154,8 @@ class _ArrayDeriver:
                 backward[original.name] = self.full_shape(original, backward[original.name])
         used = _used(steps, recompute)
         for dropped, value in self.lighter(used | cache_syms):
-            steps, backward, recompute = _substituted({dropped: value}, steps, backward, recompute)
+            steps, backward, recompute = _reciprocals_folded(
+                *_substituted({dropped: value}, steps, backward, recompute))
             cache_syms.discard(dropped)
         used = _used(steps, recompute)
         extra = self.combined(steps, recompute, used | cache_syms)
@@ -235,6 +236,17 @@ def _substituted(swap: dict, steps: list, backward: dict, recompute: list[Cached
     """The backward statements, flattened gradients and recomputed helpers with ``swap`` applied."""
     return ([(t, e.xreplace(swap)) for t, e in steps], {k: e.xreplace(swap) for k, e in backward.items()},
             [Cached(c.symbol, c.expr.xreplace(swap), c.mask) for c in recompute])
+
+
+def _reciprocals_folded(steps: list, backward: dict, recompute: list[Cached]) -> tuple[list, dict, list]:
+    """Products of a value and its recomputed reciprocal cancelled: ``xc*t**2`` with
+    ``xc = xn*std`` and ``t = 1/std`` becomes ``xn*t``, not ``std*t**2*xn``."""
+    for c in recompute:
+        if isinstance(c.expr, sympy.Pow) and isinstance(c.expr.base, sympy.Symbol) and c.expr.exp.is_negative:
+            expand, fold = {c.symbol: c.expr}, {c.expr: c.symbol}
+            steps, backward, _ = _substituted(expand, steps, backward, [])
+            steps, backward, _ = _substituted(fold, steps, backward, [])
+    return steps, backward, recompute
 
 
 def _used(steps: list, recompute: list[Cached]) -> set[sympy.Symbol]:
