@@ -97,6 +97,10 @@ class Spec:
     predict: sympy.Symbol | None = None
     #: declared open intervals of inputs (``x = "interval(-1, 1)"``)
     intervals: dict[sympy.Symbol, tuple[float, float]] = field(default_factory=dict)
+    #: index notation: integers fixed when the layer is built (stride, pad), with their defaults
+    hyper: dict[sympy.Symbol, int] = field(default_factory=dict)
+    #: index notation: what sizes must meet (a window count at least 1, a stride that divides)
+    constraints: tuple = ()
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -175,7 +179,7 @@ def _validate(spec: Spec) -> None:
     clash = gradient_names & seen
     if clash:
         raise SpecError(f"{where}name '{sorted(clash)[0]}' clashes with the gradient of an input")
-    known = {*spec.inputs, *spec.params, *spec.constants, *spec.dims}
+    known = {*spec.inputs, *spec.params, *spec.constants, *spec.dims, *spec.hyper}
     for name, expr in spec.graph:
         unknown = sorted(s.name for s in expr.free_symbols - known)
         if unknown:
