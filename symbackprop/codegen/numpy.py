@@ -22,7 +22,7 @@ from collections.abc import Collection, Mapping, Sequence
 import sympy
 from sympy.printing.numpy import NumPyPrinter
 
-from .. import ops
+from .. import indexed, ops
 from ..errors import GenerationError
 from ..lang.functions import BY_CLASS, NODES, SPECIAL
 from ..lang.stable import stable
@@ -164,6 +164,105 @@ class NumpyLayerPrinter(NumPyPrinter):
         shape = ", ".join(self._print(d) for d in e.args[1])
         return f"{self._np('broadcast_to')}({self._print(e.args[0])}, ({shape},)).copy()"
 
+    # -- index atoms (see indexed.py): windows, einsum, col2im ------------------------------
+    def _letters(self, e) -> dict:
+        """einsum's subscripts: the declaration's own index names when they are single letters."""
+        names = [i.name for i, _ in e.ranges]
+        if all(len(n) == 1 and n.isascii() and n.isalpha() for n in names) and len(set(names)) == len(names):
+            return {i: i.name for i, _ in e.ranges}
+        return {i: "abcdefghijklmnopqrstuvwxyz"[k] for k, (i, _) in enumerate(e.ranges)}
+
+    def _size(self, d) -> str:
+        """A size: ``(IH + 2*pad - FH)//stride + 1`` for a window count."""
+        if isinstance(d, sympy.floor):
+            num, den = sympy.fraction(sympy.together(d.args[0]))
+            return f"({self._print(num)})//{self._operand(den)}"
+        if isinstance(d, sympy.Add):
+            return " + ".join(self._size(t) for t in d.args if t != 1) + (" + 1" if 1 in d.args else "")
+        return self._print(d)
+
+    def _tuple(self, items) -> str:
+        return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+
+    def _windowed(self, positions, ranges: dict, letters: dict):
+        """How a map reads: per axis the subscript letter, and the windows (axis, outer, window,
+        stride, offset) that ``_windows`` / ``_unwindows`` take."""
+        subs, windows = [], []
+        for axis, p in enumerate(positions):
+            terms, const = indexed.affine(p, "")
+            if len(terms) == 1 and terms[0][1] == 1 and const == 0:
+                subs.append(letters[terms[0][0]])
+                continue
+            outer = next((i for i, c in terms if c != 1), terms[-1][0] if len(terms) == 1 else terms[0][0])
+            inner = [i for i, _ in terms if i != outer]
+            subs.append(letters[outer])
+            windows.append((axis, outer, inner[0] if inner else None, dict(terms)[outer], -const))
+        return subs + [letters[w[2]] for w in windows if w[2] is not None], windows
+
+    def _window_args(self, windows, ranges: dict, counts: bool) -> str:
+        axes = self._tuple([str(w[0]) for w in windows])
+        sizes = self._tuple([self._size(ranges[w[2]]) if w[2] is not None else "1" for w in windows])
+        strides = self._tuple([self._print(w[3]) for w in windows])
+        pads = self._tuple([self._print(w[4]) for w in windows])
+        return f"{axes}, {sizes}, {strides}, {pads}"
+
+    def _read(self, operand, positions, ranges, letters) -> tuple[str, str]:
+        subs, windows = self._windowed(positions, ranges, letters)
+        text = self._print(operand) if isinstance(operand, sympy.Symbol) else f"({self._print(operand)})"
+        if windows:
+            if any(w[2] is None for w in windows):
+                windows = [(a, o, i, s, p) for a, o, i, s, p in windows]
+            text = f"_windows({text}, {self._window_args(windows, ranges, False)})"
+        return text, "".join(subs)
+
+    def _print_IndexSum(self, e):
+        letters, ranges = self._letters(e), dict(e.ranges)
+        reads = [self._read(a, m, ranges, letters) for a, m in zip(e.args[:e.operands], e.maps)]
+        if e.is_gather:
+            present = [p for p in e.out_map if any(letters[p] in subs for _, subs in reads)]
+            target = "".join(letters[p] for p in present)
+            if len(reads) == 1 and reads[0][1] == target:
+                text = reads[0][0]
+            else:
+                text = f'{self._np("einsum")}("{",".join(s for _, s in reads)}->{target}", ' \
+                       f'{", ".join(t for t, _ in reads)}, optimize=True)'
+            missing = [k for k, p in enumerate(e.out_map) if p not in present]
+            if missing:
+                text = f"{self._np('expand_dims')}({text}, {self._tuple([str(k) for k in missing])})"
+            return text
+        subs, windows = self._windowed(e.out_map, ranges, letters)
+        cols = f'{self._np("einsum")}("{",".join(s for _, s in reads)}->{"".join(subs)}", ' \
+               f'{", ".join(t for t, _ in reads)}, optimize=True)'
+        shape = self._tuple([self._size(d) for d in e.args[-1]])
+        if not windows:
+            return cols
+        return f"_unwindows({cols}, {shape}, {self._window_args(windows, ranges, False)})"
+
+    def _print_IndexMax(self, e):
+        letters, ranges = self._letters(e), dict(e.ranges)
+        text, subs = self._read(e.args[0], e.args[1], ranges, letters)
+        out = "".join(letters[p] for p in e.args[2])
+        reduced = self._tuple([str(k) for k, ch in enumerate(subs) if ch not in out])
+        rest = "".join(ch for ch in subs if ch in out)
+        text = f"{self._np('max')}({text}, axis={reduced})"
+        return text if rest == out else f'{self._np("einsum")}("{rest}->{out}", {text})'
+
+    def _print_IndexMaxGrad(self, e):
+        letters, ranges = self._letters(e), dict(e.ranges)
+        text, subs = self._read(e.args[0], e.args[2], ranges, letters)
+        out = "".join(letters[p] for p in e.args[3])
+        reduced = self._tuple([str(k) for k, ch in enumerate(subs) if ch not in out])
+        rest = "".join(ch for ch in subs if ch in out)
+        g = self._print(e.args[1])
+        if rest != out:
+            g = f'{self._np("einsum")}("{out}->{rest}", {g})'
+        routed = f"_to_first_max({text}, {reduced}, {g})"
+        _, windows = self._windowed(e.args[2], ranges, letters)
+        if not windows:
+            return routed
+        shape = self._tuple([self._size(d) for d in e.args[-1]])
+        return f"_unwindows({routed}, {shape}, {self._window_args(windows, ranges, False)})"
+
     def _print_Relational(self, e):
         return f"({self._print(e.lhs)} {e.rel_op} {self._print(e.rhs)})"
 
@@ -291,6 +390,43 @@ HELPERS = {
     """log(softmax(a)) without forming softmax: a - max - log(sum(exp(a - max)))."""
     shifted = a - np.max(a, axis=axis, keepdims=True)
     return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))''',
+    "_windows": '''def _windows(a, axes, size, stride, pad):
+    """The windows a[..., o*stride + k - pad, ...] along axes (k < size; o over the positions that
+    fit), zero outside a: numpy's sliding_window_view of the zero-padded array, every stride-th
+    window, the offsets k as the last axes.  The book's im2col without the copy."""
+    widths = [(0, 0)] * a.ndim
+    for ax, p in zip(axes, pad):
+        widths[ax] = (p, p)
+    if any(pad):
+        a = np.pad(a, widths)
+    view = np.lib.stride_tricks.sliding_window_view(a, size, axis=axes)
+    return view[tuple(slice(None, None, stride[axes.index(ax)]) if ax in axes else slice(None)
+                      for ax in range(a.ndim))]''',
+    "_unwindows": '''def _unwindows(cols, shape, axes, size, stride, pad):
+    """The adjoint of _windows: each window cols[..., o, ..., k] added back into an array of
+    shape at o*stride + k - pad, dropped outside (the book's col2im: one strided slice per
+    window offset, a loop over size only)."""
+    padded = list(shape)
+    for ax, p in zip(axes, pad):
+        padded[ax] += 2 * p
+    out = np.zeros(padded, dtype=cols.dtype)
+    counts = [cols.shape[ax] for ax in axes]
+    for offset in np.ndindex(*size):
+        at = [slice(None)] * len(shape)
+        for ax, k, s, o in zip(axes, offset, stride, counts):
+            at[ax] = slice(k, k + s * (o - 1) + 1, s)
+        out[tuple(at)] += cols[(Ellipsis, *offset)]
+    return out[tuple(slice(p, p + shape[ax]) if ax in axes else slice(None)
+                     for ax, p in ((ax, pad[axes.index(ax)] if ax in axes else 0) for ax in range(len(shape))))]''',
+    "_to_first_max": '''def _to_first_max(windows, axes, dout):
+    """dout sent to the first maximum of each window (the window is along axes of windows, the
+    other axes are dout's): the arg-max routing of the book's Pooling.backward."""
+    last = tuple(range(-len(axes), 0))
+    moved = np.moveaxis(windows, axes, last)
+    flat = moved.reshape(*moved.shape[:-len(axes)], -1)
+    routed = np.zeros(flat.shape, dtype=np.result_type(windows, dout))
+    np.put_along_axis(routed, np.argmax(flat, axis=-1)[..., None], dout[..., None], axis=-1)
+    return np.moveaxis(routed.reshape(moved.shape), last, axes)''',
     "logsumexp": '''def logsumexp(a, axis, keepdims):
     """log(sum(exp(a))), shifted by the maximum so that exp cannot overflow."""
     top = np.max(a, axis=axis, keepdims=True)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import sympy
 
-from .. import ops
+from .. import indexed, ops
 from ..derivation.model import Derivation
 from ..errors import GenerationError
 from ..escape import in_docstring
@@ -73,8 +73,15 @@ def statements(pairs: list[tuple[sympy.Symbol, sympy.Expr]], printer: NumpyLayer
     fresh = (sympy.Symbol(f"e{i}", real=True) for i in itertools.count() if f"e{i}" not in reserved)
     lines = []
     for symbol, expr in pairs:
+        # index atoms stay whole: their maps and ranges are not values to pull out
+        hidden = {a: sympy.Dummy(f"atom{k}") for k, a in enumerate(
+            sorted(expr.atoms(*indexed.INDEX_ATOMS), key=sympy.default_sort_key))}
+        expr = expr.xreplace(hidden)
+        back = {d: a for a, d in hidden.items()}
         # stable forms first: pulled out by cse, exp(x) in exp(x)/(1 + exp(x)) could not become the logistic
         replacements, (reduced,) = sympy.cse([_keep_dtype(stable(expr))], symbols=fresh, order="none")
+        replacements = [(r, e.xreplace(back)) for r, e in replacements]
+        reduced = reduced.xreplace(back)
         constants = {s: e for s, e in replacements if not e.free_symbols}
         for s, e in replacements:
             if s not in constants:
@@ -199,6 +206,11 @@ def param_refs(spec) -> dict[sympy.Symbol, str]:
     return {p: f"self.{p.name}" for p in spec.params}
 
 
+def hyper_refs(spec) -> dict[sympy.Symbol, str]:
+    """Hyperparameters live on the layer: ``self.stride``."""
+    return {h: f"self.{h.name}" for h in spec.hyper}
+
+
 def grad_refs(spec) -> dict[sympy.Symbol, str]:
     """Where parameter gradients go: ``self.dW``, or ``self.grads["W1"]`` on a network."""
     refs = {}
@@ -211,7 +223,7 @@ def grad_refs(spec) -> dict[sympy.Symbol, str]:
 def forward_lines(derivation: Derivation) -> list[str]:
     """Body of ``forward``: the graph's nodes in order, each cached value stored on self."""
     spec = derivation.spec
-    params = param_refs(spec)
+    params = {**param_refs(spec), **hyper_refs(spec)}
     pairs = forward_pairs(derivation)
     dims = forward_dims(derivation, pairs)
     lines = dim_bindings(spec, [d for d in dims if d in spec.dims], params) + onehot_labels(spec)
@@ -230,6 +242,7 @@ def backward_lines(derivation: Derivation) -> list[str]:
     names = {c.symbol: f"self.{c.symbol.name}" for c in derivation.cache}
     names.update({s: f"self.{s.name}" for s in derivation.dims_used})
     names.update(param_refs(spec))
+    names.update(hyper_refs(spec))
     names.update(grad_refs(spec))
     printer = NumpyLayerPrinter(names, masks=derivation.masks)
     pairs = [(c.symbol, c.expr) for c in derivation.recompute] + list(derivation.steps)
@@ -270,7 +283,7 @@ def fresh_gradient(line: str, handed_out: set[str]) -> str:
 def names_of(derivation: Derivation) -> list[str]:
     """Every name the generated class uses for a value of its own."""
     spec = derivation.spec
-    return [s.name for s in (*spec.inputs, *spec.params, *spec.constants, *spec.dims)] + [
+    return [s.name for s in (*spec.inputs, *spec.params, *spec.constants, *spec.dims, *spec.hyper)] + [
         n.name for n, _ in spec.graph] + [c.symbol.name for c in (*derivation.cache, *derivation.recompute)]
 
 
@@ -370,11 +383,13 @@ def module(derivation: Derivation, name: str | None = None, parts: Parts | None 
     params = [p.name for p in spec.params]
     body = [f"class {cls}:"]
     body += [INDENT + line if line else "" for line in _docstring(derivation)]
-    body += ["", f"{INDENT}def __init__({', '.join(['self', *params])}):"]
+    hyper = [f"{h.name}={v}" for h, v in spec.hyper.items()]
+    body += ["", f"{INDENT}def __init__({', '.join(['self', *params, *hyper])}):"]
     if spec.predict is not None:
         state = [f"self.params = {{{', '.join(f'{p!r}: {p}' for p in params)}}}".replace("'", '"'), "self.grads = {}"]
     else:
         state = [f"self.{p} = {p}" for p in params] + [f"self.d{p} = None" for p in params]
+    state += [f"self.{h.name} = {h.name}" for h in spec.hyper]
     state += [f"self.{c} = None" for c in (*derivation.cache_names, *(d.name for d in derivation.dims_used))]
     state += fused.state if fused else []
     body += [f"{INDENT * 2}{line}" for line in state] or [f"{INDENT * 2}pass"]
