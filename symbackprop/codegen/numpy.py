@@ -231,8 +231,16 @@ class NumpyLayerPrinter(NumPyPrinter):
                 text = f"{self._np('expand_dims')}({text}, {self._tuple([str(k) for k in missing])})"
             return text
         subs, windows = self._windowed(e.out_map, ranges, letters)
-        cols = f'{self._np("einsum")}("{",".join(s for _, s in reads)}->{"".join(subs)}", ' \
-               f'{", ".join(t for t, _ in reads)}, optimize=True)'
+        present = "".join(ch for ch in subs if any(ch in r for _, r in reads))
+        if present != "".join(subs):  # the same for every window offset (a mean's gradient): given once
+            if present != "".join(subs[:len(e.out_map)]):
+                raise GenerationError(f"cannot print the scatter {e} (an index missing from its operands)")
+            subs = list(present)
+        if len(reads) == 1 and reads[0][1] == "".join(subs):
+            cols = reads[0][0]
+        else:
+            cols = (f'{self._np("einsum")}("{",".join(s for _, s in reads)}->{"".join(subs)}", '
+                    f'{", ".join(t for t, _ in reads)}, optimize=True)')
         shape = self._tuple([self._size(d) for d in e.args[-1]])
         if not windows:
             return cols
@@ -405,7 +413,8 @@ HELPERS = {
     "_unwindows": '''def _unwindows(cols, shape, axes, size, stride, pad):
     """The adjoint of _windows: each window cols[..., o, ..., k] added back into an array of
     shape at o*stride + k - pad, dropped outside (the book's col2im: one strided slice per
-    window offset, a loop over size only)."""
+    window offset, a loop over size only).  cols without the offset axes is the same for
+    every offset (a mean's gradient)."""
     padded = list(shape)
     for ax, p in zip(axes, pad):
         padded[ax] += 2 * p
@@ -415,7 +424,7 @@ HELPERS = {
         at = [slice(None)] * len(shape)
         for ax, k, s, o in zip(axes, offset, stride, counts):
             at[ax] = slice(k, k + s * (o - 1) + 1, s)
-        out[tuple(at)] += cols[(Ellipsis, *offset)]
+        out[tuple(at)] += cols[(Ellipsis, *offset)] if cols.ndim > len(shape) else cols
     return out[tuple(slice(p, p + shape[ax]) if ax in axes else slice(None)
                      for ax, p in ((ax, pad[axes.index(ax)] if ax in axes else 0) for ax in range(len(shape))))]''',
     "_to_first_max": '''def _to_first_max(windows, axes, dout):
