@@ -138,26 +138,67 @@ class IndexSum(_Indexed):
         return out
 
     def apply_sized(self, values, kind, sizes: Mapping) -> object:
-        indices, extents = _grid_extents(self.ranges, sizes)
-        grid = dict(zip(indices, np.indices(extents, sparse=True)))
+        arrays = [kind.array(v) for v in values]
+        plan = _sum_plan(self, tuple(sorted(sizes.items(), key=lambda kv: kv[0].name)),
+                         tuple(a.shape for a in arrays))
         product: object = 1
-        for value, m in zip(values, self.maps):
-            product = product * _gather(kind.array(value), m, grid, sizes)
-        full = np.broadcast_to(np.asarray(product, dtype=object if kind is ops.SYMBOLIC else None), extents)
-        shape = tuple(int(d.xreplace(sizes)) for d in self.args[-1])
+        for a, (where, inside) in zip(arrays, plan.reads):
+            got = a[where]
+            product = product * (got if inside is None else np.where(inside, got, 0))
+        full = np.broadcast_to(np.asarray(product, dtype=object if kind is ops.SYMBOLIC else None), plan.extents)
         if self.is_gather:
-            order = [indices.index(p) for p in self.out_map]
-            summed = tuple(k for k in range(len(indices)) if k not in order)
-            total = full.sum(axis=summed) if summed else full
-            kept = [k for k in range(len(indices)) if k in order]
-            return np.transpose(total, [kept.index(k) for k in order]) if kept else total
-        out = np.zeros(shape, dtype=object if kind is ops.SYMBOLIC else np.result_type(full, float))
-        positions = [np.broadcast_to(_position(p, grid, sizes), extents) for p in self.out_map]
-        inside = np.ones(extents, dtype=bool)
-        for p, n in zip(positions, shape):
-            inside &= (p >= 0) & (p < n)
-        np.add.at(out, tuple(p[inside] for p in positions), full[inside])
+            total = full.sum(axis=plan.summed) if plan.summed else full
+            return np.transpose(total, plan.order) if plan.order is not None else total
+        out = np.zeros(plan.shape, dtype=object if kind is ops.SYMBOLIC else np.result_type(full, float))
+        np.add.at(out, plan.writes, full[plan.written])
         return out
+
+
+class _SumPlan:
+    """Where an :class:`IndexSum` reads and writes at given sizes (computed once per sizes)."""
+
+    def __init__(self, atom: IndexSum, sizes: Mapping, shapes: tuple):
+        indices, self.extents = _grid_extents(atom.ranges, sizes)
+        grid = dict(zip(indices, np.indices(self.extents, sparse=True)))
+        self.reads = [_where(m, grid, sizes, shape) for m, shape in zip(atom.maps, shapes)]
+        self.shape = tuple(int(d.xreplace(sizes)) for d in atom.args[-1])
+        if atom.is_gather:
+            order = [indices.index(p) for p in atom.out_map]
+            self.summed = tuple(k for k in range(len(indices)) if k not in order)
+            kept = [k for k in range(len(indices)) if k in order]
+            perm = [kept.index(k) for k in order]
+            self.order = perm if perm != sorted(perm) else None
+            return
+        positions = [np.broadcast_to(_position(p, grid, sizes), self.extents) for p in atom.out_map]
+        inside = np.ones(self.extents, dtype=bool)
+        for p, n in zip(positions, self.shape):
+            inside &= (p >= 0) & (p < n)
+        self.written = inside
+        self.writes = tuple(p[inside] for p in positions)
+
+
+_PLANS: dict = {}
+
+
+def _sum_plan(atom: IndexSum, sizes: tuple, shapes: tuple) -> _SumPlan:
+    key = (atom, sizes, shapes)
+    plan = _PLANS.get(key)
+    if plan is None:
+        if len(_PLANS) > 256:
+            _PLANS.clear()
+        plan = _PLANS[key] = _SumPlan(atom, dict(sizes), shapes)
+    return plan
+
+
+def _where(m: Sequence, grid: Mapping, sizes: Mapping, shape: tuple) -> tuple[tuple, np.ndarray | None]:
+    """The clipped positions of a read on the grid, and where they fall inside (None: everywhere)."""
+    positions = np.broadcast_arrays(*[_position(p, grid, sizes) for p in m])
+    inside = np.ones(positions[0].shape, dtype=bool)
+    clipped = []
+    for p, n in zip(positions, shape):
+        inside &= (p >= 0) & (p < n)
+        clipped.append(np.clip(p, 0, n - 1))
+    return tuple(clipped), (None if inside.all() else inside)
 
 
 class IndexMax(_Indexed):

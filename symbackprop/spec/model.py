@@ -20,7 +20,7 @@ from typing import Any
 
 import sympy
 
-from .. import ops
+from .. import indexed, ops
 from ..errors import SpecError
 from ..lang.parser import is_identifier
 from ..numerics.domain import Domain, natural_domains
@@ -115,6 +115,23 @@ class Spec:
         if self.shapes:
             return natural_domains((*self.inputs, *self.constants), self.graph, self.intervals)
         return natural_domains(self.inputs, self.graph, self.intervals)
+
+    def fitted_sizes(self, sizes: Mapping[sympy.Symbol, int]) -> dict[sympy.Symbol, int]:
+        """``sizes`` of the dimensions with the hyperparameters (their defaults unless given) and,
+        in index notation, the spatial sizes grown until every window fits (deterministic)."""
+        out = {**self.hyper, **sizes}
+        if not self.constraints:
+            return out
+        grow = [d for d in indexed.growing_dims(self.constraints) if d in out and d not in self.hyper]
+        return indexed.fitted(self.constraints, out, grow)
+
+    def size_of(self, dim: sympy.Expr, sizes: Mapping[sympy.Symbol, int]) -> int:
+        """A dimension (a name, a number, or a window count) at the given sizes."""
+        if dim.is_Integer:
+            return int(dim)
+        if dim in sizes:
+            return int(sizes[dim])
+        return int(dim.xreplace({k: sympy.Integer(v) for k, v in sizes.items()}))
 
     @property
     def is_array(self) -> bool:
