@@ -177,6 +177,41 @@ class _Parser:
             raise self.fail("slices are not allowed in a read (positions are index expressions)", node)
         return indexed.Read(array, sympy.Tuple(*[self.build(i, depth + 1) for i in items]))
 
+    def index_call(self, node: ast.Call, depth: int) -> sympy.Expr:
+        """``index_sum/index_max/first_max(a, ..., at=, out=, ranges=, shape=)``: an index atom
+        spelled out (how records and ``derive --json`` write them; see lang/text.py)."""
+        name = node.func.id
+        operands = [self.build(a, depth + 1) for a in node.args]
+        given = {kw.arg: kw.value for kw in node.keywords}
+        if set(given) != {"at", "out", "ranges", "shape"} or any(isinstance(a, ast.Starred) for a in node.args):
+            raise self.fail(f"{name}() takes its operands and the keywords at, out, ranges, shape", node)
+        saved, self.index_mode = self.index_mode, True
+        try:
+            def items(value: ast.AST) -> list:
+                if not isinstance(value, ast.Tuple):
+                    raise self.fail(f"{name}(): expected a tuple", value)
+                return value.elts
+
+            at = [sympy.Tuple(*[self.build(p, depth + 2) for p in items(m)]) for m in items(given["at"])]
+            out = sympy.Tuple(*[self.build(p, depth + 1) for p in items(given["out"])])
+            ranges = []
+            for pair in items(given["ranges"]):
+                i, n = items(pair)
+                ranges.append(sympy.Tuple(self.build(i, depth + 2), self.build(n, depth + 2)))
+            shape = sympy.Tuple(*[self.build(d, depth + 1) for d in items(given["shape"])])
+        finally:
+            self.index_mode = saved
+        if any(not isinstance(i, indexed.Index) for i, _ in ranges):
+            raise self.fail(f"{name}(): ranges pair index names with sizes", node)
+        want = {"index_sum": len(at), "index_max": 1, "first_max": 2}[name]
+        if len(operands) != want or (name != "index_sum" and len(at) != want) or not at:
+            raise self.fail(f"{name}(): the operands and their maps do not match", node)
+        if name == "index_sum":
+            return indexed.IndexSum(*operands, sympy.Tuple(*at), out, sympy.Tuple(*ranges), shape)
+        if name == "index_max":
+            return indexed.IndexMax(operands[0], at[0], out, sympy.Tuple(*ranges), shape)
+        return indexed.IndexMaxGrad(*operands, at[0], at[1], sympy.Tuple(*ranges), shape)
+
     def over(self, node: ast.Call, depth: int) -> sympy.Expr:
         """``sum/mean/max(body, (k, l), k=K)``: a reduction over named indices (index notation)."""
         name = node.func.id
@@ -215,6 +250,8 @@ class _Parser:
             return ops.Matmul(self.build(node.left, depth + 1), self.build(node.right, depth + 1))
         if op is ast.Pow:
             return guards.power(self.build(node.left, depth + 1), self.build(node.right, depth + 1))
+        if op is ast.FloorDiv and self.index_mode:  # sizes: a window count (IH + 2*pad - FH)//stride + 1
+            return sympy.floor(self.build(node.left, depth + 1) / self.build(node.right, depth + 1))
         if op not in _CHAINS:
             raise self.fail(f"operator '{_OPERATORS.get(op, op.__name__)}' is not allowed", node)
         is_sum = _CHAINS[op][0]
@@ -242,6 +279,8 @@ class _Parser:
             raise self.fail("calling anything but a plain function name is not allowed", node)
         if self.index_mode and node.func.id in indexed.Over.KINDS:
             return self.over(node, depth)
+        if self.arrays and node.func.id in INDEX_CALLS:
+            return self.index_call(node, depth)
         if self.arrays and node.func.id in ARRAY_FUNCTIONS:
             return self.array_call(node, depth)
         name, builder = node.func.id, self.functions.get(node.func.id)
@@ -335,6 +374,9 @@ class _Parser:
                 raise self.fail("shape must be a tuple of dimension names and sizes", item)
         return dims
 
+
+#: Index atoms spelled out (only with ``arrays=True``): records and ``derive --json``.
+INDEX_CALLS = ("index_sum", "index_max", "first_max")
 
 #: Array functions (only with ``arrays=True``) and their keywords.
 ARRAY_FUNCTIONS: dict[str, tuple[str, ...]] = {
