@@ -167,8 +167,10 @@ class _Parser:
 
     def subscript(self, node: ast.Subscript, depth: int) -> sympy.Expr:
         """``a[p, ...]``: a read of a declared array through affine positions (index notation)."""
-        if not isinstance(node.value, ast.Name) or node.value.id not in self.symbols:
+        if not isinstance(node.value, ast.Name):
             raise self.fail("only a declared array can be indexed, as a[i, j]", node)
+        if node.value.id not in self.symbols:
+            raise self.fail(f"{node.value.id!r} is not a declared array (only arrays are indexed, as a[i, j])", node)
         array = self.symbols[node.value.id]
         if not isinstance(array, ops.ArrayVar):
             raise self.fail(f"{node.value.id!r} is not an array", node)

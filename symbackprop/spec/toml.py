@@ -26,6 +26,8 @@ _TOP_LEVEL_FIELDS = (
 _CHAIN_FIELDS = ("of", "steps", "constraints", "at")
 _NUMBER = r"\s*([-+]?(?:inf|\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?))\s*"
 #: ``interval(a, b)``: the open interval of an input (``-inf`` and ``inf`` allowed as ends).
+#: ``y[n, f, i, j] = ...``: a statement in index notation (:mod:`symbackprop.indexed`).
+_STATEMENT = re.compile(r"\s*[A-Za-z_]\w*\s*\[[^\]]*\]\s*=(?!=)")
 INTERVAL = re.compile(rf"\s*interval\({_NUMBER},{_NUMBER}\)\s*")
 
 
@@ -330,7 +332,7 @@ class _Loader(TomlLoader):
             fieldname = "forward" if prefix == "forward" else f"graph.{key}"
             if not is_identifier(key) or key == DOUT.name or key in known:
                 raise self.fail(fieldname, f"{key!r} cannot name a node (reserved, not an identifier, or already used)")
-            if self.shapes and isinstance(text, str) and text.lstrip().startswith(f"{key}["):
+            if self.shapes and isinstance(text, str) and _STATEMENT.match(text):
                 expr, shape = self.index_statement(fieldname, key, text)
                 symbol = ops.ArrayVar(key, real=True)
                 self.shapes[symbol] = shape
