@@ -408,8 +408,10 @@ HELPERS = {
     if any(pad):
         a = np.pad(a, widths)
     view = np.lib.stride_tricks.sliding_window_view(a, size, axis=axes)
-    return view[tuple(slice(None, None, stride[axes.index(ax)]) if ax in axes else slice(None)
-                      for ax in range(a.ndim))]''',
+    every = [slice(None)] * a.ndim
+    for ax, s in zip(axes, stride):
+        every[ax] = slice(None, None, s)
+    return view[tuple(every)]''',
     "_unwindows": '''def _unwindows(cols, shape, axes, size, stride, pad):
     """The adjoint of _windows: each window cols[..., o, ..., k] added back into an array of
     shape at o*stride + k - pad, dropped outside (the book's col2im: one strided slice per
@@ -425,8 +427,10 @@ HELPERS = {
         for ax, k, s, o in zip(axes, offset, stride, counts):
             at[ax] = slice(k, k + s * (o - 1) + 1, s)
         out[tuple(at)] += cols[(Ellipsis, *offset)] if cols.ndim > len(shape) else cols
-    return out[tuple(slice(p, p + shape[ax]) if ax in axes else slice(None)
-                     for ax, p in ((ax, pad[axes.index(ax)] if ax in axes else 0) for ax in range(len(shape))))]''',
+    crop = [slice(None)] * len(shape)
+    for ax, p in zip(axes, pad):
+        crop[ax] = slice(p, p + shape[ax])
+    return out[tuple(crop)]''',
     "_to_first_max": '''def _to_first_max(windows, axes, dout):
     """dout sent to the first maximum of each window (the window is along axes of windows, the
     other axes are dout's): the arg-max routing of the book's Pooling.backward."""

@@ -118,7 +118,7 @@ def test_generated_code_is_vectorized(name):
     source = bundled(name).generate()
     body = source[source.index("\nclass "):]
     assert not re.search(r"^\s*for |\bwhile\b", body, re.M)  # the class: no loop at all
-    loops = re.findall(r"^\s*for .*", source, re.M)  # the helpers: over window offsets, or the axes
+    loops = re.findall(r"^\s*for .*:$", source, re.M)  # the helpers: over window offsets, or the axes
     assert loops and all("np.ndindex(*size)" in line or "in zip(axes" in line for line in loops)
     assert "sliding_window_view" in source or name == "avg_pooling" and "_windows" in source
     compile(source, "<generated>", "exec")
