@@ -1,0 +1,153 @@
+"""The checker on index-notation layers: ``check`` of the bundled convolution and pooling, and
+``verify-layer`` of hand-written classes against them (the book's im2col classes, planted bugs)."""
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import symbackprop
+from symbackprop.checker import verify_layer
+from symbackprop.cli import main
+from tests.fixtures.declarations import bundled
+
+ROOT = Path(__file__).resolve().parents[2]
+INDEXED = ["convolution", "max_pooling", "avg_pooling"]
+
+
+def _book():
+    spec = importlib.util.spec_from_file_location("book_layers", ROOT / "examples" / "book_layers.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+book = _book()
+
+
+@pytest.mark.parametrize("name", INDEXED)
+def test_check_passes(name):
+    report = symbackprop.check(bundled(name), max_examples=10)
+    assert report.ok, (report.problems, report.findings)
+    assert report.backward_max_rel_error < 1e-8
+
+
+def test_check_runs_the_whole_chapter_7_catalog_from_the_command_line(capsys):
+    assert main(["check", *INDEXED, "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)["results"]
+    assert [r["ok"] for r in results] == [True, True, True]
+
+
+def test_the_books_convolution_verifies():
+    report = verify_layer(book.Convolution, "convolution")
+    assert report.ok, [f.message for f in report.findings]
+
+
+def test_the_books_pooling_breaks_with_padding():
+    # its forward computes out_h = 1 + (H - pool_h)/stride without the padding im2col adds
+    report = verify_layer(book.Pooling, "max_pooling")
+    assert [f.kind for f in report.findings] == ["exception"]
+    assert "reshape" in report.findings[0].message
+
+
+class FlippedKernel(book.Convolution):
+    """A true convolution (the kernel flipped) where the declaration is a cross-correlation."""
+
+    def forward(self, x):
+        self.W = self.W[:, :, ::-1, ::-1]
+        try:
+            return super().forward(x)
+        finally:
+            self.W = self.W[:, :, ::-1, ::-1]
+
+    def backward(self, dout):
+        dx = super().backward(dout)
+        self.dW = self.dW[:, :, ::-1, ::-1]
+        return dx
+
+
+def _generated(name: str, replace: tuple[str, str]) -> type:
+    """The generated class with one planted slip in its source."""
+    source = bundled(name).generate()
+    assert replace[0] in source
+    namespace: dict = {}
+    exec(compile(source.replace(replace[0], replace[1], 1), f"<planted {name}>", "exec"), namespace)
+    return namespace[symbackprop.codegen.scaffold.class_name(bundled(name).name)]
+
+
+def test_a_flipped_kernel_is_wrong_math():
+    report = verify_layer(FlippedKernel, "convolution")
+    kinds = {(f.kind, f.input) for f in report.findings}
+    assert ("wrong-math", None) in kinds or ("wrong-math", "x") in kinds
+
+
+def test_a_stride_ignored_in_backward_is_wrong_math_of_dx():
+    planted = _generated("convolution", ("dx = _unwindows(", "dx = _unwindows_stride_one("))
+    cls = type("StrideIgnored", (planted,), {})
+    module_globals = planted.backward.__globals__
+
+    def stride_one(cols, shape, axes, size, stride, pad):
+        return module_globals["_unwindows"](cols, shape, axes, size, (1,) * len(stride), pad)
+
+    module_globals["_unwindows_stride_one"] = stride_one
+    report = verify_layer(cls, "convolution")
+    assert {(f.kind, f.input) for f in report.findings} >= {("wrong-math", "x")}
+    assert all(f.input == "x" for f in report.findings)
+
+
+def test_a_missing_padding_offset_is_found():
+    planted = _generated("convolution", ("dx = _unwindows(", "dx = _unwindows_no_pad("))
+    module_globals = planted.backward.__globals__
+
+    def no_pad(cols, shape, axes, size, stride, pad):  # the padding's offset forgotten in backward
+        full = module_globals["_unwindows"](cols, tuple(n + 2 * p for n, p in zip(shape, (0, 0, *pad))), axes,
+                                            size, stride, (0,) * len(pad))
+        return full[tuple(slice(0, n) for n in shape)]
+
+    module_globals["_unwindows_no_pad"] = no_pad
+    report = verify_layer(planted, "convolution")
+    assert ("wrong-math", "x") in {(f.kind, f.input) for f in report.findings}
+
+
+def test_max_pooling_spread_evenly_is_wrong_math():
+    # the average pooling's backward under max pooling's forward
+    avg = bundled("avg_pooling").compile()
+    mx = bundled("max_pooling").compile()
+
+    class Spread(mx):
+        def backward(self, dout):
+            inner = avg(self.pool_h, self.pool_w, self.stride, self.pad)
+            inner.forward(self.x)
+            return inner.backward(dout)
+
+    report = verify_layer(Spread, "max_pooling")
+    assert ("wrong-math", "x") in {(f.kind, f.input) for f in report.findings}
+
+
+def test_the_generated_classes_verify_in_under_two_seconds():
+    for name in INDEXED:
+        report = verify_layer(bundled(name).compile(), name)
+        assert report.ok and report.seconds < 2.0, (name, report.seconds)
+
+
+def test_derive_prints_statements(capsys):
+    assert main(["derive", "convolution"]) == 0
+    out = capsys.readouterr().out
+    assert "  forward   y[n, f, i, j] = b[f] + sum(x[n, c, i*stride + k - pad, j*stride + l - pad]*W[f, c, k, l], " \
+           "(c, k, l))" in out
+    assert "  backward  dx[n, c, i*stride + k - pad, j*stride + l - pad] += sum(dout[n, f, i, j]*W[f, c, k, l], " \
+           "(f,))" in out
+    assert "  backward  db[f] = sum(dout[n, f, i, j], (n, i, j))" in out
+    assert main(["derive", "max_pooling"]) == 0
+    assert "first_max(x[n, c, i*stride + k - pad, j*stride + l - pad], dout[n, c, i, j], k=pool_h, l=pool_w)" \
+        in capsys.readouterr().out
+
+
+def test_a_bad_statement_exits_2_with_one_line(tmp_path, capsys):
+    path = tmp_path / "bad.toml"
+    path.write_text('name = "Bad"\ninputs = { x = ["N", "C", "H", "L"] }\nparams = { W = ["F", "D", "K", "K"] }\n'
+                    '[graph]\ny = "y[n, f, i, j] = sum(x[n, c, i + k, j + l] * W[f, c, k, l], (c, k, l))"\n')
+    assert main(["derive", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{path}: graph.y: index c ranges over" in err
