@@ -394,7 +394,7 @@ def build_statement(lhs: sympy.Symbol, lhs_indices: Sequence[Index], rhs: sympy.
             k_extent = ranges[known[0][0]] if known else sympy.S.One
             give(o, sympy.floor((size - k_extent - 2 * const) / s) + 1, text)
     used = set().union(*(r.atoms(Index) for r in reads))
-    for i in sorted(used | set(lhs_indices), key=lambda s: s.name):
+    for i in sorted(used | set(lhs_indices), key=lambda s: (s in lhs_indices, s.name)):  # a window's first
         if i not in ranges:
             raise SpecError(f"{what}cannot infer the range of index {i} (read it plainly somewhere, "
                             f"or give it as a keyword: sum(..., {i}=K))")
@@ -415,9 +415,10 @@ def build_statement(lhs: sympy.Symbol, lhs_indices: Sequence[Index], rhs: sympy.
             constraints.append(("divides", (span, s)))
             at = (span.xreplace(hyper), s.xreplace(hyper))
             if at[0].is_Integer and at[1].is_Integer and int(at[0]) % int(at[1]):
-                raise SpecError(f"{what}{text}: the stride {s} = {at[1]} does not divide {span} = {at[0]} "
+                gap = f"{size} - {k_extent}" + (f" + 2*{-const}" if const != 0 else "")
+                raise SpecError(f"{what}{text}: the stride {s} = {at[1]} does not divide {gap} = {at[0]} "
                                 "(tile = true: every input position must be read)")
-    for s in {c for _, terms, _, _ in windows for _, c in terms} | set():
+    for s in {c for _, terms, _, _ in windows for _, c in terms}:
         if _positive(s, hyper) is False:
             raise SpecError(f"{what}a stride {s} = {s.xreplace(hyper)} is not positive")
     out_shape = sympy.Tuple(*[ranges[i] for i in lhs_indices])
