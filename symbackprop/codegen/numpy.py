@@ -246,7 +246,23 @@ class NumpyLayerPrinter(NumPyPrinter):
             return cols
         return f"_unwindows({cols}, {shape}, {self._window_args(windows, ranges, False)})"
 
+    def _pooling(self, e, positions, out_map) -> str | None:
+        """The arguments of ``_window_max``/``_window_max_grad`` when the max is over exactly the
+        window offsets of its read, in the output's order (pooling): one strided slice per offset,
+        no window array."""
+        letters, ranges = self._letters(e), dict(e.ranges)
+        subs, windows = self._windowed(positions, ranges, letters)
+        out = "".join(letters[p] for p in out_map)
+        offsets = "".join(letters[w[2]] for w in windows if w[2] is not None)
+        if not windows or any(w[2] is None for w in windows) or subs[:len(positions)] != list(out) \
+                or "".join(subs[len(positions):]) != offsets or not isinstance(e.args[0], sympy.Symbol):
+            return None
+        return f"{self._print(e.args[0])}, {self._window_args(windows, ranges, False)}"
+
     def _print_IndexMax(self, e):
+        pooling = self._pooling(e, e.args[1], e.args[2])
+        if pooling is not None:
+            return f"_window_max({pooling})"
         letters, ranges = self._letters(e), dict(e.ranges)
         text, subs = self._read(e.args[0], e.args[1], ranges, letters)
         out = "".join(letters[p] for p in e.args[2])
@@ -256,6 +272,10 @@ class NumpyLayerPrinter(NumPyPrinter):
         return text if rest == out else f'{self._np("einsum")}("{rest}->{out}", {text})'
 
     def _print_IndexMaxGrad(self, e):
+        pooling = self._pooling(e, e.args[2], e.args[3])
+        if pooling is not None:
+            a, rest = pooling.split(", ", 1)
+            return f"_window_max_grad({a}, {self._print(e.args[1])}, {rest})"
         letters, ranges = self._letters(e), dict(e.ranges)
         text, subs = self._read(e.args[0], e.args[2], ranges, letters)
         out = "".join(letters[p] for p in e.args[3])
@@ -412,25 +432,49 @@ HELPERS = {
     for ax, s in zip(axes, stride):
         every[ax] = slice(None, None, s)
     return view[tuple(every)]''',
-    "_unwindows": '''def _unwindows(cols, shape, axes, size, stride, pad):
+    "_unwindows": '''def _unwindows(cols, shape, axes, size, stride, pad, dtype=None):
     """The adjoint of _windows: each window cols[..., o, ..., k] added back into an array of
     shape at o*stride + k - pad, dropped outside (the book's col2im: one strided slice per
     window offset, a loop over size only).  cols without the offset axes is the same for
-    every offset (a mean's gradient)."""
+    every offset (a mean's gradient); a function of the offset gives each window's cells."""
+    dtype = cols.dtype if dtype is None else dtype
     padded = list(shape)
     for ax, p in zip(axes, pad):
         padded[ax] += 2 * p
-    out = np.zeros(padded, dtype=cols.dtype)
-    counts = [cols.shape[ax] for ax in axes]
+    out = np.zeros(padded, dtype=dtype)
     for offset in np.ndindex(*size):
+        piece = cols(offset) if callable(cols) else cols[(Ellipsis, *offset)] if cols.ndim > len(shape) else cols
         at = [slice(None)] * len(shape)
-        for ax, k, s, o in zip(axes, offset, stride, counts):
-            at[ax] = slice(k, k + s * (o - 1) + 1, s)
-        out[tuple(at)] += cols[(Ellipsis, *offset)] if cols.ndim > len(shape) else cols
+        for ax, k, s in zip(axes, offset, stride):
+            at[ax] = slice(k, k + s * (piece.shape[ax] - 1) + 1, s)
+        out[tuple(at)] += piece
     crop = [slice(None)] * len(shape)
     for ax, p in zip(axes, pad):
         crop[ax] = slice(p, p + shape[ax])
     return out[tuple(crop)]''',
+    "_window_max": '''def _window_max(a, axes, size, stride, pad):
+    """The maximum of each window of _windows(a, ...) over its offsets: one strided slice
+    per window offset (a loop over size only), no window array."""
+    windows = _windows(a, axes, size, stride, pad)
+    top = windows[(Ellipsis, *(0 for _ in size))].copy()
+    for offset in np.ndindex(*size):
+        np.maximum(top, windows[(Ellipsis, *offset)], out=top)
+    return top''',
+    "_window_max_grad": '''def _window_max_grad(a, dout, axes, size, stride, pad):
+    """dout sent to the first maximum of each window of _windows(a, ...) (row-major over the
+    offsets, as the book's Pooling's np.argmax), added back into an array of a's shape: the
+    arg-max routing and col2im in one loop over the window offsets."""
+    windows = _windows(a, axes, size, stride, pad)
+    top = _window_max(a, axes, size, stride, pad)
+    taken = np.zeros(top.shape, dtype=bool)
+
+    def routed(offset):
+        hit = windows[(Ellipsis, *offset)] == top
+        hit &= ~taken
+        taken[...] |= hit
+        return np.where(hit, dout, 0)
+
+    return _unwindows(routed, a.shape, axes, size, stride, pad, np.result_type(a, dout))''',
     "_to_first_max": '''def _to_first_max(windows, axes, dout):
     """dout sent to the first maximum of each window (the window is along axes of windows, the
     other axes are dout's): the arg-max routing of the book's Pooling.backward."""

@@ -361,9 +361,17 @@ def network_methods(derivation: Derivation) -> list[str]:
 
 def _helpers(body: str) -> list[str]:
     """Module-level numpy helpers (stable softmax and friends) the class body calls."""
+    used: set[str] = set()
+    text = body
+    while True:  # helpers that call helpers (_window_max calls _windows)
+        found = {name for name in HELPERS if re.search(rf"(?<![\w.]){name}\(", text)}
+        if found <= used:
+            break
+        used |= found
+        text = "\n".join([body, *(HELPERS[n] for n in used)])
     out = []
     for name, source in HELPERS.items():
-        if re.search(rf"(?<![\w.]){name}\(", body):
+        if name in used:
             out += ["", "", *source.splitlines()]
     return out
 
