@@ -151,3 +151,17 @@ def test_a_bad_statement_exits_2_with_one_line(tmp_path, capsys):
     assert main(["derive", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"{path}: graph.y: index c ranges over" in err
+
+
+def test_derive_json_spells_atoms_that_parse_back_and_gives_the_statements(capsys):
+    from symbackprop.lang.parser import parse_expression
+
+    assert main(["derive", "convolution", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["statements"]["dW"] == ("dW[f, c, k, l] = sum(dout[n, f, i, j]*x[n, c, i*stride + k - pad, "
+                                        "j*stride + l - pad], (n, i, j))")
+    spec = bundled("convolution")
+    names = {s.name: s for s in (*spec.inputs, *spec.params, *spec.dims, *spec.hyper)}
+    names["dout"] = symbackprop.derive(spec).dout
+    back = parse_expression(data["backward"]["x"], symbols=names, allowed_names=set(names), arrays=True)
+    assert back == symbackprop.derive(spec).backward["x"]
