@@ -165,3 +165,27 @@ def test_derive_json_spells_atoms_that_parse_back_and_gives_the_statements(capsy
     names["dout"] = symbackprop.derive(spec).dout
     back = parse_expression(data["backward"]["x"], symbols=names, allowed_names=set(names), arrays=True)
     assert back == symbackprop.derive(spec).backward["x"]
+
+
+COMPOSED = """
+name = "ConvReluPool"
+inputs = { x = ["N", "C", "IH", "IW"] }
+params = { W = ["FN", "C", "FH", "FW"], b = ["FN"] }
+hyper = { stride = 1, pad = 0 }
+
+[graph]
+a = "a[n, f, i, j] = sum(x[n, c, i*stride + k - pad, j*stride + l - pad] * W[f, c, k, l], (c, k, l)) + b[f]"
+z = "relu(a)"
+y = "y[n, f, i, j] = max(z[n, f, 2*i + k, 2*j + l], k=2, l=2)"
+"""
+
+
+def test_statements_compose_with_elementwise_nodes():
+    # the first block of the book's SimpleConvNet: conv - relu - pool, node by node
+    from symbackprop.spec.toml import spec_from_toml
+
+    spec = symbackprop.pipeline.as_layer(spec_from_toml(COMPOSED, source="conv_relu_pool.toml"))
+    derivation = spec.derive()
+    assert derivation.cache_names == ["x", "z", "mask"]
+    report = spec.check(max_examples=6)
+    assert report.ok, (report.problems, report.findings)
