@@ -241,7 +241,6 @@ class IndexMaxGrad(_Indexed):
         a, g = kind.array(values[0]), kind.array(values[1])
         owner = IndexMax(self.args[0], *self.args[2:5], self.args[-1])
         flat, indices, extents, grid = owner.windows(a, kind, sizes)
-        n_out = len(self.args[3])
         positions = [np.broadcast_to(_position(p, grid, sizes), extents).reshape(flat.shape)
                      for p in self.args[2]]
         g = np.broadcast_to(g, flat.shape[:-1])
@@ -264,7 +263,6 @@ class IndexMaxGrad(_Indexed):
         for p, n in zip(where, a.shape):
             inside &= (p >= 0) & (p < n)
         np.add.at(out, tuple(p[inside] for p in where), g[inside])
-        del n_out
         return out
 
 

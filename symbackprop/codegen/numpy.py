@@ -199,7 +199,8 @@ class NumpyLayerPrinter(NumPyPrinter):
             windows.append((axis, outer, inner[0] if inner else None, dict(terms)[outer], -const))
         return subs + [letters[w[2]] for w in windows if w[2] is not None], windows
 
-    def _window_args(self, windows, ranges: dict, counts: bool) -> str:
+    def _window_args(self, windows, ranges: dict) -> str:
+        """``axes, sizes, strides, pads`` of the windows helpers."""
         axes = self._tuple([str(w[0]) for w in windows])
         sizes = self._tuple([self._size(ranges[w[2]]) if w[2] is not None else "1" for w in windows])
         strides = self._tuple([self._print(w[3]) for w in windows])
@@ -210,9 +211,7 @@ class NumpyLayerPrinter(NumPyPrinter):
         subs, windows = self._windowed(positions, ranges, letters)
         text = self._print(operand) if isinstance(operand, sympy.Symbol) else f"({self._print(operand)})"
         if windows:
-            if any(w[2] is None for w in windows):
-                windows = [(a, o, i, s, p) for a, o, i, s, p in windows]
-            text = f"_windows({text}, {self._window_args(windows, ranges, False)})"
+            text = f"_windows({text}, {self._window_args(windows, ranges)})"
         return text, "".join(subs)
 
     def _print_IndexSum(self, e):
@@ -244,7 +243,7 @@ class NumpyLayerPrinter(NumPyPrinter):
         shape = self._tuple([self._size(d) for d in e.args[-1]])
         if not windows:
             return cols
-        return f"_unwindows({cols}, {shape}, {self._window_args(windows, ranges, False)})"
+        return f"_unwindows({cols}, {shape}, {self._window_args(windows, ranges)})"
 
     def _pooling(self, e, positions, out_map) -> str | None:
         """The arguments of ``_window_max``/``_window_max_grad`` when the max is over exactly the
@@ -257,7 +256,7 @@ class NumpyLayerPrinter(NumPyPrinter):
         if not windows or any(w[2] is None for w in windows) or subs[:len(positions)] != list(out) \
                 or "".join(subs[len(positions):]) != offsets or not isinstance(e.args[0], sympy.Symbol):
             return None
-        return f"{self._print(e.args[0])}, {self._window_args(windows, ranges, False)}"
+        return f"{self._print(e.args[0])}, {self._window_args(windows, ranges)}"
 
     def _print_IndexMax(self, e):
         pooling = self._pooling(e, e.args[1], e.args[2])
@@ -289,7 +288,7 @@ class NumpyLayerPrinter(NumPyPrinter):
         if not windows:
             return routed
         shape = self._tuple([self._size(d) for d in e.args[-1]])
-        return f"_unwindows({routed}, {shape}, {self._window_args(windows, ranges, False)})"
+        return f"_unwindows({routed}, {shape}, {self._window_args(windows, ranges)})"
 
     def _print_Relational(self, e):
         return f"({self._print(e.lhs)} {e.rel_op} {self._print(e.rhs)})"

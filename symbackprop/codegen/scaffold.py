@@ -22,7 +22,7 @@ from ..escape import in_docstring
 from ..lang.functions import SPECIAL
 from ..lang.parser import is_identifier
 from ..lang.stable import stable
-from ..lang.text import format_expression, format_statement
+from ..lang.text import format_statement
 from ..spec.model import DOUT
 from ..version import __version__
 from .numpy import HELPERS, NumpyLayerPrinter
