@@ -41,7 +41,6 @@ complex numbers (the checker's reference); the generated code uses windows and e
 """
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -485,18 +484,24 @@ def fits(constraints: Sequence, sizes: Mapping) -> bool:
 
 
 def fitted(constraints: Sequence, sizes: Mapping, grow: Sequence[sympy.Symbol]) -> dict:
-    """``sizes`` with the dimensions ``grow`` (an input's spatial sizes) increased, one step at a
-    time in turn, until the constraints hold (deterministic)."""
+    """``sizes`` with the dimensions ``grow`` (an input's spatial sizes) increased until the
+    constraints hold: each step, every constraint that fails grows the first of them it names
+    (deterministic)."""
     out = dict(sizes)
-    if not constraints:
-        return out
-    for step in itertools.count():
-        if fits(constraints, out):
+    for _ in range(400):
+        failing = [c for c in constraints if not fits([c], out)]
+        if not failing:
             return out
-        if step > 200 or not grow:
-            raise SpecError("no sizes fit the declaration's windows")
-        out[grow[step % len(grow)]] += 1
-    return out  # pragma: no cover
+        bumped = set()
+        for kind, e in failing:
+            names = (e if kind == "positive" else e[0]).free_symbols
+            first = next((d for d in grow if d in names), None)
+            if first is None:
+                raise SpecError("no sizes fit the declaration's windows")
+            if first not in bumped:
+                out[first] += 1
+                bumped.add(first)
+    raise SpecError("no sizes fit the declaration's windows")
 
 
 def growing_dims(constraints: Sequence) -> list[sympy.Symbol]:

@@ -192,6 +192,7 @@ def onehot_labels(spec) -> list[str]:
 def forward_dims(derivation: Derivation, pairs) -> list[sympy.Symbol]:
     spec = derivation.spec
     used = set().union(*(e.free_symbols for _, e in pairs)) | set(derivation.dims_used)
+    used |= {d for kind, value in spec.constraints if kind == "divides" for v in value for d in v.free_symbols}
     for _, t, axis in spec.assumptions:  # integer labels become one-hot rows of this size
         size = spec.shapes[t][axis]
         if isinstance(size, sympy.Symbol):
@@ -220,6 +221,19 @@ def grad_refs(spec) -> dict[sympy.Symbol, str]:
     return refs
 
 
+def tile_checks(spec, printer: NumpyLayerPrinter) -> list[str]:
+    """``tile = true``: the forward refuses sizes whose windows leave input positions unread."""
+    lines = []
+    for kind, value in spec.constraints:
+        if kind != "divides":
+            continue
+        span, stride = (printer.doprint(v) for v in value)
+        lines += [f"if ({span}) % {stride}:",
+                  f'{INDENT}raise ValueError(f"the stride {{{stride}}} does not divide {{{span}}}: windows would '
+                  f'leave input positions unread (the declaration tiles)")']
+    return lines
+
+
 def forward_lines(derivation: Derivation) -> list[str]:
     """Body of ``forward``: the graph's nodes in order, each cached value stored on self."""
     spec = derivation.spec
@@ -227,6 +241,7 @@ def forward_lines(derivation: Derivation) -> list[str]:
     pairs = forward_pairs(derivation)
     dims = forward_dims(derivation, pairs)
     lines = dim_bindings(spec, [d for d in dims if d in spec.dims], params) + onehot_labels(spec)
+    lines += tile_checks(spec, NumpyLayerPrinter(params))
     reserved = {s.name for s, _ in pairs} | {s.name for s in (*spec.inputs, *spec.constants, *spec.dims)}
     lines += guarded(statements(pairs, NumpyLayerPrinter(params), reserved), pairs)
     stored = [*derivation.cache_names, *(d.name for d in derivation.dims_used)]

@@ -188,3 +188,12 @@ def test_statements_compose_with_elementwise_nodes():
     assert derivation.cache_names == ["x", "z", "mask"]
     report = spec.check(max_examples=6)
     assert report.ok, (report.problems, report.findings)
+
+
+def test_a_tiling_declaration_is_checked_at_sizes_that_tile():
+    from symbackprop.spec.toml import spec_from_toml
+
+    text = ('name = "TiledPool"\ninputs = { x = ["N", "C", "IH", "IW"] }\nhyper = { stride = 2 }\ntile = true\n'
+            '[graph]\ny = "y[n, c, i, j] = max(x[n, c, i*stride + k, j*stride + l], k=2, l=2)"\n')
+    report = symbackprop.check(spec_from_toml(text, source="tiled.toml"), max_examples=6)
+    assert report.ok, (report.problems, report.findings)

@@ -139,3 +139,14 @@ def test_other_backends_refuse_with_one_line(backend, capsys):
     assert main(["generate", "max_pooling", "--backend", backend]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "does not generate index notation" in err
+
+
+def test_a_tiling_declaration_refuses_sizes_that_leave_inputs_unread():
+    from symbackprop.spec.toml import spec_from_toml
+
+    text = ('name = "TiledPool"\ninputs = { x = ["N", "C", "IH", "IW"] }\nhyper = { stride = 2 }\ntile = true\n'
+            '[graph]\ny = "y[n, c, i, j] = max(x[n, c, i*stride + k, j*stride + l], k=2, l=2)"\n')
+    cls = symbackprop.compile(spec_from_toml(text, source="tiled.toml"))
+    assert cls().forward(np.zeros((1, 1, 6, 8))).shape == (1, 1, 3, 4)
+    with pytest.raises(ValueError, match="the stride 2 does not divide 5"):
+        cls().forward(np.zeros((1, 1, 7, 8)))
