@@ -197,3 +197,43 @@ def test_a_tiling_declaration_is_checked_at_sizes_that_tile():
             '[graph]\ny = "y[n, c, i, j] = max(x[n, c, i*stride + k, j*stride + l], k=2, l=2)"\n')
     report = symbackprop.check(spec_from_toml(text, source="tiled.toml"), max_examples=6)
     assert report.ok, (report.problems, report.findings)
+
+
+def _naive():
+    spec = importlib.util.spec_from_file_location("naive_layers", ROOT / "examples" / "naive_layers.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+naive = _naive()
+
+
+@pytest.mark.parametrize("cls, name", [("NaiveConvolution", "convolution"), ("NaiveMaxPooling", "max_pooling")])
+def test_correct_naive_loops_verify_quickly(cls, name):
+    report = verify_layer(getattr(naive, cls), name)
+    assert report.ok and report.seconds < 2.0, ([f.message for f in report.findings], report.seconds)
+
+
+def _planted_naive(cls: str, old: str, new: str) -> type:
+    source = (ROOT / "examples" / "naive_layers.py").read_text()
+    assert old in source
+    namespace: dict = {}  # the first occurrence: NaiveConvolution comes first in the file
+    exec(compile(source.replace(old, new, 1), f"<planted {cls}>", "exec"), namespace)
+    return namespace[cls]
+
+
+@pytest.mark.parametrize("cls, name, old, new, kind, target", [
+    # the padding's offset forgotten when cropping dx: seen at pad = 1 only
+    ("NaiveConvolution", "convolution", "return dxp[:, :, p:p + H, p:p + W]", "return dxp[:, :, :H, :W]",
+     "wrong-math", "x"),
+    # the stride ignored in backward: windows written where stride 1 would put them
+    ("NaiveConvolution", "convolution", "dxp[n, :, i * s:i * s + HH, j * s:j * s + WW] += g * self.W[f]",
+     "dxp[n, :, i:i + HH, j:j + WW] += g * self.W[f]", "wrong-math", "x"),
+    # dout overwritten once routed: the caller's array changes
+    ("NaiveMaxPooling", "max_pooling", "dxp[n, c, i * s + k, j * s + l] += dout[n, c, i, j]",
+     "dxp[n, c, i * s + k, j * s + l] += dout[n, c, i, j]; dout[n, c, i, j] = 0", "side-effect", None),
+])
+def test_planted_slips_in_naive_loops_are_found(cls, name, old, new, kind, target):
+    report = verify_layer(_planted_naive(cls, old, new), name)
+    assert (kind, target) in {(f.kind, f.input) for f in report.findings}, [f.message for f in report.findings]
