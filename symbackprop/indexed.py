@@ -371,6 +371,13 @@ def build_statement(lhs: sympy.Symbol, lhs_indices: Sequence[Index], rhs: sympy.
         seen: set = set()
         for axis, p in enumerate(positions):
             terms, const = affine(p, f"{what}{text}: ")
+            named = {str(x) for _, c in terms for x in c.free_symbols} | {str(x) for x in const.free_symbols}
+            loose = sorted(named - {h.name for h in hyper})
+            if loose:
+                raise SpecError(f"{what}{text}: position {p}: strides and offsets are integers or hyperparameters, "
+                                f"not {loose[0]}")
+            if any(c.is_Number and c < 1 for _, c in terms):
+                raise SpecError(f"{what}{text}: position {p}: a stride must be positive (flips come later)")
             for i, _ in terms:
                 if i in seen:
                     raise SpecError(f"{what}{text}: index {i} appears twice in one read")

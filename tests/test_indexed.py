@@ -61,6 +61,8 @@ def test_output_shape_is_the_window_count():
     ("y[n, c, i, j] = x[n, c, i, j] + z[n]", "", "'z' is not a declared array"),
     ("y[n, c, i, j] = x[n, c, 2*i + 3*k, j]", "", "at most a window"),
     ("y[n, c, i, j] = sum(x[n, c, i, j], (n,))", "", "on the left side and reduced"),
+    ("y[n, c, i, j] = x[n, c, IH - 1 - i, j]", "", "strides and offsets are integers or hyperparameters, not IH"),
+    ("y[n, c, i, j] = x[n, c, 2 - i, j]", "", "a stride must be positive"),
     ("x[n, c, i, j] = x[n, c, i, j]", "", "the left side must be y"),
     ("y[n, c, i, j] = x[n, c, i:j, j]", "", "slices are not allowed"),
 ])
