@@ -237,3 +237,21 @@ def _planted_naive(cls: str, old: str, new: str) -> type:
 def test_planted_slips_in_naive_loops_are_found(cls, name, old, new, kind, target):
     report = verify_layer(_planted_naive(cls, old, new), name)
     assert (kind, target) in {(f.kind, f.input) for f in report.findings}, [f.message for f in report.findings]
+
+
+def test_the_testing_helpers_draw_cases_that_fit():
+    from hypothesis import given, settings
+
+    from symbackprop.testing import assert_layer_matches, cases_for
+
+    assert_layer_matches(book.Convolution, "convolution")
+
+    @settings(max_examples=10)
+    @given(case=cases_for("max_pooling"))
+    def run(case):
+        (x,), dout = case
+        layer = bundled("max_pooling").compile()()
+        assert layer.forward(x).shape == dout.shape
+        assert layer.backward(dout).shape == x.shape
+
+    run()
