@@ -232,3 +232,12 @@ def test_records_read_index_atoms_back():
         derivation = symbackprop.derive(bundled(name))
         record = to_record(derivation)
         assert record is not None and from_record(record, derivation.spec) == derivation
+
+
+def test_the_graph_draws_every_operand_of_an_index_atom():
+    from symbackprop.derivation import operations_of
+
+    nodes = operations_of(symbackprop.derive(bundled("convolution"))).nodes
+    conv = next(n for n in nodes if n.op == "sum over c, k, l")
+    assert {a.name for a in conv.args} == {"x", "W"}
+    assert any(n.op == "read" for n in nodes)  # b[f], broadcast to the output
