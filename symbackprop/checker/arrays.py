@@ -94,14 +94,15 @@ class ArrayProblem:
     def run(self, values: dict) -> tuple[object, object]:
         """A fresh layer of the class under test: its output at these values, and the layer."""
         spec = self.spec
-        layer = self.cls(*[values[p] for p in spec.params], **self.hyper())
+        layer = self.cls(*[values[p] for p in spec.params], *self.hyper().values())
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             out = layer.forward(*[values[s] for s in (*spec.inputs, *spec.constants)])
         return out, layer
 
     def hyper(self) -> dict[str, int]:
-        """The hyperparameters the layer is built with (index notation: ``stride=2``)."""
+        """The hyperparameters the layer is built with, in declared order, after the parameters
+        (index notation: ``Convolution(W, b, stride, pad)``, as the book's)."""
         return {h.name: int(self.sizes[h]) for h in self.spec.hyper}
 
     def gradients(self) -> dict:

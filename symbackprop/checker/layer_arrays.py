@@ -359,9 +359,9 @@ class ArrayVerifier(Checker):
     def build(self, problem: ArrayProblem, params: list[np.ndarray] | None = None) -> Any:
         """The layer, built the book's way: ``cls(*params)``."""
         params = self.param_arrays(problem) if params is None else params
-        hyper = problem.hyper()  # index notation: Convolution(W, b, stride=2, pad=1)
-        factory = (lambda *a: self.factory(*a, **hyper)) if hyper else self.factory
-        return call("the constructor", factory, tuple(params), self.shape_of(problem))
+        # index notation: the hyperparameters follow, in declared order (the book's Convolution(W, b, stride, pad))
+        hyper = tuple(problem.hyper().values())
+        return call("the constructor", self.factory, (*params, *hyper), self.shape_of(problem))
 
     def shared(self, layer: Any, params: list[np.ndarray]) -> dict[str, np.ndarray]:
         """The parameter arrays the layer should be computing with."""
