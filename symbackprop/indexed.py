@@ -54,7 +54,7 @@ from .ops import ArrayOp
 class Index(sympy.Symbol):
     """A bound index of a statement (``n``, ``i``, ``k``): a nonnegative integer."""
 
-    def __new__(cls, name: str):
+    def __new__(cls, name: str, **_assumptions):  # (pickling passes the assumptions back)
         return super().__new__(cls, name, integer=True, nonnegative=True)
 
 
