@@ -82,3 +82,27 @@ class NaiveMaxPooling:
                         k, l = np.unravel_index(np.argmax(window), window.shape)  # the first maximum
                         dxp[n, c, i * s + k, j * s + l] += dout[n, c, i, j]
         return dxp[:, :, p:p + H, p:p + W]
+
+
+# -- the course-assignment style: functions that return (out, cache), the hyperparameters as a dict
+def conv_forward_naive(x, w, b, conv_param):
+    """The convolution of NaiveConvolution; conv_param = {"stride": ..., "pad": ...}."""
+    layer = NaiveConvolution(w, b, conv_param["stride"], conv_param["pad"])
+    out = layer.forward(x)
+    return out, layer
+
+
+def conv_backward_naive(dout, cache):
+    """(dx, dw, db) from the layer the forward kept."""
+    dx = cache.backward(dout)
+    return dx, cache.dW, cache.db
+
+
+def max_pool_forward_naive(x, pool_param):
+    """pool_param = {"pool_h": ..., "pool_w": ..., "stride": ..., "pad": ...}."""
+    layer = NaiveMaxPooling(pool_param["pool_h"], pool_param["pool_w"], pool_param["stride"], pool_param["pad"])
+    return layer.forward(x), layer
+
+
+def max_pool_backward_naive(dout, cache):
+    return cache.backward(dout)

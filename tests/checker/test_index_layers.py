@@ -255,3 +255,11 @@ def test_the_testing_helpers_draw_cases_that_fit():
         assert layer.backward(dout).shape == x.shape
 
     run()
+
+
+def test_course_style_function_pairs_get_the_hyperparameters_as_a_dict(capsys):
+    target = str(ROOT / "examples" / "naive_layers.py")
+    assert main(["verify-layer", f"{target}:conv_forward_naive,conv_backward_naive", "--against", "convolution"]) == 0
+    assert main(["verify-layer", f"{target}:max_pool_forward_naive,max_pool_backward_naive",
+                 "--against", "max_pooling"]) == 0
+    assert capsys.readouterr().out.count(": OK") == 2
