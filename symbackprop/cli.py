@@ -99,7 +99,8 @@ def cmd_show(args) -> int:
 
 def cmd_derive(args) -> int:
     from .derivation import derive
-    from .lang.text import format_expression
+    from .indexed import INDEX_ATOMS
+    from .lang.text import format_statement
 
     (spec,) = _specs(args)
     derivation = derive(spec)
@@ -113,13 +114,15 @@ def cmd_derive(args) -> int:
     origin = f"  ({shown(spec.source)})" if spec.source else ""
     print(f"{shown(spec.name)}{origin}")
     for name, expr in spec.graph:
-        print(f"  forward   {name} = {format_expression(expr)}")
+        print(f"  forward   {format_statement(name.name, expr)}")
     y = spec.output.name
     for k, v in derivation.local.items():
         print(f"  local     d{y}/d{k} = {derivation.readable(v, standalone=False)}")
     if spec.is_array:  # node by node reads better than one flattened formula
         for target, expr in derivation.steps:
-            print(f"  backward  {target.name} = {derivation.readable(expr, standalone=False)}")
+            text = (format_statement(target.name, expr) if expr.atoms(*INDEX_ATOMS)
+                    else f"{target.name} = {derivation.readable(expr, standalone=False)}")
+            print(f"  backward  {text}")
     else:
         for k, v in derivation.backward.items():
             print(f"  backward  d{k} = {derivation.readable(v, standalone=False)}")

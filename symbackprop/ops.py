@@ -581,6 +581,10 @@ def evaluate(expr: sympy.Basic, env: Mapping[sympy.Symbol, object]) -> object:
     if isinstance(expr, BroadcastTo):
         dims = tuple(int(evaluate(d, env)) for d in args[1])
         return np.broadcast_to(np.asarray(evaluate(args[0], env), dtype=object), dims).copy()
+    if getattr(expr, "needs_sizes", False):  # index atoms: sizes and hyperparameters too
+        sizes = {s: sympy.Integer(int(env[s])) for s in expr.free_symbols if s in env and not isinstance(
+            env[s], np.ndarray) and s.is_integer}
+        return expr.apply_sized([evaluate(a, env) for a in args[:expr.operands]], SYMBOLIC, sizes)
     if isinstance(expr, ArrayOp):
         return expr.apply([evaluate(a, env) for a in args[:expr.operands]], SYMBOLIC)
     if isinstance(expr, sympy.Piecewise):
@@ -618,8 +622,9 @@ def _map(fn, *arrays):
 def explicit_env(shapes: Shapes, sizes: Mapping[sympy.Symbol, int]) -> dict:
     """Every array symbol as an object array of fresh scalar symbols at the given sizes."""
     env: dict = {}
+    at = {d: sympy.Integer(n) for d, n in sizes.items()}
     for symbol, shape in shapes.items():
-        dims = [int(d) if d.is_Integer else sizes[d] for d in shape]
+        dims = [int(d) if d.is_Integer else sizes[d] if d in sizes else int(d.xreplace(at)) for d in shape]
         cells = np.empty(dims, dtype=object)
         for idx in np.ndindex(*dims):
             cells[idx] = sympy.Symbol(f"{symbol.name}_{'_'.join(map(str, idx))}", real=True)

@@ -22,7 +22,8 @@ from .errors import OutputExistsError, SymbackpropError
 from .escape import markdown_text
 from .explain import graph
 from .files import write_atomic
-from .lang.text import format_expression
+from .indexed import INDEX_ATOMS
+from .lang.text import format_statement
 from .reports import CheckReport
 from .spec.model import Spec
 
@@ -92,11 +93,12 @@ def _backward(d) -> str:
         statements = [(target.name, expr) for target, expr in d.steps]
     else:
         statements = [(f"d{k}", v) for k, v in d.backward.items()]
-    return "<br>".join(f"`{name} = {d.readable(expr, standalone=False)}`" for name, expr in statements)
+    return "<br>".join(f"`{format_statement(name, expr)}`" if expr.atoms(*INDEX_ATOMS)
+                       else f"`{name} = {d.readable(expr, standalone=False)}`" for name, expr in statements)
 
 
 def _facts(spec: Spec, report: CheckReport) -> list[tuple[str, str]]:
-    rows = [("forward", "<br>".join(f"`{n} = {format_expression(e)}`" for n, e in spec.graph))]
+    rows = [("forward", "<br>".join(f"`{format_statement(n.name, e)}`" for n, e in spec.graph))]
     try:
         d = derive(spec)
         rows.append(("backward", _backward(d)))

@@ -135,9 +135,10 @@ def array_cases(draw: Callable, spec: Spec, *, sizes: Mapping[str, int] | None =
     fixed = dict(sizes or {})
     chosen = {d: fixed[d.name] if d.name in fixed else draw(st.integers(1, max_side), label=d.name)
               for d in spec.dims}
+    chosen = spec.fitted_sizes(chosen)  # index notation: the hyperparameters' defaults, windows that fit
 
     def shape_of(symbol) -> tuple[int, ...]:
-        return tuple(int(d) if d.is_Integer else chosen[d] for d in spec.shapes[symbol])
+        return tuple(spec.size_of(d, chosen) for d in spec.shapes[symbol])
 
     onehot = {t: axis for kind, t, axis in spec.assumptions if kind == "onehot"}
     out = []

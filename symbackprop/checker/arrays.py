@@ -24,7 +24,7 @@ import sympy
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from .. import ops
+from .. import indexed, ops
 from ..derivation.model import Derivation
 from ..numerics.differences import COMPLEX_STEP, RELATIVE_STEP, complex_step_works, numerical_gradient
 from ..numerics.evaluate import float_function
@@ -36,7 +36,7 @@ from .base import directional_error, dtype_problems, exceeds, severity
 TOLERANCE = {"complex": 1e-8, "central": 1e-6}
 #: The book reports about 1e-10 to 1e-13 for its TwoLayerNet; anything near 1e-7 is a bug.
 NETWORK_TOLERANCE = 1e-8
-NON_ANALYTIC = (*KINKED, ops.ReduceMax)
+NON_ANALYTIC = (*KINKED, ops.ReduceMax, indexed.IndexMax)
 _EPS = np.finfo(float).eps
 #: Complex steps (times the base step) whose estimates round differently, and how many times
 #: their spread a float64 result may be off (the spread of a few samples underestimates the range).
@@ -62,14 +62,14 @@ class ArrayProblem:
         self.spec = spec = getattr(declaration, "spec", declaration)
         self.cls = cls
         self.rng = np.random.default_rng(seed)
-        self.sizes = sizes
-        self.symbols = (*spec.inputs, *spec.params, *spec.constants, *spec.dims)
+        self.sizes = sizes = spec.fitted_sizes(sizes)
+        self.symbols = (*spec.inputs, *spec.params, *spec.constants, *spec.dims, *spec.hyper)
         self.values = {s: self.draw(s) for s in (*spec.inputs, *spec.params, *spec.constants)}
         out_shape = self.shape(spec.output)
         self.dout = self.rng.standard_normal(out_shape) if out_shape else float(self.rng.uniform(0.5, 2))
 
     def shape(self, symbol) -> tuple[int, ...]:
-        return tuple(int(d) if d.is_Integer else self.sizes[d] for d in self.spec.shapes[symbol])
+        return tuple(self.spec.size_of(d, self.sizes) for d in self.spec.shapes[symbol])
 
     def draw(self, symbol) -> np.ndarray:
         shape = self.shape(symbol)
@@ -94,11 +94,16 @@ class ArrayProblem:
     def run(self, values: dict) -> tuple[object, object]:
         """A fresh layer of the class under test: its output at these values, and the layer."""
         spec = self.spec
-        layer = self.cls(*[values[p] for p in spec.params])
+        layer = self.cls(*[values[p] for p in spec.params], *self.hyper().values())
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             out = layer.forward(*[values[s] for s in (*spec.inputs, *spec.constants)])
         return out, layer
+
+    def hyper(self) -> dict[str, int]:
+        """The hyperparameters the layer is built with, in declared order, after the parameters
+        (index notation: ``Convolution(W, b, stride, pad)``, as the book's)."""
+        return {h.name: int(self.sizes[h]) for h in self.spec.hyper}
 
     def gradients(self) -> dict:
         """The backward pass of the class under test: returned inputs and stored parameters."""
@@ -194,6 +199,8 @@ def gradient_check(derivation: Derivation, cls: type, *, max_examples: int = 10,
     @given(data=st.data())
     def run(data):
         sizes = {d: data.draw(st.integers(2, 5), label=d.name) for d in spec.dims}
+        sizes.update({h: data.draw(st.integers(max(v, 1) if v else 0, max(v, 1) + 1), label=h.name)
+                      for h, v in spec.hyper.items()})  # the default and one more (stride 2, pad 1)
         problem = ArrayProblem(derivation, sizes, data.draw(st.integers(0, 2**32 - 1)), cls)
         method = state["method"] = state["method"] or choose_method(problem)
         grads = problem.gradients()

@@ -225,6 +225,10 @@ class ArrayVerifier(Checker):
         out = [Sample("random values", True, problem=self.problem(self.sizes(MAIN_BATCH), 1)),
                Sample("random values, a batch of one", True, problem=self.problem(self.sizes(1), 2)),
                Sample("random values, square matrices", True, problem=self.problem(self.sizes(2, 3), 3))]
+        if self.spec.hyper:  # a stride of 2 and a padding of 1 find a stride or a padding ignored
+            other = {h: v + 1 for h, v in self.spec.hyper.items()}
+            text = ", ".join(f"{h.name} = {v}" for h, v in other.items())
+            out.append(Sample(f"random values, {text}", True, problem=self.problem({**self.sizes(MAIN_BATCH), **other}, 7)))
         large = self.problem(self.sizes(MAIN_BATCH), 4)
         for s in self.spec.inputs:
             large.values[s] = self.large_values(s, large.values[s].shape, large.rng)
@@ -355,7 +359,9 @@ class ArrayVerifier(Checker):
     def build(self, problem: ArrayProblem, params: list[np.ndarray] | None = None) -> Any:
         """The layer, built the book's way: ``cls(*params)``."""
         params = self.param_arrays(problem) if params is None else params
-        return call("the constructor", self.factory, tuple(params), self.shape_of(problem))
+        # index notation: the hyperparameters follow, in declared order (the book's Convolution(W, b, stride, pad))
+        hyper = tuple(problem.hyper().values())
+        return call("the constructor", self.factory, (*params, *hyper), self.shape_of(problem))
 
     def shared(self, layer: Any, params: list[np.ndarray]) -> dict[str, np.ndarray]:
         """The parameter arrays the layer should be computing with."""

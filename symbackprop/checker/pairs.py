@@ -10,7 +10,9 @@
 :func:`function_pair` makes a layer class of the two, so that every probe of the checker
 (wrong math, shapes, side effects on ``dout`` or the arguments, stale caches, overflow)
 applies unchanged: ``forward`` takes the declaration's inputs and constants and then its
-parameters, in declared order, and keeps the cache it returns; ``backward`` hands that
+parameters, in declared order (then, in index notation, a dict of the hyperparameters by name,
+as ``conv_forward_naive(x, w, b, conv_param)`` takes ``{"stride": 1, "pad": 0}``), and keeps the
+cache it returns; ``backward`` hands that
 cache back and gives the inputs' gradients, the parameters' stored as ``d<name>``.
 """
 from __future__ import annotations
@@ -47,9 +49,13 @@ def function_pair(forward: Callable[..., Any], backward: Callable[..., Any], spe
     inputs = len(spec.inputs)
     expected = ", ".join(f"d{n}" for n in (*spec.input_names, *params))
 
+    hyper = [h.name for h in spec.hyper]
+
     class FunctionPair:
         def __init__(self, *values: Any):
-            self._params = values
+            self._params = values[:len(params)]
+            if hyper:  # index notation: the hyperparameters as the course style's dict, conv_param
+                self._params += ({n: v for n, v in zip(hyper, values[len(params):])},)
             for n, v in zip(params, values):
                 setattr(self, n, v)
             self.cache = None

@@ -19,6 +19,7 @@ import weakref
 from collections.abc import Callable
 from pathlib import Path
 
+from .. import indexed
 from ..derivation.model import Derivation
 from ..errors import GenerationError
 from ..files import cache_dir, private_folder, write_atomic
@@ -66,7 +67,15 @@ def generate(derivation: Derivation, name: str | None = None, backend: str = "nu
     """
     if backend not in BACKENDS:
         raise GenerationError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
+    if backend != "numpy" and uses_index_notation(derivation):
+        raise GenerationError(f"the {backend} backend does not generate index notation (convolution, pooling) "
+                              "yet: use --backend numpy")
     return BACKENDS[backend](derivation, name)
+
+
+def uses_index_notation(derivation: Derivation) -> bool:
+    """Does the layer read arrays through index maps (:mod:`symbackprop.indexed`)?"""
+    return any(e.atoms(*indexed.INDEX_ATOMS) for _, e in (*derivation.spec.graph, *derivation.steps))
 
 
 _COMPILED: dict[tuple, tuple] = {}  # (id of a derivation, backend, name) -> (weak reference to it, its class)

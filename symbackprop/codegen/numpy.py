@@ -22,7 +22,7 @@ from collections.abc import Collection, Mapping, Sequence
 import sympy
 from sympy.printing.numpy import NumPyPrinter
 
-from .. import ops
+from .. import indexed, ops
 from ..errors import GenerationError
 from ..lang.functions import BY_CLASS, NODES, SPECIAL
 from ..lang.stable import stable
@@ -164,6 +164,144 @@ class NumpyLayerPrinter(NumPyPrinter):
         shape = ", ".join(self._print(d) for d in e.args[1])
         return f"{self._np('broadcast_to')}({self._print(e.args[0])}, ({shape},)).copy()"
 
+    # -- index atoms (see indexed.py): windows, einsum, col2im ------------------------------
+    def _letters(self, e) -> dict:
+        """einsum's subscripts: the declaration's own index names when they are single letters."""
+        names = [i.name for i, _ in e.ranges]
+        if all(len(n) == 1 and n.isascii() and n.isalpha() for n in names) and len(set(names)) == len(names):
+            return {i: i.name for i, _ in e.ranges}
+        return {i: "abcdefghijklmnopqrstuvwxyz"[k] for k, (i, _) in enumerate(e.ranges)}
+
+    def _size(self, d) -> str:
+        """A size: ``(IH + 2*pad - FH)//stride + 1`` for a window count."""
+        if isinstance(d, sympy.floor):
+            num, den = sympy.fraction(sympy.together(d.args[0]))
+            return f"({self._print(num)})//{self._operand(den)}"
+        if isinstance(d, sympy.Add):
+            return " + ".join(self._size(t) for t in d.args if t != 1) + (" + 1" if 1 in d.args else "")
+        return self._print(d)
+
+    def _tuple(self, items) -> str:
+        return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+
+    def _windowed(self, positions, ranges: dict, letters: dict):
+        """How a map reads: per axis the subscript letter, and the windows (axis, outer, window,
+        stride, offset) that ``_windows`` / ``_unwindows`` take."""
+        subs, windows = [], []
+        for axis, p in enumerate(positions):
+            terms, const = indexed.affine(p, "")
+            if len(terms) == 1 and terms[0][1] == 1 and const == 0:
+                subs.append(letters[terms[0][0]])
+                continue
+            outer = next((i for i, c in terms if c != 1), terms[-1][0] if len(terms) == 1 else terms[0][0])
+            inner = [i for i, _ in terms if i != outer]
+            subs.append(letters[outer])
+            windows.append((axis, outer, inner[0] if inner else None, dict(terms)[outer], -const))
+        return subs + [letters[w[2]] for w in windows if w[2] is not None], windows
+
+    def _window_args(self, windows, ranges: dict) -> str:
+        """``axes, sizes, strides, pads`` of the windows helpers."""
+        axes = self._tuple([str(w[0]) for w in windows])
+        sizes = self._tuple([self._size(ranges[w[2]]) if w[2] is not None else "1" for w in windows])
+        strides = self._tuple([self._print(w[3]) for w in windows])
+        pads = self._tuple([self._print(w[4]) for w in windows])
+        return f"{axes}, {sizes}, {strides}, {pads}"
+
+    def _read(self, operand, positions, ranges, letters) -> tuple[str, str]:
+        subs, windows = self._windowed(positions, ranges, letters)
+        text = self._print(operand) if isinstance(operand, sympy.Symbol) else f"({self._print(operand)})"
+        if windows:
+            text = f"_windows({text}, {self._window_args(windows, ranges)})"
+        return text, "".join(subs)
+
+    def _contract(self, reads: list[tuple[str, str]], target: str) -> str:
+        """The reads (text, subscripts) multiplied and summed down to ``target``'s subscripts:
+        the operand itself or ``np.sum`` over one; ``np.einsum`` with the declaration's own index
+        letters for more (``optimize=True`` hands the contraction to BLAS through tensordot;
+        measured no slower than an explicit ``np.tensordot`` and a transpose here)."""
+        def arranged(text: str, have: str) -> str:
+            if have == target:
+                return text
+            return f"{text}.transpose({', '.join(str(have.index(ch)) for ch in target)})"
+
+        if len(reads) == 1:
+            text, subs = reads[0]
+            summed = [k for k, ch in enumerate(subs) if ch not in target]
+            if summed:
+                text = f"{self._np('sum')}({text}, axis={self._tuple([str(k) for k in summed])})"
+                subs = "".join(ch for ch in subs if ch in target)
+            return arranged(text, subs)
+        return (f'{self._np("einsum")}("{",".join(s for _, s in reads)}->{target}", '
+                f'{", ".join(t for t, _ in reads)}, optimize=True)')
+
+    def _print_IndexSum(self, e):
+        letters, ranges = self._letters(e), dict(e.ranges)
+        reads = [self._read(a, m, ranges, letters) for a, m in zip(e.args[:e.operands], e.maps)]
+        if e.is_gather:
+            present = [p for p in e.out_map if any(letters[p] in subs for _, subs in reads)]
+            target = "".join(letters[p] for p in present)
+            text = self._contract(reads, target)
+            missing = [k for k, p in enumerate(e.out_map) if p not in present]
+            if missing:
+                text = f"{self._np('expand_dims')}({text}, {self._tuple([str(k) for k in missing])})"
+            return text
+        subs, windows = self._windowed(e.out_map, ranges, letters)
+        present = "".join(ch for ch in subs if any(ch in r for _, r in reads))
+        if present != "".join(subs):  # the same for every window offset (a mean's gradient): given once
+            if present != "".join(subs[:len(e.out_map)]):
+                raise GenerationError(f"cannot print the scatter {e} (an index missing from its operands)")
+            subs = list(present)
+        cols = self._contract(reads, "".join(subs))
+        shape = self._tuple([self._size(d) for d in e.args[-1]])
+        if not windows:
+            return cols
+        return f"_unwindows({cols}, {shape}, {self._window_args(windows, ranges)})"
+
+    def _pooling(self, e, positions, out_map) -> str | None:
+        """The arguments of ``_window_max``/``_window_max_grad`` when the max is over exactly the
+        window offsets of its read, in the output's order (pooling): one strided slice per offset,
+        no window array."""
+        letters, ranges = self._letters(e), dict(e.ranges)
+        subs, windows = self._windowed(positions, ranges, letters)
+        out = "".join(letters[p] for p in out_map)
+        offsets = "".join(letters[w[2]] for w in windows if w[2] is not None)
+        if not windows or any(w[2] is None for w in windows) or subs[:len(positions)] != list(out) \
+                or "".join(subs[len(positions):]) != offsets or not isinstance(e.args[0], sympy.Symbol):
+            return None
+        return f"{self._print(e.args[0])}, {self._window_args(windows, ranges)}"
+
+    def _print_IndexMax(self, e):
+        pooling = self._pooling(e, e.args[1], e.args[2])
+        if pooling is not None:
+            return f"_window_max({pooling})"
+        letters, ranges = self._letters(e), dict(e.ranges)
+        text, subs = self._read(e.args[0], e.args[1], ranges, letters)
+        out = "".join(letters[p] for p in e.args[2])
+        reduced = self._tuple([str(k) for k, ch in enumerate(subs) if ch not in out])
+        rest = "".join(ch for ch in subs if ch in out)
+        text = f"{self._np('max')}({text}, axis={reduced})"
+        return text if rest == out else f'{self._np("einsum")}("{rest}->{out}", {text})'
+
+    def _print_IndexMaxGrad(self, e):
+        pooling = self._pooling(e, e.args[2], e.args[3])
+        if pooling is not None:
+            a, rest = pooling.split(", ", 1)
+            return f"_window_max_grad({a}, {self._print(e.args[1])}, {rest})"
+        letters, ranges = self._letters(e), dict(e.ranges)
+        text, subs = self._read(e.args[0], e.args[2], ranges, letters)
+        out = "".join(letters[p] for p in e.args[3])
+        reduced = self._tuple([str(k) for k, ch in enumerate(subs) if ch not in out])
+        rest = "".join(ch for ch in subs if ch in out)
+        g = self._print(e.args[1])
+        if rest != out:
+            g = f'{self._np("einsum")}("{out}->{rest}", {g})'
+        routed = f"_to_first_max({text}, {reduced}, {g})"
+        _, windows = self._windowed(e.args[2], ranges, letters)
+        if not windows:
+            return routed
+        shape = self._tuple([self._size(d) for d in e.args[-1]])
+        return f"_unwindows({routed}, {shape}, {self._window_args(windows, ranges)})"
+
     def _print_Relational(self, e):
         return f"({self._print(e.lhs)} {e.rel_op} {self._print(e.rhs)})"
 
@@ -291,6 +429,72 @@ HELPERS = {
     """log(softmax(a)) without forming softmax: a - max - log(sum(exp(a - max)))."""
     shifted = a - np.max(a, axis=axis, keepdims=True)
     return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))''',
+    "_windows": '''def _windows(a, axes, size, stride, pad):
+    """The windows a[..., o*stride + k - pad, ...] along axes (k < size; o over the positions that
+    fit), zero outside a: numpy's sliding_window_view of the zero-padded array, every stride-th
+    window, the offsets k as the last axes.  The book's im2col without the copy."""
+    widths = [(0, 0)] * a.ndim
+    for ax, p in zip(axes, pad):
+        widths[ax] = (p, p)
+    if any(pad):
+        a = np.pad(a, widths)
+    view = np.lib.stride_tricks.sliding_window_view(a, size, axis=axes)
+    every = [slice(None)] * a.ndim
+    for ax, s in zip(axes, stride):
+        every[ax] = slice(None, None, s)
+    return view[tuple(every)]''',
+    "_unwindows": '''def _unwindows(cols, shape, axes, size, stride, pad, dtype=None):
+    """The adjoint of _windows: each window cols[..., o, ..., k] added back into an array of
+    shape at o*stride + k - pad, dropped outside (the book's col2im: one strided slice per
+    window offset, a loop over size only).  cols without the offset axes is the same for
+    every offset (a mean's gradient); a function of the offset gives each window's cells."""
+    dtype = cols.dtype if dtype is None else dtype
+    padded = list(shape)
+    for ax, p in zip(axes, pad):
+        padded[ax] += 2 * p
+    out = np.zeros(padded, dtype=dtype)
+    for offset in np.ndindex(*size):
+        piece = cols(offset) if callable(cols) else cols[(Ellipsis, *offset)] if cols.ndim > len(shape) else cols
+        at = [slice(None)] * len(shape)
+        for ax, k, s in zip(axes, offset, stride):
+            at[ax] = slice(k, k + s * (piece.shape[ax] - 1) + 1, s)
+        out[tuple(at)] += piece
+    crop = [slice(None)] * len(shape)
+    for ax, p in zip(axes, pad):
+        crop[ax] = slice(p, p + shape[ax])
+    return out[tuple(crop)]''',
+    "_window_max": '''def _window_max(a, axes, size, stride, pad):
+    """The maximum of each window of _windows(a, ...) over its offsets: one strided slice
+    per window offset (a loop over size only), no window array."""
+    windows = _windows(a, axes, size, stride, pad)
+    top = windows[(Ellipsis, *(0 for _ in size))].copy()
+    for offset in np.ndindex(*size):
+        np.maximum(top, windows[(Ellipsis, *offset)], out=top)
+    return top''',
+    "_window_max_grad": '''def _window_max_grad(a, dout, axes, size, stride, pad):
+    """dout sent to the first maximum of each window of _windows(a, ...) (row-major over the
+    offsets, as the book's Pooling's np.argmax), added back into an array of a's shape: the
+    arg-max routing and col2im in one loop over the window offsets."""
+    windows = _windows(a, axes, size, stride, pad)
+    top = _window_max(a, axes, size, stride, pad)
+    taken = np.zeros(top.shape, dtype=bool)
+
+    def routed(offset):
+        hit = windows[(Ellipsis, *offset)] == top
+        hit &= ~taken
+        taken[...] |= hit
+        return np.where(hit, dout, 0)
+
+    return _unwindows(routed, a.shape, axes, size, stride, pad, np.result_type(a, dout))''',
+    "_to_first_max": '''def _to_first_max(windows, axes, dout):
+    """dout sent to the first maximum of each window (the window is along axes of windows, the
+    other axes are dout's): the arg-max routing of the book's Pooling.backward."""
+    last = tuple(range(-len(axes), 0))
+    moved = np.moveaxis(windows, axes, last)
+    flat = moved.reshape(*moved.shape[:-len(axes)], -1)
+    routed = np.zeros(flat.shape, dtype=np.result_type(windows, dout))
+    np.put_along_axis(routed, np.argmax(flat, axis=-1)[..., None], dout[..., None], axis=-1)
+    return np.moveaxis(routed.reshape(moved.shape), last, axes)''',
     "logsumexp": '''def logsumexp(a, axis, keepdims):
     """log(sum(exp(a))), shifted by the maximum so that exp cannot overflow."""
     top = np.max(a, axis=axis, keepdims=True)

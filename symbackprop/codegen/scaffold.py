@@ -15,14 +15,14 @@ from dataclasses import dataclass
 
 import sympy
 
-from .. import ops
+from .. import indexed, ops
 from ..derivation.model import Derivation
 from ..errors import GenerationError
 from ..escape import in_docstring
 from ..lang.functions import SPECIAL
 from ..lang.parser import is_identifier
 from ..lang.stable import stable
-from ..lang.text import format_expression
+from ..lang.text import format_statement
 from ..spec.model import DOUT
 from ..version import __version__
 from .numpy import HELPERS, NumpyLayerPrinter
@@ -73,8 +73,15 @@ def statements(pairs: list[tuple[sympy.Symbol, sympy.Expr]], printer: NumpyLayer
     fresh = (sympy.Symbol(f"e{i}", real=True) for i in itertools.count() if f"e{i}" not in reserved)
     lines = []
     for symbol, expr in pairs:
+        # index atoms stay whole: their maps and ranges are not values to pull out
+        hidden = {a: sympy.Dummy(f"atom{k}") for k, a in enumerate(
+            sorted(expr.atoms(*indexed.INDEX_ATOMS), key=sympy.default_sort_key))}
+        expr = expr.xreplace(hidden)
+        back = {d: a for a, d in hidden.items()}
         # stable forms first: pulled out by cse, exp(x) in exp(x)/(1 + exp(x)) could not become the logistic
         replacements, (reduced,) = sympy.cse([_keep_dtype(stable(expr))], symbols=fresh, order="none")
+        replacements = [(r, e.xreplace(back)) for r, e in replacements]
+        reduced = reduced.xreplace(back)
         constants = {s: e for s, e in replacements if not e.free_symbols}
         for s, e in replacements:
             if s not in constants:
@@ -185,6 +192,7 @@ def onehot_labels(spec) -> list[str]:
 def forward_dims(derivation: Derivation, pairs) -> list[sympy.Symbol]:
     spec = derivation.spec
     used = set().union(*(e.free_symbols for _, e in pairs)) | set(derivation.dims_used)
+    used |= {d for kind, value in spec.constraints if kind == "divides" for v in value for d in v.free_symbols}
     for _, t, axis in spec.assumptions:  # integer labels become one-hot rows of this size
         size = spec.shapes[t][axis]
         if isinstance(size, sympy.Symbol):
@@ -199,6 +207,11 @@ def param_refs(spec) -> dict[sympy.Symbol, str]:
     return {p: f"self.{p.name}" for p in spec.params}
 
 
+def hyper_refs(spec) -> dict[sympy.Symbol, str]:
+    """Hyperparameters live on the layer: ``self.stride``."""
+    return {h: f"self.{h.name}" for h in spec.hyper}
+
+
 def grad_refs(spec) -> dict[sympy.Symbol, str]:
     """Where parameter gradients go: ``self.dW``, or ``self.grads["W1"]`` on a network."""
     refs = {}
@@ -208,13 +221,27 @@ def grad_refs(spec) -> dict[sympy.Symbol, str]:
     return refs
 
 
+def tile_checks(spec, printer: NumpyLayerPrinter) -> list[str]:
+    """``tile = true``: the forward refuses sizes whose windows leave input positions unread."""
+    lines = []
+    for kind, value in spec.constraints:
+        if kind != "divides":
+            continue
+        span, stride = (printer.doprint(v) for v in value)
+        lines += [f"if ({span}) % {stride}:",
+                  f'{INDENT}raise ValueError(f"the stride {{{stride}}} does not divide {{{span}}}: windows would '
+                  f'leave input positions unread (the declaration tiles)")']
+    return lines
+
+
 def forward_lines(derivation: Derivation) -> list[str]:
     """Body of ``forward``: the graph's nodes in order, each cached value stored on self."""
     spec = derivation.spec
-    params = param_refs(spec)
+    params = {**param_refs(spec), **hyper_refs(spec)}
     pairs = forward_pairs(derivation)
     dims = forward_dims(derivation, pairs)
     lines = dim_bindings(spec, [d for d in dims if d in spec.dims], params) + onehot_labels(spec)
+    lines += tile_checks(spec, NumpyLayerPrinter(params))
     reserved = {s.name for s, _ in pairs} | {s.name for s in (*spec.inputs, *spec.constants, *spec.dims)}
     lines += guarded(statements(pairs, NumpyLayerPrinter(params), reserved), pairs)
     stored = [*derivation.cache_names, *(d.name for d in derivation.dims_used)]
@@ -230,6 +257,7 @@ def backward_lines(derivation: Derivation) -> list[str]:
     names = {c.symbol: f"self.{c.symbol.name}" for c in derivation.cache}
     names.update({s: f"self.{s.name}" for s in derivation.dims_used})
     names.update(param_refs(spec))
+    names.update(hyper_refs(spec))
     names.update(grad_refs(spec))
     printer = NumpyLayerPrinter(names, masks=derivation.masks)
     pairs = [(c.symbol, c.expr) for c in derivation.recompute] + list(derivation.steps)
@@ -270,14 +298,15 @@ def fresh_gradient(line: str, handed_out: set[str]) -> str:
 def names_of(derivation: Derivation) -> list[str]:
     """Every name the generated class uses for a value of its own."""
     spec = derivation.spec
-    return [s.name for s in (*spec.inputs, *spec.params, *spec.constants, *spec.dims)] + [
+    return [s.name for s in (*spec.inputs, *spec.params, *spec.constants, *spec.dims, *spec.hyper)] + [
         n.name for n, _ in spec.graph] + [c.symbol.name for c in (*derivation.cache, *derivation.recompute)]
 
 
 def _docstring(derivation: Derivation) -> list[str]:
     spec = derivation.spec
-    graph = [f"{n.name} = {format_expression(e)}" for n, e in spec.graph]
-    backward = [f"d{k} = {derivation.readable(v, standalone=False)}" for k, v in derivation.backward.items()]
+    graph = [format_statement(n.name, e) for n, e in spec.graph]
+    backward = [format_statement(f"d{k}", v) if v.atoms(*indexed.INDEX_ATOMS) else
+                f"d{k} = {derivation.readable(v, standalone=False)}" for k, v in derivation.backward.items()]
     backward += [f"{c.symbol.name} = {derivation.readable(c.expr, standalone=False)}"
                  for c in derivation.recompute if not c.mask]
     cache = ", ".join(derivation.cache_names) or "nothing"
@@ -287,6 +316,9 @@ def _docstring(derivation: Derivation) -> list[str]:
         shapes = ", ".join(f"{s.name}: {ops.show_shape(spec.shapes[s])}"
                            for s in (*spec.inputs, *spec.params, *spec.constants))
         lines.append(f"shapes: {shapes}")
+        if spec.hyper:
+            lines.append("hyperparameters: " + ", ".join(f"{h.name} = {v}" for h, v in spec.hyper.items())
+                         + " (fixed when the layer is built)")
         lines += [f"assumes: {kind}({t.name}, axis={axis})" for kind, t, axis in spec.assumptions]
     lines += [f"note: {in_docstring(n)}" for n in derivation.notes]
     lines += ["", f"Generated by symbackprop {__version__}{origin}.", '"""']
@@ -345,9 +377,17 @@ def network_methods(derivation: Derivation) -> list[str]:
 
 def _helpers(body: str) -> list[str]:
     """Module-level numpy helpers (stable softmax and friends) the class body calls."""
+    used: set[str] = set()
+    text = body
+    while True:  # helpers that call helpers (_window_max calls _windows)
+        found = {name for name in HELPERS if re.search(rf"(?<![\w.]){name}\(", text)}
+        if found <= used:
+            break
+        used |= found
+        text = "\n".join([body, *(HELPERS[n] for n in used)])
     out = []
     for name, source in HELPERS.items():
-        if re.search(rf"(?<![\w.]){name}\(", body):
+        if name in used:
             out += ["", "", *source.splitlines()]
     return out
 
@@ -371,11 +411,13 @@ def module(derivation: Derivation, name: str | None = None, parts: Parts | None 
     params = [p.name for p in spec.params]
     body = [f"class {cls}:"]
     body += [INDENT + line if line else "" for line in _docstring(derivation)]
-    body += ["", f"{INDENT}def __init__({', '.join(['self', *params])}):"]
+    hyper = [f"{h.name}={v}" for h, v in spec.hyper.items()]
+    body += ["", f"{INDENT}def __init__({', '.join(['self', *params, *hyper])}):"]
     if spec.predict is not None:
         state = [f"self.params = {{{', '.join(f'{p!r}: {p}' for p in params)}}}".replace("'", '"'), "self.grads = {}"]
     else:
         state = [f"self.{p} = {p}" for p in params] + [f"self.d{p} = None" for p in params]
+    state += [f"self.{h.name} = {h.name}" for h in spec.hyper]
     state += [f"self.{c} = None" for c in (*derivation.cache_names, *(d.name for d in derivation.dims_used))]
     state += fused.state if fused else []
     body += [f"{INDENT * 2}{line}" for line in state] or [f"{INDENT * 2}pass"]

@@ -11,13 +11,24 @@ import mpmath
 import numpy as np
 import sympy
 
-from .. import ops
+from .. import indexed, ops
 from ..numerics.evaluate import mp_function
 from ..errors import SymbackpropError
 from ..spec.model import Spec
 from .model import Derivation
 
 EXPLICIT_RTOL = 1e-9
+
+
+def explicit_sizes(spec: Spec) -> dict:
+    """Small sizes (2 and 3) for the dimensions; with index notation also the hyperparameters'
+    defaults, and the spatial sizes grown until every window fits."""
+    sizes = ops.explicit_sizes(spec.dims)
+    if spec.hyper or spec.constraints:
+        sizes.update(spec.hyper)
+        sizes = indexed.fitted(spec.constraints, sizes, [d for d in indexed.growing_dims(spec.constraints)
+                                                         if d in sizes and d not in spec.hyper])
+    return sizes
 
 
 class ExplicitCheckFailed(SymbackpropError):
@@ -55,7 +66,7 @@ class _Explicit:
 
     def __init__(self, derivation: Derivation, seed: int = 0):
         spec = self.spec = derivation.spec
-        self.sizes = ops.explicit_sizes(spec.dims)
+        self.sizes = explicit_sizes(spec)
         leaves = {s: spec.shapes[s] for s in (*spec.differentiated, *spec.constants)}
         leaves[derivation.dout] = spec.shapes[spec.output]
         leaves_env = ops.explicit_env(leaves, self.sizes)

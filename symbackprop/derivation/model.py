@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 
 import sympy
 
-from ..lang.text import format_expression
+from ..indexed import INDEX_ATOMS
+from ..lang.text import format_expression, format_statement
 from ..spec.model import DOUT, Spec
 
 #: Bytes cached per element: a float, a boolean mask.
@@ -144,4 +145,13 @@ class Derivation:
             "cache_definitions": {c.symbol.name: format_expression(c.expr) for c in self.cache},
             "recompute": {c.symbol.name: self.readable(c.expr) for c in self.recompute},
             "notes": list(self.notes),
+            **self.statements(),
         }
+
+    def statements(self) -> dict:
+        """Index notation: ``{"statements": {"y": "y[n, f, i, j] = ...", "dx": "dx[...] += ..."}}``, the
+        forward and backward as people read them (the other fields spell the atoms to parse back)."""
+        pairs = [*self.spec.graph, *self.steps]
+        if not any(e.atoms(*INDEX_ATOMS) for _, e in pairs):
+            return {}
+        return {"statements": {s.name: format_statement(s.name, e) for s, e in pairs}}

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import sympy
 
-from .. import ops
+from .. import indexed, ops
 from ..lang.functions import label_of
 from ..numerics.kinks import book_convention
 from ..ops import ArrayVar
@@ -59,7 +59,21 @@ def _axis_text(expr: ops.ArrayOp) -> str:
     return ""
 
 
+def _index_label(expr: ops.ArrayOp) -> str:
+    """``sum over c, k, l``, ``max over k, l``, ``scatter-add``: an index atom's node."""
+    written = set().union(*(p.atoms(indexed.Index) for p in expr.args[-3]))
+    reduced = ", ".join(i.name for i, _ in expr.ranges if i not in written)
+    if isinstance(expr, indexed.IndexSum):
+        kind = ("sum" if reduced else "read") if expr.is_gather else "scatter-add"
+    else:
+        kind = "max" if isinstance(expr, indexed.IndexMax) else "to first max"
+    return f"{kind} over {reduced}" if reduced else kind
+
+
 def _split_array_op(expr: ops.ArrayOp) -> Split:
+    if getattr(expr, "needs_sizes", False):  # index atoms: every operand is an input of the node
+        n, rest = expr.operands, expr.args[expr.operands:]
+        return _index_label(expr), list(expr.args[:n]), lambda *a: type(expr)(*a, *rest)
     label = ARRAY_LABELS.get(type(expr), type(expr).__name__.lower())
     axis = _axis_text(expr)
     label = f"{label}\n{axis}" if axis else label

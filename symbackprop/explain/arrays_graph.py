@@ -15,13 +15,14 @@ import sympy
 
 from ..derivation import Derivation, operations_of
 from ..derivation.operations import Operations
+from ..lang.text import format_expression
 from ..spec.model import Spec
 from .dot import Dot, Graph, node_ids, quote
 
 
 def shape_text(shape: tuple) -> str:
     """``N×D``, ``H``, ``N×1``; ``scalar`` for ``()``."""
-    return "×".join(str(d) for d in shape) if shape else "scalar"
+    return "×".join(str(d) if d.is_Atom else f"({format_expression(d)})" for d in shape) if shape else "scalar"
 
 
 class _ArrayDrawing:

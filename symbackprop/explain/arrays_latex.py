@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import sympy
 from sympy.printing.latex import LatexPrinter
 
-from .. import ops
+from .. import indexed, ops
 from ..derivation import Derivation, derivation_of, operations_of
 from ..errors import SpecError
 from ..spec.model import Spec
@@ -267,6 +267,9 @@ def array_steps(obj: Spec | Derivation, order: int = 1) -> ArraySteps:
     if order != 1:
         raise SpecError(f"{spec.source or spec.name}: higher derivatives (order {order}) are for "
                         "elementwise layers; this is an array layer")
+    if any(e.atoms(*indexed.INDEX_ATOMS) for _, e in spec.graph):
+        raise SpecError(f"{spec.source or spec.name}: index notation is not typeset yet "
+                        "(symbackprop derive prints its statements)")
     masks = derivation.masks
     meaning = _meaning(derivation)
     output = tex_name(spec.output)

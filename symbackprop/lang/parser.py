@@ -39,7 +39,7 @@ from collections.abc import Callable, Collection, Mapping
 
 import sympy
 
-from .. import ops
+from .. import indexed, ops
 from ..errors import ParseError
 from . import guards
 from .functions import BY_NAME, Function
@@ -109,6 +109,7 @@ class _Parser:
         self.symbols, self.allowed, self.arrays, self.masks = symbols, allowed, arrays, masks
         self.functions = {**BY_NAME, **CALCULUS_FUNCTIONS} if calculus else BY_NAME
         self.made: dict[str, sympy.Symbol] = {}
+        self.index_mode = False  # index notation: unknown names are indices, a[...] reads
 
     def fail(self, message: str, node: ast.AST) -> ParseError:
         prefix = self.source.encode()[:node.col_offset]  # col_offset counts UTF-8 bytes
@@ -121,6 +122,8 @@ class _Parser:
         handler = _HANDLERS.get(type(node))
         if self.arrays and isinstance(node, ast.Attribute):
             handler = _Parser.attribute
+        if self.index_mode and isinstance(node, ast.Subscript):
+            handler = _Parser.subscript
         if handler is None:
             what = _REFUSED.get(type(node), f"{type(node).__name__} expressions are")
             raise self.fail(f"{what} not allowed{_HINTS.get(type(node), '')}", node)
@@ -156,9 +159,87 @@ class _Parser:
             raise self.fail(f"'{name}' is a function; call it as {name}(...)", node)
         if not is_identifier(name):
             raise self.fail(f"name {name!r} is not allowed", node)
+        if self.index_mode:
+            return self.made.setdefault(name, indexed.Index(name))
         if self.allowed is not None and name not in self.allowed:
             raise self.fail(f"unknown name {name!r}", node)
         return self.made.setdefault(name, sympy.Symbol(name, real=True))
+
+    def subscript(self, node: ast.Subscript, depth: int) -> sympy.Expr:
+        """``a[p, ...]``: a read of a declared array through affine positions (index notation)."""
+        if not isinstance(node.value, ast.Name):
+            raise self.fail("only a declared array can be indexed, as a[i, j]", node)
+        if node.value.id not in self.symbols:
+            raise self.fail(f"{node.value.id!r} is not a declared array (only arrays are indexed, as a[i, j])", node)
+        array = self.symbols[node.value.id]
+        if not isinstance(array, ops.ArrayVar):
+            raise self.fail(f"{node.value.id!r} is not an array", node)
+        items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+        if any(isinstance(i, (ast.Slice, ast.Starred)) for i in items):
+            raise self.fail("slices are not allowed in a read (positions are index expressions)", node)
+        return indexed.Read(array, sympy.Tuple(*[self.build(i, depth + 1) for i in items]))
+
+    def index_call(self, node: ast.Call, depth: int) -> sympy.Expr:
+        """``index_sum/index_max/first_max(a, ..., at=, out=, ranges=, shape=)``: an index atom
+        spelled out (how records and ``derive --json`` write them; see lang/text.py)."""
+        name = node.func.id
+        operands = [self.build(a, depth + 1) for a in node.args]
+        given = {kw.arg: kw.value for kw in node.keywords}
+        if set(given) != {"at", "out", "ranges", "shape"} or any(isinstance(a, ast.Starred) for a in node.args):
+            raise self.fail(f"{name}() takes its operands and the keywords at, out, ranges, shape", node)
+        saved, self.index_mode = self.index_mode, True
+        try:
+            def items(value: ast.AST) -> list:
+                if not isinstance(value, ast.Tuple):
+                    raise self.fail(f"{name}(): expected a tuple", value)
+                return value.elts
+
+            at = [sympy.Tuple(*[self.build(p, depth + 2) for p in items(m)]) for m in items(given["at"])]
+            out = sympy.Tuple(*[self.build(p, depth + 1) for p in items(given["out"])])
+            ranges = []
+            for pair in items(given["ranges"]):
+                i, n = items(pair)
+                ranges.append(sympy.Tuple(self.build(i, depth + 2), self.build(n, depth + 2)))
+            shape = sympy.Tuple(*[self.build(d, depth + 1) for d in items(given["shape"])])
+        finally:
+            self.index_mode = saved
+        if any(not isinstance(i, indexed.Index) for i, _ in ranges):
+            raise self.fail(f"{name}(): ranges pair index names with sizes", node)
+        want = {"index_sum": len(at), "index_max": 1, "first_max": 2}[name]
+        if len(operands) != want or (name != "index_sum" and len(at) != want) or not at:
+            raise self.fail(f"{name}(): the operands and their maps do not match", node)
+        if name == "index_sum":
+            return indexed.IndexSum(*operands, sympy.Tuple(*at), out, sympy.Tuple(*ranges), shape)
+        if name == "index_max":
+            return indexed.IndexMax(operands[0], at[0], out, sympy.Tuple(*ranges), shape)
+        return indexed.IndexMaxGrad(*operands, at[0], at[1], sympy.Tuple(*ranges), shape)
+
+    def over(self, node: ast.Call, depth: int) -> sympy.Expr:
+        """``sum/mean/max(body, (k, l), k=K)``: a reduction over named indices (index notation)."""
+        name = node.func.id
+        if not 1 <= len(node.args) <= 2 or any(isinstance(a, ast.Starred) for a in node.args):
+            raise self.fail(f"{name}() takes a body and the indices it reduces, as {name}(a[i, k], (k,))", node)
+        bound = []
+        if len(node.args) == 2:
+            items = node.args[1].elts if isinstance(node.args[1], ast.Tuple) else [node.args[1]]
+            for item in items:
+                if not isinstance(item, ast.Name) or item.id in self.symbols or not is_identifier(item.id):
+                    raise self.fail(f"the indices {name}() reduces must be plain index names", item)
+                bound.append(self.build(item, depth + 1))
+        sizes = []
+        for kw in node.keywords:
+            if kw.arg is None or kw.arg in self.symbols or not is_identifier(kw.arg):
+                raise self.fail(f"{name}() takes index=size keywords only", node)
+            size = self.build(kw.value, depth + 1)
+            if size.atoms(indexed.Index) or not (size.is_integer or size.is_Integer):
+                raise self.fail(f"the size of index {kw.arg} must be a dimension, a hyperparameter or an integer",
+                                kw.value)
+            sizes.append(sympy.Tuple(self.made.setdefault(kw.arg, indexed.Index(kw.arg)), size))
+        if not bound and not sizes:
+            raise self.fail(f"{name}() needs the indices it reduces, as {name}(a[i, k], (k,))", node)
+        body = self.build(node.args[0], depth + 1)
+        return indexed.Over(sympy.Integer(indexed.Over.KINDS.index(name)), body, sympy.Tuple(*bound),
+                            sympy.Tuple(*sizes))
 
     def attribute(self, node: ast.Attribute, depth: int) -> sympy.Expr:
         if node.attr != "T":
@@ -171,6 +252,8 @@ class _Parser:
             return ops.Matmul(self.build(node.left, depth + 1), self.build(node.right, depth + 1))
         if op is ast.Pow:
             return guards.power(self.build(node.left, depth + 1), self.build(node.right, depth + 1))
+        if op is ast.FloorDiv and self.index_mode:  # sizes: a window count (IH + 2*pad - FH)//stride + 1
+            return sympy.floor(self.build(node.left, depth + 1) / self.build(node.right, depth + 1))
         if op not in _CHAINS:
             raise self.fail(f"operator '{_OPERATORS.get(op, op.__name__)}' is not allowed", node)
         is_sum = _CHAINS[op][0]
@@ -196,6 +279,10 @@ class _Parser:
     def call(self, node: ast.Call, depth: int) -> sympy.Basic:
         if not isinstance(node.func, ast.Name):
             raise self.fail("calling anything but a plain function name is not allowed", node)
+        if self.index_mode and node.func.id in indexed.Over.KINDS:
+            return self.over(node, depth)
+        if self.arrays and node.func.id in INDEX_CALLS:
+            return self.index_call(node, depth)
         if self.arrays and node.func.id in ARRAY_FUNCTIONS:
             return self.array_call(node, depth)
         name, builder = node.func.id, self.functions.get(node.func.id)
@@ -290,6 +377,9 @@ class _Parser:
         return dims
 
 
+#: Index atoms spelled out (only with ``arrays=True``): records and ``derive --json``.
+INDEX_CALLS = ("index_sum", "index_max", "first_max")
+
 #: Array functions (only with ``arrays=True``) and their keywords.
 ARRAY_FUNCTIONS: dict[str, tuple[str, ...]] = {
     "sum": ("axis", "keepdims"), "mean": ("axis", "keepdims"), "max": ("axis", "keepdims"),
@@ -369,3 +459,72 @@ def parse_expression(text: str, *, symbols: Mapping[str, sympy.Symbol] | None = 
     if not isinstance(result, sympy.Expr) or result.has(*BAD):
         raise ParseError("expression is not a finite real expression", text=text)
     return result
+
+
+def parse_index_statement(text: str, name: str, *, symbols: Mapping[str, sympy.Symbol]
+                          ) -> tuple[list[sympy.Symbol], sympy.Expr]:
+    """Parse an index-notation statement ``name[i, j, ...] = rhs`` (untrusted text).
+
+    Parameters
+    ----------
+    text : str
+        ``y[n, f, i, j] = sum(x[n, c, i*stride + k - pad, j*stride + l - pad] * W[f, c, k, l],
+        (c, k, l)) + b[f]``: reads ``a[p, ...]`` of declared arrays through positions affine in
+        the indices, ``sum/mean/max(body, (indices), index=size)`` reductions, and elementwise
+        functions of the table around them.  Names not declared are indices.
+    name : str
+        The node the statement defines (the left side must name it).
+    symbols : mapping of str to sympy.Symbol
+        The declared arrays, dimensions and hyperparameters.
+
+    Returns
+    -------
+    (indices, rhs)
+        The left side's indices (:class:`symbackprop.indexed.Index`) and the right side with
+        placeholders (:class:`~symbackprop.indexed.Read`, :class:`~symbackprop.indexed.Over`)
+        for :func:`symbackprop.indexed.build_statement`.
+
+    Raises
+    ------
+    ParseError
+        One line, with the column, for every malformed or disallowed input.
+    """
+    if not isinstance(text, str):
+        raise ParseError(f"expected an expression string, got {type(text).__name__}")
+    if len(text) > MAX_LENGTH:
+        raise ParseError(f"expression too long ({len(text)} characters, at most {MAX_LENGTH})")
+    if "\x00" in text:
+        raise ParseError("null bytes are not allowed", text=text, column=text.index("\x00") + 1)
+    spaced = text.replace("\n", " ").replace("\r", " ").replace("\t", " ")
+    source = spaced.lstrip(" ")
+    shift = len(spaced) - len(source)
+    try:
+        tree = ast.parse(source, mode="exec")
+    except SyntaxError as exc:
+        column = (exc.offset or len(source) + 1) + shift if exc.lineno == 1 else None
+        raise ParseError(_one_line(exc.msg or "invalid syntax"), text=text, column=column) from None
+    except (RecursionError, MemoryError, ValueError):
+        raise ParseError("invalid or too deeply nested text", text=text) from None
+    parser = _Parser(text, source, shift, symbols, None, False, True)
+    parser.index_mode = True
+    if len(tree.body) != 1 or not isinstance(tree.body[0], ast.Assign) or len(tree.body[0].targets) != 1:
+        raise ParseError(f"expected one statement {name}[i, ...] = ...", text=text)
+    target, value = tree.body[0].targets[0], tree.body[0].value
+    if not (isinstance(target, ast.Subscript) and isinstance(target.value, ast.Name) and target.value.id == name):
+        raise parser.fail(f"the left side must be {name}[i, ...] (the node this statement defines)", target)
+    items = target.slice.elts if isinstance(target.slice, ast.Tuple) else [target.slice]
+    indices = []
+    for item in items:
+        if not isinstance(item, ast.Name) or item.id in symbols or not is_identifier(item.id):
+            raise parser.fail("the left side names each index once, as y[n, f, i, j]", item)
+        indices.append(parser.made.setdefault(item.id, indexed.Index(item.id)))
+    try:
+        with guards.budget():
+            rhs = parser.build(value, 1)
+    except ParseError:
+        raise
+    except RecursionError:
+        raise ParseError("expression nested too deeply", text=text) from None
+    except Exception as exc:  # SymPy refusing a construction is still the user's input
+        raise ParseError(f"cannot build expression: {type(exc).__name__}: {_one_line(exc)}", text=text) from None
+    return indices, rhs

@@ -13,7 +13,7 @@ import sympy
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.str import StrPrinter
 
-from .. import ops
+from .. import indexed, ops
 from .functions import BY_CLASS, NODES
 from .parser import COMPARISONS, INT_LIMIT, BAD, is_identifier
 
@@ -53,6 +53,9 @@ def with_decimals(expr: sympy.Basic) -> sympy.Basic:
 
 
 class _Printer(StrPrinter):
+    #: index atoms in index notation (for people) rather than the spelling that parses back
+    pretty = False
+
     """Prints SymPy in the parser's own syntax."""
 
     def _print(self, expr, **kwargs) -> str:
@@ -159,6 +162,61 @@ class _Printer(StrPrinter):
     _print_ReduceSum = _print_ReduceMean = _print_ReduceMax = _print_LogSumExp = _print_Reduction
 
 
+    # -- index atoms (see indexed.py), in index notation ------------------------------------
+    def _read_text(self, operand, positions) -> str:
+        name = self._print(operand) if isinstance(operand, sympy.Symbol) else f"({self._print(operand)})"
+        return f"{name}[{', '.join(self._print(p) for p in positions)}]"
+
+    def _reduced_text(self, e, reduced, maps) -> str:
+        """``(k, l)``, with ``k=pool_h`` for an index no read gives the range of."""
+        plain = {p for m in maps for p in m if isinstance(p, indexed.Index)}
+        ranges = dict(e.ranges)
+        named = [i.name for i in reduced if i in plain]
+        sized = [f"{i.name}={self._print(ranges[i])}" for i in reduced if i not in plain]
+        parts = [f"({', '.join(named)}{',' if len(named) == 1 else ''})"] if named else []
+        return ", ".join(parts + sized)
+
+    def _print_floor(self, e) -> str:
+        """A window count's floor division, as index notation writes it: ``(IH + 2*pad - FH)//stride``."""
+        num, den = sympy.fraction(sympy.together(e.args[0]))
+        left = self._print(num) if num.is_Symbol or num.is_Integer else f"({self._print(num)})"
+        right = self._print(den) if den.is_Symbol or den.is_Integer else f"({self._print(den)})"
+        return f"{left}//{right}"
+
+    def _tuple_text(self, items) -> str:
+        return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+
+    def _exact(self, name: str, e, operands: int, maps) -> str:
+        """The spelling that parses back: ``index_sum(a, b, at=(...), out=(...), ranges=(...), shape=(...))``."""
+        at = self._tuple_text([self._tuple_text([self._print(p) for p in m]) for m in maps])
+        out = self._tuple_text([self._print(p) for p in e.args[-3]])
+        ranges = self._tuple_text([f"({self._print(i)}, {self._print(n)})" for i, n in e.ranges])
+        shape = self._tuple_text([self._print(d) for d in e.args[-1]])
+        args = [self._print(a) for a in e.args[:operands]]
+        return f"{name}({', '.join(args)}, at={at}, out={out}, ranges={ranges}, shape={shape})"
+
+    def _print_IndexSum(self, e) -> str:
+        maps = e.maps
+        if not self.pretty:
+            return self._exact("index_sum", e, e.operands, maps)
+        body = "*".join(self._read_text(a, m) for a, m in zip(e.args[:e.operands], maps))
+        written = set().union(*(p.atoms(indexed.Index) for p in e.out_map))
+        reduced = [i for i, _ in e.ranges if i not in written]
+        return f"sum({body}, {self._reduced_text(e, reduced, maps)})" if reduced else body
+
+    def _print_IndexMax(self, e) -> str:
+        if not self.pretty:
+            return self._exact("index_max", e, 1, [e.args[1]])
+        reduced = [i for i, _ in e.ranges if i not in set(e.args[2])]
+        return f"max({self._read_text(e.args[0], e.args[1])}, {self._reduced_text(e, reduced, [e.args[1]])})"
+
+    def _print_IndexMaxGrad(self, e) -> str:
+        if not self.pretty:
+            return self._exact("first_max", e, 2, [e.args[2], e.args[3]])
+        reduced = [i for i, _ in e.ranges if i not in set(e.args[3])]
+        return (f"first_max({self._read_text(e.args[0], e.args[2])}, {self._read_text(e.args[1], e.args[3])}, "
+                f"{self._reduced_text(e, reduced, [e.args[2]])})")
+
     def _print_Softmax(self, expr) -> str:
         return f"softmax({self._print(expr.args[0])}, axis={int(expr.args[1])})"
 
@@ -243,6 +301,24 @@ boolean masks."""
 for _row in NODES:  # a row prints by its name unless the printer has a method of its own for it
     if f"_print_{_row.sympy.__name__}" not in _Printer.__dict__:
         setattr(_Printer, f"_print_{_row.sympy.__name__}", _Printer._print_row)
+
+
+class _Pretty(_Printer):
+    pretty = True
+
+
+def format_statement(name: str, expr: sympy.Basic) -> str:
+    """``name = expr``; in index notation ``name[n, f, i, j] = ...`` with the left side's
+    positions (a scatter's: ``dx[n, c, i*stride + k - pad, ...] = ...``) when every index
+    atom of ``expr`` writes through the same ones."""
+    atoms = expr.atoms(*indexed.INDEX_ATOMS)
+    targets = {tuple(a.out_map) if isinstance(a, indexed.IndexSum) else tuple(a.args[2]) for a in atoms}
+    if len(targets) == 1:
+        positions = targets.pop()
+        plain = all(isinstance(p, indexed.Index) for p in positions)  # else a scatter-add (col2im)
+        return (f"{name}[{', '.join(_Printer().doprint(p) for p in positions)}] {'=' if plain else '+='} "
+                f"{_Pretty().doprint(expr)}")
+    return f"{name} = {_Pretty().doprint(expr)}"
 
 
 def format_expression(expr: sympy.Basic) -> str:

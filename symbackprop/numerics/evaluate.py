@@ -300,6 +300,11 @@ class _FloatCompiler(_Compiler):
         if isinstance(e, ops.BroadcastTo):
             dims = [self.compile(d) for d in e.args[1]]
             return lambda v: np.broadcast_to(parts[0](v), tuple(int(d(v)) for d in dims)).copy()
+        if getattr(e, "needs_sizes", False):  # index atoms: sizes and hyperparameters too
+            named = sorted((s for s in e.free_symbols if s.is_integer and s in self.index), key=lambda s: s.name)
+            values = [self.compile(s) for s in named]
+            return lambda v: e.apply_sized([p(v) for p in parts], ops.NUMERIC,
+                                           {s: sympy.Integer(int(c(v))) for s, c in zip(named, values)})
         return lambda v: e.apply([p(v) for p in parts], ops.NUMERIC)
 
     def function(self, e, parts):

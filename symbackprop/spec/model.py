@@ -20,7 +20,7 @@ from typing import Any
 
 import sympy
 
-from .. import ops
+from .. import indexed, ops
 from ..errors import SpecError
 from ..lang.parser import is_identifier
 from ..numerics.domain import Domain, natural_domains
@@ -97,6 +97,10 @@ class Spec:
     predict: sympy.Symbol | None = None
     #: declared open intervals of inputs (``x = "interval(-1, 1)"``)
     intervals: dict[sympy.Symbol, tuple[float, float]] = field(default_factory=dict)
+    #: index notation: integers fixed when the layer is built (stride, pad), with their defaults
+    hyper: dict[sympy.Symbol, int] = field(default_factory=dict)
+    #: index notation: what sizes must meet (a window count at least 1, a stride that divides)
+    constraints: tuple = ()
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -111,6 +115,23 @@ class Spec:
         if self.shapes:
             return natural_domains((*self.inputs, *self.constants), self.graph, self.intervals)
         return natural_domains(self.inputs, self.graph, self.intervals)
+
+    def fitted_sizes(self, sizes: Mapping[sympy.Symbol, int]) -> dict[sympy.Symbol, int]:
+        """``sizes`` of the dimensions with the hyperparameters (their defaults unless given) and,
+        in index notation, the spatial sizes grown until every window fits (deterministic)."""
+        out = {**self.hyper, **sizes}
+        if not self.constraints:
+            return out
+        grow = [d for d in indexed.growing_dims(self.constraints) if d in out and d not in self.hyper]
+        return indexed.fitted(self.constraints, out, grow)
+
+    def size_of(self, dim: sympy.Expr, sizes: Mapping[sympy.Symbol, int]) -> int:
+        """A dimension (a name, a number, or a window count) at the given sizes."""
+        if dim.is_Integer:
+            return int(dim)
+        if dim in sizes:
+            return int(sizes[dim])
+        return int(dim.xreplace({k: sympy.Integer(v) for k, v in sizes.items()}))
 
     @property
     def is_array(self) -> bool:
@@ -175,7 +196,7 @@ def _validate(spec: Spec) -> None:
     clash = gradient_names & seen
     if clash:
         raise SpecError(f"{where}name '{sorted(clash)[0]}' clashes with the gradient of an input")
-    known = {*spec.inputs, *spec.params, *spec.constants, *spec.dims}
+    known = {*spec.inputs, *spec.params, *spec.constants, *spec.dims, *spec.hyper}
     for name, expr in spec.graph:
         unknown = sorted(s.name for s in expr.free_symbols - known)
         if unknown:

@@ -14,18 +14,20 @@ from typing import Any
 
 import sympy
 
-from .. import ops
+from .. import indexed, ops
 from ..errors import ParseError, SpecError
-from ..lang.parser import is_identifier, parse_expression
+from ..lang.parser import is_identifier, parse_expression, parse_index_statement
 from .model import ASSUMPTIONS, DOUT, Chain, Claim, Spec, array_dout, default_output
 
 _TOP_LEVEL_FIELDS = (
     "name", "section", "description", "inputs", "params", "constants", "assume", "output", "forward",
-    "graph", "predict", "symbols", "values", "expect", "claims", "chains",
+    "graph", "predict", "symbols", "values", "expect", "claims", "chains", "hyper", "tile",
 )
 _CHAIN_FIELDS = ("of", "steps", "constraints", "at")
 _NUMBER = r"\s*([-+]?(?:inf|\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?))\s*"
 #: ``interval(a, b)``: the open interval of an input (``-inf`` and ``inf`` allowed as ends).
+#: ``y[n, f, i, j] = ...``: a statement in index notation (:mod:`symbackprop.indexed`).
+_STATEMENT = re.compile(r"\s*[A-Za-z_]\w*\s*\[[^\]]*\]\s*=(?!=)")
 INTERVAL = re.compile(rf"\s*interval\({_NUMBER},{_NUMBER}\)\s*")
 
 
@@ -173,17 +175,20 @@ class _Loader(TomlLoader):
         if not name:
             raise self.fail("name", "missing (every declaration has a name)")
         self.shapes: dict[sympy.Symbol, tuple] = {}
+        self.constraints: list = []
         if isinstance(self.doc.get("inputs"), dict):
             inputs = self.arrays("inputs", required=True)
             params, constants = self.arrays("params"), self.arrays("constants")
+            self.hyper = self.hyperparameters()
         else:
             inputs, params, constants = self.inputs(), [], []
-            for key in ("params", "constants", "assume"):
+            for key in ("params", "constants", "assume", "hyper", "tile"):
                 if key in self.doc:
                     raise self.fail(key, "needs array inputs with shapes, e.g. inputs = { x = [\"N\", \"D\"] }")
         graph = self.graph([*inputs, *params, *constants])
         names = [s.name for s in (*inputs, *params, *constants)] + [n.name for n, _ in graph]
         names += [d.name for d in self.dims.values()]
+        names += [h.name for h in getattr(self, "hyper", {})]
         if self.shapes:
             self.symbols[DOUT.name] = array_dout(self.shapes[graph[-1][0]])
         spec_kwargs = dict(
@@ -203,6 +208,8 @@ class _Loader(TomlLoader):
             claims=self.claims(names),
             chains=self.chains(names),
             intervals={self.symbols[n]: ends for n, ends in self.intervals.items() if n in self.symbols},
+            hyper=dict(getattr(self, "hyper", {})),
+            constraints=tuple(self.constraints),
         )
         if spec_kwargs["section"] is not None:
             spec_kwargs["section"] = str(spec_kwargs["section"])
@@ -232,6 +239,21 @@ class _Loader(TomlLoader):
             self.symbols[n] = symbol
             self.shapes[symbol] = dims
             out.append(symbol)
+        return out
+
+    def hyperparameters(self) -> dict[sympy.Symbol, int]:
+        """``hyper = { stride = 1, pad = 0 }``: integers fixed when the layer is built, with defaults."""
+        out = {}
+        for n, value in self.get("hyper", dict, {}).items():
+            if not is_identifier(n) or n == DOUT.name or n in self.symbols:
+                raise self.fail(f"hyper.{n}", "cannot name a hyperparameter (reserved, not an identifier, or used twice)")
+            if type(value) is not int or not 0 <= value < 2**16:
+                raise self.fail(f"hyper.{n}", "expected a nonnegative integer (its default)")
+            symbol = sympy.Symbol(n, integer=True, nonnegative=True)
+            self.symbols[n] = symbol
+            out[symbol] = value
+        tile = self.get("tile", bool, False)
+        self.tile = tile
         return out
 
     @property
@@ -310,6 +332,14 @@ class _Loader(TomlLoader):
             fieldname = "forward" if prefix == "forward" else f"graph.{key}"
             if not is_identifier(key) or key == DOUT.name or key in known:
                 raise self.fail(fieldname, f"{key!r} cannot name a node (reserved, not an identifier, or already used)")
+            if self.shapes and isinstance(text, str) and _STATEMENT.match(text):
+                expr, shape = self.index_statement(fieldname, key, text)
+                symbol = ops.ArrayVar(key, real=True)
+                self.shapes[symbol] = shape
+                self.symbols[key] = symbol
+                known.append(key)
+                nodes.append((symbol, expr))
+                continue
             expr = self.parse(fieldname, text, allowed=known)
             symbol = sympy.Symbol(key, real=True)
             if self.shapes:
@@ -323,6 +353,17 @@ class _Loader(TomlLoader):
             known.append(key)
             nodes.append((symbol, expr))
         return nodes
+
+    def index_statement(self, fieldname: str, key: str, text: str) -> tuple[sympy.Expr, tuple]:
+        """``y[n, f, i, j] = ...``: index notation (:mod:`symbackprop.indexed`), shapes inferred."""
+        try:
+            lhs, rhs = parse_index_statement(text, key, symbols=self.symbols)
+            expr, shape, constraints = indexed.build_statement(
+                sympy.Symbol(key), lhs, rhs, self.shapes, self.hyper, tile=self.tile)
+        except (ParseError, SpecError) as exc:
+            raise self.fail(fieldname, str(exc)) from None
+        self.constraints += constraints
+        return expr, shape
 
     def number(self, fieldname: str, value: Any) -> sympy.Expr:
         if isinstance(value, bool) or not isinstance(value, (int, float)):

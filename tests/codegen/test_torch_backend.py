@@ -156,7 +156,7 @@ def test_integer_labels_give_the_loss_of_their_one_hot_rows():
 
 @pytest.mark.parametrize("name", sorted(REFUSED))
 def test_refused_with_one_line(name):
-    with pytest.raises(GenerationError, match="does not generate networks") as exc:
+    with pytest.raises(GenerationError, match=f"does not generate {REFUSED[name]}") as exc:
         symbackprop.generate(bundled(name), backend="torch")
     assert "\n" not in str(exc.value)
 

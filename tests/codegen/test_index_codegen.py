@@ -1,0 +1,152 @@
+"""Generated numpy for index notation (convolution, pooling) against PyTorch's autograd in
+float64 at random small shapes, strides and paddings; vectorized (no loop over batch or
+pixels); other backends refuse in one line."""
+import re
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import symbackprop
+from symbackprop.cli import main
+from symbackprop.errors import GenerationError
+from tests.fixtures.declarations import bundled
+from tests.fixtures.frameworks import require
+
+INDEXED = ["convolution", "max_pooling", "avg_pooling"]
+
+
+@st.composite
+def conv_cases(draw):
+    stride, pad = draw(st.integers(1, 3)), draw(st.integers(0, 2))
+    fh, fw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    h = draw(st.integers(max(1, fh - 2 * pad), 9))
+    w = draw(st.integers(max(1, fw - 2 * pad), 9))
+    return dict(n=draw(st.integers(1, 3)), c=draw(st.integers(1, 3)), f=draw(st.integers(1, 4)), h=h, w=w,
+                fh=fh, fw=fw, stride=stride, pad=pad, seed=draw(st.integers(0, 2**16)))
+
+
+@st.composite
+def pool_cases(draw, pad_max):
+    ph, pw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    pad = draw(st.integers(0, min(pad_max, ph // 2, pw // 2)))  # torch: padding at most half the window
+    h = draw(st.integers(max(1, ph - 2 * pad), 9))
+    w = draw(st.integers(max(1, pw - 2 * pad), 9))
+    return dict(n=draw(st.integers(1, 3)), c=draw(st.integers(1, 3)), h=h, w=w, ph=ph, pw=pw,
+                stride=draw(st.integers(1, 3)), pad=pad, seed=draw(st.integers(0, 2**16)))
+
+
+def _torch_grads(torch, fn, arrays, g):
+    tensors = [torch.tensor(a, dtype=torch.float64, requires_grad=True) for a in arrays]
+    out = fn(*tensors)
+    out.backward(torch.tensor(g))
+    return out.detach().numpy(), [t.grad.numpy() for t in tensors]
+
+
+@settings(max_examples=40)
+@given(case=conv_cases())
+def test_convolution_matches_torch_conv2d(case):
+    torch = require("torch")
+    F = torch.nn.functional
+    rng = np.random.default_rng(case["seed"])
+    x = rng.standard_normal((case["n"], case["c"], case["h"], case["w"]))
+    W = rng.standard_normal((case["f"], case["c"], case["fh"], case["fw"]))
+    b = rng.standard_normal(case["f"])
+    layer = bundled("convolution").compile()(W.copy(), b.copy(), stride=case["stride"], pad=case["pad"])
+    y = layer.forward(x.copy())
+    g = rng.standard_normal(y.shape)
+    dx = layer.backward(g.copy())
+    want, (wdx, wdW, wdb) = _torch_grads(
+        torch, lambda x_, W_, b_: F.conv2d(x_, W_, b_, stride=case["stride"], padding=case["pad"]), (x, W, b), g)
+    np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12)
+    for got, ref in ((dx, wdx), (layer.dW, wdW), (layer.db, wdb)):
+        np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
+
+
+@settings(max_examples=40)
+@given(case=pool_cases(pad_max=2))
+def test_max_pooling_matches_torch_max_pool2d_of_the_zero_padded_input(case):
+    # reads outside x are zero in the declaration (as the book's im2col pads): torch pads max
+    # pooling with -inf, so the input is zero-padded first and max_pool2d runs without padding
+    torch = require("torch")
+    F = torch.nn.functional
+    rng = np.random.default_rng(case["seed"])
+    x = rng.standard_normal((case["n"], case["c"], case["h"], case["w"]))
+    p, s = case["pad"], case["stride"]
+    layer = bundled("max_pooling").compile()(pool_h=case["ph"], pool_w=case["pw"], stride=s, pad=p)
+    y = layer.forward(x.copy())
+    g = rng.standard_normal(y.shape)
+    dx = layer.backward(g.copy())
+    want, (wdx,) = _torch_grads(torch, lambda x_: F.max_pool2d(F.pad(x_, (p, p, p, p)), (case["ph"], case["pw"]),
+                                                              stride=s), (x,), g)
+    np.testing.assert_allclose(y, want, rtol=0, atol=0)
+    np.testing.assert_allclose(dx, wdx, rtol=1e-12, atol=1e-12)
+
+
+@settings(max_examples=40)
+@given(case=pool_cases(pad_max=1))
+def test_avg_pooling_matches_torch_avg_pool2d(case):
+    torch = require("torch")
+    F = torch.nn.functional
+    rng = np.random.default_rng(case["seed"])
+    x = rng.standard_normal((case["n"], case["c"], case["h"], case["w"]))
+    p, s = case["pad"], case["stride"]
+    layer = bundled("avg_pooling").compile()(pool_h=case["ph"], pool_w=case["pw"], stride=s, pad=p)
+    y = layer.forward(x.copy())
+    g = rng.standard_normal(y.shape)
+    dx = layer.backward(g.copy())
+    want, (wdx,) = _torch_grads(torch, lambda x_: F.avg_pool2d(x_, (case["ph"], case["pw"]), stride=s, padding=p,
+                                                              count_include_pad=True), (x,), g)
+    np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dx, wdx, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", INDEXED)
+def test_float32_in_float32_out(name):
+    spec = bundled(name)
+    rng = np.random.default_rng(0)
+    params = [rng.standard_normal(s).astype(np.float32) for s in ((3, 2, 2, 2), (3,))][:len(spec.params)]
+    layer = spec.compile()(*params)
+    y = layer.forward(rng.standard_normal((2, 2, 6, 6)).astype(np.float32))
+    dx = layer.backward(np.ones_like(y))
+    assert {y.dtype, dx.dtype, *(getattr(layer, f"d{p.name}").dtype for p in spec.params)} == {np.dtype(np.float32)}
+
+
+@pytest.mark.parametrize("name", INDEXED)
+def test_generated_code_is_vectorized(name):
+    source = bundled(name).generate()
+    body = source[source.index("\nclass "):]
+    assert not re.search(r"^\s*for |\bwhile\b", body, re.M)  # the class: no loop at all
+    loops = re.findall(r"^\s*for .*:$", source, re.M)  # the helpers: over window offsets, or the axes
+    assert loops and all("np.ndindex(*size)" in line or "in zip(axes" in line for line in loops)
+    assert "sliding_window_view" in source or name == "avg_pooling" and "_windows" in source
+    compile(source, "<generated>", "exec")
+
+
+def test_the_convolution_reads_like_the_declaration():
+    source = bundled("convolution").generate()
+    assert 'np.einsum("ncijkl,fckl->nfij", _windows(x, (2, 3), (FH, FW), (self.stride, self.stride), ' \
+           '(self.pad, self.pad)), self.W, optimize=True)' in source
+    assert "def __init__(self, W, b, stride=1, pad=0):" in source
+    assert "dx[n, c, i*stride + k - pad, j*stride + l - pad] += sum(dout[n, f, i, j]*W[f, c, k, l], (f,))" in source
+
+
+@pytest.mark.parametrize("backend", ["fused", "torch", "torch-op", "jax"])
+def test_other_backends_refuse_with_one_line(backend, capsys):
+    with pytest.raises(GenerationError, match=f"the {backend} backend does not generate index notation"):
+        symbackprop.generate(bundled("convolution"), backend=backend)
+    assert main(["generate", "max_pooling", "--backend", backend]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "does not generate index notation" in err
+
+
+def test_a_tiling_declaration_refuses_sizes_that_leave_inputs_unread():
+    from symbackprop.spec.toml import spec_from_toml
+
+    text = ('name = "TiledPool"\ninputs = { x = ["N", "C", "IH", "IW"] }\nhyper = { stride = 2 }\ntile = true\n'
+            '[graph]\ny = "y[n, c, i, j] = max(x[n, c, i*stride + k, j*stride + l], k=2, l=2)"\n')
+    cls = symbackprop.compile(spec_from_toml(text, source="tiled.toml"))
+    assert cls().forward(np.zeros((1, 1, 6, 8))).shape == (1, 1, 3, 4)
+    with pytest.raises(ValueError, match="the stride 2 does not divide 5"):
+        cls().forward(np.zeros((1, 1, 7, 8)))

@@ -1,0 +1,243 @@
+"""Index notation (symbackprop/indexed.py and its parser): statements read into atoms, shapes
+inferred with one-line errors before any derivation, the atoms' definitions against naive
+loops, and derivations expanded at small explicit sizes against SymPy's diff."""
+import itertools
+
+import numpy as np
+import pytest
+import sympy
+
+import symbackprop
+from symbackprop import indexed, ops
+from symbackprop.derivation.explicit import ExplicitCheckFailed, verify_explicit
+from symbackprop.errors import SpecError
+from symbackprop.spec.toml import spec_from_toml
+from tests.fixtures.declarations import bundled
+
+CONV = """
+name = "Convolution"
+inputs = {{ x = ["N", "C", "IH", "IW"] }}
+params = {{ W = ["FN", "C", "FH", "FW"], b = ["FN"] }}
+hyper = {{ stride = {stride}, pad = {pad} }}
+[graph]
+y = "y[n, f, i, j] = sum(x[n, c, i*stride + k - pad, j*stride + l - pad] * W[f, c, k, l], (c, k, l)) + b[f]"
+"""
+
+POOL = """
+name = "Pooling"
+inputs = {{ x = ["N", "C", "IH", "IW"] }}
+hyper = {{ pool_h = {ph}, pool_w = {pw}, stride = {stride}, pad = {pad} }}
+[graph]
+y = "y[n, c, i, j] = {kind}(x[n, c, i*stride + k - pad, j*stride + l - pad], k=pool_h, l=pool_w)"
+"""
+
+
+def declaration(body: str, graph: str, hyper: str = "", extra: str = "") -> str:
+    return f'name = "T"\n{body}\n{hyper}\n{extra}\n[graph]\ny = "{graph}"\n'
+
+
+X = 'inputs = { x = ["N", "C", "IH", "IW"] }\nparams = { W = ["FN", "C", "FH", "FW"] }'
+
+
+# -- shapes and errors, before any derivation ----------------------------------------------------
+def test_output_shape_is_the_window_count():
+    spec = bundled("convolution")
+    _, _, oh, ow = spec.shapes[spec.output]
+    IH, FH, pad, stride = (next(s for s in oh.free_symbols if s.name == n) for n in ("IH", "FH", "pad", "stride"))
+    assert sympy.simplify(oh - (sympy.floor((IH + 2 * pad - FH) / stride) + 1)) == 0
+    sizes = {s: v for s, v in zip((IH, FH, pad, stride), (28, 5, 0, 1))}
+    assert int(oh.xreplace({k: sympy.Integer(v) for k, v in sizes.items()})) == 24
+
+
+@pytest.mark.parametrize("graph, hyper, message", [
+    ("y[n, f, i, j] = sum(x[n, c, i, j] * W[f, n, k, l], (c, k, l))", "", "index n ranges over C in W"),
+    ("y[n, f, i, j] = sum(x[n, c, i*stride + k, j + l] * W[f, c, k, l], (c, k, l))", "hyper = { stride = 0 }",
+     "not positive"),
+    ("y[n, f, i] = sum(x[n, c, i + k, j] * W[f, c, k, l], (c, k, l))", "", "index j is neither on the left"),
+    ("y[n, f, i, j] = sum(x[n, c, i + k, j + l] * W[f, c, k, l], (k, l))", "", "index c is neither"),
+    ("y[n, f, i, j] = sum(x[n, c, i*i, j] * W[f, c, k, l], (c, k, l))", "", "not affine"),
+    ("y[n, f, i, j] = sum(x[n, c, i, j, k] * W[f, c, k, j], (c, k))", "", "x has 4 axes, indexed with 5"),
+    ("y[n, n, i, j] = x[n, n, i, j]", "", "appears twice on the left"),
+    ("y[n, c, i, j] = x[n, c, i, j] + z[n]", "", "'z' is not a declared array"),
+    ("y[n, c, i, j] = x[n, c, 2*i + 3*k, j]", "", "at most a window"),
+    ("y[n, c, i, j] = sum(x[n, c, i, j], (n,))", "", "on the left side and reduced"),
+    ("y[n, c, i, j] = x[n, c, IH - 1 - i, j]", "", "strides and offsets are integers or hyperparameters, not IH"),
+    ("y[n, c, i, j] = x[n, c, 2 - i, j]", "", "a stride must be positive"),
+    ("x[n, c, i, j] = x[n, c, i, j]", "", "the left side must be y"),
+    ("y[n, c, i, j] = x[n, c, i:j, j]", "", "slices are not allowed"),
+])
+def test_bad_statements_are_one_line_errors_naming_the_field(graph, hyper, message):
+    with pytest.raises(SpecError, match=message) as exc:
+        spec_from_toml(declaration(X, graph, hyper), source="t.toml")
+    text = str(exc.value)
+    assert "\n" not in text and text.startswith("t.toml: graph.y: ")
+
+
+def test_a_window_that_does_not_fit_is_refused_at_known_sizes():
+    body = 'inputs = { x = ["N", "C", 4, 4] }\nparams = { W = ["FN", "C", 5, 5] }'
+    graph = "y[n, f, i, j] = sum(x[n, c, i + k, j + l] * W[f, c, k, l], (c, k, l))"
+    with pytest.raises(SpecError, match="the window does not fit"):
+        spec_from_toml(declaration(body, graph), source="t.toml")
+
+
+def test_a_stride_that_does_not_divide_is_refused_when_the_declaration_tiles():
+    body = 'inputs = { x = ["N", "C", 7, 7] }'
+    graph = "y[n, c, i, j] = max(x[n, c, i*stride + k, j*stride + l], k=2, l=2)"
+    spec_from_toml(declaration(body, graph, "hyper = { stride = 2 }"), source="t.toml")  # floor: fine
+    with pytest.raises(SpecError, match=r"the stride stride = 2 does not divide 7 - 2 = 5 \(tile = true"):
+        spec_from_toml(declaration(body, graph, "hyper = { stride = 2 }", "tile = true"), source="t.toml")
+
+
+def test_tiling_constrains_the_sizes_the_checkers_draw():
+    body = 'inputs = { x = ["N", "C", "IH", "IW"] }'
+    graph = "y[n, c, i, j] = max(x[n, c, i*stride + k, j*stride + l], k=2, l=2)"
+    spec = spec_from_toml(declaration(body, graph, "hyper = { stride = 2 }", "tile = true"), source="t.toml")
+    IH = next(d for d in spec.dims if d.name == "IH")
+    sizes = spec.fitted_sizes({d: 5 for d in spec.dims})
+    assert sizes[IH] == 6 and indexed.fits(spec.constraints, sizes)
+
+
+def test_an_unknown_range_asks_for_a_keyword():
+    body = 'inputs = { x = ["N", "C", "IH", "IW"] }'
+    with pytest.raises(SpecError, match=r"cannot infer the range of index k .*give it as a keyword: sum\(\.\.\., k=K\)"):
+        spec_from_toml(declaration(body, "y[n, c, i, j] = max(x[n, c, i + k, j + l], (k, l))"), source="t.toml")
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("hyper", "{ stride = -1 }", "hyper.stride: expected a nonnegative integer"),
+    ("hyper", '{ x = 1 }', "hyper.x: cannot name a hyperparameter"),
+    ("tile", '"yes"', "tile: expected a boolean"),
+])
+def test_bad_hyperparameters_are_one_line_errors(key, value, message):
+    text = declaration('inputs = { x = ["N", "C", "IH", "IW"] }', "y[n, c, i, j] = x[n, c, i, j]", f"{key} = {value}")
+    with pytest.raises(SpecError, match=message):
+        spec_from_toml(text, source="t.toml")
+
+
+def test_hyper_needs_array_inputs():
+    with pytest.raises(SpecError, match="hyper: needs array inputs"):
+        spec_from_toml('name = "T"\ninputs = ["x"]\nforward = "x"\nhyper = { s = 1 }\n', source="t.toml")
+
+
+# -- the atoms' definitions against naive loops ---------------------------------------------------------
+def naive_conv(x, W, b, stride, pad):
+    n_, c_, h, w = x.shape
+    f_, _, kh, kw = W.shape
+    oh, ow = (h + 2 * pad - kh) // stride + 1, (w + 2 * pad - kw) // stride + 1
+    y = np.zeros((n_, f_, oh, ow))
+    for n, f, i, j in itertools.product(range(n_), range(f_), range(oh), range(ow)):
+        total = b[f]
+        for c, k, l in itertools.product(range(c_), range(kh), range(kw)):
+            r, s = i * stride + k - pad, j * stride + l - pad
+            if 0 <= r < h and 0 <= s < w:
+                total += x[n, c, r, s] * W[f, c, k, l]
+        y[n, f, i, j] = total
+    return y
+
+
+def naive_max_pool(x, ph, pw, stride, pad):
+    n_, c_, h, w = x.shape
+    oh, ow = (h + 2 * pad - ph) // stride + 1, (w + 2 * pad - pw) // stride + 1
+    y = np.zeros((n_, c_, oh, ow))
+    for n, c, i, j in itertools.product(range(n_), range(c_), range(oh), range(ow)):
+        cells = [x[n, c, r, s] if 0 <= r < h and 0 <= s < w else 0.0
+                 for r, s in ((i * stride + k - pad, j * stride + l - pad) for k in range(ph) for l in range(pw))]
+        y[n, c, i, j] = max(cells)
+    return y
+
+
+def _declared(spec, values, sizes):
+    from symbackprop.checker.arrays import ArrayProblem
+
+    problem = ArrayProblem(spec, sizes, 0)
+    problem.values.update(values)
+    return problem.declared(problem.values)
+
+
+@pytest.mark.parametrize("stride, pad", [(1, 0), (2, 1), (3, 2)])
+def test_the_declared_convolution_is_the_naive_loop(stride, pad):
+    spec = bundled("convolution")
+    rng = np.random.default_rng(stride)
+    x, W, b = rng.standard_normal((2, 3, 7, 6)), rng.standard_normal((4, 3, 3, 2)), rng.standard_normal(4)
+    dims = {d.name: d for d in spec.dims}
+    hyper = {h.name: h for h in spec.hyper}
+    sizes = {dims["N"]: 2, dims["C"]: 3, dims["IH"]: 7, dims["IW"]: 6, dims["FN"]: 4, dims["FH"]: 3, dims["FW"]: 2,
+             hyper["stride"]: stride, hyper["pad"]: pad}
+    x_, W_, b_ = spec.inputs[0], *spec.params
+    got = _declared(spec, {x_: x, W_: W, b_: b}, sizes)
+    np.testing.assert_allclose(got, naive_conv(x, W, b, stride, pad), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("ph, pw, stride, pad", [(2, 2, 2, 0), (3, 2, 1, 1), (3, 3, 2, 1)])
+def test_the_declared_max_pooling_is_the_naive_loop(ph, pw, stride, pad):
+    spec = bundled("max_pooling")
+    x = np.random.default_rng(ph).standard_normal((2, 3, 7, 6))
+    dims = {d.name: d for d in spec.dims}
+    hyper = {h.name: h for h in spec.hyper}
+    sizes = {dims["N"]: 2, dims["C"]: 3, dims["IH"]: 7, dims["IW"]: 6, hyper["pool_h"]: ph, hyper["pool_w"]: pw,
+             hyper["stride"]: stride, hyper["pad"]: pad}
+    got = _declared(spec, {spec.inputs[0]: x}, sizes)
+    np.testing.assert_array_equal(got, naive_max_pool(x, ph, pw, stride, pad))
+
+
+# -- derivations against SymPy's diff at explicit sizes ----------------------------------------------
+@pytest.mark.parametrize("stride, pad", [(1, 0), (2, 1), (1, 2)])
+def test_convolution_derivation_matches_diff_at_explicit_sizes(stride, pad):
+    spec = spec_from_toml(CONV.format(stride=stride, pad=pad), source="conv.toml")
+    derivation = symbackprop.derive(spec)  # verify_explicit runs inside, at these hyperparameters
+    verify_explicit(derivation, seed=3)
+    assert derivation.cache_names == ["x"]
+
+
+@pytest.mark.parametrize("kind", ["max", "mean"])
+@pytest.mark.parametrize("ph, pw, stride, pad", [(2, 2, 2, 0), (2, 3, 1, 1)])
+def test_pooling_derivations_match_diff_at_explicit_sizes(kind, ph, pw, stride, pad):
+    spec = spec_from_toml(POOL.format(kind=kind, ph=ph, pw=pw, stride=stride, pad=pad), source="pool.toml")
+    verify_explicit(symbackprop.derive(spec), seed=4)
+
+
+def test_the_explicit_check_catches_a_wrong_pullback(monkeypatch):
+    real = indexed.IndexSum.pullback
+
+    k, FH = indexed.Index("k"), sympy.Symbol("FH", positive=True, integer=True)
+
+    def flipped(self, g, shapes):  # the kernel read flipped in every pullback: the classic convolution slip
+        out = []
+        for a, e in real(self, g, shapes):
+            maps = e.args[-4].xreplace({k: FH - 1 - k})
+            out.append((a, e.func(*e.args[:-4], maps, *e.args[-3:])))
+        return out
+
+    monkeypatch.setattr(indexed.IndexSum, "pullback", flipped)
+    spec = spec_from_toml(CONV.format(stride=1, pad=0), source="conv.toml")
+    with pytest.raises(ExplicitCheckFailed, match="differs from diff at explicit shapes"):
+        symbackprop.derive(spec)
+
+
+def test_the_symbolic_max_routes_to_the_first_maximum():
+    a, b = sympy.symbols("a b", real=True)
+    x = ops.ArrayVar("x", real=True)
+    i, k = indexed.Index("i"), indexed.Index("k")
+    atom = indexed.IndexMaxGrad(x, ops.ArrayVar("g", real=True), sympy.Tuple(i * 2 + k), sympy.Tuple(i),
+                                sympy.Tuple(sympy.Tuple(i, 1), sympy.Tuple(k, 2)), sympy.Tuple(2))
+    out = atom.apply_sized([np.array([a, b], dtype=object), np.array([1], dtype=object)], ops.SYMBOLIC, {})
+    assert out[0].subs({a: 1, b: 1}) == 1 and out[1].subs({a: 1, b: 1}) == 0  # a tie: the first
+    assert out[0].subs({a: 0, b: 1}) == 0 and out[1].subs({a: 0, b: 1}) == 1
+
+
+def test_records_read_index_atoms_back():
+    from symbackprop.derivation.record import from_record, to_record
+
+    for name in ("convolution", "max_pooling", "avg_pooling"):
+        derivation = symbackprop.derive(bundled(name))
+        record = to_record(derivation)
+        assert record is not None and from_record(record, derivation.spec) == derivation
+
+
+def test_the_graph_draws_every_operand_of_an_index_atom():
+    from symbackprop.derivation import operations_of
+
+    nodes = operations_of(symbackprop.derive(bundled("convolution"))).nodes
+    conv = next(n for n in nodes if n.op == "sum over c, k, l")
+    assert {a.name for a in conv.args} == {"x", "W"}
+    assert any(n.op == "read" for n in nodes)  # b[f], broadcast to the output
