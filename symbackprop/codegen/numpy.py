@@ -270,15 +270,21 @@ class NumpyLayerPrinter(NumPyPrinter):
             return None
         return f"{self._print(e.args[0])}, {self._window_args(windows, ranges)}"
 
+    def _max_parts(self, e, positions, out_map):
+        """The windowed read of a max or of its gradient: its text, the output's letters, the
+        reduced axes, the letters kept in their order, and the letters and ranges used."""
+        letters, ranges = self._letters(e), dict(e.ranges)
+        text, subs = self._read(e.args[0], positions, ranges, letters)
+        out = "".join(letters[p] for p in out_map)
+        reduced = self._tuple([str(k) for k, ch in enumerate(subs) if ch not in out])
+        rest = "".join(ch for ch in subs if ch in out)
+        return text, out, reduced, rest, (letters, ranges)
+
     def _print_IndexMax(self, e):
         pooling = self._pooling(e, e.args[1], e.args[2])
         if pooling is not None:
             return f"_window_max({pooling})"
-        letters, ranges = self._letters(e), dict(e.ranges)
-        text, subs = self._read(e.args[0], e.args[1], ranges, letters)
-        out = "".join(letters[p] for p in e.args[2])
-        reduced = self._tuple([str(k) for k, ch in enumerate(subs) if ch not in out])
-        rest = "".join(ch for ch in subs if ch in out)
+        text, out, reduced, rest, _ = self._max_parts(e, e.args[1], e.args[2])
         text = f"{self._np('max')}({text}, axis={reduced})"
         return text if rest == out else f'{self._np("einsum")}("{rest}->{out}", {text})'
 
@@ -287,11 +293,7 @@ class NumpyLayerPrinter(NumPyPrinter):
         if pooling is not None:
             a, rest = pooling.split(", ", 1)
             return f"_window_max_grad({a}, {self._print(e.args[1])}, {rest})"
-        letters, ranges = self._letters(e), dict(e.ranges)
-        text, subs = self._read(e.args[0], e.args[2], ranges, letters)
-        out = "".join(letters[p] for p in e.args[3])
-        reduced = self._tuple([str(k) for k, ch in enumerate(subs) if ch not in out])
-        rest = "".join(ch for ch in subs if ch in out)
+        text, out, reduced, rest, (letters, ranges) = self._max_parts(e, e.args[2], e.args[3])
         g = self._print(e.args[1])
         if rest != out:
             g = f'{self._np("einsum")}("{out}->{rest}", {g})'

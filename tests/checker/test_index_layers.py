@@ -15,14 +15,14 @@ ROOT = Path(__file__).resolve().parents[2]
 INDEXED = ["convolution", "max_pooling", "avg_pooling"]
 
 
-def _book():
-    spec = importlib.util.spec_from_file_location("book_layers", ROOT / "examples" / "book_layers.py")
+def _example(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-book = _book()
+book = _example("book_layers")
 
 
 @pytest.mark.parametrize("name", INDEXED)
@@ -199,14 +199,7 @@ def test_a_tiling_declaration_is_checked_at_sizes_that_tile():
     assert report.ok, (report.problems, report.findings)
 
 
-def _naive():
-    spec = importlib.util.spec_from_file_location("naive_layers", ROOT / "examples" / "naive_layers.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-naive = _naive()
+naive = _example("naive_layers")
 
 
 @pytest.mark.parametrize("cls, name", [("NaiveConvolution", "convolution"), ("NaiveMaxPooling", "max_pooling")])
