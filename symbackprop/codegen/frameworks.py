@@ -45,8 +45,8 @@ class Op:
     output : str
     intermediate : bool
         Whether a saved array is neither an argument, the output, nor a boolean mask:
-        its derivative is unknown to the framework, so the backward is differentiable
-        once only (no double backward).
+        it has no graph to the arguments, so a torch double backward recomputes it from
+        them (:func:`symbackprop.codegen.torch.recompute_lines`).
     """
 
     inputs: list[str]

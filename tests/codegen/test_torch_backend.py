@@ -44,9 +44,9 @@ def _composed(function, args):
     return function.forward(_Ctx(), *args)
 
 
-def _double_backward(name):
-    """Whether the op is differentiable twice: no cached intermediate (see codegen/torch.py)."""
-    return "no double backward" not in symbackprop.generate(bundled(name), backend="torch")
+def _intermediate(name):
+    """Whether the op caches an intermediate (recomputed for a double backward, see codegen/torch.py)."""
+    return "def intermediates(" in symbackprop.generate(bundled(name), backend="torch")
 
 
 @pytest.mark.parametrize("name", SUPPORTED)
@@ -56,18 +56,68 @@ def test_gradcheck_fast_and_slow(name):
         assert torch.autograd.gradcheck(function.apply, args, fast_mode=fast)
 
 
-@pytest.mark.parametrize("name", [n for n in SUPPORTED if _double_backward(n)])
-def test_gradgradcheck_where_the_backward_is_differentiable(name):
+@pytest.mark.parametrize("name", SUPPORTED)
+def test_gradgradcheck_fast_and_slow(name):
+    """Every op is differentiable twice, those whose cache holds an intermediate included."""
     function, args, _ = _op_inputs(name, seed=2)
     for fast in (False, True):
         assert torch.autograd.gradgradcheck(function.apply, args, fast_mode=fast)
 
 
-@pytest.mark.parametrize("name", [n for n in SUPPORTED if not _double_backward(n)])
-def test_double_backward_is_refused_when_an_intermediate_is_cached(name):
-    function, args, _ = _op_inputs(name, seed=3)
-    with pytest.raises(RuntimeError, match="no double backward"):  # not a silently wrong second derivative
-        torch.autograd.gradgradcheck(function.apply, args)
+def second_derivatives(apply, args, dout, seed):
+    """The derivatives of <grad, v> for a random v, with respect to every differentiable
+    argument and dout: one row of the Hessian-vector products a double backward gives."""
+    dout = dout.clone().requires_grad_(True)
+    wrt = [a for a in args if a.requires_grad]
+    grads = torch.autograd.grad(apply(*args), wrt, dout, create_graph=True)
+    rng = np.random.default_rng(seed)
+    vs = [torch.tensor(rng.standard_normal(tuple(g.shape))) for g in grads]
+    total = sum((g * v).sum() for g, v in zip(grads, vs))
+    return torch.autograd.grad(total, [*wrt, dout], allow_unused=True)
+
+
+@pytest.mark.parametrize("name", SUPPORTED)
+@pytest.mark.parametrize("seed", [8, 9])
+def test_second_derivatives_agree_with_autograd_of_the_composed_forward(name, seed):
+    function, args, dout = _op_inputs(name, seed)
+    got = second_derivatives(function.apply, args, dout, seed)
+    want = second_derivatives(lambda *a: _composed(function, a), args, dout, seed)
+    for g, w, a in zip(got, want, [*(a for a in args if a.requires_grad), dout]):
+        g = torch.zeros_like(a) if g is None else g  # unused: zero (a linear layer's second derivative)
+        w = torch.zeros_like(a) if w is None else w
+        torch.testing.assert_close(g, w, rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("name", [n for n in SUPPORTED if _intermediate(n)])
+def test_the_common_backward_reads_the_saved_intermediates_and_saves_nothing_more(name, monkeypatch):
+    """Without create_graph the intermediates are not recomputed (no cost), and the forward
+    saves exactly the cache still (the arguments are held by weak reference only)."""
+    function, args, dout = _op_inputs(name, seed=3)
+
+    def refuse(*_):
+        raise AssertionError("recomputed without create_graph")
+
+    monkeypatch.setattr(function, "intermediates", staticmethod(refuse))
+    torch.autograd.grad(function.apply(*args), [a for a in args if a.requires_grad], dout)
+    assert saved_bytes(lambda: function.apply(*args)) == kept_bytes(name, seed=3)
+
+
+@pytest.mark.parametrize("name", ["layer_norm", "softmax_with_loss"])
+def test_a_double_backward_after_the_argument_is_freed_or_changed_says_which(name):
+    """Not a silently wrong second derivative: the argument the intermediates come from is named."""
+    function, args, dout = _op_inputs(name, seed=3)
+    x = args[0].detach().clone().requires_grad_(True)
+    h = x * 1.0  # an intermediate of the caller's, freed once the op's forward has run
+    out = function.apply(h, *args[1:])
+    del h
+    with pytest.raises(RuntimeError, match="from the argument 'x', which was freed or modified in place"):
+        torch.autograd.grad(out, x, dout, create_graph=True)
+    h = x * 1.0
+    out = function.apply(h, *args[1:])
+    with torch.no_grad():
+        h.add_(1.0)
+    with pytest.raises(RuntimeError, match="from the argument 'x', which was freed or modified in place"):
+        torch.autograd.grad(out, x, dout, create_graph=True)
 
 
 @pytest.mark.parametrize("name", SUPPORTED)
@@ -161,11 +211,12 @@ def test_refused_with_one_line(name):
     assert "\n" not in str(exc.value)
 
 
-def test_generated_source_imports_torch_and_math_only():
+def test_generated_source_imports_torch_math_and_weakref_only():
     for name in SUPPORTED:
         source = symbackprop.generate(bundled(name), backend="torch")
         imports = [line for line in source.splitlines() if line.startswith(("import ", "from "))]
-        assert imports == ["import math", "import torch"]
+        held = ["import weakref"] if _intermediate(name) else []  # the arguments, for a double backward
+        assert imports == ["import math", *held, "import torch"]
 
 
 def test_a_hostile_source_path_stays_inside_the_docstring(tmp_path):
