@@ -7,8 +7,8 @@ through array-api-compat's wrappers; ``array_api_strict``, and any array that ha
 ``__array_namespace__``, as themselves) and keeps it for ``backward``.  The spellings are the
 standard's: ``xp.atan2``, ``xp.pow``, ``xp.sum(a, axis=1, keepdims=True)``, ``a @ b``,
 ``a.T`` (matrices only), ``xp.take(xp.eye(K, ...), t, axis=0)`` for integer labels, and a
-boolean mask applied as ``xp.where(mask, g, 0.0)`` (the standard defines no promotion of a
-boolean array with a float one).  The stable forms stay: ``logaddexp``, ``log1p`` and
+boolean mask applied as ``g*xp.astype(mask, g.dtype)`` (``xp_masked``: the standard defines
+no promotion of a boolean array with a float one, and ``where`` is slower).  The stable forms stay: ``logaddexp``, ``log1p`` and
 ``expm1`` are in the standard, and the max-shifted softmax, log-softmax and logsumexp
 (not in it) are module-level helpers written in it (``xp_softmax(xp, a, axis)``).
 
@@ -49,7 +49,7 @@ STANDARD = frozenset({
 })
 
 #: Names the generated module gives its own meaning.
-RESERVED = frozenset({"xp", "array_api_compat", "xp_namespace", "xp_softmax", "xp_log_softmax", "xp_logsumexp"})
+RESERVED = frozenset({"xp", "array_api_compat", "xp_namespace", "xp_masked", "xp_softmax", "xp_log_softmax", "xp_logsumexp"})
 
 #: How ``forward`` finds its namespace: from the arrays among its arguments.
 NAMESPACE = '''def xp_namespace(*arguments):
@@ -60,6 +60,11 @@ NAMESPACE = '''def xp_namespace(*arguments):
 
 #: Module-level helpers in the standard's functions: the stable forms of the array atoms.
 HELPERS = {
+    "xp_masked": '''def xp_masked(xp, g, mask):
+    """g where mask holds, 0 elsewhere: g times the mask made g's dtype (where is slower)."""
+    if isinstance(g, (bool, int, float)):
+        return xp.where(mask, g, 0.0)
+    return g * xp.astype(mask, g.dtype)''',
     "xp_softmax": '''def xp_softmax(xp, a, axis):
     """exp(a) / sum(exp(a)), shifted by the maximum so that exp cannot overflow."""
     e = xp.exp(a - xp.max(a, axis=axis, keepdims=True))
@@ -102,7 +107,7 @@ class ArrayApiPrinter(NumpyLayerPrinter):
                                     and e.args[1] == (0, True))
 
     def _print_Mul(self, e):
-        """A product with boolean factors as ``xp.where(mask, rest, 0.0)``: the standard
+        """A product with boolean factors as ``xp_masked(xp, rest, mask)``: the standard
         promotes no boolean array with a float one (numpy's ``g*mask``)."""
         conditions = [f for f in e.args if self._indicator(f)]
         if not conditions:
@@ -110,7 +115,7 @@ class ArrayApiPrinter(NumpyLayerPrinter):
         rest = sympy.Mul(*[f for f in e.args if f not in conditions])
         masks = [self._print(f.args[0][1] if isinstance(f, sympy.Piecewise) else f) for f in conditions]
         cond = masks[0] if len(masks) == 1 else f"({' & '.join(masks)})"
-        return self._where(cond, self._print(rest), "0.0")
+        return f"xp_masked(xp, {self._print(rest)}, {cond})"
 
     def _print_Piecewise(self, e):
         if self._indicator(e):  # alone, not a factor: the 0/1 values themselves

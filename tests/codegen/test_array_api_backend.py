@@ -98,10 +98,16 @@ def test_integer_labels_on_strict_arrays_give_the_loss_of_their_one_hot_rows():
     np.testing.assert_allclose(float(by_rows), want, rtol=1e-14)
 
 
-def test_a_mask_is_applied_with_where_not_multiplied():
+def test_a_mask_is_made_the_gradients_dtype_before_it_multiplies():
     """The standard promotes no boolean array with a float one: ``g*mask`` is not array-API code."""
     source = symbackprop.generate(bundled("relu"), backend="array-api")
-    assert "dx = xp.where(self.mask, dout, 0.0)" in source
+    assert "dx = xp_masked(xp, dout, self.mask)" in source
+    masked = symbackprop.compile(bundled("relu"), backend="array-api").forward.__globals__["xp_masked"]
+    mask = xps.asarray([True, False, True])
+    for g, dtype in ((xps.asarray([1.5, 2.0, -3.0], dtype=xps.float32), xps.float32), (2.5, xps.float64)):
+        got = masked(xps, g, mask)
+        assert got.dtype == dtype  # the gradient's, as numpy's g*mask (a Python number: float64)
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(g) * np.asarray([1, 0, 1]))
 
 
 @pytest.mark.parametrize("name", sorted(REFUSED))
