@@ -61,9 +61,11 @@ NAMESPACE = '''def xp_namespace(*arguments):
 #: Module-level helpers in the standard's functions: the stable forms of the array atoms.
 HELPERS = {
     "xp_masked": '''def xp_masked(xp, g, mask):
-    """g where mask holds, 0 elsewhere: g times the mask made g's dtype (where is slower)."""
+    """g where mask holds, 0 elsewhere: g times the mask made g's dtype (where is slower);
+    a Python number times the mask made the library's default float (numpy's float64)."""
     if isinstance(g, (bool, int, float)):
-        return xp.where(mask, g, 0.0)
+        info = xp.__array_namespace_info__()
+        return g * xp.astype(mask, info.default_dtypes(device=array_api_compat.device(mask))["real floating"])
     return g * xp.astype(mask, g.dtype)''',
     "xp_softmax": '''def xp_softmax(xp, a, axis):
     """exp(a) / sum(exp(a)), shifted by the maximum so that exp cannot overflow."""
@@ -119,7 +121,7 @@ class ArrayApiPrinter(NumpyLayerPrinter):
 
     def _print_Piecewise(self, e):
         if self._indicator(e):  # alone, not a factor: the 0/1 values themselves
-            return self._where(self._print(e.args[0][1]), "1.0", "0.0")
+            return f"xp_masked(xp, 1.0, {self._print(e.args[0][1])})"
         return super()._print_Piecewise(e)
 
     def _print_LogSumExp(self, e):
