@@ -199,7 +199,7 @@ def cmd_check(args) -> int:
     from .cache import cached_check
 
     specs = _specs(args)
-    if args.backend in ("torch", "jax", "torch-op", "array-api") and not args.spec and not args.expr:  # not networks
+    if args.backend in ("torch", "jax", "torch-op") and not args.spec and not args.expr:  # every bundled one: not networks
         for spec in (s for s in specs if s.predict is not None):
             print(f"{shown(spec.name)}: not checked, the {args.backend} backend does not generate networks",
                   file=sys.stderr)

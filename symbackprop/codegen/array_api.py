@@ -12,9 +12,11 @@ no promotion of a boolean array with a float one, and ``where`` is slower).  The
 ``expm1`` are in the standard, and the max-shifted softmax, log-softmax and logsumexp
 (not in it) are module-level helpers written in it (``xp_softmax(xp, a, axis)``).
 
-A function the standard lacks (``cbrt``, ``heaviside``, ``exp2``, the ``scipy.special``
-family) is refused with a one-line message naming it; so are networks (``predict``
-declared), whose training helpers (``initialized``, ``numerical_gradient``) are numpy code.
+A function the standard lacks (``cbrt``, ``heaviside``, the ``scipy.special`` family) is
+refused with a one-line message naming it.  A network (``predict`` declared) gets the
+book's methods on its parameters' namespace (``predict``, ``accuracy``, ``gradient``,
+``numerical_gradient``, which writes into the parameters: not for jax's immutable arrays);
+``initialized`` draws numpy arrays.
 
 Why a backend of its own and not the default numpy class: the default stays numpy's own
 (``numpy`` its only import, the readable class of the README, the speed bars of
@@ -159,6 +161,47 @@ def onehot_labels(spec) -> list[str]:
     return lines
 
 
+#: Spellings of the numpy network methods (``scaffold.network_methods``) that differ here.
+_NETWORK = {"guess = np.argmax(self.predict(": "guess = xp.argmax(self.predict(",
+            "grad = np.zeros_like(value)": "grad = xp.zeros_like(value)",
+            "saved = value[index]": "saved = xp.asarray(value[index], copy=True)"}  # torch: an element is a view
+
+
+def network_methods(derivation: Derivation) -> list[str]:
+    """The book's network interface (``predict``, ``accuracy``, ``gradient``,
+    ``numerical_gradient``) on the namespace of the parameters; ``initialized`` still
+    draws numpy arrays (a network of another library's arrays is built from its own)."""
+    lines = scaffold.network_methods(derivation, ArrayApiPrinter)
+    spec = derivation.spec
+    labels = spec.constants[0].name
+    inputs = [s.name for s in spec.inputs]
+    out, applied = [], set()
+    for line in lines:
+        stripped = line.strip()
+        indent = line[:len(line) - len(line.lstrip())]
+        if stripped.startswith(("def predict(self", "def accuracy(self")):
+            out += [line, f"{indent}{INDENT}xp = xp_namespace({', '.join(inputs)}, *self.params.values())"]
+            applied.add("def")
+            continue
+        if stripped.startswith("grads = {}"):  # numerical_gradient: the namespace of the parameters
+            out.append(f"{indent}xp = xp_namespace(*self.params.values())")
+        if stripped.startswith(f"{labels} = {labels} if np.ndim({labels}) == 1 else np.argmax("):
+            line = f"{indent}{labels} = {labels} if {labels}.ndim == 1 else xp.argmax({labels}, axis=1)"
+            applied.add("labels")
+        elif stripped.startswith("return float(np.mean(guess == "):
+            line = f"{indent}return float(xp.count_nonzero(guess == {labels})) / guess.shape[0]"
+            applied.add("mean")
+        for old, new in _NETWORK.items():
+            if old in line:
+                line = line.replace(old, new)
+                applied.add(old)
+        out.append(line)
+    missing = {"def", "labels", "mean", *_NETWORK} - applied
+    if missing:  # the numpy methods changed: this translation must follow
+        raise GenerationError(f"array-api network methods: no line for {sorted(missing)}")
+    return out
+
+
 def module(derivation: Derivation, name: str | None = None) -> str:
     """The source of a module defining the layer class, its arrays of any array-API library.
 
@@ -169,9 +212,6 @@ def module(derivation: Derivation, name: str | None = None) -> str:
         Class name; default from the declaration's name.
     """
     spec = derivation.spec
-    if spec.predict is not None:
-        raise GenerationError("the array-api backend does not generate networks (predict declared) yet: "
-                              "use --backend numpy, or declare the layers one by one")
     for used in scaffold.names_of(derivation):
         if used in RESERVED:
             raise GenerationError(f"'{used}' cannot appear in array-api code (it names the namespace or a helper "
@@ -188,8 +228,13 @@ def module(derivation: Derivation, name: str | None = None) -> str:
     definitions += [line for helper, source in HELPERS.items() if re.search(rf"\b{helper}\(", text)
                     for line in ["", "", *source.splitlines()]]
     imports = ["import array_api_compat", "import numpy as np"]
+    network = network_methods(derivation) if spec.predict is not None else None
+    text = "\n".join([text, *(network or [])])
+    definitions = ["", "", *NAMESPACE.splitlines()]
+    definitions += [line for helper, source in HELPERS.items() if re.search(rf"\b{helper}\(", text)
+                    for line in ["", "", *source.splitlines()]]
     parts = scaffold.Parts(imports=imports, definitions=definitions, state=["self.xp = None"], forward=forward,
-                           backward=backward, methods=[], helpers=False)
+                           backward=backward, methods=[], helpers=False, network=network)
     return scaffold.module(derivation, name, parts)
 
 
