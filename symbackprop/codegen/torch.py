@@ -285,7 +285,8 @@ def held_arguments(the_op: frameworks.Op, owner: str) -> tuple[list[str], list[s
     version counters, and given back, or an error naming the one freed or modified in
     place since the forward."""
     names = ", ".join(f'"{a}"' for a in the_op.arguments)
-    weakly = ["return [(weakref.ref(a), a._version) if isinstance(a, torch.Tensor) else (a, None) for a in arguments]"]
+    weakly = ["return [(weakref.ref(a), a._version) if isinstance(a, torch.Tensor) and not a.is_inference()",
+              f"{INDENT}else (a, None) for a in arguments]  # a number, or an inference tensor (no version): itself"]
     message = (f"{owner}: a double backward recomputes the cached intermediates from the argument "
                "'{name}', which was freed or modified in place since the forward: keep it unchanged until then")
     back = ["found = []",

@@ -102,6 +102,19 @@ def test_the_common_backward_reads_the_saved_intermediates_and_saves_nothing_mor
     assert saved_bytes(lambda: function.apply(*args)) == kept_bytes(name, seed=3)
 
 
+@pytest.mark.parametrize("name", [n for n in SUPPORTED if _intermediate(n)])
+def test_the_module_runs_under_inference_mode_and_no_grad(name):
+    """Inference tensors have no version counter: the arguments held for a double backward
+    must not ask for one."""
+    params, xs, constants, _ = _problem(name, seed=10)
+    module = _module(name)(*[torch.tensor(p) for p in params])
+    want = module(*_tensors(xs, False), *_tensors(constants, False)).detach()
+    for mode in (torch.inference_mode, torch.no_grad):
+        with mode():
+            got = module(*_tensors(xs, False), *_tensors(constants, False))
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("name", ["layer_norm", "softmax_with_loss"])
 def test_a_double_backward_after_the_argument_is_freed_or_changed_says_which(name):
     """Not a silently wrong second derivative: the argument the intermediates come from is named."""
