@@ -35,6 +35,7 @@ import functools
 
 import sympy
 
+from .. import ops
 from ..derivation.model import Derivation
 from ..errors import GenerationError
 from ..lang.functions import SPECIAL
@@ -100,6 +101,57 @@ def _fused_product(e: sympy.Mul) -> tuple[str, sympy.Expr, sympy.Symbol] | None:
     return None
 
 
+# -- shapes: fewer passes over the large arrays of array layers ---------------------------------
+Shapes = dict  # a name -> its symbolic shape (() for sizes and numbers)
+
+
+def shape_of(expr: sympy.Basic, shapes: Shapes) -> tuple | None:
+    """The shape of ``expr`` from the shapes of its names; None where a name's shape is
+    unknown (a common subexpression's ``e0``) or the expression is boolean (a mask)."""
+    if shapes is None or expr.atoms(sympy.Piecewise, sympy.core.relational.Relational):
+        return None
+    names = expr.free_symbols
+    if any(s.name not in shapes for s in names):
+        return None
+    try:
+        return tuple(ops.shape_of(expr, {s: shapes[s.name] for s in names}))
+    except Exception:  # noqa: BLE001 - a shape rule that does not apply: leave the expression as it is
+        return None
+
+
+def smaller(shape: tuple, full: tuple) -> bool:
+    """Whether ``shape`` broadcasts to ``full`` with fewer elements (``(N, 1)`` in ``(N, D)``)."""
+    if len(shape) > len(full):
+        return False
+    offset = len(full) - len(shape)
+    if any(s != full[offset + k] and s != 1 for k, s in enumerate(shape)):
+        return False
+    return len(shape) < len(full) or any(s == 1 and f != 1 for s, f in zip(shape, full[offset:]))
+
+
+def constant_along(shape: tuple, full: tuple, axes: tuple[int, ...]) -> bool:
+    """Whether an operand of ``shape``, broadcast to ``full``, is constant along ``axes``."""
+    offset = len(full) - len(shape)
+    return all(a < offset or shape[a - offset] == 1 for a in axes)
+
+
+def layer_shapes(derivation: Derivation) -> Shapes | None:
+    """Shapes of every name of an array layer's forward and backward (None for an
+    elementwise layer: all its arrays have one shape)."""
+    spec = derivation.spec
+    if not spec.is_array:
+        return None
+    shapes = {s.name: tuple(sh) for s, sh in spec.shapes.items()}
+    shapes.update({d.name: () for d in spec.dims})
+    shapes["dout"] = shapes[spec.output.name]
+    pairs = [*((c.symbol, c.expr) for c in (*derivation.cache, *derivation.recompute)), *derivation.steps]
+    for symbol, expr in pairs:
+        found = shape_of(expr, shapes)
+        if found is not None and symbol.name not in shapes:
+            shapes[symbol.name] = found
+    return shapes
+
+
 class TorchPrinter(NumpyLayerPrinter):
     """Prints expressions of a derivation as torch operations (``torch.exp``, ``dim=``);
     the logistic function as ``torch.sigmoid``, and the products of the sigmoid's and
@@ -116,9 +168,46 @@ class TorchPrinter(NumpyLayerPrinter):
 
     constants = "math"
 
-    def __init__(self, names=None, masks=(), in_place: bool = False):
+    def __init__(self, names=None, masks=(), in_place: bool = False, shapes: Shapes | None = None):
         super().__init__(names, masks)
         self.in_place = in_place
+        self.shapes = shapes
+
+    def _pull_out_of_sums(self, expr):
+        """``sum(s*a, axis=1, keepdims=True)`` as ``s*sum(a, ...)`` where ``s`` is constant
+        along the summed axes and keeps its place in the result's shape (LayerNorm's
+        ``(N, 1)`` factors with ``keepdims``, batch normalization's ``(D,)`` ones summed over
+        axis 0): one pass over the large array fewer for each factor pulled out."""
+        def pull(e):
+            if not isinstance(e.args[0], sympy.Mul):
+                return e
+            full = shape_of(e.args[0], self.shapes)
+            if full is None:
+                return e
+            axes = tuple(int(a) % len(full) for a in e.args[1]) if len(e.args[1]) else tuple(range(len(full)))
+            outside = [f for f in e.args[0].args if (sh := shape_of(f, self.shapes)) is not None
+                       and (sh == () or constant_along(sh, full, axes) and (
+                           e.keepdims or all(a < len(full) - len(sh) for a in axes)))]  # (D,) out of sum(axis=0)
+            inside = [f for f in e.args[0].args if f not in outside]
+            if not outside or not inside:
+                return e
+            return sympy.Mul(*outside) * ops.ReduceSum(sympy.Mul(*inside), e.args[1], e.args[2])
+
+        return expr.replace(lambda e: isinstance(e, ops.ReduceSum), pull)
+
+    def _grouped(self, e) -> str | None:
+        """A product whose factors include two or more smaller than the result (numbers,
+        sizes, ``(N, 1)`` arrays in an ``(N, D)`` product) with those multiplied first:
+        ``xn*(2*dvar*std/D)``, one pass over ``xn`` where there were three."""
+        full = shape_of(e, self.shapes)
+        if full is None:
+            return None
+        small = [f for f in e.args if (sh := shape_of(f, self.shapes)) is not None and smaller(sh, full)]
+        large = [f for f in e.args if f not in small]
+        if len(small) < 2 or not large:
+            return None
+        prec = sympy.printing.precedence.PRECEDENCE["Mul"]
+        return f"{self.parenthesize(sympy.Mul(*large), prec)}*({self._print(sympy.Mul(*small))})"
 
     def _temporary(self, e) -> bool:
         """Whether ``e`` prints as a float tensor of its own that autograd does not keep: a sum,
@@ -140,12 +229,13 @@ class TorchPrinter(NumpyLayerPrinter):
     def _print_Mul(self, e):
         fused = _fused_product(e)
         if fused is None or self._is_mask(fused[1]):
-            return self._in_place_product(e) or super()._print_Mul(e)
+            return self._in_place_product(e) or (self.shapes and self._grouped(e)) or super()._print_Mul(e)
         kernel, grad, v = fused
         return f"torch.ops.aten.{kernel}({self._print(grad)}, {self._print(v)})"
 
     def doprint(self, expr, assign_to=None):  # noqa: D102 - see the class docstring
-        return super().doprint(_logistic_powers(stable(expr)), assign_to)
+        expr = _logistic_powers(stable(expr))
+        return super().doprint(self._pull_out_of_sums(expr) if self.shapes else expr, assign_to)
 
     def _print_Logistic(self, e):
         return f"torch.sigmoid({self._print(e.args[0])})"
@@ -231,7 +321,8 @@ def op(derivation: Derivation) -> frameworks.Op:
     frameworks.check_names(derivation, RESERVED, "torch")
     spec = derivation.spec
     in_place = not spec.is_array and len(spec.inputs) == 1 and not spec.params and not spec.constants
-    return frameworks.build(derivation, functools.partial(TorchPrinter, in_place=in_place), EYE, "torch.zeros_like")
+    printer = functools.partial(TorchPrinter, in_place=in_place, shapes=layer_shapes(derivation))
+    return frameworks.build(derivation, printer, EYE, "torch.zeros_like")
 
 
 def module(derivation: Derivation, name: str | None = None) -> str:
