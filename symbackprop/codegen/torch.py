@@ -164,6 +164,13 @@ class TorchPrinter(NumpyLayerPrinter):
     derivation (``y``, ``t``) are never written to, nor the result of a function
     (``torch.tanh(u)``): autograd keeps it for a double backward, which a ``mul_`` on it
     would make raise.
+
+    With ``shapes`` (an array layer's, :func:`layer_shapes`) every product and sum over its
+    large arrays makes fewer passes: a factor constant along a sum's axes moves out of it
+    (:math:`\sum_j s_i a_{ij} = s_i \sum_j a_{ij}`), a product's smaller factors (numbers,
+    sizes, ``(N, 1)`` arrays) are multiplied together first, and ``rest + a*b`` of tensors is
+    ``torch.addcmul(rest, a, b)``.  LayerNorm's forward + backward went from 4.0-4.5x
+    ``F.layer_norm``'s time to about 3x (``benchmarks/RESULTS.md``).
     """
 
     constants = "math"
@@ -216,7 +223,31 @@ class TorchPrinter(NumpyLayerPrinter):
         return (isinstance(e, (sympy.Add, sympy.Mul)) or isinstance(e, sympy.Pow) and e.exp.is_Integer) \
             and bool(e.free_symbols)
 
+    def _multiply_add(self, e) -> str | None:
+        """``rest + a*b`` of tensors as ``torch.addcmul(rest, a, b)``: one pass where the
+        product's temporary made two (LayerNorm's ``gamma*xn + beta``); None where a term
+        is a number or a shape is unknown."""
+        if shape_of(e, self.shapes) is None:
+            return None
+        for term in e.args:
+            negative = term.could_extract_minus_sign()
+            product = -term if negative else term
+            if not isinstance(product, sympy.Mul):
+                continue
+            factors = sorted(product.args, key=lambda f: -len(shape_of(f, self.shapes) or ()))
+            a, b = factors[0], sympy.Mul(*factors[1:])
+            rest = e - term
+            if not all(shape_of(v, self.shapes) not in (None, ()) for v in (a, b, rest)):
+                continue
+            value = ", value=-1" if negative else ""
+            return f"torch.addcmul({self._print(rest)}, {self._print(a)}, {self._print(b)}{value})"
+        return None
+
     def _print_Add(self, e, order=None):
+        if self.shapes and not self.in_place:
+            fused = self._multiply_add(e)
+            if fused is not None:
+                return fused
         terms = list(e.args)
         first = next((t for t in terms if self._temporary(t) and not t.could_extract_minus_sign()), None)
         if not self.in_place or first is None:

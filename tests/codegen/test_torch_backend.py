@@ -288,3 +288,39 @@ def test_the_command_line_generates_and_checks_the_torch_op(capsys):
     assert "class SigmoidFunction(torch.autograd.Function):" in capsys.readouterr().out
     assert main(["check", "relu", "--backend", "torch", "--examples", "3"]) == 0
     assert "1 of 1 declarations checked OK" in capsys.readouterr().out
+
+
+def test_array_layers_pass_over_their_large_arrays_fewer_times():
+    """(N, 1) factors out of LayerNorm's sums, smaller factors multiplied first, a product
+    added in one pass (``torch.addcmul``); the values are checked by the tests above."""
+    layer_norm = symbackprop.generate(bundled("layer_norm"), backend="torch")
+    assert "torch.sum(dxn*xn, dim=1, keepdim=True)" in layer_norm
+    assert "out = torch.addcmul(beta, xn, gamma)" in layer_norm
+    assert "xn*((dvar*std)*(2/D))" in layer_norm
+    assert "torch.sum(dxn*xn, dim=0)" in symbackprop.generate(bundled("batch_norm"), backend="torch")
+
+
+@pytest.mark.parametrize("keepdims", [True, False])
+@pytest.mark.parametrize("axis", [0, 1])
+def test_a_factor_leaves_a_sum_only_where_it_is_constant_along_it_and_keeps_its_place(axis, keepdims):
+    """Each of a scalar, an (N, 1), a (1, D)-like (D,) and an (N, D) factor of a sum, printed
+    with the shapes and evaluated, equals the sum computed without the rewrite."""
+    import sympy
+
+    from symbackprop import ops
+    from symbackprop.codegen.torch import TorchPrinter
+
+    n, d = sympy.symbols("N D", positive=True, integer=True)
+    c, s, r, a, b = (ops.ArrayVar(name, real=True) for name in "csrab")
+    shapes = {"N": (), "D": (), "c": (), "s": (n, 1), "r": (d,), "a": (n, d), "b": (n, d)}
+    printer = TorchPrinter(shapes=shapes)
+    rng = np.random.default_rng(axis)
+    values = {"c": torch.tensor(1.7, dtype=torch.float64), "s": torch.tensor(rng.standard_normal((3, 1))),
+              "r": torch.tensor(rng.standard_normal(4)), "a": torch.tensor(rng.standard_normal((3, 4))),
+              "b": torch.tensor(rng.standard_normal((3, 4))), "N": 3, "D": 4}
+    expr = ops.ReduceSum(c * s * r * a * b, sympy.Tuple(axis), keepdims)
+    text = printer.doprint(expr)
+    got = eval(compile(text, "<printed>", "eval"), {"torch": torch}, values)  # noqa: S307 - our own printed text
+    want = torch.sum(values["c"] * values["s"] * values["r"] * values["a"] * values["b"], dim=axis, keepdim=keepdims)
+    torch.testing.assert_close(got, want, rtol=1e-14, atol=1e-14)
+    assert text.count("torch.sum(") == 1
