@@ -79,6 +79,39 @@ def _logistic_powers(expr: sympy.Basic) -> sympy.Basic:
     return expr.replace(is_one, rewrite)
 
 
+class SiluBackward(sympy.Function):
+    """:math:`g\\,\\sigma(u)\\,(1 + u(1 - \\sigma(u)))`, the derivative of :math:`u\\,\\sigma(u)`
+    times ``g``, printed as torch's one-pass kernel ``silu_backward(g, u)`` where the derived
+    formula is six passes over memory; that kernel has no derivative, so under
+    ``create_graph=True`` the formula is printed too."""
+
+
+def _is_logistic(e: sympy.Basic) -> bool:
+    """``1/(1 + exp(-u))``, as the derivation writes a recomputed logistic."""
+    return (isinstance(e, sympy.Pow) and e.exp == -1 and isinstance(e.base, sympy.Add) and len(e.base.args) == 2
+            and sympy.S.One in e.base.args and any(isinstance(a, sympy.exp) for a in e.base.args))
+
+
+def silu_kernels(pairs: list[tuple[sympy.Symbol, sympy.Expr]]) -> list[tuple[sympy.Symbol, sympy.Expr]]:
+    """Backward statements equal to ``g*sigma(u)*(1 + u*(1 - sigma(u)))`` (swish's, SiLU's)
+    as :class:`SiluBackward` ``(g, u)``, proved by cancelling the formula out (``g`` left
+    without ``exp``); a recomputed logistic no statement reads any more is dropped."""
+    definitions = {s: e for s, e in pairs if _is_logistic(e)}
+    out = []
+    for symbol, expr in pairs:
+        inlined = expr.xreplace(definitions) if definitions else expr
+        for logistic in (e for e in inlined.atoms(sympy.Pow) if _is_logistic(e)):
+            (power,) = [a for a in logistic.base.args if isinstance(a, sympy.exp)]
+            u = -power.args[0]
+            g = sympy.cancel(sympy.expand(inlined / (logistic * (1 + u * (1 - logistic)))))
+            if not g.has(sympy.exp) and g != 0:  # the whole formula, not a quotient still holding a logistic
+                expr = SiluBackward(g, u)
+                break
+        out.append((symbol, expr))
+    read = set().union(*(e.free_symbols for _, e in out)) if out else set()
+    return [(s, e) for s, e in out if s not in definitions or s in read]
+
+
 def _fused_product(e: sympy.Mul) -> tuple[str, sympy.Expr, sympy.Symbol] | None:
     """``g*v*(1 - v)`` as ``("sigmoid_backward", g, v)``, ``g*(1 - v**2)`` as
     ``("tanh_backward", g, v)``: torch's one-pass kernels of exactly these products (any
@@ -167,7 +200,7 @@ class TorchPrinter(NumpyLayerPrinter):
 
     With ``shapes`` (an array layer's, :func:`layer_shapes`) every product and sum over its
     large arrays makes fewer passes: a factor constant along a sum's axes moves out of it
-    (:math:`\sum_j s_i a_{ij} = s_i \sum_j a_{ij}`), a product's smaller factors (numbers,
+    (:math:`\\sum_j s_i a_{ij} = s_i \\sum_j a_{ij}`), a product's smaller factors (numbers,
     sizes, ``(N, 1)`` arrays) are multiplied together first, and ``rest + a*b`` of tensors is
     ``torch.addcmul(rest, a, b)``.  LayerNorm's forward + backward went from 4.0-4.5x
     ``F.layer_norm``'s time to about 3x (``benchmarks/RESULTS.md``).
@@ -258,6 +291,9 @@ class TorchPrinter(NumpyLayerPrinter):
         return text
 
     def _print_Mul(self, e):
+        if len(e.args) == 2 and any(isinstance(f, Logistic) and f.args[0] == e.args[1 - k] for k, f in enumerate(e.args)):
+            (u,) = [f.args[0] for f in e.args if isinstance(f, Logistic)]
+            return f"torch.nn.functional.silu({self._print(u)})"  # u*sigmoid(u): one pass, not two
         fused = _fused_product(e)
         if fused is None or self._is_mask(fused[1]):
             return self._in_place_product(e) or (self.shapes and self._grouped(e)) or super()._print_Mul(e)
@@ -270,6 +306,13 @@ class TorchPrinter(NumpyLayerPrinter):
 
     def _print_Logistic(self, e):
         return f"torch.sigmoid({self._print(e.args[0])})"
+
+    def _print_SiluBackward(self, e):
+        """torch's kernel, which has no derivative: under ``create_graph=True`` the formula itself."""
+        g, u = e.args
+        formula = self._print(g * Logistic(u) * (1 + u * (1 - Logistic(u))))
+        return (f"(torch.ops.aten.silu_backward({self._print(g)}, {self._print(u)}) if not torch.is_grad_enabled() "
+                f"else {formula})")
 
     def _np(self, name: str) -> str:
         spelled = TORCH_SPELLING.get(name, name)
@@ -353,7 +396,7 @@ def op(derivation: Derivation) -> frameworks.Op:
     spec = derivation.spec
     in_place = not spec.is_array and len(spec.inputs) == 1 and not spec.params and not spec.constants
     printer = functools.partial(TorchPrinter, in_place=in_place, shapes=layer_shapes(derivation))
-    return frameworks.build(derivation, printer, EYE, "torch.zeros_like")
+    return frameworks.build(derivation, printer, EYE, "torch.zeros_like", kernels=silu_kernels)
 
 
 def module(derivation: Derivation, name: str | None = None) -> str:

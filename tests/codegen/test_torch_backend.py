@@ -324,3 +324,13 @@ def test_a_factor_leaves_a_sum_only_where_it_is_constant_along_it_and_keeps_its_
     want = torch.sum(values["c"] * values["s"] * values["r"] * values["a"] * values["b"], dim=axis, keepdim=keepdims)
     torch.testing.assert_close(got, want, rtol=1e-14, atol=1e-14)
     assert text.count("torch.sum(") == 1
+
+
+def test_swish_runs_torchs_silu_kernels_and_its_formula_under_create_graph():
+    """u*sigmoid(u) as F.silu, its derived backward as silu_backward (proved equal by
+    cancelling); that kernel has no derivative, so a double backward takes the formula
+    (the gradgradcheck above passes on swish)."""
+    source = symbackprop.generate(bundled("swish"), backend="torch")
+    assert "y = torch.nn.functional.silu(x)" in source
+    assert "torch.ops.aten.silu_backward(dout, x) if not torch.is_grad_enabled() else" in source
+    assert "t = torch.sigmoid(x)" not in source  # the recomputed logistic is read no more
