@@ -97,12 +97,13 @@ def check_names(derivation: Derivation, reserved: frozenset[str], backend: str) 
 
 
 def build(derivation: Derivation, printer: Printer, eye: str, zeros: str,
-          kernels: Callable[[list], list] | None = None) -> Op:
+          kernels: Callable[..., list] | None = None) -> Op:
     """The op of ``derivation`` with statements printed by ``printer({symbol: name})``.
 
-    ``kernels``, when given, rewrites the backward's ``(name, expression)`` pairs into the
-    framework's fused kernels of the same formulas (torch's ``silu_backward``), dropping
-    helpers no longer read.
+    ``kernels``, when given, rewrites the ``(name, expression)`` pairs of the forward
+    (``kernels(pairs)``) and of the backward (``kernels(pairs, recomputed helpers)``) into
+    the framework's fused kernels of the same formulas (torch's ``silu_backward``), dropping
+    the helpers no longer read.
 
     ``eye`` is the framework's identity matrix of ``{like}``'s dtype (and device), a template
     with ``{size}`` and ``{like}``: its rows turn integer labels into one-hot rows;
@@ -110,6 +111,7 @@ def build(derivation: Derivation, printer: Printer, eye: str, zeros: str,
     """
     spec = derivation.spec
     pairs = scaffold.forward_pairs(derivation)
+    pairs = kernels(pairs) if kernels is not None else pairs
     dims = scaffold.forward_dims(derivation, pairs)
     reserved = {s.name for s, _ in pairs} | {s.name for s in (*spec.inputs, *spec.constants, *spec.dims)}
     statements = scaffold.statements(pairs, printer({}), reserved)
@@ -138,12 +140,12 @@ def _onehot_lines(spec, eye: str) -> list[str]:
 
 
 def _backward(derivation: Derivation, printer: Printer, zeros: str,
-              kernels: Callable[[list], list] | None = None) -> tuple[list[str], set[str]]:
+              kernels: Callable[..., list] | None = None) -> tuple[list[str], set[str]]:
     """The backward's statements (recomputed helpers, then node by node), and the names they read."""
     spec = derivation.spec
     pairs = [(c.symbol, c.expr) for c in derivation.recompute] + list(derivation.steps)
     if kernels is not None:
-        pairs = kernels(pairs)
+        pairs = kernels(pairs, {c.symbol for c in derivation.recompute})
     reserved = set(scaffold.names_of(derivation)) | {s.name for s, _ in pairs} | {DOUT.name}
     lines = scaffold.statements(pairs, printer({}), reserved)
     handed_out = {f"d{name}" for name in (*spec.input_names, *(p.name for p in spec.params))}

@@ -92,10 +92,60 @@ def _is_logistic(e: sympy.Basic) -> bool:
             and sympy.S.One in e.base.args and any(isinstance(a, sympy.exp) for a in e.base.args))
 
 
+class GeluTanh(sympy.Function):
+    """:math:`u(1 + \\tanh(\\sqrt{2/\\pi}(u + 0.044715u^3)))/2`, GELU's tanh form, printed as
+    ``F.gelu(u, approximate="tanh")`` (its constants are exactly these)."""
+
+
+class GeluTanhBackward(sympy.Function):
+    """``g`` times the derivative of :class:`GeluTanh` at ``u``, printed as torch's kernel
+    ``gelu_backward(g, u, approximate="tanh")`` (differentiable twice)."""
+
+
+def _gelu_tanh(u: sympy.Expr) -> sympy.Expr:
+    return u * (1 + sympy.tanh(sympy.sqrt(2 / sympy.pi) * (u + sympy.Rational(44715, 10**6) * u**3))) / 2
+
+
+def gelu_kernels(pairs: list[tuple[sympy.Symbol, sympy.Expr]]) -> list[tuple[sympy.Symbol, sympy.Expr]]:
+    """Statements equal to GELU's tanh form of a name (``expand`` of the difference is 0)
+    as :class:`GeluTanh`, and statements equal to ``g`` times its derivative (``g`` left
+    without ``tanh`` by cancelling, recomputed helpers inlined first) as
+    :class:`GeluTanhBackward`; helpers no statement reads any more are dropped."""
+    definitions = {s: e for s, e in pairs}
+    out = []
+    for symbol, expr in pairs:
+        if expr.has(sympy.tanh):
+            inlined = expr.xreplace({s: e for s, e in definitions.items() if s != symbol})
+            for u in sorted(inlined.free_symbols, key=str):
+                if sympy.expand(inlined - _gelu_tanh(u)) == 0:
+                    expr = GeluTanh(u)
+                    break
+                g = sympy.cancel(sympy.expand(inlined / sympy.diff(_gelu_tanh(u), u)))
+                if not g.has(sympy.tanh) and g != 0:
+                    expr = GeluTanhBackward(g, u)
+                    break
+        out.append((symbol, expr))
+    return out
+
+
+def drop_unread(pairs: list[tuple[sympy.Symbol, sympy.Expr]], helpers: set) -> list[tuple[sympy.Symbol, sympy.Expr]]:
+    """The pairs without those ``helpers`` that no statement reads any more."""
+    read = set().union(*(e.free_symbols for _, e in pairs)) if pairs else set()
+    return [(s, e) for s, e in pairs if s not in helpers or s in read]
+
+
+def kernels(pairs: list[tuple[sympy.Symbol, sympy.Expr]], helpers: set | None = None) -> list:
+    """The statements as torch's fused kernels of the same formulas (SiLU's, GELU's tanh
+    form); ``helpers``, the backward's recomputed values, are dropped where no statement
+    reads them any more (None: the forward, every statement kept)."""
+    out = gelu_kernels(silu_kernels(pairs))
+    return out if helpers is None else drop_unread(out, helpers)
+
+
 def silu_kernels(pairs: list[tuple[sympy.Symbol, sympy.Expr]]) -> list[tuple[sympy.Symbol, sympy.Expr]]:
     """Backward statements equal to ``g*sigma(u)*(1 + u*(1 - sigma(u)))`` (swish's, SiLU's)
     as :class:`SiluBackward` ``(g, u)``, proved by cancelling the formula out (``g`` left
-    without ``exp``); a recomputed logistic no statement reads any more is dropped."""
+    without ``exp``)."""
     definitions = {s: e for s, e in pairs if _is_logistic(e)}
     out = []
     for symbol, expr in pairs:
@@ -108,8 +158,7 @@ def silu_kernels(pairs: list[tuple[sympy.Symbol, sympy.Expr]]) -> list[tuple[sym
                 expr = SiluBackward(g, u)
                 break
         out.append((symbol, expr))
-    read = set().union(*(e.free_symbols for _, e in out)) if out else set()
-    return [(s, e) for s, e in out if s not in definitions or s in read]
+    return out
 
 
 def _fused_product(e: sympy.Mul) -> tuple[str, sympy.Expr, sympy.Symbol] | None:
@@ -307,6 +356,12 @@ class TorchPrinter(NumpyLayerPrinter):
     def _print_Logistic(self, e):
         return f"torch.sigmoid({self._print(e.args[0])})"
 
+    def _print_GeluTanh(self, e):
+        return f'torch.nn.functional.gelu({self._print(e.args[0])}, approximate="tanh")'
+
+    def _print_GeluTanhBackward(self, e):
+        return f'torch.ops.aten.gelu_backward({self._print(e.args[0])}, {self._print(e.args[1])}, approximate="tanh")'
+
     def _print_SiluBackward(self, e):
         """torch's kernel, which has no derivative: under ``create_graph=True`` the formula itself."""
         g, u = e.args
@@ -396,7 +451,7 @@ def op(derivation: Derivation) -> frameworks.Op:
     spec = derivation.spec
     in_place = not spec.is_array and len(spec.inputs) == 1 and not spec.params and not spec.constants
     printer = functools.partial(TorchPrinter, in_place=in_place, shapes=layer_shapes(derivation))
-    return frameworks.build(derivation, printer, EYE, "torch.zeros_like", kernels=silu_kernels)
+    return frameworks.build(derivation, printer, EYE, "torch.zeros_like", kernels=kernels)
 
 
 def module(derivation: Derivation, name: str | None = None) -> str:

@@ -334,3 +334,24 @@ def test_swish_runs_torchs_silu_kernels_and_its_formula_under_create_graph():
     assert "y = torch.nn.functional.silu(x)" in source
     assert "torch.ops.aten.silu_backward(dout, x) if not torch.is_grad_enabled() else" in source
     assert "t = torch.sigmoid(x)" not in source  # the recomputed logistic is read no more
+
+
+def test_gelu_runs_torchs_gelu_kernels():
+    """GELU's tanh form (its constants exactly sqrt(2/pi) and 0.044715) as
+    F.gelu(approximate="tanh"), its derived backward as gelu_backward (differentiable twice:
+    the gradgradcheck above passes on gelu); the recomputed t3 is read no more."""
+    source = symbackprop.generate(bundled("gelu"), backend="torch")
+    assert 'y = torch.nn.functional.gelu(x, approximate="tanh")' in source
+    assert 'dx = torch.ops.aten.gelu_backward(dout, x, approximate="tanh")' in source
+    assert "        t3 = " not in source  # (the docstring still shows the derivation's t3)
+
+
+def test_a_formula_near_a_kernels_is_not_taken_for_it():
+    """GELU with another constant (0.0447) keeps its derived statements."""
+    import sympy
+
+    x = sympy.Symbol("x", real=True)
+    spec = symbackprop.layer(0.5 * x * (1 + sympy.tanh(sympy.sqrt(2 / sympy.pi) * (x + sympy.Rational(447, 10**4) * x**3))),
+                             name="NearGelu")
+    source = spec.generate(backend="torch")
+    assert "functional.gelu" not in source and "gelu_backward" not in source
