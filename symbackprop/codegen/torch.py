@@ -102,6 +102,12 @@ class GeluTanhBackward(sympy.Function):
     ``gelu_backward(g, u, approximate="tanh")`` (differentiable twice)."""
 
 
+def _small(expr: sympy.Expr) -> bool:
+    """Whether a statement is worth a symbolic match: elementwise and of a few dozen operations
+    (``expand`` and ``cancel`` of a large one could take long, and no kernel is that large)."""
+    return not expr.atoms(ops.ArrayOp) and sympy.count_ops(expr) <= 80
+
+
 def _gelu_tanh(u: sympy.Expr) -> sympy.Expr:
     return u * (1 + sympy.tanh(sympy.sqrt(2 / sympy.pi) * (u + sympy.Rational(44715, 10**6) * u**3))) / 2
 
@@ -114,8 +120,8 @@ def gelu_kernels(pairs: list[tuple[sympy.Symbol, sympy.Expr]]) -> list[tuple[sym
     definitions = {s: e for s, e in pairs}
     out = []
     for symbol, expr in pairs:
-        if expr.has(sympy.tanh):
-            inlined = expr.xreplace({s: e for s, e in definitions.items() if s != symbol})
+        inlined = expr.xreplace({s: e for s, e in definitions.items() if s != symbol}) if expr.has(sympy.tanh) else expr
+        if expr.has(sympy.tanh) and _small(inlined):
             for u in sorted(inlined.free_symbols, key=str):
                 if sympy.expand(inlined - _gelu_tanh(u)) == 0:
                     expr = GeluTanh(u)
@@ -150,7 +156,7 @@ def silu_kernels(pairs: list[tuple[sympy.Symbol, sympy.Expr]]) -> list[tuple[sym
     out = []
     for symbol, expr in pairs:
         inlined = expr.xreplace(definitions) if definitions else expr
-        for logistic in (e for e in inlined.atoms(sympy.Pow) if _is_logistic(e)):
+        for logistic in (e for e in inlined.atoms(sympy.Pow) if _is_logistic(e) and _small(inlined)):
             (power,) = [a for a in logistic.base.args if isinstance(a, sympy.exp)]
             u = -power.args[0]
             g = sympy.cancel(sympy.expand(inlined / (logistic * (1 + u * (1 - logistic)))))
