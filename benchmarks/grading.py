@@ -4,7 +4,7 @@ Builds, in a temporary folder, ``--scale`` (default 5) copies of 160 layer files
 ones of every finding kind, endless loops, memory bombs, crashers (``os._exit``,
 ``SIGKILL`` of their own process, a segfault through ctypes, a C stack overflow),
 ``sys.exit``, megabyte printers, a submission that kills its parent process, broken
-imports), 16 cheats of every kind (tests/grading/test_cheats.py: fake verdicts on every file
+imports), 17 cheats of every kind (tests/grading/test_cheats.py: fake verdicts on every file
 descriptor, patched checkers, builtins and numpy, lying arrays, reading the neighbours and the
 reference, the network, writing outside, killing and stopping the grader, fork and memory
 bombs; each wrong in its math, 3 copies) and of 40 derivation files (correct, slipped, slow to
@@ -18,7 +18,8 @@ and compares every record with the verdict its submission was built to get.
 With ``--dask``, also grades 40 correct submissions on a Dask ``LocalCluster`` of 1 and of 2
 workers (``--executor dask``) and prints submissions per second for each.
 
-Run: ``python benchmarks/grading.py [--keep] [--scale K] [--dask]``.  Prints the command's summary
+Run: ``python benchmarks/grading.py [--keep] [--scale K] [--jobs N] [--timeout S] [--dask]`` (defaults:
+scale 5, 2 jobs, 5 s).  Prints the command's summary
 tables, submissions per second, the total time and each submission's average cost; exits 1
 (after a table of the mismatches) if any verdict is wrong, a cheat reached the network, or
 it took longer than the budget (3 minutes at the default scale).
@@ -135,10 +136,10 @@ def build(folder: Path, kinds: dict, filename: str, scale: int = 1) -> dict[str,
     return expected
 
 
-def grade(command: list[str], out: Path) -> tuple[dict, float]:
+def grade(command: list[str], out: Path, jobs: int = 2) -> tuple[dict, float]:
     """Run the command (its summary table goes to our stderr); its records by path, and seconds."""
     start = time.perf_counter()
-    run = subprocess.run([sys.executable, "-m", "symbackprop", *command, "--jobs", "2", "--timeout", str(TIMEOUT),
+    run = subprocess.run([sys.executable, "-m", "symbackprop", *command, "--jobs", str(jobs), "--timeout", str(TIMEOUT),
                           "--json", "-o", str(out)], cwd=ROOT, timeout=600, check=False)
     seconds = time.perf_counter() - start
     if run.returncode not in (0, 1) or not out.exists():
@@ -176,7 +177,7 @@ def dask_rates(folder: Path) -> None:
               f"{40 / seconds:.2f} per second")
 
 
-def main(keep: bool = False, scale: int = 5, with_dask: bool = False) -> int:
+def main(keep: bool = False, scale: int = 5, with_dask: bool = False, jobs: int = 2) -> int:
     folder = Path(tempfile.mkdtemp(prefix="symbackprop-grading-"))
     server = socket.create_server(("127.0.0.1", 0))
     server.setblocking(False)
@@ -188,8 +189,8 @@ def main(keep: bool = False, scale: int = 5, with_dask: bool = False) -> int:
     steps = build(folder / "steps", STEPS, "derivation.toml", scale)
     print(f"{len(layers)} layer files and {len(steps)} derivation files in {folder}", flush=True)
     got_layers, t_layers = grade(["verify-layer", f"{folder}/layers/*/layers.py:Sigmoid", "--against", "sigmoid"],
-                                 folder / "layers.json")
-    got_steps, t_steps = grade(["verify-steps", f"{folder}/steps/*/derivation.toml"], folder / "steps.json")
+                                 folder / "layers.json", jobs)
+    got_steps, t_steps = grade(["verify-steps", f"{folder}/steps/*/derivation.toml"], folder / "steps.json", jobs)
     rows = mismatches(layers, got_layers) + mismatches(steps, got_steps)
     injected = list(folder.rglob("PWNED")) + list(ROOT.rglob("PWNED")) + list(package.rglob("PWNED"))
     try:
@@ -199,8 +200,8 @@ def main(keep: bool = False, scale: int = 5, with_dask: bool = False) -> int:
         reached = False
     total, n = t_layers + t_steps, len(layers) + len(steps)
     print(f"\nlayers: {len(layers)} in {t_layers:.1f} s; derivations: {len(steps)} in {t_steps:.1f} s")
-    print(f"total: {n} submissions in {total:.1f} s, {n / total:.2f} submissions per second (2 jobs, "
-          f"{TIMEOUT} s timeout, commands' start-up included); {2 * total / n:.2f} s of a job per submission")
+    print(f"total: {n} submissions in {total:.1f} s, {n / total:.2f} submissions per second ({jobs} jobs, "
+          f"{TIMEOUT} s timeout, commands' start-up included); {jobs * total / n:.2f} s of a job per submission")
     if rows:
         print(f"\n{len(rows)} wrong verdict(s):\n{'submission':<36} {'expected':<14} got")
         for name, want, got in rows:
@@ -221,6 +222,11 @@ def main(keep: bool = False, scale: int = 5, with_dask: bool = False) -> int:
     return 0 if not rows and not injected and not reached and total < budget else 1
 
 
+def _option(name: str, default: float) -> float:
+    return float(sys.argv[sys.argv.index(name) + 1]) if name in sys.argv else default
+
+
 if __name__ == "__main__":
-    scale = int(sys.argv[sys.argv.index("--scale") + 1]) if "--scale" in sys.argv else 5
-    sys.exit(main(keep="--keep" in sys.argv, scale=scale, with_dask="--dask" in sys.argv))
+    TIMEOUT = _option("--timeout", TIMEOUT)
+    sys.exit(main(keep="--keep" in sys.argv, scale=int(_option("--scale", 5)), with_dask="--dask" in sys.argv,
+                  jobs=int(_option("--jobs", 2))))

@@ -128,7 +128,7 @@ def cmd_derive(args) -> int:
         print(f"  where     {symbol.name} = {derivation.readable(expr)}  (computed in forward)")
     for c in derivation.recompute:
         if not c.mask:
-            print(f"  where     {c.symbol.name} = {derivation.readable(c.expr)}  (recomputed in backward)")
+            print(f"  where     {c.symbol.name} = {derivation.readable(c.expr, standalone=False)}  (recomputed in backward)")
     for h in higher:
         below = "".join(f"d{x.name}" + (str(h.wrt.count(x)) if h.wrt.count(x) > 1 else "")
                         for x in dict.fromkeys(h.wrt))
@@ -309,7 +309,7 @@ def cmd_verify_layer(args) -> int:
         tasks = [Task(LAYER, path, name, spec, **_limits(args)) for path, name in expand(args.target, with_class=True)]
         return _grade_batch(args, tasks, {"command": "verify-layer", "against": spec.source or spec.name})
     with contextlib.redirect_stdout(sys.stderr):  # the layer's own prints must not mix with the report
-        cls = load_class(args.target[0])
+        cls = load_class(args.target[0], spec)
         report = verify_layer(cls, spec, name=args.target[0])
     _emit(args, _json_text(report.to_json()) if args.format == "json" else report.text())
     return 0 if report.ok else 1
@@ -551,8 +551,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("verify-layer", help="check a hand-written layer class against a declaration")
     p.add_argument("target", nargs="+", metavar="FILE.py:CLASS",
-                   help="the class to check (the file is imported); several, or a glob pattern in FILE "
-                        "('submissions/*/layers.py:Sigmoid'): grade each in its own process")
+                   help="the class to check (the file is imported), or FILE.py:FORWARD,BACKWARD for two "
+                        "functions forward(...) -> (out, cache) and backward(dout, cache) -> gradients; several, "
+                        "or a glob pattern in FILE ('submissions/*/layers.py:Sigmoid'): grade each in its own process")
     p.add_argument("--against", metavar="SPEC", help="a .toml file or a bundled name")
     p.add_argument("--expr", help="or a one-off elementwise layer, e.g. \"tanh(x)\"")
     p.add_argument("--json", action="store_true", help="machine-readable output")

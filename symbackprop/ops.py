@@ -429,6 +429,8 @@ def split_sums(expr: sympy.Expr, shapes: Shapes) -> sympy.Expr:
         if isinstance(e, ReduceSum) and isinstance(e.operand, BroadcastTo) and _is_scalar(e.operand.args[0]):
             shape = tuple(e.operand.args[1])
             return e.operand.args[0] * size_of(shape, normal_axes(e.axes, len(shape), ""))
+        if isinstance(e, ReduceSum) and isinstance(e.operand, sympy.Mul) and e.keepdims:
+            return _constant_factors_out(e, shapes)
         if not (isinstance(e, ReduceSum) and isinstance(e.operand, sympy.Add)):
             return e
         if any(v not in shapes for v in e.operand.atoms(ArrayVar)):
@@ -441,6 +443,28 @@ def split_sums(expr: sympy.Expr, shapes: Shapes) -> sympy.Expr:
         return sympy.Add(*[ReduceSum(t, e.args[1], e.args[2]) for t in e.operand.args]) if same else e
 
     return expr.replace(lambda e: isinstance(e, ReduceSum), split)
+
+
+def _constant_factors_out(e: ReduceSum, shapes: Shapes) -> sympy.Expr:
+    """``sum(f*h, axis=A, keepdims=True)`` as ``f*sum(h, axis=A, keepdims=True)`` for each factor
+    ``f`` of size 1 along every summed axis (it broadcasts there): a masked temporal loss's
+    ``sum(t*expand_dims(g, axis=2), axis=2, keepdims=True)`` is ``expand_dims(g, axis=2)*sum(t, ...)``,
+    and a one-hot ``t`` sums to 1."""
+    if any(v not in shapes for v in e.operand.atoms(ArrayVar)):
+        return e
+    try:
+        n = len(shape_of(e.operand, shapes))
+        axes = normal_axes(e.axes, n, "")
+        out, kept = [], []
+        for f in e.operand.args:
+            shape = shape_of(f, shapes)
+            lead = n - len(shape)
+            (out if all(a < lead or shape[a - lead] == 1 for a in axes) else kept).append(f)
+    except SpecError:
+        return e
+    if not out or not kept:
+        return e
+    return sympy.Mul(*out) * split_sums(ReduceSum(sympy.Mul(*kept), e.args[1], e.args[2]), shapes)
 
 
 # -- rewrites before differentiating ---------------------------------------------------------

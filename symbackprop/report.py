@@ -101,7 +101,8 @@ def _facts(spec: Spec, report: CheckReport) -> list[tuple[str, str]]:
         d = derive(spec)
         rows.append(("backward", _backward(d)))
         rows.append(("cache", ", ".join(f"`{c}`" for c in d.cache_names) or "nothing"))
-        rows += [("where", f"`{c.symbol.name} = {d.readable(c.expr)}` (recomputed)") for c in d.recompute if not c.mask]
+        rows += [("where", f"`{c.symbol.name} = {d.readable(c.expr, standalone=False)}` (recomputed)")
+             for c in d.recompute if not c.mask]
     except SymbackpropError as exc:
         rows.append(("derivation", f"failed: {exc}"))
     rows.append(("max rel. error", f"{report.backward_max_rel_error:.1e} ({report.method})"))

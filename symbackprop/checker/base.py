@@ -140,7 +140,10 @@ def near(a: np.ndarray, b: np.ndarray, scale: float) -> bool:
 
 def linearity_problems(g: Mapping[str, np.ndarray]) -> list[str]:
     """What breaks linearity in ``dout``, from the gradients at ``d``, ``e``, ``2d``, ``d+e``
-    and ``0``; ``"ignores"`` first when ``backward(2 d) = backward(d)``."""
+    and ``0``; ``"ignores"`` first when ``backward(2 d) = backward(d)``.  Judged where every
+    run is finite (an overflow is judged by the value checks, not here)."""
+    finite = np.logical_and.reduce([np.isfinite(v) for v in g.values()])
+    g = {k: v[finite] for k, v in g.items()}
     scale = max(float(np.max(np.abs(g["d"]), initial=0.0)), 1e-300)
     problems = []
     if same(g["2d"], g["d"]) and np.max(np.abs(g["d"]), initial=0.0) > 0:

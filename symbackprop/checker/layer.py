@@ -69,6 +69,7 @@ from ..numerics.kinks import book_convention, kink_arguments, linear_root, round
 from ..reports import Finding
 from ..spec.model import Spec
 from ..timebound import attempt
+from .pairs import function_pair, pair_names
 from .base import (
     IGNORES, Checker, Sample, Tally, UserError, all_same, as_array, call, douts, gradients_of, linearity_problems, same,
 )
@@ -88,8 +89,10 @@ EXACT_MOVE, ROUNDED_MOVE = 1e-20, 1e-12
 
 
 # -- loading FILE.py:CLASS -----------------------------------------------------------------
-def load_class(target: str) -> Callable[[], Any]:
-    """Import ``CLASS`` from ``FILE.py`` (the user's own, trusted code) and return it.
+def load_class(target: str, spec: Spec | None = None) -> Callable[[], Any]:
+    """Import ``CLASS`` from ``FILE.py`` (the user's own, trusted code) and return it; for
+    ``FILE.py:FORWARD,BACKWARD``, two functions in the course style, a layer class made of
+    them for ``spec`` (:func:`~symbackprop.checker.pairs.function_pair`).
 
     The file's folder is on ``sys.path`` while it is imported, so that it can import
     its neighbours (the book's ``common/``).
@@ -101,8 +104,11 @@ def load_class(target: str) -> Callable[[], Any]:
     """
     path_text, sep, name = str(target).rpartition(":")
     if not sep or not path_text or not name:
-        raise SymbackpropError(f"{target}: expected FILE.py:CLASS")
-    if not is_identifier(name):
+        raise SymbackpropError(f"{target}: expected FILE.py:CLASS (or FILE.py:FORWARD,BACKWARD)")
+    functions = pair_names(name)
+    if functions is not None and spec is None:
+        raise SymbackpropError(f"{target}: a pair of functions needs the declaration it implements")
+    if functions is None and not is_identifier(name):
         raise SymbackpropError(f"{target}: {name!r} is not a class name")
     path = Path(path_text)
     if path.suffix != ".py" or not path.is_file():
@@ -122,6 +128,12 @@ def load_class(target: str) -> Callable[[], Any]:
     finally:
         with contextlib.suppress(ValueError):
             sys.path.remove(folder)
+    if functions is not None:
+        found = [getattr(module, f, None) for f in functions]
+        missing = [f for f, fn in zip(functions, found) if not callable(fn)]
+        if missing:
+            raise SymbackpropError(f"{path_text}: no function {missing[0]!r}")
+        return function_pair(*found, spec, name="/".join(functions))
     cls = getattr(module, name, None)
     if cls is None or not callable(cls):
         found = sorted(k for k, v in vars(module).items() if isinstance(v, type) and v.__module__ == module_name)

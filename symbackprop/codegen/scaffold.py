@@ -283,7 +283,8 @@ def _docstring(derivation: Derivation) -> list[str]:
     spec = derivation.spec
     graph = [f"{n.name} = {format_expression(e)}" for n, e in spec.graph]
     backward = [f"d{k} = {derivation.readable(v, standalone=False)}" for k, v in derivation.backward.items()]
-    backward += [f"{c.symbol.name} = {derivation.readable(c.expr)}" for c in derivation.recompute if not c.mask]
+    backward += [f"{c.symbol.name} = {derivation.readable(c.expr, standalone=False)}"
+                 for c in derivation.recompute if not c.mask]
     cache = ", ".join(derivation.cache_names) or "nothing"
     origin = f" from {in_docstring(spec.source)}" if spec.source else ""
     lines = ['"""' + "; ".join(graph), "", "backward: " + "; ".join(backward), f"cache: {cache}"]

@@ -154,7 +154,8 @@ class _ArrayDeriver:
                 backward[original.name] = self.full_shape(original, backward[original.name])
         used = _used(steps, recompute)
         for dropped, value in self.lighter(used | cache_syms):
-            steps, backward, recompute = _substituted({dropped: value}, steps, backward, recompute)
+            steps, backward, recompute = self.reciprocals_folded(
+                *_substituted({dropped: value}, steps, backward, recompute))
             cache_syms.discard(dropped)
         used = _used(steps, recompute)
         extra = self.combined(steps, recompute, used | cache_syms)
@@ -169,6 +170,23 @@ class _ArrayDeriver:
                                                                   if d in spec.dims}, key=lambda d: d.name)
         verify_explicit(derivation)
         return derivation
+
+    def reciprocals_folded(self, steps: list, backward: dict, recompute: list[Cached]) -> tuple[list, dict, list]:
+        """After a substitution, a value times its recomputed reciprocal cancels: with
+        ``xc = xn*std`` and ``t = 1/std``, ``sum(dxn*xc*t**2, axis=0)`` is ``sum(dxn*t*xn, axis=0)``
+        and ``t**2*sum(dxn*xc, axis=1, keepdims=True)`` is ``t*sum(dxn*xn, axis=1, keepdims=True)``
+        (factors constant along the summed axes moved out first)."""
+        def fold(e: sympy.Expr) -> sympy.Expr:
+            e = ops.split_sums(e, self.shapes)
+            for c in recompute:
+                base, ex = c.expr.as_base_exp() if isinstance(c.expr, sympy.Pow) else (None, None)
+                if isinstance(base, sympy.Symbol) and ex == -1:
+                    e = e.xreplace({c.symbol: c.expr}).replace(
+                        lambda p: isinstance(p, sympy.Pow) and p.base == base and p.exp.is_Integer and p.exp < 0,
+                        lambda p: c.symbol ** -p.exp)
+            return e
+
+        return [(t, fold(e)) for t, e in steps], {k: fold(e) for k, e in backward.items()}, recompute
 
     def lighter(self, kept: set) -> list[tuple[sympy.Symbol, sympy.Expr]]:
         """Graph values the backward needs that other kept values give back, with the

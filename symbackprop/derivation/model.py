@@ -122,10 +122,10 @@ class Derivation:
         """``expr`` in the parser's syntax, boolean masks written as their comparisons
         (``where(x > 0, dout, 0)``).  ``standalone``: helpers that ``backward`` recomputes
         are written out too, so that the text uses cached values only and parses back."""
-        inline = self.masks
-        if standalone:
-            inline.update({c.symbol: c.expr for c in self.recompute})
-        expr = expr.xreplace(inline).xreplace(inline)
+        expr = expr.xreplace(self.masks).xreplace(self.masks)
+        if standalone:  # later helpers may read earlier ones (the hidden nodes of a split nest)
+            for c in reversed(self.recompute):
+                expr = expr.xreplace({c.symbol: c.expr}).xreplace(self.masks)
         fold = expr.has(sympy.Piecewise) and not self.spec.is_array  # where() of matrices reads badly
         return format_expression(sympy.piecewise_fold(expr) if fold else expr)
 

@@ -28,11 +28,12 @@ import sys
 import time
 import types
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from multiprocessing import connection, get_context
 from pathlib import Path
 
+from ..checker.pairs import pair_names
 from ..errors import SymbackpropError
 from ..lang.parser import is_identifier
 from ..reports import failing_kinds
@@ -143,7 +144,7 @@ def _split(pattern: str) -> tuple[str, str]:
     file_part, sep, name = pattern.rpartition(":")
     if not sep or not file_part or not name:
         raise SymbackpropError(f"{pattern}: expected FILE.py:CLASS")
-    if not is_identifier(name):
+    if pair_names(name) is None and not is_identifier(name):
         raise SymbackpropError(f"{pattern}: {name!r} is not a class name")
     return file_part, name
 
@@ -234,11 +235,24 @@ def isolated(tasks: Sequence[Task], isolation: str | None) -> list[Task]:
     if isolation is None:
         isolation, why = sandbox.probe()
         if why and any(t.kind == "layer" for t in tasks):
-            print(f"symbackprop: {why}: submissions run without a sandbox (isolation: none)", file=sys.stderr)
+            print(f"symbackprop: {why}: " + ("submissions run without a sandbox (isolation: none)"
+                                             if isolation == sandbox.NONE else
+                                             "submissions may make user namespaces in the sandbox"), file=sys.stderr)
     hide = {str(Path(t.path).resolve().parent) for t in tasks}
     hide |= {str(Path(t.spec.source).resolve().parent) for t in tasks
              if getattr(t.spec, "source", None) and Path(t.spec.source).is_file()}
-    return [replace(t, isolation=isolation, hide=tuple(sorted(hide | set(t.hide)))) for t in tasks]
+    files = [Path(t.path).resolve() for t in tasks]
+    return [replace(t, isolation=isolation, hide=tuple(sorted(hide | set(t.hide))),
+                    folder=own_folder(f, [g for g in files if g != f], hide - {str(f.parent)}))
+            for t, f in zip(tasks, files)]
+
+
+def own_folder(file: Path, others: Sequence[Path], hidden: Iterable[str]) -> str | None:
+    """``file``'s folder if it is the submission's own: no other submission and nothing the
+    sandbox hides (reference declarations, the package, the cache, the home folder) lies in it."""
+    folder = file.parent
+    protected = [*others, *map(Path, hidden), *sandbox.package_paths(), *sandbox.hidden_paths(())]
+    return None if any(p == folder or folder in p.parents for p in protected) else str(folder)
 
 
 def _run(tasks: Sequence[Task], jobs: int, done: dict[int, Result], interrupted: list,

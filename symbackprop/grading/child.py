@@ -325,6 +325,14 @@ class Server:
         result = self.user(lambda: module_spec.loader.exec_module(module))
         if "error" in result:
             return result
+        if "," in name:  # FORWARD,BACKWARD: two functions, called on the module as methods on an object
+            missing = [f for f in name.split(",") if not callable(getattr(module, f, None))]
+            if missing:
+                return {"error": {"kind": "no-function", "type": "", "message": missing[0][:100], "where": None}}
+            h = self.new_handle()
+            self.objects[h] = module
+            return {"info": {"module": h, "functions": [signature(getattr(module, f)) for f in name.split(",")],
+                             "classes": []}}
         cls = getattr(module, name, None)
         if cls is None or not callable(cls):
             found = sorted(k for k, v in vars(module).items() if isinstance(v, type) and v.__module__ == "submission")

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ..checker.pairs import function_pair
 from .child import (
     MAX_DEPTH,
     MAX_NDIM,
@@ -198,8 +199,8 @@ class Session:
             raise Invalid(message)
         if kind == "attribute" and doc["op"] == "get":
             raise AttributeError(message)
-        if kind == "no-class":
-            raise LoadFailed("no-class", message)
+        if kind in ("no-class", "no-function"):
+            raise LoadFailed(kind, message)
         if doc["op"] == "load":
             raise LoadFailed("exception", f"cannot import: {name}: {message}{where}")
         raise self.error_class(name)(message)
@@ -380,6 +381,17 @@ class Session:
         cls = type(name, bases, {"_session": self, "__signature__": _signature(info.get("signature"), 0),
                                  "__module__": "submission", "__qualname__": name})
         return cls
+
+    def pair_class(self, functions: tuple[str, str], info: dict, spec: Any) -> type:
+        """The layer class of two functions in the submission's process (the course style:
+        :func:`~symbackprop.checker.pairs.function_pair`), each called there by name."""
+        handle = info.get("module")
+        if type(handle) is not int:
+            raise Invalid("the submission's process sent a malformed description of the functions")
+        calls = [RemoteMethod(self, handle, f) for f in functions]
+        for call, sig in zip(calls, info.get("functions") or [None, None]):
+            call.__signature__, call.__name__ = _signature(sig, 0), call.name
+        return function_pair(*calls, spec, name="/".join(functions))
 
     def close(self) -> None:
         """End the child (and the sandbox with it)."""

@@ -9,8 +9,13 @@ With ``bwrap`` (Debian package ``bubblewrap``) the child (:mod:`symbackprop.grad
   the batch's submissions, the reference declarations, the installed package (its bundled
   declarations with it) and the cache folder are empty (a tmpfs over each), the Python
   installation being bound back where it was hidden; its own file appears read-only at
-  ``/tmp/submission/NAME.py`` and a private :data:`SCRATCH_BYTES` tmpfs, ``/tmp/scratch``,
+  ``/tmp/submission/NAME.py`` (with the rest of its folder when the folder is its own: no
+  other submission and nothing hidden in it) and a private :data:`SCRATCH_BYTES` tmpfs, ``/tmp/scratch``,
   is the only place it can write;
+* with no way to make user namespaces of its own (bwrap's ``--disable-userns`` where bwrap
+  itself makes one; a seccomp filter from libseccomp, through ``pyseccomp``, in every case:
+  ``unshare`` and ``clone`` with ``CLONE_NEWUSER`` fail with EPERM, and ``clone3``, whose
+  flags a filter cannot read, with ENOSYS, so that the C library falls back to ``clone``);
 * as a user of its own, under the memory, CPU, file-size and process limits (``RLIMIT_AS``,
   ``RLIMIT_CPU``, ``RLIMIT_FSIZE``, ``RLIMIT_NPROC``: :data:`EXTRA_PROCESSES` processes
   besides its own, so that memory grown in child processes stays below
@@ -28,6 +33,8 @@ network and the user of the grader.
 from __future__ import annotations
 
 import contextlib
+import errno
+import functools
 import os
 import shutil
 import subprocess
@@ -58,8 +65,31 @@ THREADS = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS
 UID_BASE = 1_000_000
 
 
+#: Flags of ``clone`` and ``unshare`` (``<sched.h>``).
+CLONE_NEWUSER = 0x10000000
+
+
+@functools.cache
+def userns_filter() -> bytes | None:
+    """The seccomp program (BPF) that stops new user namespaces; None without libseccomp."""
+    try:
+        import pyseccomp as seccomp  # noqa: PLC0415 - needs libseccomp.so, Linux only
+    except (ImportError, OSError):
+        return None
+    rule = seccomp.SyscallFilter(seccomp.ALLOW)
+    newuser = seccomp.Arg(0, seccomp.MASKED_EQ, CLONE_NEWUSER, CLONE_NEWUSER)
+    rule.add_rule(seccomp.ERRNO(errno.EPERM), "unshare", newuser)
+    rule.add_rule(seccomp.ERRNO(errno.EPERM), "clone", newuser)
+    rule.add_rule(seccomp.ERRNO(errno.ENOSYS), "clone3")
+    with tempfile.TemporaryFile() as out:
+        rule.export_bpf(out)
+        out.seek(0)
+        return out.read()
+
+
 def probe() -> tuple[str, str]:
-    """``("bwrap", "")`` if a sandbox starts here, else ``("none", why)``."""
+    """``("bwrap", "")`` if a sandbox starts here, else ``("none", why)``; ``("bwrap", why)``
+    when it starts without the seccomp filter (:func:`userns_filter`)."""
     if shutil.which("bwrap") is None:
         return NONE, "bubblewrap (bwrap) is not installed"
     try:
@@ -69,11 +99,15 @@ def probe() -> tuple[str, str]:
         return NONE, f"bwrap cannot start: {exc}"
     if run.returncode != 0:
         return NONE, "bwrap cannot start: " + (" ".join(run.stderr.split()) or f"exit status {run.returncode}")
+    if userns_filter() is None:
+        return BWRAP, "libseccomp is missing (pip install pyseccomp; Debian package libseccomp2)"
     return BWRAP, ""
 
 
-def start(path: str, isolation: str, *, memory: int, timeout: float, hide: Iterable[str] = ()) -> Session:
-    """The submission's process for ``path``, ready for requests (see :class:`~.remote.Session`).
+def start(path: str, isolation: str, *, memory: int, timeout: float, hide: Iterable[str] = (),
+          folder: str | None = None) -> Session:
+    """The submission's process for ``path``, ready for requests (see :class:`~.remote.Session`);
+    ``folder``, the submission's own, is shown read-only around it (its helper modules).
 
     Raises
     ------
@@ -95,9 +129,12 @@ def start(path: str, isolation: str, *, memory: int, timeout: float, hide: Itera
         if isolation == BWRAP:
             files = [_memfd(Path(child.__file__).read_bytes()), _memfd(source)]
             fds += files
+            bpf = userns_filter()
+            seccomp = [] if bpf is None else ["--seccomp", str(_memfd(bpf))]
+            fds += [int(seccomp[1])] if seccomp else []
             uid = UID_BASE + os.getpid() if os.geteuid() == 0 else None
-            argv = ["bwrap", *_namespaces(), "--as-pid-1", "--die-with-parent", "--new-session",
-                    *_mounts(hide, files, name), sys.executable, "-I", "-B", CHILD_AT, "--init",
+            argv = ["bwrap", *_namespaces(), "--as-pid-1", "--die-with-parent", "--new-session", *seccomp,
+                    *_mounts(hide, files, name, folder), sys.executable, "-I", "-B", CHILD_AT, "--init",
                     "--alive-fd", str(alive[0]), "--processes", str(2 + EXTRA_PROCESSES), *([] if uid is None else ["--uid", str(uid)])]
             at, cwd, home = f"{SUBMISSION_DIR}/{name}", "/", SCRATCH
         else:
@@ -180,7 +217,7 @@ def needed_paths() -> list[Path]:
     return _outermost(p for p in map(_real, paths) if p is not None)
 
 
-def _mounts(hide: Iterable[str], files: list[int], name: str) -> list[str]:
+def _mounts(hide: Iterable[str], files: list[int], name: str, folder: str | None = None) -> list[str]:
     out = ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
     hidden = hidden_paths(hide)
     for h in hidden:
@@ -198,6 +235,8 @@ def _mounts(hide: Iterable[str], files: list[int], name: str) -> list[str]:
     for p in package_paths():
         if not any(_under(p, h) for h in hidden) or any(_under(p, n) for n in needed_paths()):
             out += ["--tmpfs", str(p)]
+    if folder is not None:
+        out += ["--ro-bind", folder, SUBMISSION_DIR]
     out += ["--perms", "0444", "--ro-bind-data", str(files[0]), CHILD_AT,
             "--perms", "0444", "--ro-bind-data", str(files[1]), f"{SUBMISSION_DIR}/{name}",
             "--perms", "0777", "--size", str(SCRATCH_BYTES), "--tmpfs", SCRATCH,

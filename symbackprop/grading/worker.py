@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..checker import verify_layer
+from ..checker.pairs import pair_names
 from ..errors import DerivationTimeout, SymbackpropError
 from ..verify import verify
 from . import remote, sandbox
@@ -77,6 +78,9 @@ class Task:
         ``"bwrap"`` (the submission's process in a sandbox) or ``"none"``.
     hide : tuple of str
         Paths the sandbox empties (the batch's submission folders, the reference declaration).
+    folder : str or None
+        The submission's own folder, shown read-only around its file in the sandbox (its
+        helper modules import), when nothing else the batch hides lies in it.
     """
 
     kind: str
@@ -87,6 +91,7 @@ class Task:
     memory: int = 1 << 30
     isolation: str = sandbox.NONE
     hide: tuple[str, ...] = ()
+    folder: str | None = None
 
 
 def finding(kind: str, message: str, counterexample: dict | None = None) -> dict:
@@ -216,15 +221,19 @@ def grade_layer(task: Task) -> dict:
         return failed("invalid", f"{task.path}: no such Python file")
     session = None
     try:
-        session = sandbox.start(task.path, task.isolation, memory=task.memory, timeout=task.timeout, hide=task.hide)
+        session = sandbox.start(task.path, task.isolation, memory=task.memory, timeout=task.timeout, hide=task.hide,
+                                folder=task.folder)
         _started()
         info = session.load(session.path, task.name)
-        cls = session.layer_class(task.name, info)
+        functions = pair_names(task.name)
+        cls = session.pair_class(functions, info, task.spec) if functions else session.layer_class(task.name, info)
         report = verify_layer(cls, task.spec, name=target, current=session.current)
         return {"ok": report.ok, "findings": [f.to_json() for f in report.findings]}
     except LoadFailed as exc:
         if exc.kind == "no-class":
             return failed("invalid", f"{task.path}: no class {task.name!r} (classes: {exc.message or 'none'})")
+        if exc.kind == "no-function":
+            return failed("invalid", f"{task.path}: no function {exc.message!r}")
         return failed(exc.kind, f"{task.path}: {exc.message}" if exc.kind == "exception" else exc.message)
     except OutOfMemory as exc:
         return failed("memory", _out_of_memory(task, f"{exc.phase} raised {exc.name}{exc.where}"))

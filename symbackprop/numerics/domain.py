@@ -195,10 +195,16 @@ e 0` for a negative one.  Arguments of several inputs
     for s, (lo, hi) in (declared or {}).items():
         domains[s] = domains[s].narrowed(lo, hi)
     defined: dict[sympy.Symbol, sympy.Expr] = {}
+    seen: set[sympy.Basic] = set()  # a later node's expansion holds the earlier ones: look at each once
     for name, expr in graph:
         expanded = expr.xreplace(defined)
         defined[name] = expanded
-        for node in sympy.preorder_traversal(expanded):
+        walk = sympy.preorder_traversal(expanded)
+        for node in walk:
+            if node in seen:
+                walk.skip()
+                continue
+            seen.add(node)
             for s, lo, hi, nonzero in _needs(node, domains):
                 domains[s] = domains[s].narrowed(lo, hi, nonzero)
     return domains
@@ -247,6 +253,8 @@ def _solved_preimage(node: sympy.Basic, s: sympy.Symbol):
 
 def _affine_preimage(arg: sympy.Expr, s: sympy.Symbol, lo: float, hi: float, nonzero: bool):
     """The interval of ``s`` where ``arg = a*s + b`` lies in :math:`(lo, hi)` (and is nonzero)."""
+    if not _maybe_affine(arg):
+        return None  # (diff and subs of a deep nest would be slow, and it is not affine)
     a, b = arg.diff(s), arg.subs(s, 0)
     if a.free_symbols or b.free_symbols or not (a.is_real and b.is_real) or a == 0:
         return None
@@ -255,6 +263,13 @@ def _affine_preimage(arg: sympy.Expr, s: sympy.Symbol, lo: float, hi: float, non
     if nonzero and b != 0:
         return None  # a*s + b != 0 excludes one point that is not 0: left to the sampler
     return ends[0], ends[1], nonzero
+
+
+def _maybe_affine(arg: sympy.Expr) -> bool:
+    """Arithmetic of the symbol with integer powers only: no function application."""
+    return not any(isinstance(e, (sympy.Function, sympy.Max, sympy.Min, sympy.Piecewise))
+                   or (isinstance(e, sympy.Pow) and not e.exp.is_Integer and e.base.free_symbols)
+                   for e in sympy.preorder_traversal(arg))
 
 
 def rotated(columns: Sequence[Sequence[float]], length: int | None = None) -> list[np.ndarray]:

@@ -124,8 +124,8 @@ class _MpCompiler(_Compiler):
             return lambda v: _real_sqrt(base(v))
         if e.exp.is_Integer:
             n = int(e.exp)
-            return lambda v: base(v) ** n
-        return lambda v: _real_power(base(v), ex(v))
+            return lambda v: _in_range([base(v)])[0] ** n
+        return lambda v: _real_power(*_in_range([base(v), ex(v)]))
 
     def piecewise(self, branches):
         def run(v):
@@ -150,7 +150,7 @@ class _MpCompiler(_Compiler):
         row = BY_CLASS.get(type(e))
         if row is not None and row.mpmath is not None:
             fn = row.mpmath
-            return lambda v: fn(*[p(v) for p in parts])
+            return lambda v: fn(*_in_range([p(v) for p in parts]))
         if isinstance(e, (sympy.Max, sympy.Min)):
             pick = max if isinstance(e, sympy.Max) else min
             return lambda v: pick(p(v) for p in parts)
@@ -168,6 +168,18 @@ _MP_FALLBACK = {"asin": mpmath.asin, "acos": mpmath.acos, "acosh": mpmath.acosh,
                 "LambertW": mpmath.lambertw, "erfinv": mpmath.erfinv, "erfc": mpmath.erfc, "gamma": mpmath.gamma,
                 "loggamma": mpmath.loggamma, "cot": mpmath.cot, "sec": mpmath.sec, "csc": mpmath.csc,
                 "coth": mpmath.coth, "acoth": mpmath.acoth, "asec": mpmath.asec, "acsc": mpmath.acsc}
+
+
+#: Arguments of a function beyond 2**MAX_MAGNITUDE_BITS (about 1e4932, extended precision's
+#: range) are overflows: ``exp(exp(exp(exp(exp(1)))))`` would otherwise take mpmath minutes.
+MAX_MAGNITUDE_BITS = 16384
+
+
+def _in_range(args: list) -> list:
+    for a in args:
+        if isinstance(a, mpmath.mpf) and a and mpmath.mag(a) > MAX_MAGNITUDE_BITS:
+            raise OverflowError("an argument beyond any floating-point range")
+    return args
 
 
 def _real_sqrt(x):

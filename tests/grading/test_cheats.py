@@ -106,3 +106,67 @@ def test_fake_verdicts_are_only_output(cheat_batch):
     _, _, _, document, _, _ = cheat_batch
     faker = next(r for r in document["results"] if "fake_verdict" in r["path"])
     assert faker["findings"] and faker["findings"][0]["kind"] in ("wrong-math", "invalid")
+
+
+def test_without_libseccomp_the_batch_says_once_that_user_namespaces_are_open(monkeypatch):
+    from symbackprop.grading import sandbox
+
+    monkeypatch.setattr(sandbox, "userns_filter", lambda: None)
+    isolation, why = sandbox.probe()
+    assert isolation == "bwrap" and "libseccomp is missing" in why
+
+
+def test_the_filter_refuses_new_user_namespaces_and_keeps_threads_and_fork():
+    """Oracle: the kernel's own answer to ``unshare(CLONE_NEWUSER)`` in a bwrap sandbox with
+    and without the filter (as a user of its own, as the grader runs a submission)."""
+    import os
+    import subprocess
+    import sys
+
+    from symbackprop.grading import sandbox
+
+    probe = ("import ctypes, os, threading; r = ctypes.CDLL(None, use_errno=True).unshare(0x10000000); "
+             "t = threading.Thread(target=lambda: None); t.start(); t.join(); pid = os.fork(); "
+             "os._exit(0) if pid == 0 else os.waitpid(pid, 0); print('unshare', r)")
+    results = {}
+    for name, bpf in (("open", None), ("filtered", sandbox.userns_filter())):
+        fd = os.memfd_create("bpf", 0)
+        os.write(fd, bpf or b"")
+        os.lseek(fd, 0, os.SEEK_SET)
+        extra = ["--seccomp", str(fd)] if bpf else []
+        user = ["setpriv", "--reuid=1000077", "--regid=1000077", "--clear-groups"] if os.geteuid() == 0 else []
+        run = subprocess.run(["bwrap", *sandbox._namespaces(), "--ro-bind", "/", "/", "--dev", "/dev", "--proc",
+                              "/proc", *extra, *user, sys.executable, "-I", "-c", probe],
+                             pass_fds=[fd], capture_output=True, text=True, timeout=60)
+        os.close(fd)
+        results[name] = (run.returncode, run.stdout.strip())
+    assert results["filtered"] == (0, "unshare -1")
+    if os.geteuid() == 0:  # bwrap makes no user namespace here: only the filter stops one
+        assert results["open"] == (0, "unshare 0")
+
+
+HELPER = "def slope(y):\n    return y * (1.0 - y)\n"
+USES_HELPER = submissions.sigmoid(before="from mymath import slope\n", grad="dout * slope(self.out)")
+
+
+def test_a_submission_in_a_folder_of_its_own_imports_its_helper_modules(tmp_path):
+    """Its own folder is shown with it; a folder shared with another submission is not."""
+    for student in ("alice", "bob"):
+        (tmp_path / "own" / student).mkdir(parents=True)
+        (tmp_path / "own" / student / "layers.py").write_text(USES_HELPER)
+        (tmp_path / "own" / student / "mymath.py").write_text(HELPER)
+    (tmp_path / "shared").mkdir()
+    for student in ("carol", "dave"):
+        (tmp_path / "shared" / f"{student}.py").write_text(USES_HELPER)
+    (tmp_path / "shared" / "mymath.py").write_text(HELPER)
+    records = {}
+    for pattern in ("own/*/layers.py", "shared/*.py"):
+        out = tmp_path / f"{pattern.split('/')[0]}.json"
+        main(["verify-layer", f"{tmp_path}/{pattern}:Sigmoid", "--against", "sigmoid", "--jobs", "2",
+              "--json", "-o", str(out)])
+        records.update({Path(r["path"]).stem if "shared" in r["path"] else Path(r["path"]).parent.name: r
+                        for r in json.loads(out.read_text())["results"]})
+    assert records["alice"]["ok"] and records["bob"]["ok"]
+    for student in ("carol", "dave"):  # the folder holds another submission: the file alone
+        assert not records[student]["ok"]
+        assert "mymath" in json.dumps(records[student]["findings"])
