@@ -492,10 +492,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("check", help="derive, generate and check declarations numerically (default: all bundled)")
-    p.add_argument("--backend", choices=("numpy", "fused", "torch", "jax", "torch-op"), default="numpy",
+    p.add_argument("--backend", choices=("numpy", "fused", "torch", "jax", "torch-op", "array-api"), default="numpy",
                    help="the generated code to check (fused: numba kernels, pip install '.[fast]'; "
                    "torch: the autograd.Function, pip install '.[torch]'; jax: the custom_vjp, '.[jax]'; "
-                   "torch-op: the torch.library.custom_op, '.[torch]')")
+                   "torch-op: the torch.library.custom_op, '.[torch]'; array-api: the class on array-API "
+                   "arrays, '.[array-api]')")
     p.add_argument("spec", nargs="*", help="a .toml file or a bundled name; none: every bundled declaration")
     p.add_argument("--expr", help="a one-off elementwise layer, e.g. \"1/(1 + exp(-x))\"")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -536,11 +537,12 @@ def build_parser() -> argparse.ArgumentParser:
     _one_spec(p)
     _output_file(p, "write to this file (atomically; never over an existing one)")
     p.add_argument("--name", help="class name (default: from the declaration)")
-    p.add_argument("--backend", choices=("numpy", "fused", "torch", "jax", "torch-op"), default="numpy",
+    p.add_argument("--backend", choices=("numpy", "fused", "torch", "jax", "torch-op", "array-api"), default="numpy",
                    help="numpy: readable numpy (default); fused: multi-threaded numba kernels (pip install '.[fast]'); "
                    "torch: a torch.autograd.Function and nn.Module (pip install '.[torch]'); "
                    "jax: a jax.custom_vjp function (pip install '.[jax]'); "
-                   "torch-op: a torch.library.custom_op with register_autograd and an nn.Module ('.[torch]')")
+                   "torch-op: a torch.library.custom_op with register_autograd and an nn.Module ('.[torch]'); "
+                   "array-api: the layer class on any array-API array, through array-api-compat ('.[array-api]')")
     p.set_defaults(run=cmd_generate)
 
     p = sub.add_parser("verify-steps", help="check the hand claims and derivation chains, step by step")

@@ -6,8 +6,9 @@ derivation: ``"numpy"`` (readable numpy in the book's shape, numpy its only impo
 kernels; needs ``pip install '.[fast]'``) and ``"torch"`` (a ``torch.autograd.Function``
 saving exactly the cache, and an ``nn.Module``; ``pip install '.[torch]'``) and ``"jax"``
 (a ``jax.custom_vjp`` function whose residuals are the cache; ``pip install '.[jax]'``) and
-``"torch-op"`` (the torch op as a ``torch.library.custom_op`` with ``register_autograd``).  A new
-backend is one entry.
+``"torch-op"`` (the torch op as a ``torch.library.custom_op`` with ``register_autograd``) and
+``"array-api"`` (the numpy backend's class on any array-API array through array-api-compat;
+``pip install '.[array-api]'``).  A new backend is one entry.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from .. import indexed
 from ..derivation.model import Derivation
 from ..errors import GenerationError
 from ..files import cache_dir, private_folder, write_atomic
-from . import fused, scaffold
+from . import array_api, fused, scaffold
 from .adapters import FRAMEWORK_OF, FRAMEWORKS, missing
 from . import jax as jax_backend
 from . import torch as torch_backend
@@ -39,6 +40,7 @@ BACKENDS: dict[str, Backend] = {
     "torch": lambda derivation, name: torch_backend.module(derivation, name),
     "jax": lambda derivation, name: jax_backend.module(derivation, name),
     "torch-op": lambda derivation, name: torch_op_backend.module(derivation, name),
+    "array-api": lambda derivation, name: array_api.module(derivation, name),
 }
 
 #: What a backend's module defines under the name :func:`compile_class` returns (default: the class name).

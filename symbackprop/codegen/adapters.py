@@ -22,10 +22,10 @@ from .scaffold import class_name
 
 #: Backends whose generated code imports a framework, with the hint shown when it is missing.
 FRAMEWORKS = {"torch": "pip install 'symbackprop[torch]'", "jax": "pip install 'symbackprop[jax]'",
-              "torch-op": "pip install 'symbackprop[torch]'"}
+              "torch-op": "pip install 'symbackprop[torch]'", "array-api": "pip install 'symbackprop[array-api]'"}
 
 #: The framework (the module its code imports) of each framework backend.
-FRAMEWORK_OF = {"torch": "torch", "jax": "jax", "torch-op": "torch"}
+FRAMEWORK_OF = {"torch": "torch", "jax": "jax", "torch-op": "torch", "array-api": "array_api_compat"}
 
 
 def missing(backend: str) -> GenerationError:

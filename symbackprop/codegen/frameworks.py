@@ -45,8 +45,8 @@ class Op:
     output : str
     intermediate : bool
         Whether a saved array is neither an argument, the output, nor a boolean mask:
-        its derivative is unknown to the framework, so the backward is differentiable
-        once only (no double backward).
+        it has no graph to the arguments, so a torch double backward recomputes it from
+        them (:func:`symbackprop.codegen.torch.recompute_lines`).
     """
 
     inputs: list[str]
@@ -96,8 +96,14 @@ def check_names(derivation: Derivation, reserved: frozenset[str], backend: str) 
                                   "context there): rename it in the declaration")
 
 
-def build(derivation: Derivation, printer: Printer, eye: str, zeros: str) -> Op:
+def build(derivation: Derivation, printer: Printer, eye: str, zeros: str,
+          kernels: Callable[..., list] | None = None) -> Op:
     """The op of ``derivation`` with statements printed by ``printer({symbol: name})``.
+
+    ``kernels``, when given, rewrites the ``(name, expression)`` pairs of the forward
+    (``kernels(pairs)``) and of the backward (``kernels(pairs, recomputed helpers)``) into
+    the framework's fused kernels of the same formulas (torch's ``silu_backward``), dropping
+    the helpers no longer read.
 
     ``eye`` is the framework's identity matrix of ``{like}``'s dtype (and device), a template
     with ``{size}`` and ``{like}``: its rows turn integer labels into one-hot rows;
@@ -105,10 +111,11 @@ def build(derivation: Derivation, printer: Printer, eye: str, zeros: str) -> Op:
     """
     spec = derivation.spec
     pairs = scaffold.forward_pairs(derivation)
+    pairs = kernels(pairs) if kernels is not None else pairs
     dims = scaffold.forward_dims(derivation, pairs)
     reserved = {s.name for s, _ in pairs} | {s.name for s in (*spec.inputs, *spec.constants, *spec.dims)}
     statements = scaffold.statements(pairs, printer({}), reserved)
-    backward, read = _backward(derivation, printer, zeros)
+    backward, read = _backward(derivation, printer, zeros, kernels)
     params = [p.name for p in spec.params]
     saved = [*derivation.cache_names, *(p for p in params if p in read and p not in derivation.cache_names)]
     arguments = {*spec.input_names, *params, *(c.name for c in spec.constants)}
@@ -132,10 +139,13 @@ def _onehot_lines(spec, eye: str) -> list[str]:
     return lines
 
 
-def _backward(derivation: Derivation, printer: Printer, zeros: str) -> tuple[list[str], set[str]]:
+def _backward(derivation: Derivation, printer: Printer, zeros: str,
+              kernels: Callable[..., list] | None = None) -> tuple[list[str], set[str]]:
     """The backward's statements (recomputed helpers, then node by node), and the names they read."""
     spec = derivation.spec
     pairs = [(c.symbol, c.expr) for c in derivation.recompute] + list(derivation.steps)
+    if kernels is not None:
+        pairs = kernels(pairs, {c.symbol for c in derivation.recompute})
     reserved = set(scaffold.names_of(derivation)) | {s.name for s, _ in pairs} | {DOUT.name}
     lines = scaffold.statements(pairs, printer({}), reserved)
     handed_out = {f"d{name}" for name in (*spec.input_names, *(p.name for p in spec.params))}

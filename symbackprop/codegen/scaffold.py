@@ -40,8 +40,10 @@ class Parts:
     forward: list[str]
     backward: list[str]
     methods: list[str]
+    helpers: bool = True  # the numpy helpers (softmax, ...) the body calls; False: the backend defines its own
+    network: list[str] | None = None  # a network's methods (predict, accuracy, ...); None: network_methods'
 
-_OVERFLOWING = re.compile(r"np\.(exp|expm1|cosh|sinh)\(")
+_OVERFLOWING = re.compile(r"\b[nx]p\.(exp|expm1|cosh|sinh)\(")  # numpy, or an array-API namespace
 
 
 def class_name(name: str) -> str:
@@ -234,23 +236,26 @@ def tile_checks(spec, printer: NumpyLayerPrinter) -> list[str]:
     return lines
 
 
-def forward_lines(derivation: Derivation) -> list[str]:
-    """Body of ``forward``: the graph's nodes in order, each cached value stored on self."""
+def forward_lines(derivation: Derivation, printer: type[NumpyLayerPrinter] = NumpyLayerPrinter,
+                  labels=onehot_labels) -> list[str]:
+    """Body of ``forward``: the graph's nodes in order, each cached value stored on self;
+    ``printer`` (a subclass of the numpy printer) and ``labels`` (the one-hot lines) are a
+    backend's own (the array-API backend's)."""
     spec = derivation.spec
     params = {**param_refs(spec), **hyper_refs(spec)}
     pairs = forward_pairs(derivation)
     dims = forward_dims(derivation, pairs)
-    lines = dim_bindings(spec, [d for d in dims if d in spec.dims], params) + onehot_labels(spec)
-    lines += tile_checks(spec, NumpyLayerPrinter(params))
+    lines = dim_bindings(spec, [d for d in dims if d in spec.dims], params) + labels(spec)
+    lines += tile_checks(spec, printer(params))
     reserved = {s.name for s, _ in pairs} | {s.name for s in (*spec.inputs, *spec.constants, *spec.dims)}
-    lines += guarded(statements(pairs, NumpyLayerPrinter(params), reserved), pairs)
+    lines += guarded(statements(pairs, printer(params), reserved), pairs)
     stored = [*derivation.cache_names, *(d.name for d in derivation.dims_used)]
     lines += [f"self.{name} = {name}" for name in stored]
     lines.append(f"return {spec.output.name}")
     return lines
 
 
-def backward_lines(derivation: Derivation) -> list[str]:
+def backward_lines(derivation: Derivation, printer: type[NumpyLayerPrinter] = NumpyLayerPrinter) -> list[str]:
     """Body of ``backward``: recomputed helpers, then ``d<name> = ...`` node by node;
     parameter gradients go to ``self.d<name>``, input gradients are returned."""
     spec = derivation.spec
@@ -259,10 +264,10 @@ def backward_lines(derivation: Derivation) -> list[str]:
     names.update(param_refs(spec))
     names.update(hyper_refs(spec))
     names.update(grad_refs(spec))
-    printer = NumpyLayerPrinter(names, masks=derivation.masks)
+    printing = printer(names, masks=derivation.masks)
     pairs = [(c.symbol, c.expr) for c in derivation.recompute] + list(derivation.steps)
     reserved = {s.name for s, _ in pairs} | set(names_of(derivation)) | {DOUT.name}
-    lines = guarded(statements(pairs, printer, reserved), pairs)
+    lines = guarded(statements(pairs, printing, reserved), pairs)
     handed_out = {f"d{name}" for name in spec.input_names} | set(grad_refs(spec).values())
     lines = [fresh_gradient(line, handed_out) for line in lines]
     grads = ", ".join(f"d{name}" for name in spec.input_names)
@@ -325,8 +330,9 @@ def _docstring(derivation: Derivation) -> list[str]:
     return lines
 
 
-def network_methods(derivation: Derivation) -> list[str]:
-    """The book's TwoLayerNet interface around forward/backward (its section 5.7.2)."""
+def network_methods(derivation: Derivation, printer: type[NumpyLayerPrinter] = NumpyLayerPrinter) -> list[str]:
+    """The book's TwoLayerNet interface around forward/backward (its section 5.7.2);
+    ``predict`` printed by ``printer``."""
     spec = derivation.spec
     inputs = [s.name for s in spec.inputs]
     labels = [s.name for s in spec.constants]
@@ -336,7 +342,7 @@ def network_methods(derivation: Derivation) -> list[str]:
     reserved = {s.name for s, _ in pairs} | set(inputs)
     params = param_refs(spec)
     predict = dim_bindings(spec, [d for d in spec.dims if any(d in e.free_symbols for _, e in pairs)], params)
-    predict += guarded(statements(pairs, NumpyLayerPrinter(params), reserved), pairs) + [f"return {spec.predict.name}"]
+    predict += guarded(statements(pairs, printer(params), reserved), pairs) + [f"return {spec.predict.name}"]
     sizes = sorted({d for p in spec.params for d in spec.shapes[p] if isinstance(d, sympy.Symbol)}, key=str)
     init = ["rng = np.random.default_rng(seed)", "return cls("]
     for p in spec.params:
@@ -434,10 +440,10 @@ def module(derivation: Derivation, name: str | None = None, parts: Parts | None 
     body += [INDENT * 2 + line for line in backward]
     body += fused.methods if fused else []
     if spec.predict is not None:
-        body += network_methods(derivation)
+        body += fused.network if fused and fused.network is not None else network_methods(derivation)
     head = ['"""Generated by symbackprop: do not edit; regenerate from the declaration."""']
     imports = fused.imports if fused else ["import numpy as np"]
-    helpers = _helpers("\n".join(body))
+    helpers = _helpers("\n".join(body)) if fused is None or fused.helpers else []
     if re.search(rf"(?<![\w.]){re.escape(SPECIAL)}", "\n".join([*body, *helpers])):
         imports = [*imports, "from scipy import special"]
     head += imports + (fused.definitions if fused else [])

@@ -5,10 +5,16 @@ computes the graph with torch operations and saves exactly the derivation's cach
 ``ctx.save_for_backward`` (the output ``y`` for sigmoid, a boolean mask for ReLU, nothing
 for add), plus the parameters its backward reads; ``backward`` computes the derived
 gradients, :math:`\\bar{x} = \\text{dout}\\cdot y(1 - y)` for sigmoid, with torch operations,
-so that it is itself differentiable (double backward) when the cache holds only
-arguments, the output and masks.  Otherwise (a cached intermediate such as LayerNorm's
-``xc``, whose derivative torch does not know) a double backward raises instead of
-being silently wrong.
+so that it is itself differentiable (double backward).  A cached intermediate (LayerNorm's
+``xn`` and ``std``, softmax-with-loss's ``e = y - t``) was computed in the forward, where
+autograd records nothing, so it has no graph to the arguments: under ``create_graph=True``
+(``torch.is_grad_enabled()`` in the backward) the backward recomputes the intermediates
+from the arguments with the forward's own torch operations and differentiates through
+them; otherwise it reads the saved ones, at no cost.  The forward holds the arguments for
+this by weak reference, with their version counters (a double backward after an argument
+was freed or modified in place raises, naming it: keep it until then), so nothing is
+saved beyond the cache.  Never ``once_differentiable``, which gives zero second
+derivatives without a word.
 
 Constants take the dtype and device of the tensors they meet (Python numbers), or of
 the first input (one-hot rows): nothing assumes the CPU.  ``<Name>`` is an
@@ -29,6 +35,7 @@ import functools
 
 import sympy
 
+from .. import ops
 from ..derivation.model import Derivation
 from ..errors import GenerationError
 from ..lang.functions import SPECIAL
@@ -72,6 +79,94 @@ def _logistic_powers(expr: sympy.Basic) -> sympy.Basic:
     return expr.replace(is_one, rewrite)
 
 
+class SiluBackward(sympy.Function):
+    """:math:`g\\,\\sigma(u)\\,(1 + u(1 - \\sigma(u)))`, the derivative of :math:`u\\,\\sigma(u)`
+    times ``g``, printed as torch's one-pass kernel ``silu_backward(g, u)`` where the derived
+    formula is six passes over memory; that kernel has no derivative, so under
+    ``create_graph=True`` the formula is printed too."""
+
+
+def _is_logistic(e: sympy.Basic) -> bool:
+    """``1/(1 + exp(-u))``, as the derivation writes a recomputed logistic."""
+    return (isinstance(e, sympy.Pow) and e.exp == -1 and isinstance(e.base, sympy.Add) and len(e.base.args) == 2
+            and sympy.S.One in e.base.args and any(isinstance(a, sympy.exp) for a in e.base.args))
+
+
+class GeluTanh(sympy.Function):
+    """:math:`u(1 + \\tanh(\\sqrt{2/\\pi}(u + 0.044715u^3)))/2`, GELU's tanh form, printed as
+    ``F.gelu(u, approximate="tanh")`` (its constants are exactly these)."""
+
+
+class GeluTanhBackward(sympy.Function):
+    """``g`` times the derivative of :class:`GeluTanh` at ``u``, printed as torch's kernel
+    ``gelu_backward(g, u, approximate="tanh")`` (differentiable twice)."""
+
+
+def _small(expr: sympy.Expr) -> bool:
+    """Whether a statement is worth a symbolic match: elementwise and of a few dozen operations
+    (``expand`` and ``cancel`` of a large one could take long, and no kernel is that large)."""
+    return not expr.atoms(ops.ArrayOp) and sympy.count_ops(expr) <= 80
+
+
+def _gelu_tanh(u: sympy.Expr) -> sympy.Expr:
+    return u * (1 + sympy.tanh(sympy.sqrt(2 / sympy.pi) * (u + sympy.Rational(44715, 10**6) * u**3))) / 2
+
+
+def gelu_kernels(pairs: list[tuple[sympy.Symbol, sympy.Expr]]) -> list[tuple[sympy.Symbol, sympy.Expr]]:
+    """Statements equal to GELU's tanh form of a name (``expand`` of the difference is 0)
+    as :class:`GeluTanh`, and statements equal to ``g`` times its derivative (``g`` left
+    without ``tanh`` by cancelling, recomputed helpers inlined first) as
+    :class:`GeluTanhBackward`; helpers no statement reads any more are dropped."""
+    definitions = {s: e for s, e in pairs}
+    out = []
+    for symbol, expr in pairs:
+        inlined = expr.xreplace({s: e for s, e in definitions.items() if s != symbol}) if expr.has(sympy.tanh) else expr
+        if expr.has(sympy.tanh) and _small(inlined):
+            for u in sorted(inlined.free_symbols, key=str):
+                if sympy.expand(inlined - _gelu_tanh(u)) == 0:
+                    expr = GeluTanh(u)
+                    break
+                g = sympy.cancel(sympy.expand(inlined / sympy.diff(_gelu_tanh(u), u)))
+                if not g.has(sympy.tanh) and g != 0:
+                    expr = GeluTanhBackward(g, u)
+                    break
+        out.append((symbol, expr))
+    return out
+
+
+def drop_unread(pairs: list[tuple[sympy.Symbol, sympy.Expr]], helpers: set) -> list[tuple[sympy.Symbol, sympy.Expr]]:
+    """The pairs without those ``helpers`` that no statement reads any more."""
+    read = set().union(*(e.free_symbols for _, e in pairs)) if pairs else set()
+    return [(s, e) for s, e in pairs if s not in helpers or s in read]
+
+
+def kernels(pairs: list[tuple[sympy.Symbol, sympy.Expr]], helpers: set | None = None) -> list:
+    """The statements as torch's fused kernels of the same formulas (SiLU's, GELU's tanh
+    form); ``helpers``, the backward's recomputed values, are dropped where no statement
+    reads them any more (None: the forward, every statement kept)."""
+    out = gelu_kernels(silu_kernels(pairs))
+    return out if helpers is None else drop_unread(out, helpers)
+
+
+def silu_kernels(pairs: list[tuple[sympy.Symbol, sympy.Expr]]) -> list[tuple[sympy.Symbol, sympy.Expr]]:
+    """Backward statements equal to ``g*sigma(u)*(1 + u*(1 - sigma(u)))`` (swish's, SiLU's)
+    as :class:`SiluBackward` ``(g, u)``, proved by cancelling the formula out (``g`` left
+    without ``exp``)."""
+    definitions = {s: e for s, e in pairs if _is_logistic(e)}
+    out = []
+    for symbol, expr in pairs:
+        inlined = expr.xreplace(definitions) if definitions else expr
+        for logistic in (e for e in inlined.atoms(sympy.Pow) if _is_logistic(e) and _small(inlined)):
+            (power,) = [a for a in logistic.base.args if isinstance(a, sympy.exp)]
+            u = -power.args[0]
+            g = sympy.cancel(sympy.expand(inlined / (logistic * (1 + u * (1 - logistic)))))
+            if not g.has(sympy.exp) and g != 0:  # the whole formula, not a quotient still holding a logistic
+                expr = SiluBackward(g, u)
+                break
+        out.append((symbol, expr))
+    return out
+
+
 def _fused_product(e: sympy.Mul) -> tuple[str, sympy.Expr, sympy.Symbol] | None:
     """``g*v*(1 - v)`` as ``("sigmoid_backward", g, v)``, ``g*(1 - v**2)`` as
     ``("tanh_backward", g, v)``: torch's one-pass kernels of exactly these products (any
@@ -94,6 +189,57 @@ def _fused_product(e: sympy.Mul) -> tuple[str, sympy.Expr, sympy.Symbol] | None:
     return None
 
 
+# -- shapes: fewer passes over the large arrays of array layers ---------------------------------
+Shapes = dict  # a name -> its symbolic shape (() for sizes and numbers)
+
+
+def shape_of(expr: sympy.Basic, shapes: Shapes) -> tuple | None:
+    """The shape of ``expr`` from the shapes of its names; None where a name's shape is
+    unknown (a common subexpression's ``e0``) or the expression is boolean (a mask)."""
+    if shapes is None or expr.atoms(sympy.Piecewise, sympy.core.relational.Relational):
+        return None
+    names = expr.free_symbols
+    if any(s.name not in shapes for s in names):
+        return None
+    try:
+        return tuple(ops.shape_of(expr, {s: shapes[s.name] for s in names}))
+    except Exception:  # noqa: BLE001 - a shape rule that does not apply: leave the expression as it is
+        return None
+
+
+def smaller(shape: tuple, full: tuple) -> bool:
+    """Whether ``shape`` broadcasts to ``full`` with fewer elements (``(N, 1)`` in ``(N, D)``)."""
+    if len(shape) > len(full):
+        return False
+    offset = len(full) - len(shape)
+    if any(s != full[offset + k] and s != 1 for k, s in enumerate(shape)):
+        return False
+    return len(shape) < len(full) or any(s == 1 and f != 1 for s, f in zip(shape, full[offset:]))
+
+
+def constant_along(shape: tuple, full: tuple, axes: tuple[int, ...]) -> bool:
+    """Whether an operand of ``shape``, broadcast to ``full``, is constant along ``axes``."""
+    offset = len(full) - len(shape)
+    return all(a < offset or shape[a - offset] == 1 for a in axes)
+
+
+def layer_shapes(derivation: Derivation) -> Shapes | None:
+    """Shapes of every name of an array layer's forward and backward (None for an
+    elementwise layer: all its arrays have one shape)."""
+    spec = derivation.spec
+    if not spec.is_array:
+        return None
+    shapes = {s.name: tuple(sh) for s, sh in spec.shapes.items()}
+    shapes.update({d.name: () for d in spec.dims})
+    shapes["dout"] = shapes[spec.output.name]
+    pairs = [*((c.symbol, c.expr) for c in (*derivation.cache, *derivation.recompute)), *derivation.steps]
+    for symbol, expr in pairs:
+        found = shape_of(expr, shapes)
+        if found is not None and symbol.name not in shapes:
+            shapes[symbol.name] = found
+    return shapes
+
+
 class TorchPrinter(NumpyLayerPrinter):
     """Prints expressions of a derivation as torch operations (``torch.exp``, ``dim=``);
     the logistic function as ``torch.sigmoid``, and the products of the sigmoid's and
@@ -106,13 +252,57 @@ class TorchPrinter(NumpyLayerPrinter):
     derivation (``y``, ``t``) are never written to, nor the result of a function
     (``torch.tanh(u)``): autograd keeps it for a double backward, which a ``mul_`` on it
     would make raise.
+
+    With ``shapes`` (an array layer's, :func:`layer_shapes`) every product and sum over its
+    large arrays makes fewer passes: a factor constant along a sum's axes moves out of it
+    (:math:`\\sum_j s_i a_{ij} = s_i \\sum_j a_{ij}`), a product's smaller factors (numbers,
+    sizes, ``(N, 1)`` arrays) are multiplied together first, and ``rest + a*b`` of tensors is
+    ``torch.addcmul(rest, a, b)``.  LayerNorm's forward + backward went from 4.0-4.5x
+    ``F.layer_norm``'s time to about 3x (``benchmarks/RESULTS.md``).
     """
 
     constants = "math"
 
-    def __init__(self, names=None, masks=(), in_place: bool = False):
+    def __init__(self, names=None, masks=(), in_place: bool = False, shapes: Shapes | None = None):
         super().__init__(names, masks)
         self.in_place = in_place
+        self.shapes = shapes
+
+    def _pull_out_of_sums(self, expr):
+        """``sum(s*a, axis=1, keepdims=True)`` as ``s*sum(a, ...)`` where ``s`` is constant
+        along the summed axes and keeps its place in the result's shape (LayerNorm's
+        ``(N, 1)`` factors with ``keepdims``, batch normalization's ``(D,)`` ones summed over
+        axis 0): one pass over the large array fewer for each factor pulled out."""
+        def pull(e):
+            if not isinstance(e.args[0], sympy.Mul):
+                return e
+            full = shape_of(e.args[0], self.shapes)
+            if full is None:
+                return e
+            axes = tuple(int(a) % len(full) for a in e.args[1]) if len(e.args[1]) else tuple(range(len(full)))
+            outside = [f for f in e.args[0].args if (sh := shape_of(f, self.shapes)) is not None
+                       and (sh == () or constant_along(sh, full, axes) and (
+                           e.keepdims or all(a < len(full) - len(sh) for a in axes)))]  # (D,) out of sum(axis=0)
+            inside = [f for f in e.args[0].args if f not in outside]
+            if not outside or not inside:
+                return e
+            return sympy.Mul(*outside) * ops.ReduceSum(sympy.Mul(*inside), e.args[1], e.args[2])
+
+        return expr.replace(lambda e: isinstance(e, ops.ReduceSum), pull)
+
+    def _grouped(self, e) -> str | None:
+        """A product whose factors include two or more smaller than the result (numbers,
+        sizes, ``(N, 1)`` arrays in an ``(N, D)`` product) with those multiplied first:
+        ``xn*(2*dvar*std/D)``, one pass over ``xn`` where there were three."""
+        full = shape_of(e, self.shapes)
+        if full is None:
+            return None
+        small = [f for f in e.args if (sh := shape_of(f, self.shapes)) is not None and smaller(sh, full)]
+        large = [f for f in e.args if f not in small]
+        if len(small) < 2 or not large:
+            return None
+        prec = sympy.printing.precedence.PRECEDENCE["Mul"]
+        return f"{self.parenthesize(sympy.Mul(*large), prec)}*({self._print(sympy.Mul(*small))})"
 
     def _temporary(self, e) -> bool:
         """Whether ``e`` prints as a float tensor of its own that autograd does not keep: a sum,
@@ -121,7 +311,31 @@ class TorchPrinter(NumpyLayerPrinter):
         return (isinstance(e, (sympy.Add, sympy.Mul)) or isinstance(e, sympy.Pow) and e.exp.is_Integer) \
             and bool(e.free_symbols)
 
+    def _multiply_add(self, e) -> str | None:
+        """``rest + a*b`` of tensors as ``torch.addcmul(rest, a, b)``: one pass where the
+        product's temporary made two (LayerNorm's ``gamma*xn + beta``); None where a term
+        is a number or a shape is unknown."""
+        if shape_of(e, self.shapes) is None:
+            return None
+        for term in e.args:
+            negative = term.could_extract_minus_sign()
+            product = -term if negative else term
+            if not isinstance(product, sympy.Mul):
+                continue
+            factors = sorted(product.args, key=lambda f: -len(shape_of(f, self.shapes) or ()))
+            a, b = factors[0], sympy.Mul(*factors[1:])
+            rest = e - term
+            if not all(shape_of(v, self.shapes) not in (None, ()) for v in (a, b, rest)):
+                continue
+            value = ", value=-1" if negative else ""
+            return f"torch.addcmul({self._print(rest)}, {self._print(a)}, {self._print(b)}{value})"
+        return None
+
     def _print_Add(self, e, order=None):
+        if self.shapes and not self.in_place:
+            fused = self._multiply_add(e)
+            if fused is not None:
+                return fused
         terms = list(e.args)
         first = next((t for t in terms if self._temporary(t) and not t.could_extract_minus_sign()), None)
         if not self.in_place or first is None:
@@ -132,17 +346,34 @@ class TorchPrinter(NumpyLayerPrinter):
         return text
 
     def _print_Mul(self, e):
+        if len(e.args) == 2 and any(isinstance(f, Logistic) and f.args[0] == e.args[1 - k] for k, f in enumerate(e.args)):
+            (u,) = [f.args[0] for f in e.args if isinstance(f, Logistic)]
+            return f"torch.nn.functional.silu({self._print(u)})"  # u*sigmoid(u): one pass, not two
         fused = _fused_product(e)
         if fused is None or self._is_mask(fused[1]):
-            return self._in_place_product(e) or super()._print_Mul(e)
+            return self._in_place_product(e) or (self.shapes and self._grouped(e)) or super()._print_Mul(e)
         kernel, grad, v = fused
         return f"torch.ops.aten.{kernel}({self._print(grad)}, {self._print(v)})"
 
     def doprint(self, expr, assign_to=None):  # noqa: D102 - see the class docstring
-        return super().doprint(_logistic_powers(stable(expr)), assign_to)
+        expr = _logistic_powers(stable(expr))
+        return super().doprint(self._pull_out_of_sums(expr) if self.shapes else expr, assign_to)
 
     def _print_Logistic(self, e):
         return f"torch.sigmoid({self._print(e.args[0])})"
+
+    def _print_GeluTanh(self, e):
+        return f'torch.nn.functional.gelu({self._print(e.args[0])}, approximate="tanh")'
+
+    def _print_GeluTanhBackward(self, e):
+        return f'torch.ops.aten.gelu_backward({self._print(e.args[0])}, {self._print(e.args[1])}, approximate="tanh")'
+
+    def _print_SiluBackward(self, e):
+        """torch's kernel, which has no derivative: under ``create_graph=True`` the formula itself."""
+        g, u = e.args
+        formula = self._print(g * Logistic(u) * (1 + u * (1 - Logistic(u))))
+        return (f"(torch.ops.aten.silu_backward({self._print(g)}, {self._print(u)}) if not torch.is_grad_enabled() "
+                f"else {formula})")
 
     def _np(self, name: str) -> str:
         spelled = TORCH_SPELLING.get(name, name)
@@ -225,7 +456,8 @@ def op(derivation: Derivation) -> frameworks.Op:
     frameworks.check_names(derivation, RESERVED, "torch")
     spec = derivation.spec
     in_place = not spec.is_array and len(spec.inputs) == 1 and not spec.params and not spec.constants
-    return frameworks.build(derivation, functools.partial(TorchPrinter, in_place=in_place), EYE, "torch.zeros_like")
+    printer = functools.partial(TorchPrinter, in_place=in_place, shapes=layer_shapes(derivation))
+    return frameworks.build(derivation, printer, EYE, "torch.zeros_like", kernels=kernels)
 
 
 def module(derivation: Derivation, name: str | None = None) -> str:
@@ -242,34 +474,78 @@ def module(derivation: Derivation, name: str | None = None) -> str:
     cls = scaffold.class_name(name or derivation.spec.name)
     doc = scaffold._docstring(derivation)
     head = ['"""Generated by symbackprop: do not edit; regenerate from the declaration."""',
-            "import math", "", "import torch", "", ""]
+            "import math", *(["import weakref"] if the_op.intermediate else []), "", "import torch", "", ""]
     body = _function(the_op, f"{cls}Function", doc) + ["", ""] + _module_class(the_op, cls, doc)
     return "\n".join([*head, *body]) + "\n"
 
 
 def _function(the_op: frameworks.Op, fname: str, doc: list[str]) -> list[str]:
     arguments = ", ".join(["ctx", *the_op.arguments])
+    held = [f"ctx.arguments = {fname}.weakly({', '.join(the_op.arguments)})  # read by a double backward only"] \
+        if the_op.intermediate else []
     forward = [*the_op.forward, f"ctx.save_for_backward({', '.join(the_op.saved)})",
-               *(f"ctx.{d} = {d}" for d in the_op.dims), f"return {the_op.output}"]
+               *(f"ctx.{d} = {d}" for d in the_op.dims), *held, f"return {the_op.output}"]
     unpack = [f"{', '.join(the_op.saved)}, = ctx.saved_tensors"] if the_op.saved else []
-    backward = [*unpack, *(f"{d} = ctx.{d}" for d in the_op.dims), *the_op.backward,
+    again = recompute_lines(the_op, f"{fname}.intermediates(*{fname}.arguments(ctx))") if the_op.intermediate else []
+    backward = [*unpack, *(f"{d} = ctx.{d}" for d in the_op.dims), *again, *the_op.backward,
                 f"return {', '.join(the_op.gradients)}"]
+    lines = [f"class {fname}(torch.autograd.Function):", *frameworks.indented(doc, 1), "",
+             f"{INDENT}@staticmethod", f"{INDENT}def forward({arguments}):", *frameworks.indented(forward, 2), "",
+             f"{INDENT}@staticmethod", f"{INDENT}def backward(ctx, dout):", *frameworks.indented(backward, 2)]
     if the_op.intermediate:
-        backward = _refuse_double_backward(fname, the_op) + backward
-    return [f"class {fname}(torch.autograd.Function):", *frameworks.indented(doc, 1), "",
-            f"{INDENT}@staticmethod", f"{INDENT}def forward({arguments}):", *frameworks.indented(forward, 2), "",
-            f"{INDENT}@staticmethod", f"{INDENT}def backward(ctx, dout):", *frameworks.indented(backward, 2)]
+        lines += _double_backward_methods(the_op, fname)
+    return lines
 
 
-def _refuse_double_backward(fname: str, the_op: frameworks.Op) -> list[str]:
-    """Lines raising when the backward runs under ``create_graph=True``: its cached
-    intermediates have no derivative torch knows, so a second derivative would be wrong
-    (``once_differentiable`` would give zeros for the inputs without a word)."""
-    arguments = {*the_op.arguments, the_op.output}
-    kept = ", ".join(n for n in the_op.saved if n not in arguments)
-    return ["if torch.is_grad_enabled():  # create_graph=True: a second derivative is asked for",
-            f'{INDENT}raise RuntimeError("{fname}: no double backward: its cache holds intermediates '
-            f'({kept}) whose derivatives torch does not know")']
+def recompute_lines(the_op: frameworks.Op, call: str) -> list[str]:
+    """Under ``create_graph=True``, the cached intermediates replaced by ``call``'s: the same
+    values, recomputed from the arguments with their graph, so that torch differentiates the
+    backward through them (a second derivative); otherwise the saved ones, at no cost."""
+    return ["if torch.is_grad_enabled():  # create_graph=True: the intermediates again, with their graph",
+            f"{INDENT}{', '.join(the_op.kept)}, = {call}"]
+
+
+def held_arguments(the_op: frameworks.Op, owner: str) -> tuple[list[str], list[str]]:
+    """Bodies of ``weakly(*arguments)`` and ``arguments(ctx)``: the arguments held by weak
+    reference (nothing kept alive for a double backward that may never come) with their
+    version counters, and given back, or an error naming the one freed or modified in
+    place since the forward."""
+    names = ", ".join(f'"{a}"' for a in the_op.arguments)
+    weakly = ["return [(weakref.ref(a), a._version) if isinstance(a, torch.Tensor) and not a.is_inference()",
+              f"{INDENT}else (a, None) for a in arguments]  # a number, or an inference tensor (no version): itself"]
+    message = (f"{owner}: a double backward recomputes the cached intermediates from the argument "
+               "'{name}', which was freed or modified in place since the forward: keep it unchanged until then")
+    back = ["found = []",
+            f"for name, (held, version) in zip(({names},), ctx.arguments):",
+            f"{INDENT}a = held() if version is not None else held",
+            f"{INDENT}if a is None or version is not None and a._version != version:",
+            f'{INDENT * 2}raise RuntimeError(f"{message}")',
+            f"{INDENT}found.append(a)",
+            "return found"]
+    return weakly, back
+
+
+def until_kept(the_op: frameworks.Op, lines: list[str]) -> list[str]:
+    """The forward's lines up to the last that computes a kept array (the rest is not needed again)."""
+    last = max(k for k, line in enumerate(lines) if line.partition(" = ")[0] in the_op.kept)
+    return lines[:last + 1]
+
+
+def _double_backward_methods(the_op: frameworks.Op, fname: str) -> list[str]:
+    """``weakly``, ``arguments`` and ``intermediates``: what a double backward needs."""
+    weakly, back = held_arguments(the_op, fname)
+    again = [*until_kept(the_op, the_op.forward), f"return {', '.join(the_op.kept)},"]
+    kept = ", ".join(the_op.kept)
+    return ["", f"{INDENT}@staticmethod", f"{INDENT}def weakly(*arguments):",
+            f'{INDENT * 2}"""The arguments by weak reference (nothing kept alive), with their version counters."""',
+            *frameworks.indented(weakly, 2), "",
+            f"{INDENT}@staticmethod", f"{INDENT}def arguments(ctx):",
+            f'{INDENT * 2}"""The forward\'s arguments again, for a double backward."""',
+            *frameworks.indented(back, 2), "",
+            f"{INDENT}@staticmethod", f"{INDENT}def intermediates({', '.join(the_op.arguments)}):",
+            f'{INDENT * 2}"""The cached intermediates ({kept}) recomputed with the forward\'s torch operations, '
+            'their graph to the arguments recorded."""',
+            *frameworks.indented(again, 2)]
 
 
 def _module_class(the_op: frameworks.Op, cls: str, doc: list[str]) -> list[str]:
@@ -283,4 +559,4 @@ def _module_class(the_op: frameworks.Op, cls: str, doc: list[str]) -> list[str]:
             f"{INDENT * 2}return {cls}Function.apply({call})"]
 
 
-__all__ = ["RESERVED", "TORCH_SPELLING", "TorchPrinter", "module", "op"]
+__all__ = ["RESERVED", "TORCH_SPELLING", "TorchPrinter", "held_arguments", "module", "op", "recompute_lines", "until_kept"]

@@ -37,10 +37,6 @@ def _output(result):
     return result[0] if isinstance(result, tuple) else result
 
 
-def _double_backward(name):
-    return "no double backward" not in symbackprop.generate(bundled(name), backend="torch-op")
-
-
 @pytest.mark.parametrize("name", SUPPORTED)
 def test_opcheck(name):
     """Schema, autograd registration, fake tensors and AOT dispatch, as torch.library checks them."""
@@ -55,18 +51,35 @@ def test_gradcheck_fast_and_slow(name):
         assert torch.autograd.gradcheck(_module(name).function, args, fast_mode=fast)
 
 
-@pytest.mark.parametrize("name", [n for n in SUPPORTED if _double_backward(n)])
+@pytest.mark.parametrize("name", SUPPORTED)
 def test_gradgradcheck_the_registered_backward_is_differentiable(name):
+    """Every op, those whose cache holds an intermediate (recomputed under create_graph) included."""
     args, _ = _args(name, seed=3)
     for fast in (False, True):
         assert torch.autograd.gradgradcheck(_module(name).function, args, fast_mode=fast)
 
 
-@pytest.mark.parametrize("name", [n for n in SUPPORTED if not _double_backward(n)])
-def test_double_backward_is_refused_when_an_intermediate_is_cached(name):
-    args, _ = _args(name, seed=3)
-    with pytest.raises(RuntimeError, match="no double backward"):
-        torch.autograd.gradgradcheck(_module(name).function, args)
+@pytest.mark.parametrize("name", SUPPORTED)
+def test_second_derivatives_agree_with_autograd_of_the_composed_forward(name):
+    from tests.codegen.test_torch_backend import second_derivatives
+
+    args, dout = _args(name, seed=8)
+    got = second_derivatives(_module(name).function, args, dout, seed=8)
+    want = second_derivatives(lambda *a: _output(_composed(name, a)), args, dout, seed=8)
+    for g, w, a in zip(got, want, [*(a for a in args if a.requires_grad), dout]):
+        g = torch.zeros_like(a) if g is None else g
+        w = torch.zeros_like(a) if w is None else w
+        torch.testing.assert_close(g, w, rtol=1e-9, atol=1e-11)
+
+
+def test_a_double_backward_after_the_input_is_freed_says_which():
+    args, dout = _args("layer_norm", seed=3)
+    x = args[0].detach().clone().requires_grad_(True)
+    h = x * 1.0
+    out = _module("layer_norm").function(h, *args[1:])
+    del h
+    with pytest.raises(RuntimeError, match="from the argument 'x', which was freed or modified in place"):
+        torch.autograd.grad(out, x, dout, create_graph=True)
 
 
 @pytest.mark.parametrize("name", SUPPORTED)
@@ -149,11 +162,12 @@ def test_refused_with_one_line():
     assert "\n" not in str(exc.value)
 
 
-def test_generated_source_imports_torch_and_math_only():
+def test_generated_source_imports_torch_math_and_weakref_only():
     for name in SUPPORTED:
         source = symbackprop.generate(bundled(name), backend="torch-op")
         imports = [line for line in source.splitlines() if line.startswith(("import ", "from "))]
-        assert imports == ["import math", "import torch"]
+        held = ["import weakref"] if "def _arguments(" in source else []  # the inputs, for a double backward
+        assert imports == ["import math", *held, "import torch"]
 
 
 def test_the_command_line_generates_and_checks_the_custom_op(capsys):
