@@ -429,7 +429,7 @@ def split_sums(expr: sympy.Expr, shapes: Shapes) -> sympy.Expr:
         if isinstance(e, ReduceSum) and isinstance(e.operand, BroadcastTo) and _is_scalar(e.operand.args[0]):
             shape = tuple(e.operand.args[1])
             return e.operand.args[0] * size_of(shape, normal_axes(e.axes, len(shape), ""))
-        if isinstance(e, ReduceSum) and isinstance(e.operand, sympy.Mul) and e.keepdims:
+        if isinstance(e, ReduceSum) and isinstance(e.operand, sympy.Mul):
             return _constant_factors_out(e, shapes)
         if not (isinstance(e, ReduceSum) and isinstance(e.operand, sympy.Add)):
             return e
@@ -446,25 +446,46 @@ def split_sums(expr: sympy.Expr, shapes: Shapes) -> sympy.Expr:
 
 
 def _constant_factors_out(e: ReduceSum, shapes: Shapes) -> sympy.Expr:
-    """``sum(f*h, axis=A, keepdims=True)`` as ``f*sum(h, axis=A, keepdims=True)`` for each factor
-    ``f`` of size 1 along every summed axis (it broadcasts there): a masked temporal loss's
-    ``sum(t*expand_dims(g, axis=2), axis=2, keepdims=True)`` is ``expand_dims(g, axis=2)*sum(t, ...)``,
-    and a one-hot ``t`` sums to 1."""
+    """:func:`factor_out_of_sum` with the declaration's shapes, then the sum left split again."""
     if any(v not in shapes for v in e.operand.atoms(ArrayVar)):
         return e
-    try:
-        n = len(shape_of(e.operand, shapes))
-        axes = normal_axes(e.axes, n, "")
-        out, kept = [], []
-        for f in e.operand.args:
-            shape = shape_of(f, shapes)
-            lead = n - len(shape)
-            (out if all(a < lead or shape[a - lead] == 1 for a in axes) else kept).append(f)
-    except SpecError:
+
+    def shape(f: sympy.Basic) -> Shape | None:
+        try:
+            return shape_of(f, shapes)
+        except SpecError:
+            return None
+
+    out = factor_out_of_sum(e, shape)
+    return e if out is e else split_sums(out, shapes)
+
+
+def factor_out_of_sum(e: ReduceSum, shape: Callable[[sympy.Basic], Shape | None]) -> sympy.Expr:
+    r"""``sum(f*h, axis=A)`` as ``f*sum(h, axis=A)`` for each factor ``f`` constant along the
+    summed axes that keeps its place in the result (:math:`\sum_j s_i a_{ij} = s_i \sum_j a_{ij}`):
+    of size 1 along ``A`` with ``keepdims``, without any of ``A`` (broadcast there) without it.
+    A masked temporal loss's ``sum(t*expand_dims(g, axis=2), axis=2, keepdims=True)`` becomes
+    ``expand_dims(g, axis=2)*sum(t, ...)``, where a one-hot ``t`` sums to 1; LayerNorm's ``(N, 1)``
+    factors leave its sums (one pass over the large array fewer each). ``shape(f)`` gives a
+    factor's shape, None where unknown (the factor then stays)."""
+    if not isinstance(e.operand, sympy.Mul):
         return e
-    if not out or not kept:
+    full = shape(e.operand)
+    if full is None:
         return e
-    return sympy.Mul(*out) * split_sums(ReduceSum(sympy.Mul(*kept), e.args[1], e.args[2]), shapes)
+    axes = normal_axes(e.axes, len(full), "") if e.axes else tuple(range(len(full)))
+    outside = []
+    for f in e.operand.args:
+        sh = shape(f)
+        if sh is None:
+            continue
+        lead = len(full) - len(sh)
+        if all(a < lead or (e.keepdims and sh[a - lead] == 1) for a in axes):
+            outside.append(f)
+    inside = [f for f in e.operand.args if f not in outside]
+    if not outside or not inside:
+        return e
+    return sympy.Mul(*outside) * ReduceSum(sympy.Mul(*inside), e.args[1], e.args[2])
 
 
 # -- rewrites before differentiating ---------------------------------------------------------

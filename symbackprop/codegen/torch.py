@@ -217,12 +217,6 @@ def smaller(shape: tuple, full: tuple) -> bool:
     return len(shape) < len(full) or any(s == 1 and f != 1 for s, f in zip(shape, full[offset:]))
 
 
-def constant_along(shape: tuple, full: tuple, axes: tuple[int, ...]) -> bool:
-    """Whether an operand of ``shape``, broadcast to ``full``, is constant along ``axes``."""
-    offset = len(full) - len(shape)
-    return all(a < offset or shape[a - offset] == 1 for a in axes)
-
-
 def layer_shapes(derivation: Derivation) -> Shapes | None:
     """Shapes of every name of an array layer's forward and backward (None for an
     elementwise layer: all its arrays have one shape)."""
@@ -269,24 +263,10 @@ class TorchPrinter(NumpyLayerPrinter):
         self.shapes = shapes
 
     def _pull_out_of_sums(self, expr):
-        """``sum(s*a, axis=1, keepdims=True)`` as ``s*sum(a, ...)`` where ``s`` is constant
-        along the summed axes and keeps its place in the result's shape (LayerNorm's
-        ``(N, 1)`` factors with ``keepdims``, batch normalization's ``(D,)`` ones summed over
-        axis 0): one pass over the large array fewer for each factor pulled out."""
+        """Factors constant along a sum's axes out of it (:func:`symbackprop.ops.factor_out_of_sum`),
+        with the layer's shapes: one pass over the large array fewer for each."""
         def pull(e):
-            if not isinstance(e.args[0], sympy.Mul):
-                return e
-            full = shape_of(e.args[0], self.shapes)
-            if full is None:
-                return e
-            axes = tuple(int(a) % len(full) for a in e.args[1]) if len(e.args[1]) else tuple(range(len(full)))
-            outside = [f for f in e.args[0].args if (sh := shape_of(f, self.shapes)) is not None
-                       and (sh == () or constant_along(sh, full, axes) and (
-                           e.keepdims or all(a < len(full) - len(sh) for a in axes)))]  # (D,) out of sum(axis=0)
-            inside = [f for f in e.args[0].args if f not in outside]
-            if not outside or not inside:
-                return e
-            return sympy.Mul(*outside) * ops.ReduceSum(sympy.Mul(*inside), e.args[1], e.args[2])
+            return ops.factor_out_of_sum(e, lambda f: shape_of(f, self.shapes))
 
         return expr.replace(lambda e: isinstance(e, ops.ReduceSum), pull)
 
