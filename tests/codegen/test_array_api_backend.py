@@ -13,11 +13,11 @@ from symbackprop.errors import GenerationError
 from symbackprop.pipeline import check as check_spec
 from tests.fixtures.declarations import bundled
 from symbackprop.spec import catalog
-from tests.fixtures.frameworks import require
+from tests.fixtures.frameworks import INDEX_NOTATION, require
 from tests.fixtures.frameworks import problem as _problem
 
-#: Every bundled declaration: the standard expresses them all (the network too).
-SUPPORTED = catalog.bundled_names()
+#: Every bundled declaration but index notation (refused, tested below): the network too.
+SUPPORTED = [n for n in catalog.bundled_names() if n not in INDEX_NOTATION]
 
 xps = require("array_api_strict")
 require("array_api_compat")
@@ -184,3 +184,11 @@ def test_the_command_line_generates_and_checks_the_array_api_class(capsys):
     assert "xp = xp_namespace(x)" in capsys.readouterr().out
     assert main(["check", "relu", "softmax_with_loss", "--backend", "array-api", "--examples", "3"]) == 0
     assert "2 of 2 declarations checked OK" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", INDEX_NOTATION)
+def test_index_notation_is_refused_with_one_line(name):
+    from symbackprop.errors import GenerationError
+
+    with pytest.raises(GenerationError, match="does not generate index notation"):
+        symbackprop.generate(bundled(name), backend="array-api")
