@@ -340,6 +340,10 @@ class NumpyLayerPrinter(NumPyPrinter):
     def _print_Pow(self, e, rational=False):
         base, ex = e.args
         b = self.parenthesize(base, sympy.printing.precedence.PRECEDENCE["Pow"])
+        if ex.is_Rational and not ex.is_Integer and _sizes_only(base):
+            # a root of sizes (attention's 1/sqrt(D)) in Python's arithmetic: a float, not a
+            # numpy float64 scalar, which would make float32 arrays float64
+            return f"{b}**{self._number(str(float(ex)))}" if ex > 0 else f"{b}**({float(ex)!r})"
         if ex == sympy.S.Half:
             return f"{self._np('sqrt')}({self._print(base)})"
         one = self._number("1")
@@ -503,3 +507,9 @@ HELPERS = {
     out = top + np.log(np.sum(np.exp(a - top), axis=axis, keepdims=True))
     return out if keepdims else np.squeeze(out, axis=axis)''',
 }
+
+
+def _sizes_only(expr: sympy.Expr) -> bool:
+    """An expression of array sizes (integer symbols) and numbers alone."""
+    return bool(expr.free_symbols) and all(s.is_integer and not isinstance(s, ops.ArrayVar)
+                                           for s in expr.free_symbols)

@@ -2,7 +2,7 @@
 and every gradient, by autograd through the built-in, at random shapes and values.
 
 Oracle: ``F.batch_norm`` (training mode), ``F.layer_norm``, ``torch.rnn_tanh_cell``,
-``F.cross_entropy`` with probability targets, ``F.linear`` — none of them reads the
+``F.cross_entropy`` with probability targets, ``F.linear``, ``F.scaled_dot_product_attention`` — none of them reads the
 declaration or the derivation."""
 import numpy as np
 import pytest
@@ -43,6 +43,10 @@ def _affine(x, w, b):
     return F.linear(x, w.T, b)
 
 
+def _attention(q, k, v):
+    return F.scaled_dot_product_attention(q, k, v)
+
+
 #: declaration: (the built-in, as a function of the inputs, then the parameters, then the constants)
 BUILTINS = {
     "spatial_batch_norm": _spatial_batch_norm,
@@ -51,6 +55,8 @@ BUILTINS = {
     "rnn_step": _rnn_step,
     "temporal_softmax_loss": _temporal_softmax_loss,
     "affine": _affine,
+    "temporal_affine": _affine,
+    "attention": _attention,
 }
 
 
