@@ -169,9 +169,7 @@ class _SumPlan:
             self.order = perm if perm != sorted(perm) else None
             return
         positions = [np.broadcast_to(_position(p, grid, sizes), self.extents) for p in atom.out_map]
-        inside = np.ones(self.extents, dtype=bool)
-        for p, n in zip(positions, self.shape):
-            inside &= (p >= 0) & (p < n)
+        inside = _inside(positions, self.shape)
         self.written = inside
         self.writes = tuple(p[inside] for p in positions)
 
@@ -192,12 +190,17 @@ def _sum_plan(atom: IndexSum, sizes: tuple, shapes: tuple) -> _SumPlan:
 def _where(m: Sequence, grid: Mapping, sizes: Mapping, shape: tuple) -> tuple[tuple, np.ndarray | None]:
     """The clipped positions of a read on the grid, and where they fall inside (None: everywhere)."""
     positions = np.broadcast_arrays(*[_position(p, grid, sizes) for p in m])
-    inside = np.ones(positions[0].shape, dtype=bool)
-    clipped = []
+    inside = _inside(positions, shape)
+    clipped = tuple(np.clip(p, 0, n - 1) for p, n in zip(positions, shape))
+    return clipped, (None if inside.all() else inside)
+
+
+def _inside(positions: Sequence[np.ndarray], shape: Sequence[int]) -> np.ndarray:
+    """Where positions (one array per axis) fall inside an array of ``shape``."""
+    inside = np.ones(np.shape(positions[0]), dtype=bool)
     for p, n in zip(positions, shape):
         inside &= (p >= 0) & (p < n)
-        clipped.append(np.clip(p, 0, n - 1))
-    return tuple(clipped), (None if inside.all() else inside)
+    return inside
 
 
 class IndexMax(_Indexed):
@@ -258,9 +261,7 @@ class IndexMaxGrad(_Indexed):
             return out
         first = np.argmax(flat.real if np.iscomplexobj(flat) else flat, axis=-1)[..., None]
         where = [np.take_along_axis(p, first, axis=-1)[..., 0] for p in positions]
-        inside = np.ones(first.shape[:-1], dtype=bool)
-        for p, n in zip(where, a.shape):
-            inside &= (p >= 0) & (p < n)
+        inside = _inside(where, a.shape)
         np.add.at(out, tuple(p[inside] for p in where), g[inside])
         return out
 
@@ -288,14 +289,9 @@ def _position(p: sympy.Expr, grid: Mapping, sizes: Mapping) -> np.ndarray:
 
 def _gather(a: np.ndarray, m: Sequence, grid: Mapping, sizes: Mapping) -> np.ndarray:
     """``a[m(iota)]`` on the grid, zero where a position falls outside ``a``."""
-    positions = np.broadcast_arrays(*[_position(p, grid, sizes) for p in m])
-    inside = np.ones(positions[0].shape, dtype=bool)
-    clipped = []
-    for p, n in zip(positions, a.shape):
-        inside &= (p >= 0) & (p < n)
-        clipped.append(np.clip(p, 0, n - 1))
-    got = a[tuple(clipped)]
-    return np.where(inside, got, 0) if not inside.all() else got
+    where, inside = _where(m, grid, sizes, a.shape)
+    got = a[where]
+    return got if inside is None else np.where(inside, got, 0)
 
 
 # -- analysis of positions -------------------------------------------------------------------------

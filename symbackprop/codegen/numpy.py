@@ -207,12 +207,13 @@ class NumpyLayerPrinter(NumPyPrinter):
         pads = self._tuple([self._print(w[4]) for w in windows])
         return f"{axes}, {sizes}, {strides}, {pads}"
 
-    def _read(self, operand, positions, ranges, letters) -> tuple[str, str]:
+    def _read(self, operand, positions, ranges, letters) -> tuple[str, str, list]:
+        """The text of a read through its windows, its subscripts, and the windows."""
         subs, windows = self._windowed(positions, ranges, letters)
         text = self._print(operand) if isinstance(operand, sympy.Symbol) else f"({self._print(operand)})"
         if windows:
             text = f"_windows({text}, {self._window_args(windows, ranges)})"
-        return text, "".join(subs)
+        return text, "".join(subs), windows
 
     def _contract(self, reads: list[tuple[str, str]], target: str) -> str:
         """The reads (text, subscripts) multiplied and summed down to ``target``'s subscripts:
@@ -236,7 +237,7 @@ class NumpyLayerPrinter(NumPyPrinter):
 
     def _print_IndexSum(self, e):
         letters, ranges = self._letters(e), dict(e.ranges)
-        reads = [self._read(a, m, ranges, letters) for a, m in zip(e.args[:e.operands], e.maps)]
+        reads = [self._read(a, m, ranges, letters)[:2] for a, m in zip(e.args[:e.operands], e.maps)]
         if e.is_gather:
             present = [p for p in e.out_map if any(letters[p] in subs for _, subs in reads)]
             target = "".join(letters[p] for p in present)
@@ -272,13 +273,13 @@ class NumpyLayerPrinter(NumPyPrinter):
 
     def _max_parts(self, e, positions, out_map):
         """The windowed read of a max or of its gradient: its text, the output's letters, the
-        reduced axes, the letters kept in their order, and the letters and ranges used."""
+        reduced axes, the letters kept in their order, the read's windows and the ranges."""
         letters, ranges = self._letters(e), dict(e.ranges)
-        text, subs = self._read(e.args[0], positions, ranges, letters)
+        text, subs, windows = self._read(e.args[0], positions, ranges, letters)
         out = "".join(letters[p] for p in out_map)
         reduced = self._tuple([str(k) for k, ch in enumerate(subs) if ch not in out])
         rest = "".join(ch for ch in subs if ch in out)
-        return text, out, reduced, rest, (letters, ranges)
+        return text, out, reduced, rest, (windows, ranges)
 
     def _print_IndexMax(self, e):
         pooling = self._pooling(e, e.args[1], e.args[2])
@@ -293,12 +294,11 @@ class NumpyLayerPrinter(NumPyPrinter):
         if pooling is not None:
             a, rest = pooling.split(", ", 1)
             return f"_window_max_grad({a}, {self._print(e.args[1])}, {rest})"
-        text, out, reduced, rest, (letters, ranges) = self._max_parts(e, e.args[2], e.args[3])
+        text, out, reduced, rest, (windows, ranges) = self._max_parts(e, e.args[2], e.args[3])
         g = self._print(e.args[1])
         if rest != out:
             g = f'{self._np("einsum")}("{out}->{rest}", {g})'
         routed = f"_to_first_max({text}, {reduced}, {g})"
-        _, windows = self._windowed(e.args[2], ranges, letters)
         if not windows:
             return routed
         shape = self._tuple([self._size(d) for d in e.args[-1]])

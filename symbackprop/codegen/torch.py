@@ -116,7 +116,7 @@ def gelu_kernels(pairs: list[tuple[sympy.Symbol, sympy.Expr]]) -> list[tuple[sym
     """Statements equal to GELU's tanh form of a name (``expand`` of the difference is 0)
     as :class:`GeluTanh`, and statements equal to ``g`` times its derivative (``g`` left
     without ``tanh`` by cancelling, recomputed helpers inlined first) as
-    :class:`GeluTanhBackward`; helpers no statement reads any more are dropped."""
+    :class:`GeluTanhBackward` (:func:`kernels` then drops the helpers no longer read)."""
     definitions = {s: e for s, e in pairs}
     out = []
     for symbol, expr in pairs:

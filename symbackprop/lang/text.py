@@ -53,10 +53,10 @@ def with_decimals(expr: sympy.Basic) -> sympy.Basic:
 
 
 class _Printer(StrPrinter):
+    """Prints SymPy in the parser's own syntax."""
+
     #: index atoms in index notation (for people) rather than the spelling that parses back
     pretty = False
-
-    """Prints SymPy in the parser's own syntax."""
 
     def _print(self, expr, **kwargs) -> str:
         if isinstance(expr, sympy.Basic) and (

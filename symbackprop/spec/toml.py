@@ -176,10 +176,12 @@ class _Loader(TomlLoader):
             raise self.fail("name", "missing (every declaration has a name)")
         self.shapes: dict[sympy.Symbol, tuple] = {}
         self.constraints: list = []
+        self.hyper: dict[sympy.Symbol, int] = {}
+        self.tile = False
         if isinstance(self.doc.get("inputs"), dict):
             inputs = self.arrays("inputs", required=True)
             params, constants = self.arrays("params"), self.arrays("constants")
-            self.hyper = self.hyperparameters()
+            self.hyper, self.tile = self.hyperparameters(), self.get("tile", bool, False)
         else:
             inputs, params, constants = self.inputs(), [], []
             for key in ("params", "constants", "assume", "hyper", "tile"):
@@ -188,7 +190,7 @@ class _Loader(TomlLoader):
         graph = self.graph([*inputs, *params, *constants])
         names = [s.name for s in (*inputs, *params, *constants)] + [n.name for n, _ in graph]
         names += [d.name for d in self.dims.values()]
-        names += [h.name for h in getattr(self, "hyper", {})]
+        names += [h.name for h in self.hyper]
         if self.shapes:
             self.symbols[DOUT.name] = array_dout(self.shapes[graph[-1][0]])
         spec_kwargs = dict(
@@ -208,7 +210,7 @@ class _Loader(TomlLoader):
             claims=self.claims(names),
             chains=self.chains(names),
             intervals={self.symbols[n]: ends for n, ends in self.intervals.items() if n in self.symbols},
-            hyper=dict(getattr(self, "hyper", {})),
+            hyper=dict(self.hyper),
             constraints=tuple(self.constraints),
         )
         if spec_kwargs["section"] is not None:
@@ -252,8 +254,6 @@ class _Loader(TomlLoader):
             symbol = sympy.Symbol(n, integer=True, nonnegative=True)
             self.symbols[n] = symbol
             out[symbol] = value
-        tile = self.get("tile", bool, False)
-        self.tile = tile
         return out
 
     @property
