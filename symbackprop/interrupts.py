@@ -25,10 +25,29 @@ def _on_sigint(signum, frame):
         raise KeyboardInterrupt
 
 
+_collecting = False
+
+
+def _collection(phase: str, info: dict) -> None:
+    global _collecting
+    _collecting = phase == "start"
+
+
+def watch_collections() -> None:
+    """Track whether a garbage collection is running (a ``gc.callbacks`` entry, added once):
+    what it runs (callbacks, finalizers such as an event loop's ``__del__``, weakref callbacks)
+    swallows exceptions."""
+    if _collection not in gc.callbacks:
+        gc.callbacks.insert(0, _collection)
+
+
 def in_gc_callback(frame, depth: int = 8) -> bool:
-    """Is ``frame`` (or one of its callers, a few levels up) a ``gc.callbacks`` function,
-    such as the one hypothesis installs to time garbage collection?  An exception raised
-    there is printed and swallowed, so signal handlers hold theirs back."""
+    """Is a garbage collection running (:func:`watch_collections`), or is ``frame`` (or one of
+    its callers, a few levels up) a ``gc.callbacks`` function, such as the one hypothesis
+    installs to time garbage collection?  An exception raised there is printed and swallowed,
+    so signal handlers hold theirs back."""
+    if _collecting:
+        return True
     codes = {getattr(cb, "__code__", None) for cb in gc.callbacks}
     while frame is not None and depth:
         if frame.f_code in codes:
@@ -45,6 +64,7 @@ def ctrl_c_latched() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    watch_collections()
     previous = signal.signal(signal.SIGINT, _on_sigint)
     try:
         yield

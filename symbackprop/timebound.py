@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from .errors import DerivationTimeout
-from .interrupts import in_gc_callback
+from .interrupts import in_gc_callback, watch_collections
 
 T = TypeVar("T")
 
@@ -59,6 +59,7 @@ def bounded(fn: Callable[[], T], seconds: float = DEFAULT_SECONDS) -> T:
     deadline = min([now + seconds, *_deadlines])
     if deadline <= now:
         raise DerivationTimeout(f"no time left for this step (bound {seconds:g} s)")
+    watch_collections()
     outer_handler = signal.signal(signal.SIGALRM, _on_alarm)
     _deadlines.append(deadline)
     signal.setitimer(signal.ITIMER_REAL, deadline - now)
