@@ -1,6 +1,6 @@
 """Grading 1000 untrusted submissions with ``--jobs 2``: every verdict right, never a hang.
 
-Builds, in a temporary folder, ``--scale`` (default 5) copies of 160 layer files (``Sigmoid`` classes: correct ones, wrong
+Builds, in a temporary folder, ``--scale`` (default 4: 1,004 submissions) copies of 160 layer files (``Sigmoid`` classes: correct ones, wrong
 ones of every finding kind, endless loops, memory bombs, crashers (``os._exit``,
 ``SIGKILL`` of their own process, a segfault through ctypes, a C stack overflow),
 ``sys.exit``, megabyte printers, a submission that kills its parent process, broken
@@ -13,16 +13,18 @@ prove, and hostile strings), then grades them as a teacher would::
     symbackprop verify-layer 'layers/*/layers.py:Sigmoid' --against sigmoid --jobs 2 --timeout 5 --json
     symbackprop verify-steps 'steps/*/derivation.toml' --jobs 2 --timeout 5 --json
 
-and compares every record with the verdict its submission was built to get.
+and compares every record with the verdict its submission was built to get.  Then it
+measures one submission's overhead, one job at a time: the grader's process (fork and
+teardown), the submission's process and the check, the sandbox.
 
 With ``--dask``, also grades 40 correct submissions on a Dask ``LocalCluster`` of 1 and of 2
 workers (``--executor dask``) and prints submissions per second for each.
 
 Run: ``python benchmarks/grading.py [--keep] [--scale K] [--jobs N] [--timeout S] [--dask]`` (defaults:
-scale 5, 2 jobs, 5 s).  Prints the command's summary
+scale 4, 2 jobs, 5 s).  Prints the command's summary
 tables, submissions per second, the total time and each submission's average cost; exits 1
 (after a table of the mismatches) if any verdict is wrong, a cheat reached the network, or
-it took longer than the budget (3 minutes at the default scale).
+it took longer than the budget (3 minutes per 1,000 submissions).
 """
 from __future__ import annotations
 
@@ -42,6 +44,7 @@ from tests.fixtures.submissions import sigmoid as layer  # noqa: E402  shared wi
 import symbackprop  # noqa: E402
 from symbackprop.spec import catalog  # noqa: E402
 
+#: Seconds per 1,000 submissions.
 BUDGET = 180.0
 #: Any failing verdict will do: a cheat must not be graded ok, whatever it broke on.
 NOT_OK = ["not ok"]
@@ -136,11 +139,13 @@ def build(folder: Path, kinds: dict, filename: str, scale: int = 1) -> dict[str,
     return expected
 
 
-def grade(command: list[str], out: Path, jobs: int = 2) -> tuple[dict, float]:
-    """Run the command (its summary table goes to our stderr); its records by path, and seconds."""
+def grade(command: list[str], out: Path, jobs: int = 2, quiet: bool = False) -> tuple[dict, float]:
+    """Run the command (its summary table goes to our stderr unless ``quiet``); its records by
+    path, and seconds."""
     start = time.perf_counter()
     run = subprocess.run([sys.executable, "-m", "symbackprop", *command, "--jobs", str(jobs), "--timeout", str(TIMEOUT),
-                          "--json", "-o", str(out)], cwd=ROOT, timeout=600, check=False)
+                          "--json", "-o", str(out)], cwd=ROOT, timeout=600, check=False,
+                         stderr=subprocess.DEVNULL if quiet else None)
     seconds = time.perf_counter() - start
     if run.returncode not in (0, 1) or not out.exists():
         raise SystemExit(f"the command failed (exit code {run.returncode}, no {out.name})")
@@ -177,7 +182,31 @@ def dask_rates(folder: Path) -> None:
               f"{40 / seconds:.2f} per second")
 
 
-def main(keep: bool = False, scale: int = 5, with_dask: bool = False, jobs: int = 2) -> int:
+def overheads(folder: Path, count: int = 20) -> None:
+    """One submission's cost, one job at a time, as differences of wall-clock time per
+    submission: ``count + 1`` submissions against one, so that the command's own start-up
+    cancels.  A file that is not Python stops in the grader's process (its fork and
+    teardown alone); a correct layer without a sandbox adds the submission's process (Python,
+    numpy) and the check; the same in the sandbox adds bwrap."""
+    cases = {"not Python": ("layers.txt", "x\n", []), "correct, no sandbox": ("layers.py", layer(), ["--isolation", "none"]),
+             "correct, sandboxed": ("layers.py", layer(), ["--isolation", "bwrap"])}
+    costs = {}
+    for label, (filename, text, options) in cases.items():
+        seconds = []
+        for n in (1, count + 1):
+            where = folder / "overhead" / f"{label.replace(' ', '_').replace(',', '')}_{n}"
+            build(where, {"s": (n, text, [])}, filename)
+            _, took = grade(["verify-layer", f"{where}/*/{filename}:Sigmoid", "--against", "sigmoid", *options],
+                            where / "records.json", jobs=1, quiet=True)
+            seconds.append(took)
+        costs[label] = (seconds[1] - seconds[0]) / count
+    fork, local, sandboxed = costs.values()
+    print(f"one submission, one job: {sandboxed:.3f} s = {fork:.3f} s the grader's process (fork, teardown) "
+          f"+ {local - fork:.3f} s the submission's process (Python, numpy) and the check "
+          f"+ {sandboxed - local:.3f} s the sandbox (bwrap)")
+
+
+def main(keep: bool = False, scale: int = 4, with_dask: bool = False, jobs: int = 2) -> int:
     folder = Path(tempfile.mkdtemp(prefix="symbackprop-grading-"))
     server = socket.create_server(("127.0.0.1", 0))
     server.setblocking(False)
@@ -210,13 +239,14 @@ def main(keep: bool = False, scale: int = 5, with_dask: bool = False, jobs: int 
         print(f"a submission wrote outside its sandbox, or a derivation string ran code: {injected}")
     if reached:
         print("a cheat reached the network")
+    overheads(folder)
     if with_dask:
         dask_rates(folder)
     if not keep:
         subprocess.run(["rm", "-rf", str(folder)], check=False)
     if not rows:
         print("all verdicts right")
-    budget = BUDGET * scale / 5
+    budget = BUDGET * n / 1000
     if total >= budget:
         print(f"over the {budget:.0f} s budget")
     return 0 if not rows and not injected and not reached and total < budget else 1
@@ -228,5 +258,5 @@ def _option(name: str, default: float) -> float:
 
 if __name__ == "__main__":
     TIMEOUT = _option("--timeout", TIMEOUT)
-    sys.exit(main(keep="--keep" in sys.argv, scale=int(_option("--scale", 5)), with_dask="--dask" in sys.argv,
+    sys.exit(main(keep="--keep" in sys.argv, scale=int(_option("--scale", 4)), with_dask="--dask" in sys.argv,
                   jobs=int(_option("--jobs", 2))))

@@ -46,7 +46,6 @@ import sympy
 from .. import ops
 from ..errors import GenerationError
 from ..lang.functions import BY_CLASS, NODES
-from ..runtime import fused as runtime
 from . import scaffold
 from .numpy import NumpyLayerPrinter
 from .scaffold import INDENT, Parts
@@ -95,6 +94,8 @@ def parts(derivation) -> Parts:
     Complex input (the checker's complex step) runs the numpy backend's ``forward``, kept as
     ``_forward_numpy``: the kernels compute in float32 and float64 only.
     """
+    from ..runtime import fused as runtime  # imports numba: only when a fused module is made
+
     if runtime.nb is None:
         raise GenerationError(runtime.INSTALL_HINT)
     spec = derivation.spec

@@ -57,9 +57,13 @@ TICK = 0.1
 #: Bytes read from one pipe in one go, and reads per pipe per tick (a submission that
 #: prints without end cannot keep the loop from the others).
 CHUNK, READS_PER_TICK = 1 << 16, 64
-#: Modules the forkserver imports once, so that every process starts with them.
+#: Modules the forkserver imports once, so that every process starts with them: the
+#: grader's; the pipeline (the class of a task's declaration); and what SymPy imports on
+#: first use (``Add.flatten`` imports ``sympy.tensor.tensor``), which every grading process
+#: would otherwise import again as it unpickles its task and checks it (0.15 s of CPU each).
 PRELOAD = ["symbackprop.grading.worker", "symbackprop.checker", "symbackprop.verify",
-           "symbackprop.derivation", "symbackprop.spec.catalog"]
+           "symbackprop.derivation", "symbackprop.spec.catalog", "symbackprop.pipeline",
+           "sympy.tensor.tensor", "sympy.sets.setexpr", "sympy.assumptions.wrapper", "sympy.sets.handlers.functions"]
 #: Numeric libraries must not start thread pools in the forkserver (it forks).
 THREAD_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
