@@ -5,7 +5,8 @@ raised inside a garbage-collector callback, a ``__del__`` or a library that conv
 exceptions, it can be swallowed ("Exception ignored in ...") or reported as another
 error.  :func:`ctrl_c_latched` installs a handler that also *latches* the press, so
 that a command asks :func:`pressed` (or calls :func:`checkpoint` between units of work)
-and ends with exit code 130 whatever became of the exception.
+and ends with exit code 130 whatever became of the exception.  A press that lands in a
+garbage collection is held back and sent again a moment later, outside it.
 """
 from __future__ import annotations
 
@@ -16,13 +17,37 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 _pressed = False
+#: Seconds after which a press held back during a garbage collection is sent again.
+RETRY_SECONDS = 0.02
+_again: threading.Timer | None = None
 
 
 def _on_sigint(signum, frame):
     global _pressed
     _pressed = True
-    if not in_gc_callback(frame):  # there it would only be printed ("Exception ignored ..."); the latch stays
+    if in_gc_callback(frame):  # there it would only be printed ("Exception ignored ..."): once it is over
+        _send_again()
+    else:
         raise KeyboardInterrupt
+
+
+def _send_again() -> None:
+    """SIGINT to the main thread again in :data:`RETRY_SECONDS`, by then (most likely) outside
+    the collection: a press that lands in one is raised after it, not at the next
+    :func:`checkpoint` only (which may be many seconds away, e.g. while modules import)."""
+    global _again
+    if _again is None or not _again.is_alive():
+        _again = threading.Timer(RETRY_SECONDS, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT))
+        _again.daemon = True
+        _again.start()
+
+
+def _cancel_again() -> None:
+    global _again
+    if _again is not None:
+        _again.cancel()
+        _again.join()
+        _again = None
 
 
 _collecting = False
@@ -69,6 +94,7 @@ def ctrl_c_latched() -> Iterator[None]:
     try:
         yield
     finally:
+        _cancel_again()
         signal.signal(signal.SIGINT, previous)
 
 
