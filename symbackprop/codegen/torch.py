@@ -41,6 +41,7 @@ from ..derivation.model import Cached, Derivation
 from ..errors import GenerationError
 from ..lang.functions import SPECIAL
 from . import frameworks, scaffold
+from . import torch_layer_norm
 from ..lang.stable import stable
 from ..spec.model import DOUT
 from .numpy import NumpyLayerPrinter
@@ -401,6 +402,27 @@ class TorchPrinter(NumpyLayerPrinter):
     def _print_GeluTanhBackward(self, e):
         return f'torch.ops.aten.gelu_backward({self._print(e.args[0])}, {self._print(e.args[1])}, approximate="tanh")'
 
+    def _print_NormRows(self, e):
+        u, eps = e.args
+        return f"torch.ops.aten.native_layer_norm({self._print(u)}, {self._print(u)}.shape[-1:], None, None, {float(eps)!r})"
+
+    def _print_InPlaceDiv(self, e):
+        return f"{self._print(e.args[0])}.div_({self._print(e.args[1])})"
+
+    def _print_Deviation(self, e):
+        kernel, u, eps = self._print(e.args[0]), self._print(e.args[1]), repr(float(e.args[2]))
+        return (f"(1/{kernel}[2] if not torch.is_grad_enabled() else "
+                f"torch.sqrt(torch.var_mean({u}, dim=-1, keepdim=True, correction=0)[0] + {eps}))")
+
+    def _print_Part(self, e):
+        return f"{self._print(e.args[0])}[{int(e.args[1])}]"
+
+    def _print_NormRowsBackward(self, e):
+        g, xn, w, b, std = (self._print(a) for a in e.args)
+        bias, mask = ("None", "[True, True, False]") if e.args[3] == 0 else (b, "[True, True, True]")
+        return (f"torch.ops.aten.native_layer_norm_backward({g}, {xn}, {xn}.shape[-1:], torch.zeros_like({std}), "
+                f"torch.ones_like({std}), {w}, {bias}, {mask})")
+
     def _print_SoftplusBackward(self, e):
         return f"torch.ops.aten.softplus_backward({self._print(e.args[0])}, {self._print(e.args[1])}, 1, 40.0)"
 
@@ -534,8 +556,36 @@ def op(derivation: Derivation) -> frameworks.Op:
     derivation = torch_cache(derivation)
     spec = derivation.spec
     in_place = not spec.is_array and len(spec.inputs) == 1 and not spec.params and not spec.constants
-    printer = functools.partial(TorchPrinter, in_place=in_place, shapes=layer_shapes(derivation))
-    return frameworks.build(derivation, printer, EYE, "torch.zeros_like", kernels=kernels)
+    shapes = layer_shapes(derivation)
+    printer = functools.partial(TorchPrinter, in_place=in_place, shapes=shapes)
+    return frameworks.build(derivation, printer, EYE, "torch.zeros_like", kernels=layer_kernels(derivation, shapes))
+
+
+def layer_kernels(derivation: Derivation, shapes: Shapes | None):
+    """:func:`kernels` for this derivation, with layer normalization's two kernels where
+    proved (:mod:`symbackprop.codegen.torch_layer_norm`; the backward's kernel only where
+    autograd records nothing, the derived statements under ``create_graph=True``)."""
+    spec = derivation.spec
+    match = torch_layer_norm.find(scaffold.forward_pairs(derivation), spec) if spec.is_array else None
+    if match is None:
+        return kernels
+    taken = set(scaffold.names_of(derivation)) | {s.name for s, _ in derivation.steps} | set(RESERVED)
+
+    def fresh(stem: str) -> sympy.Symbol:
+        name = next(f"{stem}{k or ''}" for k in range(len(taken) + 1) if f"{stem}{k or ''}" not in taken)
+        taken.add(name)
+        return ops.ArrayVar(name)
+
+    keep = {*(c.symbol for c in derivation.cache), spec.output}
+
+    def with_layer_norm(pairs, helpers=None):
+        out = kernels(pairs, helpers)
+        if helpers is None:
+            return torch_layer_norm.forward(out, match, keep, fresh)
+        fast = torch_layer_norm.backward(pairs, match, spec, shapes or {}, fresh, derivation.dout)
+        return out if fast is None else frameworks.Branches("not torch.is_grad_enabled()", fast, out)
+
+    return with_layer_norm
 
 
 def module(derivation: Derivation, name: str | None = None) -> str:
