@@ -414,6 +414,15 @@ class TorchPrinter(NumpyLayerPrinter):
         return (f"(1/{kernel}[2] if not torch.is_grad_enabled() else "
                 f"torch.sqrt(torch.var_mean({u}, dim=-1, keepdim=True, correction=0)[0] + {eps}))")
 
+    def _print_NormRowsAffine(self, e):
+        u, w, b = (self._print(a) for a in e.args[:3])
+        return f"torch.ops.aten.native_layer_norm({u}, {u}.shape[-1:], {w}, {b}, {float(e.args[3])!r})"
+
+    def _print_NormRowsBackwardFromInput(self, e):
+        g, u, std, w = (self._print(a) for a in e.args)
+        return (f"torch.ops.aten.native_layer_norm_backward({g}, {u}, {u}.shape[-1:], "
+                f"torch.mean({u}, dim=-1, keepdim=True), 1/{std}, {w}, {w}, [True, True, True])")
+
     def _print_Part(self, e):
         return f"{self._print(e.args[0])}[{int(e.args[1])}]"
 
@@ -525,10 +534,14 @@ def torch_cache(derivation: Derivation) -> Derivation:
     ``f(x)``) has more statements proved equal to a torch kernel (:func:`kernels`) than the
     backward in ``y``, the op keeps ``x`` instead.  Softplus: ``dout*(1 - exp(-y))`` from
     the output is three passes (``expm1``, a negation, a product); ``dout*sigma(x)`` from
-    the input is ``softplus_backward(dout, x, 1, 40)``, one.  Everything else as derived.
+    the input is ``softplus_backward(dout, x, 1, 40)``, one.  Layer normalization keeps its
+    input instead of ``xn`` where proved (:func:`symbackprop.codegen.torch_layer_norm.keep_input`).
+    Everything else as derived.
     """
     spec = derivation.spec
-    if spec.is_array or len(spec.inputs) != 1 or spec.params or spec.constants or derivation.recompute:
+    if spec.is_array:
+        return torch_layer_norm.keep_input(derivation, torch_layer_norm.find(scaffold.forward_pairs(derivation), spec))
+    if len(spec.inputs) != 1 or spec.params or spec.constants or derivation.recompute:
         return derivation
     (x,) = spec.inputs
     graph = dict(spec.graph)
@@ -557,16 +570,22 @@ def op(derivation: Derivation) -> frameworks.Op:
     spec = derivation.spec
     in_place = not spec.is_array and len(spec.inputs) == 1 and not spec.params and not spec.constants
     shapes = layer_shapes(derivation)
-    printer = functools.partial(TorchPrinter, in_place=in_place, shapes=shapes)
-    return frameworks.build(derivation, printer, EYE, "torch.zeros_like", kernels=layer_kernels(derivation, shapes))
-
-
-def layer_kernels(derivation: Derivation, shapes: Shapes | None):
-    """:func:`kernels` for this derivation, with layer normalization's two kernels where
-    proved (:mod:`symbackprop.codegen.torch_layer_norm`; the backward's kernel only where
-    autograd records nothing, the derived statements under ``create_graph=True``)."""
-    spec = derivation.spec
     match = torch_layer_norm.find(scaffold.forward_pairs(derivation), spec) if spec.is_array else None
+    if match is not None:
+        cached = {c.symbol for c in derivation.cache}
+        match.keeps_input = match.out == spec.output and match.u in cached and match.xn not in cached
+    printer = functools.partial(TorchPrinter, in_place=in_place, shapes=shapes)
+    xn_pairs = torch_layer_norm.recomputed_xn(scaffold.forward_pairs(derivation), match) if match else []
+    return frameworks.build(derivation, printer, EYE, "torch.zeros_like",
+                            kernels=layer_kernels(derivation, shapes, match, xn_pairs))
+
+
+def layer_kernels(derivation: Derivation, shapes: Shapes | None, match, xn_pairs: list):
+    """:func:`kernels` for this derivation, with layer normalization's two kernels where
+    proved (``match``, :mod:`symbackprop.codegen.torch_layer_norm`; the backward's kernel
+    only where autograd records nothing, the derived statements under ``create_graph=True``,
+    after ``xn_pairs`` recompute ``xn`` where the op keeps the input instead)."""
+    spec = derivation.spec
     if match is None:
         return kernels
     taken = set(scaffold.names_of(derivation)) | {s.name for s, _ in derivation.steps} | set(RESERVED)
@@ -583,7 +602,12 @@ def layer_kernels(derivation: Derivation, shapes: Shapes | None):
         if helpers is None:
             return torch_layer_norm.forward(out, match, keep, fresh)
         fast = torch_layer_norm.backward(pairs, match, spec, shapes or {}, fresh, derivation.dout)
-        return out if fast is None else frameworks.Branches("not torch.is_grad_enabled()", fast, out)
+        if fast is None:
+            if match.keeps_input:
+                raise GenerationError("layer normalization's backward kernel did not match after its forward did")
+            return out
+        formula = [*xn_pairs, *out] if match.keeps_input else out
+        return frameworks.Branches("not torch.is_grad_enabled()", fast, formula)
 
     return with_layer_norm
 

@@ -36,6 +36,8 @@ statements (:class:`symbackprop.codegen.frameworks.Branches`).
 """
 from __future__ import annotations
 
+import dataclasses
+
 import sympy
 
 from .. import ops
@@ -67,6 +69,22 @@ class InPlaceDiv(sympy.Function):
     (a kernel's output that autograd does not keep: no graph is recorded there)."""
 
     nargs = 2
+
+
+class NormRowsAffine(sympy.Function):
+    """``native_layer_norm(u, u.shape[-1:], w, b, eps)``: the tuple (``w*xn + b``, mean, 1/deviation)."""
+
+    nargs = 4
+
+
+class NormRowsBackwardFromInput(sympy.Function):
+    """``native_layer_norm_backward(g, u, u.shape[-1:], mean(u), 1/std, w, w, [True]*3)``:
+    the kernel's own reading of the input, with its row means recomputed.  The bias slot
+    takes ``w``: the kernel reads the bias for nothing but the shape and dtype of its
+    gradient, which are ``w``'s (both ``(D,)``; measured: a bias of NaNs gives the same
+    three gradients)."""
+
+    nargs = 4
 
 
 class NormRowsBackward(sympy.Function):
@@ -114,6 +132,9 @@ class Match:
 
     def __init__(self, u, axis, eps, xn, std):
         self.u, self.axis, self.eps, self.xn, self.std = u, axis, eps, xn, std
+        self.out = self.w = self.b = None  # out = w*xn + b, where proved
+        self.keeps_input = False  # the op keeps u instead of xn (:func:`keep_input`)
+
 
 
 def find(pairs: list, spec) -> Match | None:
@@ -137,8 +158,56 @@ def find(pairs: list, spec) -> Match | None:
                 elif std is None and _zero(inlined - deviation(u, c, axis)):
                     std, eps = symbol, eps if eps is not None else c
         if xn is not None and std is not None and _zero(_inline(std, definitions) - deviation(u, eps, axis)):
-            return Match(u, axis, eps, xn, std)
+            match = Match(u, axis, eps, xn, std)
+            _affine(match, pairs, spec)
+            return match
     return None
+
+
+def _affine(match: Match, pairs: list, spec) -> None:
+    """The statement proved to compute ``w*xn + b`` for parameters ``w``, ``b`` of shape ``(D,)``, if any."""
+    definitions = dict(pairs)
+    size = spec.shapes[match.u][match.axis]
+    vectors = [p for p in spec.params if tuple(spec.shapes.get(p, ())) == (size,)]
+    template = normalized(match.u, match.eps, match.axis)
+    for symbol, expr in pairs:
+        inlined = _inline(expr, {s: e for s, e in definitions.items() if s != symbol})
+        for w in vectors:
+            for b in (b for b in vectors if b != w):
+                if inlined.free_symbols == {match.u, w, b} and _zero(inlined - (w * template + b)):
+                    match.out, match.w, match.b = symbol, w, b
+                    return
+
+
+def keep_input(derivation, match: Match | None):
+    """The derivation keeping the input ``u`` where it keeps ``xn`` (the same bytes: the
+    memory-first rule holds), when the layer's output is ``w*xn + b``: the forward is then
+    one ``native_layer_norm(u, ..., w, b, eps)`` (``xn`` is never stored) and the backward one
+    ``native_layer_norm_backward`` reading ``u`` (its row means recomputed: one read of ``u``),
+    as PyTorch's own layer norm, where keeping ``xn`` costs a pass more in each (the affine
+    map after the kernel, a division after the backward's).  Unchanged otherwise."""
+    from ..derivation.model import Cached
+
+    if match is None or match.out != derivation.spec.output:
+        return derivation
+    if {c.symbol for c in derivation.cache} != {match.xn, match.std}:
+        return derivation
+    cache = [Cached(match.u, match.u) if c.symbol == match.xn else c for c in derivation.cache]
+    note = (f"the torch backends keep {match.u.name}, not {match.xn.name} (the same bytes): torch's layer-norm "
+            f"kernels read {match.u.name}")
+    return dataclasses.replace(derivation, cache=cache, notes=[*derivation.notes, note])
+
+
+def recomputed_xn(pairs: list, match: Match) -> list:
+    """The forward's statements computing ``xn`` from ``u`` and the kept ``std`` (for the
+    derived backward under ``create_graph=True``, when the op keeps ``u``)."""
+    definitions = dict(pairs)
+    needed, order = {match.xn}, []
+    for symbol, expr in reversed(pairs):
+        if symbol in needed and symbol != match.std:
+            order.insert(0, (symbol, expr))
+            needed |= expr.free_symbols
+    return [(s, e) for s, e in order if s in definitions]
 
 
 def forward(pairs: list, match: Match, keep: set, fresh) -> list:
@@ -146,6 +215,14 @@ def forward(pairs: list, match: Match, keep: set, fresh) -> list:
     statements nothing reads any more (not in ``keep``: the cache and the output) dropped."""
     kernel = fresh("ln")
     out, placed = [], False
+    if match.keeps_input:
+        for symbol, expr in pairs:
+            if symbol in (match.std, match.out) and not placed:
+                out.append((kernel, NormRowsAffine(match.u, match.w, match.b, match.eps)))
+                placed = True
+            out.append((symbol, Part(kernel, 0) if symbol == match.out else
+                         Deviation(kernel, match.u, match.eps) if symbol == match.std else expr))
+        pairs = []
     for symbol, expr in pairs:
         if symbol in (match.xn, match.std):
             if not placed:
@@ -210,10 +287,17 @@ def backward(pairs: list, match: Match, spec, shapes: dict, fresh, dout: sympy.S
         if any(definitions[s].free_symbols - {dout} for s, _ in kept):
             return None  # another argument's gradient reads more than dout: not this layer
         kernel = fresh("lnb")
+        if match.keeps_input:
+            db = grads.get(f"d{match.b.name}")
+            if w != match.w or db is None or not _zero(_canonical(inlined[db] - ops.reduce_op("sum", dout, rows, False), known)):
+                return None
+            rest = [(s, e) for s, e in kept if s != db]
+            return [(kernel, NormRowsBackwardFromInput(dout, match.u, std, w)),
+                    (du, Part(kernel, 0)), (dw, Part(kernel, 1)), (db, Part(kernel, 2)), *sorted(rest, key=lambda p: p[0].name)]
         out = [(kernel, NormRowsBackward(dout, xn, w, sympy.S.Zero, std)),
                (du, InPlaceDiv(Part(kernel, 0), std)), (dw, Part(kernel, 1)), *sorted(kept, key=lambda p: p[0].name)]
         return out
     return None
 
 
-__all__ = ["Deviation", "InPlaceDiv", "Match", "NormRows", "NormRowsBackward", "Part", "backward", "find", "forward", "normalized", "deviation"]
+__all__ = ["NormRowsAffine", "NormRowsBackwardFromInput", "keep_input", "recomputed_xn", "Deviation", "InPlaceDiv", "Match", "NormRows", "NormRowsBackward", "Part", "backward", "find", "forward", "normalized", "deviation"]
