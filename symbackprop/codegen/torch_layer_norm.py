@@ -5,34 +5,42 @@ A layer whose forward computes, from an input ``u`` of shape ``(..., D)``,
 .. math:: \hat{u} = \frac{u - \bar{u}}{s},\quad s = \sqrt{\overline{(u - \bar{u})^2} + \epsilon}
           \quad\text{(means over the last axis, kept)}
 
-has its statements for :math:`\hat{u}` and :math:`s` replaced by one call of
-``native_layer_norm(u, u.shape[-1:], None, None, eps)`` (which returns :math:`\hat{u}`,
-the mean and :math:`1/s`), and the statements that only fed them dropped: the match is
-proved by expanding the difference of the inlined statement and the formula above to 0,
-never read off the layer's name.  What the derivation caches is unchanged (``xn``,
-``std``: memory first); torch differentiates the kernel twice.
+(:func:`find`: each statement inlined, the difference from the formula expanded to 0,
+never read off the layer's name) has its statements replaced by torch's kernels:
 
-Its backward, where the derived gradient of ``u`` (inlined, in the cached :math:`\hat{u}`
-and :math:`s`) equals
+- Where its output is proved to be :math:`w\hat{u} + b` (parameters of shape ``(D,)``) and the
+  derivation caches ``xn`` and ``std``, the op keeps ``u`` instead of ``xn`` (the same bytes:
+  the memory-first rule holds; :func:`keep_input`).  The forward is one
+  ``native_layer_norm(u, u.shape[-1:], w, b, eps)`` (``std`` is ``1/rstd``, its output), the
+  backward one ``native_layer_norm_backward(dout, u, ..., mean(u), 1/std, w, w)`` (the row
+  means recomputed: one read of ``u``), PyTorch's own layer norm.
+- Otherwise ``xn`` and ``std`` are read off ``native_layer_norm(u, u.shape[-1:], None, None,
+  eps)``, and the backward, where proved, is ``native_layer_norm_backward(dout, xn, ..., 0, 1,
+  w, None)`` divided by ``std`` in place: the kernel computes the bracket below from its input
+  ``xn`` with the mean 0 and the reciprocal deviation 1 (:math:`\hat{u} = (xn - 0)\cdot 1`).
+
+The backward's proof (:func:`backward`): the derived gradient of ``u``, inlined in the cached
+:math:`\hat{u}` and :math:`s`, equals
 
 .. math:: \frac{1}{s}\Big(g - \frac{1}{D}\sum g - \hat{u}\,\frac{1}{D}\sum g\,\hat{u}\Big),
           \quad g = \text{dout}\cdot w
 
-for a parameter :math:`w` of shape ``(D,)``, and the gradient of :math:`w` is :math:`\sum_{\text{rows}} \text{dout}\cdot\hat{u}`
-(any other argument's gradient reading ``dout`` alone, a bias's :math:`\sum \text{dout}`,
-is left as derived: the kernel's would need the bias saved), becomes
-``native_layer_norm_backward(dout, xn, xn.shape[-1:], 0, 1, w, None)``, which computes exactly this bracket from its input
-``xn`` with the mean 0 and the reciprocal deviation 1 (:math:`\hat{u} = (xn - 0)\cdot 1`),
-times :math:`1/s`: two passes where the derived statements made eleven.  The proof: the
-difference expanded, sums split by linearity and factors constant along a sum moved out
-(:func:`symbackprop.ops.split_sums`), is 0 once :math:`\sum \hat{u} = 0` over a row, which
-holds for the template's :math:`\hat{u}` (a row minus its mean, over a number per row:
-:math:`\sum_j (u_j - \bar{u})/s = (D\bar{u} - D\bar{u})/s`).  The derived formula keeps a
-term in :math:`\sum \hat{u}` (zero up to rounding), the kernel does not.
+(the difference expanded, sums split by linearity and factors constant along a sum moved out,
+:func:`symbackprop.ops.split_sums`, is 0 once :math:`\sum \hat{u} = 0` over a row, which holds
+for the template's :math:`\hat{u}`: a row minus its mean, over a number per row,
+:math:`\sum_j (u_j - \bar{u})/s = (D\bar{u} - D\bar{u})/s`; the derived formula keeps a term
+in :math:`\sum \hat{u}`, zero up to rounding, the kernel does not), and the gradients of
+:math:`w` and :math:`b` are :math:`\sum_{\text{rows}} \text{dout}\cdot\hat{u}` and
+:math:`\sum_{\text{rows}} \text{dout}`.  That bracket is what the kernel computes: its
+``rstd*dy*w + b*x + c`` with ``b = (db*mean - ds)*rstd**3/D``, ``c = -b*mean - db*rstd/D``
+(``ds``, ``db`` the row sums of ``dy*w*x`` and ``dy*w``) is the bracket with
+:math:`\hat{u} = (x - \bar{x})\,\text{rstd}`.
 
-``native_layer_norm_backward``'s own derivative assumes its mean and deviation are its
-input's, which 0 and 1 are not: under ``create_graph=True`` the backward runs the derived
-statements (:class:`symbackprop.codegen.frameworks.Branches`).
+Under ``create_graph=True`` the backward runs the derived statements
+(:class:`symbackprop.codegen.frameworks.Branches`; ``xn`` recomputed from ``u`` and ``std``
+where the op keeps ``u``): the kernel's own derivative assumes its mean and deviation are
+its input's, which 0 and 1 are not, and torch marks the forward kernel's ``rstd`` not
+differentiable, so ``std`` is ``sqrt(var_mean(u) + eps)`` wherever autograd records a graph.
 """
 from __future__ import annotations
 
