@@ -115,7 +115,8 @@ def build(derivation: Derivation, printer: Printer, eye: str, zeros: str,
     ``kernels``, when given, rewrites the ``(name, expression)`` pairs of the forward
     (``kernels(pairs)``) and of the backward (``kernels(pairs, recomputed helpers)``) into
     the framework's fused kernels of the same formulas (torch's ``silu_backward``), dropping
-    the helpers no longer read.
+    the helpers no longer read; for the backward it may return :class:`Branches` (a kernel's
+    statements under a condition, the derived ones otherwise).
 
     ``eye`` is the framework's identity matrix of ``{like}``'s dtype (and device), a template
     with ``{size}`` and ``{like}``: its rows turn integer labels into one-hot rows;

@@ -3,10 +3,12 @@
 The generated module imports ``torch`` and ``math`` only.  Its ``<Name>Function.forward``
 computes the graph with torch operations and saves exactly the derivation's cache with
 ``ctx.save_for_backward`` (the output ``y`` for sigmoid, a boolean mask for ReLU, nothing
-for add), plus the parameters its backward reads; ``backward`` computes the derived
-gradients, :math:`\\bar{x} = \\text{dout}\\cdot y(1 - y)` for sigmoid, with torch operations,
-so that it is itself differentiable (double backward).  A cached intermediate (LayerNorm's
-``xn`` and ``std``, softmax-with-loss's ``e = y - t``) was computed in the forward, where
+for add; where torch's own kernels want another cache of the same bytes, that one:
+softplus keeps ``x``, LayerNorm ``x`` and ``std``, :func:`torch_cache`), plus the parameters
+its backward reads; ``backward`` computes the derived gradients,
+:math:`\\bar{x} = \\text{dout}\\cdot y(1 - y)` for sigmoid, with torch operations, so that
+it is itself differentiable (double backward).  A cached intermediate (batch norm's ``xn``
+and ``std``, softmax-with-loss's ``e = y - t``) was computed in the forward, where
 autograd records nothing, so it has no graph to the arguments: under ``create_graph=True``
 (``torch.is_grad_enabled()`` in the backward) the backward recomputes the intermediates
 from the arguments with the forward's own torch operations and differentiates through
