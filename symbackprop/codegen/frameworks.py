@@ -84,6 +84,18 @@ class Op:
 Printer = Callable[[dict], NumpyLayerPrinter]
 
 
+@dataclass
+class Branches:
+    """What a backend's ``kernels`` may return for the backward: the statements ``fast``
+    (a kernel's) where ``condition`` (a line of the framework's code) holds, and the
+    derived ``formula`` otherwise (torch: a kernel whose own derivative does not apply
+    here, and the formula under ``create_graph=True``)."""
+
+    condition: str
+    fast: list
+    formula: list
+
+
 def check_names(derivation: Derivation, reserved: frozenset[str], backend: str) -> None:
     """Refuse declarations the op cannot express: networks, names the module uses itself."""
     spec = derivation.spec
@@ -103,7 +115,8 @@ def build(derivation: Derivation, printer: Printer, eye: str, zeros: str,
     ``kernels``, when given, rewrites the ``(name, expression)`` pairs of the forward
     (``kernels(pairs)``) and of the backward (``kernels(pairs, recomputed helpers)``) into
     the framework's fused kernels of the same formulas (torch's ``silu_backward``), dropping
-    the helpers no longer read.
+    the helpers no longer read; for the backward it may return :class:`Branches` (a kernel's
+    statements under a condition, the derived ones otherwise).
 
     ``eye`` is the framework's identity matrix of ``{like}``'s dtype (and device), a template
     with ``{size}`` and ``{like}``: its rows turn integer labels into one-hot rows;
@@ -144,13 +157,20 @@ def _backward(derivation: Derivation, printer: Printer, zeros: str,
     """The backward's statements (recomputed helpers, then node by node), and the names they read."""
     spec = derivation.spec
     pairs = [(c.symbol, c.expr) for c in derivation.recompute] + list(derivation.steps)
-    if kernels is not None:
-        pairs = kernels(pairs, {c.symbol for c in derivation.recompute})
-    reserved = set(scaffold.names_of(derivation)) | {s.name for s, _ in pairs} | {DOUT.name}
-    lines = scaffold.statements(pairs, printer({}), reserved)
+    found = kernels(pairs, {c.symbol for c in derivation.recompute}) if kernels is not None else pairs
+    branches = [found.fast, found.formula] if isinstance(found, Branches) else [found]
     handed_out = {f"d{name}" for name in (*spec.input_names, *(p.name for p in spec.params))}
-    lines = [scaffold.fresh_gradient(line, handed_out).replace("np.zeros_like(", f"{zeros}(") for line in lines]
-    read = set().union(*(e.free_symbols for _, e in pairs)) if pairs else set()
+    printed, read = [], set()
+    for pairs in branches:
+        reserved = set(scaffold.names_of(derivation)) | {s.name for s, _ in pairs} | {DOUT.name}
+        lines = scaffold.statements(pairs, printer({}), reserved)
+        printed.append([scaffold.fresh_gradient(line, handed_out).replace("np.zeros_like(", f"{zeros}(")
+                        for line in lines])
+        read |= set().union(*(e.free_symbols for _, e in pairs)) if pairs else set()
+    if isinstance(found, Branches):
+        lines = [f"if {found.condition}:", *indented(printed[0], 1), "else:", *indented(printed[1], 1)]
+    else:
+        (lines,) = printed
     return lines, {s.name for s in read}
 
 

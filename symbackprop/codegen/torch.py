@@ -3,10 +3,12 @@
 The generated module imports ``torch`` and ``math`` only.  Its ``<Name>Function.forward``
 computes the graph with torch operations and saves exactly the derivation's cache with
 ``ctx.save_for_backward`` (the output ``y`` for sigmoid, a boolean mask for ReLU, nothing
-for add), plus the parameters its backward reads; ``backward`` computes the derived
-gradients, :math:`\\bar{x} = \\text{dout}\\cdot y(1 - y)` for sigmoid, with torch operations,
-so that it is itself differentiable (double backward).  A cached intermediate (LayerNorm's
-``xn`` and ``std``, softmax-with-loss's ``e = y - t``) was computed in the forward, where
+for add; where torch's own kernels want another cache of the same bytes, that one:
+softplus keeps ``x``, LayerNorm ``x`` and ``std``, :func:`torch_cache`), plus the parameters
+its backward reads; ``backward`` computes the derived gradients,
+:math:`\\bar{x} = \\text{dout}\\cdot y(1 - y)` for sigmoid, with torch operations, so that
+it is itself differentiable (double backward).  A cached intermediate (batch norm's ``xn``
+and ``std``, softmax-with-loss's ``e = y - t``) was computed in the forward, where
 autograd records nothing, so it has no graph to the arguments: under ``create_graph=True``
 (``torch.is_grad_enabled()`` in the backward) the backward recomputes the intermediates
 from the arguments with the forward's own torch operations and differentiates through
@@ -31,16 +33,19 @@ understand, is the ``torch-op`` backend (:mod:`symbackprop.codegen.torch_op`).
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import sympy
 
 from .. import ops
-from ..derivation.model import Derivation
+from ..derivation.model import Cached, Derivation
 from ..errors import GenerationError
 from ..lang.functions import SPECIAL
 from . import frameworks, scaffold
+from . import torch_layer_norm
 from ..lang.stable import stable
+from ..spec.model import DOUT
 from .numpy import NumpyLayerPrinter
 from .scaffold import INDENT
 
@@ -84,6 +89,31 @@ class SiluBackward(sympy.Function):
     times ``g``, printed as torch's one-pass kernel ``silu_backward(g, u)`` where the derived
     formula is six passes over memory; that kernel has no derivative, so under
     ``create_graph=True`` the formula is printed too."""
+
+
+class SoftplusBackward(sympy.Function):
+    """:math:`g\\,\\sigma(u)`, ``g`` times the derivative of :math:`\\log(1 + e^u)`, printed as
+    torch's one-pass kernel ``softplus_backward(g, u, 1, 40)`` (``g`` where ``u > 40``, where
+    :math:`\\sigma(u)` is 1 in float32 and float64 alike: exact), which torch differentiates
+    twice; ``torch.sigmoid(u)*g`` is two passes."""
+
+
+def softplus_kernels(pairs: list[tuple[sympy.Symbol, sympy.Expr]]) -> list[tuple[sympy.Symbol, sympy.Expr]]:
+    """Statements equal to ``g*sigma(u)`` as :class:`SoftplusBackward` ``(g, u)``, proved by
+    cancelling the logistic out (``g`` left without ``exp``); ``u`` is tried from the
+    arguments of the statement's exponentials."""
+    out = []
+    for symbol, expr in pairs:
+        if expr.has(sympy.exp) and _small(expr) and not expr.atoms(SiluBackward, GeluTanhBackward):
+            for u in sorted({s * a.args[0] for a in expr.atoms(sympy.exp) for s in (1, -1)}, key=str):
+                if not u.free_symbols:
+                    continue
+                g = sympy.cancel(sympy.expand(expr * (1 + sympy.exp(-u))))
+                if not g.has(sympy.exp) and g != 0 and DOUT in g.free_symbols:
+                    expr = SoftplusBackward(g, u)
+                    break
+        out.append((symbol, expr))
+    return out
 
 
 def _is_logistic(e: sympy.Basic) -> bool:
@@ -144,7 +174,7 @@ def kernels(pairs: list[tuple[sympy.Symbol, sympy.Expr]], helpers: set | None = 
     """The statements as torch's fused kernels of the same formulas (SiLU's, GELU's tanh
     form); ``helpers``, the backward's recomputed values, are dropped where no statement
     reads them any more (None: the forward, every statement kept)."""
-    out = gelu_kernels(silu_kernels(pairs))
+    out = softplus_kernels(gelu_kernels(silu_kernels(pairs)))
     return out if helpers is None else drop_unread(out, helpers)
 
 
@@ -165,6 +195,27 @@ def silu_kernels(pairs: list[tuple[sympy.Symbol, sympy.Expr]]) -> list[tuple[sym
                 break
         out.append((symbol, expr))
     return out
+
+
+def _indicator(e: sympy.Basic) -> sympy.Basic | None:
+    """The condition ``c`` of the indicator ``Piecewise((1, c), (0, True))``, else None."""
+    if isinstance(e, sympy.Piecewise) and len(e.args) == 2 and e.args[0][0] == 1 and e.args[1] == (0, True):
+        return e.args[0][1]
+    return None
+
+
+def _masked_product(e: sympy.Mul) -> tuple[sympy.Expr, sympy.Basic] | None:
+    """``g*[c]`` (one indicator, ``g`` reading ``dout``, so a tensor) as ``(g, c)``: the
+    product is ``where(c, g, 0)``, which torch's ``threshold_backward(g, m, 0)`` computes
+    in one pass from the mask ``m`` viewed as ``uint8`` (0 or 1: ``g`` where ``m > 0``, else 0),
+    where ``g*mask`` converts each boolean to a float first (about 1.5x the time; a ``bool``
+    mask in ``threshold_backward`` takes that conversion's slow path too). None otherwise."""
+    found = [(f, c) for f in e.args if (c := _indicator(f)) is not None]
+    if len(found) != 1:
+        return None
+    (factor, condition), = found
+    rest = sympy.Mul(*[f for f in e.args if f is not factor])
+    return (rest, condition) if DOUT in rest.free_symbols else None
 
 
 def _fused_product(e: sympy.Mul) -> tuple[str, sympy.Expr, sympy.Symbol] | None:
@@ -326,6 +377,11 @@ class TorchPrinter(NumpyLayerPrinter):
         return text
 
     def _print_Mul(self, e):
+        masked = _masked_product(e)
+        if masked is not None:
+            g, condition = masked
+            mask = self._print(condition) if condition.is_Symbol else f"({self._print(condition)})"
+            return f"torch.ops.aten.threshold_backward({self._print(g)}, {mask}.view(torch.uint8), 0)"
         if len(e.args) == 2 and any(isinstance(f, Logistic) and f.args[0] == e.args[1 - k] for k, f in enumerate(e.args)):
             (u,) = [f.args[0] for f in e.args if isinstance(f, Logistic)]
             return f"torch.nn.functional.silu({self._print(u)})"  # u*sigmoid(u): one pass, not two
@@ -347,6 +403,39 @@ class TorchPrinter(NumpyLayerPrinter):
 
     def _print_GeluTanhBackward(self, e):
         return f'torch.ops.aten.gelu_backward({self._print(e.args[0])}, {self._print(e.args[1])}, approximate="tanh")'
+
+    def _print_NormRows(self, e):
+        u, eps = e.args
+        return f"torch.ops.aten.native_layer_norm({self._print(u)}, {self._print(u)}.shape[-1:], None, None, {float(eps)!r})"
+
+    def _print_InPlaceDiv(self, e):
+        return f"{self._print(e.args[0])}.div_({self._print(e.args[1])})"
+
+    def _print_Deviation(self, e):
+        kernel, u, eps = self._print(e.args[0]), self._print(e.args[1]), repr(float(e.args[2]))
+        return (f"(1/{kernel}[2] if not torch.is_grad_enabled() else "
+                f"torch.sqrt(torch.var_mean({u}, dim=-1, keepdim=True, correction=0)[0] + {eps}))")
+
+    def _print_NormRowsAffine(self, e):
+        u, w, b = (self._print(a) for a in e.args[:3])
+        return f"torch.ops.aten.native_layer_norm({u}, {u}.shape[-1:], {w}, {b}, {float(e.args[3])!r})"
+
+    def _print_NormRowsBackwardFromInput(self, e):
+        g, u, std, w = (self._print(a) for a in e.args)
+        return (f"torch.ops.aten.native_layer_norm_backward({g}, {u}, {u}.shape[-1:], "
+                f"torch.mean({u}, dim=-1, keepdim=True), 1/{std}, {w}, {w}, [True, True, True])")
+
+    def _print_Part(self, e):
+        return f"{self._print(e.args[0])}[{int(e.args[1])}]"
+
+    def _print_NormRowsBackward(self, e):
+        g, xn, w, b, std = (self._print(a) for a in e.args)
+        bias, mask = ("None", "[True, True, False]") if e.args[3] == 0 else (b, "[True, True, True]")
+        return (f"torch.ops.aten.native_layer_norm_backward({g}, {xn}, {xn}.shape[-1:], torch.zeros_like({std}), "
+                f"torch.ones_like({std}), {w}, {bias}, {mask})")
+
+    def _print_SoftplusBackward(self, e):
+        return f"torch.ops.aten.softplus_backward({self._print(e.args[0])}, {self._print(e.args[1])}, 1, 40.0)"
 
     def _print_SiluBackward(self, e):
         """torch's kernel, which has no derivative: under ``create_graph=True`` the formula itself."""
@@ -389,14 +478,15 @@ class TorchPrinter(NumpyLayerPrinter):
         return f"torch.nn.functional.softplus({self._print(e.args[0])}, threshold=40.0)"
 
     def _bound(self, e, side: str) -> str:
-        """``Max(u, c)`` as ``torch.clamp(u, min=c)`` (a number is no tensor), else ``torch.maximum``."""
+        """``Max(u, c)`` as ``torch.clamp_min(u, c)`` (a number is no tensor; one-sided, about
+        0.7x the time of ``torch.clamp(u, min=c)``, measured), else ``torch.maximum``."""
         numbers = [a for a in e.args if a.is_Number]
         tensors = [a for a in e.args if not a.is_Number]
         if not tensors:
             return self._print(e)
         text = self._fold("torch.maximum" if side == "min" else "torch.minimum", tensors)
         for c in numbers:
-            text = f"torch.clamp({text}, {side}={self._print(c)})"
+            text = f"torch.clamp_{side}({text}, {self._print(c)})"
         return text
 
     def _print_Max(self, e):
@@ -431,13 +521,97 @@ class TorchPrinter(NumpyLayerPrinter):
         return f"torch.broadcast_to({self._print(e.args[0])}, ({shape},)).clone()"
 
 
+def _kernel_count(pairs: list) -> int:
+    return sum(1 for _, e in kernels(pairs) if e.atoms(SoftplusBackward, SiluBackward, GeluTanhBackward))
+
+
+def torch_cache(derivation: Derivation) -> Derivation:
+    """The derivation with torch's choice of cache, where it differs from the cost model's.
+
+    The cost model ranks forms by the bytes they keep, then by their arithmetic, which is
+    what numpy pays; torch pays passes over memory, and one of its fused backward kernels
+    is one pass however much arithmetic it does.  So where an elementwise layer of one
+    input ``x`` caches a node's output ``y = f(x)`` (the same shape, the same bytes: the
+    memory-first rule holds), and the backward written in ``x`` (``y`` replaced by
+    ``f(x)``) has more statements proved equal to a torch kernel (:func:`kernels`) than the
+    backward in ``y``, the op keeps ``x`` instead.  Softplus: ``dout*(1 - exp(-y))`` from
+    the output is three passes (``expm1``, a negation, a product); ``dout*sigma(x)`` from
+    the input is ``softplus_backward(dout, x, 1, 40)``, one.  Layer normalization keeps its
+    input instead of ``xn`` where proved (:func:`symbackprop.codegen.torch_layer_norm.keep_input`).
+    Everything else as derived.
+    """
+    spec = derivation.spec
+    if spec.is_array:
+        return torch_layer_norm.keep_input(derivation, torch_layer_norm.find(scaffold.forward_pairs(derivation), spec))
+    if len(spec.inputs) != 1 or spec.params or spec.constants or derivation.recompute:
+        return derivation
+    (x,) = spec.inputs
+    graph = dict(spec.graph)
+    if [c.symbol for c in derivation.cache] == [x] or any(c.mask for c in derivation.cache):
+        return derivation
+    definitions = {}
+    for c in derivation.cache:
+        if c.symbol not in graph:
+            return derivation
+        definitions[c.symbol] = c.expr
+    steps = [(s, e.xreplace(definitions)) for s, e in derivation.steps]
+    if any(e.free_symbols - {x, DOUT} for _, e in steps) or _kernel_count(steps) <= _kernel_count(derivation.steps):
+        return derivation
+    backward = {k: v.xreplace(definitions) for k, v in derivation.backward.items()}
+    kept = ", ".join(derivation.cache_names)
+    note = (f"the torch backends keep {x.name}, not {kept} (the same bytes): the backward from {x.name} "
+            "is one of torch's fused kernels")
+    return dataclasses.replace(derivation, cache=[Cached(x, x)], steps=steps, backward=backward,
+                               notes=[*derivation.notes, note])
+
+
 def op(derivation: Derivation) -> frameworks.Op:
     """The layer's op with torch statements (raises GenerationError for what torch cannot do)."""
     frameworks.check_names(derivation, RESERVED, "torch")
+    derivation = torch_cache(derivation)
     spec = derivation.spec
     in_place = not spec.is_array and len(spec.inputs) == 1 and not spec.params and not spec.constants
-    printer = functools.partial(TorchPrinter, in_place=in_place, shapes=layer_shapes(derivation))
-    return frameworks.build(derivation, printer, EYE, "torch.zeros_like", kernels=kernels)
+    shapes = layer_shapes(derivation)
+    match = torch_layer_norm.find(scaffold.forward_pairs(derivation), spec) if spec.is_array else None
+    if match is not None:
+        cached = {c.symbol for c in derivation.cache}
+        match.keeps_input = match.out == spec.output and match.u in cached and match.xn not in cached
+    printer = functools.partial(TorchPrinter, in_place=in_place, shapes=shapes)
+    xn_pairs = torch_layer_norm.recomputed_xn(scaffold.forward_pairs(derivation), match) if match else []
+    return frameworks.build(derivation, printer, EYE, "torch.zeros_like",
+                            kernels=layer_kernels(derivation, shapes, match, xn_pairs))
+
+
+def layer_kernels(derivation: Derivation, shapes: Shapes | None, match, xn_pairs: list):
+    """:func:`kernels` for this derivation, with layer normalization's two kernels where
+    proved (``match``, :mod:`symbackprop.codegen.torch_layer_norm`; the backward's kernel
+    only where autograd records nothing, the derived statements under ``create_graph=True``,
+    after ``xn_pairs`` recompute ``xn`` where the op keeps the input instead)."""
+    spec = derivation.spec
+    if match is None:
+        return kernels
+    taken = set(scaffold.names_of(derivation)) | {s.name for s, _ in derivation.steps} | set(RESERVED)
+
+    def fresh(stem: str) -> sympy.Symbol:
+        name = next(f"{stem}{k or ''}" for k in range(len(taken) + 1) if f"{stem}{k or ''}" not in taken)
+        taken.add(name)
+        return ops.ArrayVar(name)
+
+    keep = {*(c.symbol for c in derivation.cache), spec.output}
+
+    def with_layer_norm(pairs, helpers=None):
+        out = kernels(pairs, helpers)
+        if helpers is None:
+            return torch_layer_norm.forward(out, match, keep, fresh)
+        fast = torch_layer_norm.backward(pairs, match, spec, shapes or {}, fresh, derivation.dout)
+        if fast is None:
+            if match.keeps_input:
+                raise GenerationError("layer normalization's backward kernel did not match after its forward did")
+            return out
+        formula = [*xn_pairs, *out] if match.keeps_input else out
+        return frameworks.Branches("not torch.is_grad_enabled()", fast, formula)
+
+    return with_layer_norm
 
 
 def module(derivation: Derivation, name: str | None = None) -> str:
@@ -450,6 +624,7 @@ def module(derivation: Derivation, name: str | None = None) -> str:
     name : str, optional
         Class name; default from the declaration's name.
     """
+    derivation = torch_cache(derivation)
     the_op = op(derivation)
     cls = scaffold.class_name(name or derivation.spec.name)
     doc = scaffold._docstring(derivation)
@@ -539,4 +714,4 @@ def _module_class(the_op: frameworks.Op, cls: str, doc: list[str]) -> list[str]:
             f"{INDENT * 2}return {cls}Function.apply({call})"]
 
 
-__all__ = ["RESERVED", "TORCH_SPELLING", "TorchPrinter", "held_arguments", "module", "op", "recompute_lines", "until_kept"]
+__all__ = ["RESERVED", "torch_cache", "TORCH_SPELLING", "TorchPrinter", "held_arguments", "module", "op", "recompute_lines", "until_kept"]

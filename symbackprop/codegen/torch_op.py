@@ -57,6 +57,7 @@ def module(derivation: Derivation, name: str | None = None) -> str:
         Class name (the function's is its snake case); default from the declaration's name.
     """
     frameworks.check_names(derivation, RESERVED, "torch-op")
+    derivation = torch_backend.torch_cache(derivation)  # the cache torch's kernels want
     the_op = torch_backend.op(derivation)
     cls = scaffold.class_name(name or derivation.spec.name)
     fname = function_name(cls)
