@@ -41,7 +41,7 @@ complex numbers (the checker's reference); the generated code uses windows and e
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
 import sympy
@@ -253,8 +253,9 @@ class IndexMaxGrad(_Indexed):
             for r in range(size):
                 for idx in np.ndindex(*flat.shape[:-1]):
                     cell = flat[idx]
-                    first = sympy.And(*[sympy.StrictGreaterThan(cell[r], cell[q]) for q in range(r)],
-                                      *[sympy.GreaterThan(cell[r], cell[q]) for q in range(r + 1, size)])
+                    first = sympy.And(*[sympy.StrictGreaterThan(cell[r], cell[q], evaluate=False) for q in range(r)],
+                                      *[sympy.GreaterThan(cell[r], cell[q], evaluate=False)
+                                        for q in range(r + 1, size)], evaluate=False)
                     where = tuple(int(p[idx + (r,)]) for p in positions)
                     if all(0 <= w < n for w, n in zip(where, a.shape)):
                         out[where] += sympy.Piecewise((g[idx], first), (0, True))
@@ -325,8 +326,14 @@ def _positive(e: sympy.Expr, hyper: Mapping) -> bool | None:
 # -- building a statement ---------------------------------------------------------------------------
 def build_statement(lhs: sympy.Symbol, lhs_indices: Sequence[Index], rhs: sympy.Expr,
                     shapes: Mapping[sympy.Symbol, tuple], hyper: Mapping[sympy.Symbol, int],
-                    tile: bool = False, what: str = "") -> tuple[sympy.Expr, tuple, list]:
-    """The atoms of ``lhs[lhs_indices] = rhs``, its shape, and the size constraints.
+                    tile: bool = False, what: str = "",
+                    inferable: Collection[sympy.Symbol] = ()) -> tuple[sympy.Expr, tuple, list, dict]:
+    """The atoms of ``lhs[lhs_indices] = rhs``, its shape, the size constraints, and the sizes
+    inferred.
+
+    ``inferable``: sizes no input has (a parameter's only, such as the pooled height ``PH`` of
+    ``W2[f, i, j, h]`` after pooling); one an index ranges over while the same index ranges over
+    a computed extent elsewhere (a window count, not a plain size) is that extent.
 
     Returns
     -------
@@ -337,6 +344,9 @@ def build_statement(lhs: sympy.Symbol, lhs_indices: Sequence[Index], rhs: sympy.
     constraints : list of (str, sympy.Expr)
         ``("positive", e)``: ``e >= 1`` (a window count); ``("divides", (e, s))``: ``s`` divides
         ``e`` (``tile``).  The samplers draw only sizes that meet them.
+    inferred : dict
+        Each inferred size (a symbol of ``inferable``) and its extent, already substituted in
+        ``expr`` and ``shape``; the caller substitutes it in the declared shapes.
     """
     hyper = {h: sympy.Integer(v) for h, v in hyper.items()}
     if len(set(lhs_indices)) != len(lhs_indices):
@@ -345,10 +355,18 @@ def build_statement(lhs: sympy.Symbol, lhs_indices: Sequence[Index], rhs: sympy.
     overs = sorted(rhs.atoms(Over), key=sympy.default_sort_key)
     ranges: dict[Index, sympy.Expr] = {}
     origin: dict[Index, str] = {}
+    inferred: dict[sympy.Symbol, sympy.Expr] = {}
 
     def give(i: Index, extent: sympy.Expr, where: str) -> None:
-        if i in ranges and sympy.simplify(ranges[i] - extent) != 0:
-            raise SpecError(f"{what}index {i} ranges over {ranges[i]} in {origin[i]} but over {extent} in {where}")
+        extent = extent.xreplace(inferred)
+        if i in ranges:
+            known = ranges[i].xreplace(inferred)
+            size, computed = (known, extent) if known in inferable else (extent, known)
+            if size in inferable and not computed.is_Symbol and size not in computed.free_symbols:
+                inferred[size] = computed
+                ranges[i] = known = computed
+            if sympy.simplify(known - extent.xreplace(inferred)) != 0:
+                raise SpecError(f"{what}index {i} ranges over {ranges[i]} in {origin[i]} but over {extent} in {where}")
         ranges.setdefault(i, extent)
         origin.setdefault(i, where)
 
@@ -384,6 +402,7 @@ def build_statement(lhs: sympy.Symbol, lhs_indices: Sequence[Index], rhs: sympy.
                 windows.append((text, terms, const, shape[axis]))
     for _ in range(len(windows) + 1):  # a window count may need a size given by another window
         for text, terms, const, size in windows:
+            size = size.xreplace(inferred)
             unknown = [(i, c) for i, c in terms if i not in ranges]
             if len(unknown) != 1:
                 continue
@@ -398,6 +417,8 @@ def build_statement(lhs: sympy.Symbol, lhs_indices: Sequence[Index], rhs: sympy.
         if i not in ranges:
             raise SpecError(f"{what}cannot infer the range of index {i} (read it plainly somewhere, "
                             f"or give it as a keyword: sum(..., {i}=K))")
+    ranges = {i: e.xreplace(inferred) for i, e in ranges.items()}
+    windows = [(text, terms, const, size.xreplace(inferred)) for text, terms, const, size in windows]
     constraints: list = []
     for text, terms, const, size in windows:
         outer = next((i for i, c in terms if c != 1), terms[0][0])
@@ -467,7 +488,7 @@ def build_statement(lhs: sympy.Symbol, lhs_indices: Sequence[Index], rhs: sympy.
     expr = expr.xreplace(loose)
     if expr.atoms(Index) - set().union(*(a.args[-2].atoms(Index) for a in expr.atoms(*INDEX_ATOMS))):
         raise SpecError(f"{what}an index appears outside a read")
-    return expr, tuple(out_shape), constraints
+    return expr, tuple(out_shape), constraints, inferred
 
 
 # -- sizes that fit ------------------------------------------------------------------------------------
