@@ -372,6 +372,8 @@ class _Loader(TomlLoader):
         if inferred:
             self.shapes.update({a: tuple(d.xreplace(inferred) for d in dims) for a, dims in self.shapes.items()})
             nodes[:] = [(s, e.xreplace(inferred)) for s, e in nodes]
+            self.constraints = [(kind, e.xreplace(inferred) if kind == "positive"
+                                 else tuple(v.xreplace(inferred) for v in e)) for kind, e in self.constraints]
         return expr, shape
 
     def parameter_sizes(self) -> set[sympy.Symbol]:
