@@ -187,6 +187,21 @@ def _sum_plan(atom: IndexSum, sizes: tuple, shapes: tuple) -> _SumPlan:
     return plan
 
 
+def _window_plan(atom: IndexMax, sizes: tuple, shape: tuple) -> tuple:
+    """The index grid of a max over windows and where its read falls, once per sizes and shape
+    (the checker evaluates a network's pooling thousands of times at the same sizes)."""
+    key = ("windows", atom, sizes, shape)
+    plan = _PLANS.get(key)
+    if plan is None:
+        if len(_PLANS) > 256:
+            _PLANS.clear()
+        sized = dict(sizes)
+        indices, extents = _grid_extents(atom.ranges, sized)
+        grid = dict(zip(indices, np.indices(extents, sparse=True)))
+        plan = _PLANS[key] = (indices, extents, grid, _where(tuple(atom.args[1]), grid, sized, shape))
+    return plan
+
+
 def _where(m: Sequence, grid: Mapping, sizes: Mapping, shape: tuple) -> tuple[tuple, np.ndarray | None]:
     """The clipped positions of a read on the grid, and where they fall inside (None: everywhere)."""
     positions = np.broadcast_arrays(*[_position(p, grid, sizes) for p in m])
@@ -215,9 +230,11 @@ class IndexMax(_Indexed):
 
     def windows(self, value, kind, sizes):
         """The operand read over the full index grid: output axes first, reduced axes flattened last."""
-        indices, extents = _grid_extents(self.ranges, sizes)
-        grid = dict(zip(indices, np.indices(extents, sparse=True)))
-        got = np.broadcast_to(_gather(kind.array(value), tuple(self.args[1]), grid, sizes), extents)
+        a = kind.array(value)
+        indices, extents, grid, (where, inside) = _window_plan(
+            self, tuple(sorted(sizes.items(), key=lambda kv: kv[0].name)), a.shape)
+        got = a[where]
+        got = np.broadcast_to(got if inside is None else np.where(inside, got, 0), extents)
         n_out = len(self.args[2])
         return got.reshape(*extents[:n_out], -1), indices, extents, grid
 
@@ -286,13 +303,6 @@ def _position(p: sympy.Expr, grid: Mapping, sizes: Mapping) -> np.ndarray:
         else:
             value = value + int(coeff) * grid[term]
     return np.asarray(value)
-
-
-def _gather(a: np.ndarray, m: Sequence, grid: Mapping, sizes: Mapping) -> np.ndarray:
-    """``a[m(iota)]`` on the grid, zero where a position falls outside ``a``."""
-    where, inside = _where(m, grid, sizes, a.shape)
-    got = a[where]
-    return got if inside is None else np.where(inside, got, 0)
 
 
 # -- analysis of positions -------------------------------------------------------------------------
