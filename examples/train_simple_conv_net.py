@@ -1,4 +1,4 @@
-"""Train the generated SimpleConvNet with backpropagation (the book's section 7.6).
+"""Train the generated SimpleConvNet with backpropagation (the book's section 7.5).
 
 The network class is generated from ``derivations/simple_conv_net.toml``: convolution
 (``--filters`` of ``--filter-size`` squared, stride 1, ``--pad``), ReLU, 2x2 max pooling,
@@ -18,8 +18,6 @@ The loop, the data, the progress bar and the curves are ``training.py``'s, besid
 from __future__ import annotations
 
 import math
-
-import numpy as np
 
 import symbackprop
 from training import SGD, Adam, Data, arguments, fit, run
