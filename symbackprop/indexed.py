@@ -41,7 +41,7 @@ complex numbers (the checker's reference); the generated code uses windows and e
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
 import sympy
@@ -187,6 +187,21 @@ def _sum_plan(atom: IndexSum, sizes: tuple, shapes: tuple) -> _SumPlan:
     return plan
 
 
+def _window_plan(atom: IndexMax, sizes: tuple, shape: tuple) -> tuple:
+    """The index grid of a max over windows and where its read falls, once per sizes and shape
+    (the checker evaluates a network's pooling thousands of times at the same sizes)."""
+    key = ("windows", atom, sizes, shape)
+    plan = _PLANS.get(key)
+    if plan is None:
+        if len(_PLANS) > 256:
+            _PLANS.clear()
+        sized = dict(sizes)
+        indices, extents = _grid_extents(atom.ranges, sized)
+        grid = dict(zip(indices, np.indices(extents, sparse=True)))
+        plan = _PLANS[key] = (indices, extents, grid, _where(tuple(atom.args[1]), grid, sized, shape))
+    return plan
+
+
 def _where(m: Sequence, grid: Mapping, sizes: Mapping, shape: tuple) -> tuple[tuple, np.ndarray | None]:
     """The clipped positions of a read on the grid, and where they fall inside (None: everywhere)."""
     positions = np.broadcast_arrays(*[_position(p, grid, sizes) for p in m])
@@ -215,9 +230,11 @@ class IndexMax(_Indexed):
 
     def windows(self, value, kind, sizes):
         """The operand read over the full index grid: output axes first, reduced axes flattened last."""
-        indices, extents = _grid_extents(self.ranges, sizes)
-        grid = dict(zip(indices, np.indices(extents, sparse=True)))
-        got = np.broadcast_to(_gather(kind.array(value), tuple(self.args[1]), grid, sizes), extents)
+        a = kind.array(value)
+        indices, extents, grid, (where, inside) = _window_plan(
+            self, tuple(sorted(sizes.items(), key=lambda kv: kv[0].name)), a.shape)
+        got = a[where]
+        got = np.broadcast_to(got if inside is None else np.where(inside, got, 0), extents)
         n_out = len(self.args[2])
         return got.reshape(*extents[:n_out], -1), indices, extents, grid
 
@@ -253,8 +270,9 @@ class IndexMaxGrad(_Indexed):
             for r in range(size):
                 for idx in np.ndindex(*flat.shape[:-1]):
                     cell = flat[idx]
-                    first = sympy.And(*[sympy.StrictGreaterThan(cell[r], cell[q]) for q in range(r)],
-                                      *[sympy.GreaterThan(cell[r], cell[q]) for q in range(r + 1, size)])
+                    first = sympy.And(*[sympy.StrictGreaterThan(cell[r], cell[q], evaluate=False) for q in range(r)],
+                                      *[sympy.GreaterThan(cell[r], cell[q], evaluate=False)
+                                        for q in range(r + 1, size)], evaluate=False)
                     where = tuple(int(p[idx + (r,)]) for p in positions)
                     if all(0 <= w < n for w, n in zip(where, a.shape)):
                         out[where] += sympy.Piecewise((g[idx], first), (0, True))
@@ -285,13 +303,6 @@ def _position(p: sympy.Expr, grid: Mapping, sizes: Mapping) -> np.ndarray:
         else:
             value = value + int(coeff) * grid[term]
     return np.asarray(value)
-
-
-def _gather(a: np.ndarray, m: Sequence, grid: Mapping, sizes: Mapping) -> np.ndarray:
-    """``a[m(iota)]`` on the grid, zero where a position falls outside ``a``."""
-    where, inside = _where(m, grid, sizes, a.shape)
-    got = a[where]
-    return got if inside is None else np.where(inside, got, 0)
 
 
 # -- analysis of positions -------------------------------------------------------------------------
@@ -325,8 +336,14 @@ def _positive(e: sympy.Expr, hyper: Mapping) -> bool | None:
 # -- building a statement ---------------------------------------------------------------------------
 def build_statement(lhs: sympy.Symbol, lhs_indices: Sequence[Index], rhs: sympy.Expr,
                     shapes: Mapping[sympy.Symbol, tuple], hyper: Mapping[sympy.Symbol, int],
-                    tile: bool = False, what: str = "") -> tuple[sympy.Expr, tuple, list]:
-    """The atoms of ``lhs[lhs_indices] = rhs``, its shape, and the size constraints.
+                    tile: bool = False, what: str = "",
+                    inferable: Collection[sympy.Symbol] = ()) -> tuple[sympy.Expr, tuple, list, dict]:
+    """The atoms of ``lhs[lhs_indices] = rhs``, its shape, the size constraints, and the sizes
+    inferred.
+
+    ``inferable``: sizes no input has (a parameter's only, such as the pooled height ``PH`` of
+    ``W2[f, i, j, h]`` after pooling); one an index ranges over while the same index ranges over
+    a computed extent elsewhere (a window count, not a plain size) is that extent.
 
     Returns
     -------
@@ -337,6 +354,9 @@ def build_statement(lhs: sympy.Symbol, lhs_indices: Sequence[Index], rhs: sympy.
     constraints : list of (str, sympy.Expr)
         ``("positive", e)``: ``e >= 1`` (a window count); ``("divides", (e, s))``: ``s`` divides
         ``e`` (``tile``).  The samplers draw only sizes that meet them.
+    inferred : dict
+        Each inferred size (a symbol of ``inferable``) and its extent, already substituted in
+        ``expr`` and ``shape``; the caller substitutes it in the declared shapes.
     """
     hyper = {h: sympy.Integer(v) for h, v in hyper.items()}
     if len(set(lhs_indices)) != len(lhs_indices):
@@ -345,10 +365,18 @@ def build_statement(lhs: sympy.Symbol, lhs_indices: Sequence[Index], rhs: sympy.
     overs = sorted(rhs.atoms(Over), key=sympy.default_sort_key)
     ranges: dict[Index, sympy.Expr] = {}
     origin: dict[Index, str] = {}
+    inferred: dict[sympy.Symbol, sympy.Expr] = {}
 
     def give(i: Index, extent: sympy.Expr, where: str) -> None:
-        if i in ranges and sympy.simplify(ranges[i] - extent) != 0:
-            raise SpecError(f"{what}index {i} ranges over {ranges[i]} in {origin[i]} but over {extent} in {where}")
+        extent = extent.xreplace(inferred)
+        if i in ranges:
+            known = ranges[i].xreplace(inferred)
+            size, computed = (known, extent) if known in inferable else (extent, known)
+            if size in inferable and not computed.is_Symbol and size not in computed.free_symbols:
+                inferred[size] = computed
+                ranges[i] = known = computed
+            if sympy.simplify(known - extent.xreplace(inferred)) != 0:
+                raise SpecError(f"{what}index {i} ranges over {ranges[i]} in {origin[i]} but over {extent} in {where}")
         ranges.setdefault(i, extent)
         origin.setdefault(i, where)
 
@@ -384,6 +412,7 @@ def build_statement(lhs: sympy.Symbol, lhs_indices: Sequence[Index], rhs: sympy.
                 windows.append((text, terms, const, shape[axis]))
     for _ in range(len(windows) + 1):  # a window count may need a size given by another window
         for text, terms, const, size in windows:
+            size = size.xreplace(inferred)
             unknown = [(i, c) for i, c in terms if i not in ranges]
             if len(unknown) != 1:
                 continue
@@ -398,6 +427,8 @@ def build_statement(lhs: sympy.Symbol, lhs_indices: Sequence[Index], rhs: sympy.
         if i not in ranges:
             raise SpecError(f"{what}cannot infer the range of index {i} (read it plainly somewhere, "
                             f"or give it as a keyword: sum(..., {i}=K))")
+    ranges = {i: e.xreplace(inferred) for i, e in ranges.items()}
+    windows = [(text, terms, const, size.xreplace(inferred)) for text, terms, const, size in windows]
     constraints: list = []
     for text, terms, const, size in windows:
         outer = next((i for i, c in terms if c != 1), terms[0][0])
@@ -467,7 +498,7 @@ def build_statement(lhs: sympy.Symbol, lhs_indices: Sequence[Index], rhs: sympy.
     expr = expr.xreplace(loose)
     if expr.atoms(Index) - set().union(*(a.args[-2].atoms(Index) for a in expr.atoms(*INDEX_ATOMS))):
         raise SpecError(f"{what}an index appears outside a read")
-    return expr, tuple(out_shape), constraints
+    return expr, tuple(out_shape), constraints, inferred
 
 
 # -- sizes that fit ------------------------------------------------------------------------------------

@@ -384,8 +384,23 @@ def broadcast(*shapes: Shape, what: str = "") -> Shape:
 
 
 def show_shape(shape: Shape) -> str:
-    """``(N, D)``, ``(M,)``, ``()``."""
-    return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+    """``(N, D)``, ``(M,)``, ``()``; a window count as ``(IH + 2*pad - FH)//stride + 1``."""
+    return "(" + ", ".join(size_text(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def size_text(d: sympy.Expr, leaf: Callable[[sympy.Expr], str] = str) -> str:
+    """A size in Python's integer arithmetic: ``floor(a/b)`` as ``(a)//b``, nested too (the
+    pooled size of a convolution: ``((IH - FH)//stride - 1)//2 + 1``); ``leaf`` prints the rest."""
+    if isinstance(d, sympy.floor):
+        num, den = sympy.fraction(sympy.together(d.args[0]))
+        return f"({size_text(num, leaf)})//{leaf(den) if den.is_Atom else f'({leaf(den)})'}"
+    if isinstance(d, sympy.Add) and d.has(sympy.floor):
+        first, *rest = sorted(d.args, key=lambda t: (not t.has(sympy.floor), t.is_Number))
+        out = size_text(first, leaf)
+        for t in rest:
+            out += f" - {size_text(-t, leaf)}" if t.could_extract_minus_sign() else f" + {size_text(t, leaf)}"
+        return out
+    return leaf(d)
 
 
 def normal_axes(axes: tuple[int, ...], ndim: int, what: str) -> tuple[int, ...]:
@@ -629,7 +644,9 @@ def evaluate(expr: sympy.Basic, env: Mapping[sympy.Symbol, object]) -> object:
 
 
 def _reduce_max(v, ax):
-    return np.apply_along_axis(lambda r: sympy.Max(*r), ax, v) if v.ndim else v
+    # unevaluated: the explicit check only evaluates it, and SymPy's simplification of a max of
+    # large symbolic cells (a network's) takes seconds per cell
+    return np.apply_along_axis(lambda r: sympy.Max(*r, evaluate=False), ax, v) if v.ndim else v
 
 
 def _map(fn, *arrays):

@@ -241,3 +241,52 @@ def test_the_graph_draws_every_operand_of_an_index_atom():
     conv = next(n for n in nodes if n.op == "sum over c, k, l")
     assert {a.name for a in conv.args} == {"x", "W"}
     assert any(n.op == "read" for n in nodes)  # b[f], broadcast to the output
+
+
+# -- a size only parameters have: the pooled size of SimpleConvNet's 4-D affine weight ----------
+NET_BLOCK = """
+name = "ConvPoolAffine"
+inputs = { x = ["N", "C", "IH", "IW"] }
+params = { W = ["FN", "C", "FH", "FW"], V = ["FN", "PH", "PW", "H"] }
+hyper = { stride = 1, pad = 0 }
+[graph]
+a = "a[n, f, i, j] = sum(x[n, c, i*stride + k - pad, j*stride + l - pad] * W[f, c, k, l], (c, k, l))"
+p = "p[n, f, i, j] = max(a[n, f, 2*i + k, 2*j + l], k=2, l=2)"
+y = "y[n, h] = sum(p[n, f, i, j] * V[f, i, j, h], (f, i, j))"
+"""
+
+
+def test_a_parameter_only_size_becomes_the_window_count_it_meets():
+    spec = spec_from_toml(NET_BLOCK, "block.toml")
+    V = next(s for s in spec.params if s.name == "V")
+    H, IH, FH, stride, pad = (next(d for d in (*spec.dims, *spec.hyper) if d.name == n)
+                              for n in ("H", "IH", "FH", "stride", "pad"))
+    pooled = spec.shapes[V][1]
+    assert "PH" not in {d.name for d in spec.dims} and spec.shapes[V][3] == H
+    for ih, fh, s, p in itertools.product((5, 8, 9, 28), (2, 3, 5), (1, 2), (0, 1)):
+        conv = (ih + 2 * p - fh) // s + 1
+        if conv >= 2:  # the book's sizes: ((IH + 2*pad - FH)//stride + 1)//2 pooled positions
+            assert int(pooled.xreplace({IH: ih, FH: fh, stride: s, pad: p})) == conv // 2
+    assert ops.size_text(pooled) == "((-FH + IH + 2*pad)//stride - 1)//2 + 1"
+
+
+def test_a_network_block_with_an_inferred_size_derives_and_checks():
+    spec = spec_from_toml(NET_BLOCK, "block.toml")
+    verify_explicit(symbackprop.derive(spec), seed=5)  # derive ran it too, at another point
+    assert symbackprop.check(spec, max_examples=4).ok
+
+
+def test_shared_high_precision_functions_agree_and_forget_old_values():
+    """``mp_functions`` computes a shared subexpression once per list of values; a new list is
+    new values.  Oracle: each expression compiled on its own (``mp_function``)."""
+    import mpmath
+    from symbackprop.numerics.evaluate import mp_function, mp_functions
+
+    a, b = sympy.symbols("a b", real=True)
+    shared = sympy.exp(a) * sympy.Max(a, b, evaluate=False)
+    exprs = [shared + b, shared ** 2, sympy.log(1 + shared ** 2)]
+    together = mp_functions(exprs, [a, b])
+    with mpmath.workdps(30):
+        for point in ([mpmath.mpf("0.3"), mpmath.mpf("-1.2")], [mpmath.mpf("-0.7"), mpmath.mpf("2.5")]):
+            for e, f in zip(exprs, together):
+                assert f(point) == mp_function(e, [a, b])(list(point))

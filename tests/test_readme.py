@@ -36,6 +36,7 @@ _NORMALIZATIONS = [
     (re.compile(r"\b\d+(?:\.\d+)?e[-+]?\d+\b"), "<e>"),              # 3.9e-16: an error figure
     (re.compile(r"\(\d+(?:\.\d+)? s\)"), "(<t> s)"),                 # (0.05 s): a timing
     (re.compile(r"\bin \d+(?:\.\d+)? ?s\b"), "in <t> s"),           # graded 8 in 11.0 s; pytest's 5 passed in 2.26s
+    (re.compile(r"\(CPU \d+(?:\.\d+)? s\)"), "(CPU <t> s)"),         # a training example's CPU time
     (re.compile(r"\d+(?:\.\d+)? per second"), "<n> per second"),
     (re.compile(r'"seconds": \d+(?:\.\d+)?'), '"seconds": <t>'),
     (re.compile(r"(\s)\d+\.\d\d$"), r"\1<t>"),                       # check's last column: seconds

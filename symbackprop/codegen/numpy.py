@@ -174,12 +174,7 @@ class NumpyLayerPrinter(NumPyPrinter):
 
     def _size(self, d) -> str:
         """A size: ``(IH + 2*pad - FH)//stride + 1`` for a window count."""
-        if isinstance(d, sympy.floor):
-            num, den = sympy.fraction(sympy.together(d.args[0]))
-            return f"({self._print(num)})//{self._operand(den)}"
-        if isinstance(d, sympy.Add):
-            return " + ".join(self._size(t) for t in d.args if t != 1) + (" + 1" if 1 in d.args else "")
-        return self._print(d)
+        return ops.size_text(d, self._print)
 
     def _tuple(self, items) -> str:
         return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"

@@ -340,20 +340,10 @@ def network_methods(derivation: Derivation, printer: type[NumpyLayerPrinter] = N
     stop = [s for s, _ in spec.graph].index(spec.predict) + 1
     pairs = [(s, ops.fuse_logs(e, dict(spec.graph))) for s, e in spec.graph[:stop]]
     reserved = {s.name for s, _ in pairs} | set(inputs)
-    params = param_refs(spec)
+    params = {**param_refs(spec), **hyper_refs(spec)}
     predict = dim_bindings(spec, [d for d in spec.dims if any(d in e.free_symbols for _, e in pairs)], params)
     predict += guarded(statements(pairs, printer(params), reserved), pairs) + [f"return {spec.predict.name}"]
-    sizes = sorted({d for p in spec.params for d in spec.shapes[p] if isinstance(d, sympy.Symbol)}, key=str)
-    init = ["rng = np.random.default_rng(seed)", "return cls("]
-    for p in spec.params:
-        shape = ", ".join(str(d) for d in spec.shapes[p])
-        init.append(f"{INDENT}weight_init_std * rng.standard_normal(({shape},))," if len(spec.shapes[p]) > 1
-                    else f"{INDENT}np.zeros(({shape},)),")
-    init.append(")")
-    lines = ["", f"{INDENT}@classmethod",
-             f"{INDENT}def initialized(cls, {', '.join(d.name for d in sizes)}, weight_init_std=0.01, seed=None):",
-             f'{INDENT * 2}"""Weights drawn from N(0, weight_init_std**2), biases zero, as in the book."""',
-             *[INDENT * 2 + line for line in init],
+    lines = ["", f"{INDENT}@classmethod", *initialized_lines(spec),
              "", f"{INDENT}def predict(self, {', '.join(inputs)}):",
              *[INDENT * 2 + line for line in predict],
              "", f"{INDENT}def loss(self, {call}):", f"{INDENT * 2}return self.forward({call})",
@@ -379,6 +369,24 @@ def network_methods(derivation: Derivation, printer: type[NumpyLayerPrinter] = N
              f"{INDENT * 4}grad[index] = (up - down) / (2 * h)",
              f"{INDENT * 3}grads[name] = grad", f"{INDENT * 2}return grads"]
     return lines
+
+
+def initialized_lines(spec) -> list[str]:
+    """The book's initialization as a class method taking the sizes the parameters' shapes use
+    (a pooled size through the input's: ``IH``, ``IW``) and, after them, the hyperparameters."""
+    hyper = set(spec.hyper)
+    sizes = sorted({d for p in spec.params for e in spec.shapes[p] for d in e.free_symbols} - hyper, key=str)
+    keywords = [f"{h.name}={v}" for h, v in spec.hyper.items()]
+    init = ["rng = np.random.default_rng(seed)", "return cls("]
+    for p in spec.params:
+        shape = ", ".join(ops.size_text(d) for d in spec.shapes[p])
+        init.append(f"{INDENT}weight_init_std * rng.standard_normal(({shape},))," if len(spec.shapes[p]) > 1
+                    else f"{INDENT}np.zeros(({shape},)),")
+    init += [f"{INDENT}{h.name}={h.name}," for h in spec.hyper] + [")"]
+    signature = ", ".join(["cls", *(d.name for d in sizes), "weight_init_std=0.01", "seed=None", *keywords])
+    return [f"{INDENT}def initialized({signature}):",
+            f'{INDENT * 2}"""Weights drawn from N(0, weight_init_std**2), biases zero, as in the book."""',
+            *[INDENT * 2 + line for line in init]]
 
 
 def _helpers(body: str) -> list[str]:

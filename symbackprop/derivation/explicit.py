@@ -12,7 +12,7 @@ import numpy as np
 import sympy
 
 from .. import indexed, ops
-from ..numerics.evaluate import mp_function
+from ..numerics.evaluate import Unsupported, mp_function, mp_functions
 from ..errors import SymbackpropError
 from ..spec.model import Spec
 from .model import Derivation
@@ -87,7 +87,17 @@ class _Explicit:
 
     def values(self, expr: sympy.Expr, shape: tuple) -> np.ndarray:
         got = np.broadcast_to(np.asarray(ops.evaluate(expr, self.env), dtype=object), shape)
-        return np.vectorize(self.number, otypes=[float])(got) if got.size else np.zeros(shape)
+        if not got.size:
+            return np.zeros(shape)
+        cells = [c if isinstance(c, sympy.Basic) else sympy.Float(c) for c in got.ravel()]
+        try:  # compiled once for all cells: a network's cells share large subexpressions
+            variables = sorted(self.point, key=lambda v: v.name)
+            functions = mp_functions(cells, variables)
+        except Unsupported:
+            return np.vectorize(self.number, otypes=[float])(got)
+        point = [mpmath.mpf(float(self.point[v])) for v in variables]
+        with mpmath.workdps(30):
+            return np.array([float(f(point)) for f in functions], dtype=float).reshape(shape)
 
     def sizes_text(self) -> dict:
         return {d.name: n for d, n in self.sizes.items()}
@@ -123,7 +133,10 @@ def verify_explicit(derivation: Derivation, seed: int = 0) -> None:
     ex = _Explicit(derivation, seed)
     spec = derivation.spec
     variables = sorted(ex.point, key=lambda v: v.name)
-    objective = mp_function(ex.objective, variables)
+    try:
+        objective, = mp_functions([ex.objective], variables)  # each call below passes a new list
+    except Unsupported:
+        objective = mp_function(ex.objective, variables)  # undefined everywhere: says why when called
     base = [mpmath.mpf(float(ex.point[v])) for v in variables]
     for s in spec.differentiated:
         cells = np.asarray(ex.env[s], dtype=object)

@@ -216,6 +216,46 @@ def _mp_function(expr: sympy.Basic, symbols: tuple[sympy.Symbol, ...]) -> Closur
         return undefined
 
 
+class _SharedMpCompiler(_MpCompiler):
+    """Closures that remember their last value: a node shared by many others (a network's
+    activations, read by every later cell) is computed once per list of values.  The list
+    is the key, by identity: callers pass a new list for new values, never a mutated one."""
+
+    def compile(self, e: sympy.Basic) -> Closure:
+        if e not in self.memo:
+            fn = self.node(e)
+            if not (isinstance(e, sympy.Symbol) or e.is_Number):
+                fn = _remembering(fn)
+            self.memo[e] = fn
+        return self.memo[e]
+
+
+def _remembering(fn: Closure) -> Closure:
+    last: list = [None, None]
+
+    def run(v):
+        if last[0] is not v:
+            last[1] = fn(v)
+            last[0] = v
+        return last[1]
+
+    return run
+
+
+def mp_functions(exprs: Sequence[sympy.Basic], symbols: Sequence[sympy.Symbol]) -> list[Closure]:
+    """Each of ``exprs`` as a function of the values of ``symbols`` (a list, new for new
+    values: never mutated between calls), compiled together; a subexpression they share is
+    compiled once and computed once per list of values (the cells of an expanded network).
+
+    Raises
+    ------
+    Unsupported
+        A node the evaluator lacks, or a symbol not among ``symbols``.
+    """
+    compiler = _SharedMpCompiler(tuple(symbols))
+    return [compiler.compile(e) for e in exprs]
+
+
 def mp_call(fn: Closure, values: Sequence, dps: int = DPS):
     """``fn(values)`` at ``dps`` digits: an mpf, a bool, or None where undefined (see the
     module docstring)."""

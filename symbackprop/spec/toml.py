@@ -333,7 +333,7 @@ class _Loader(TomlLoader):
             if not is_identifier(key) or key == DOUT.name or key in known:
                 raise self.fail(fieldname, f"{key!r} cannot name a node (reserved, not an identifier, or already used)")
             if self.shapes and isinstance(text, str) and _STATEMENT.match(text):
-                expr, shape = self.index_statement(fieldname, key, text)
+                expr, shape = self.index_statement(fieldname, key, text, nodes)
                 symbol = ops.ArrayVar(key, real=True)
                 self.shapes[symbol] = shape
                 self.symbols[key] = symbol
@@ -354,16 +354,33 @@ class _Loader(TomlLoader):
             nodes.append((symbol, expr))
         return nodes
 
-    def index_statement(self, fieldname: str, key: str, text: str) -> tuple[sympy.Expr, tuple]:
-        """``y[n, f, i, j] = ...``: index notation (:mod:`symbackprop.indexed`), shapes inferred."""
+    def index_statement(self, fieldname: str, key: str, text: str,
+                        nodes: list[tuple[sympy.Symbol, sympy.Expr]]) -> tuple[sympy.Expr, tuple]:
+        """``y[n, f, i, j] = ...``: index notation (:mod:`symbackprop.indexed`), shapes inferred.
+
+        A size only parameters have that the statement infers (the pooled ``PH`` of a 4-D
+        affine weight ``W2[f, i, j, h]``) is replaced by its extent in every shape and in the
+        earlier ``nodes`` (in place)."""
         try:
             lhs, rhs = parse_index_statement(text, key, symbols=self.symbols)
-            expr, shape, constraints = indexed.build_statement(
-                sympy.Symbol(key), lhs, rhs, self.shapes, self.hyper, tile=self.tile)
+            expr, shape, constraints, inferred = indexed.build_statement(
+                sympy.Symbol(key), lhs, rhs, self.shapes, self.hyper, tile=self.tile,
+                inferable=self.parameter_sizes())
         except (ParseError, SpecError) as exc:
             raise self.fail(fieldname, str(exc)) from None
         self.constraints += constraints
+        if inferred:
+            self.shapes.update({a: tuple(d.xreplace(inferred) for d in dims) for a, dims in self.shapes.items()})
+            nodes[:] = [(s, e.xreplace(inferred)) for s, e in nodes]
+            self.constraints = [(kind, e.xreplace(inferred) if kind == "positive"
+                                 else tuple(v.xreplace(inferred) for v in e)) for kind, e in self.constraints]
         return expr, shape
+
+    def parameter_sizes(self) -> set[sympy.Symbol]:
+        """The sizes only parameters have (no input, constant or node): a statement may infer them."""
+        params = {s for s in self.shapes if s.name in self.get("params", dict, {})}
+        elsewhere = {d for a, dims in self.shapes.items() if a not in params for d in dims}
+        return {d for a in params for d in self.shapes[a] if d.is_Symbol and d not in elsewhere}
 
     def number(self, fieldname: str, value: Any) -> sympy.Expr:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
