@@ -4,7 +4,8 @@ For every class it times one cold ``verify_layer`` call against a freshly loaded
 declaration (nothing memoized: the reference derivative, its mpmath compilation, for
 array layers the derivation and the generated reference class, every check), over the
 seed's own classes (the book's Affine, SoftmaxWithLoss and TwoLayerNet among them), the
-planted-bug and correct classes of ``tests/fixtures/planted_layers.py`` and the generated
+planted-bug and correct classes of ``tests/fixtures/planted_layers.py``, the explicit loops
+of ``examples/naive_layers.py`` (convolution, max pooling) and the generated
 class of every bundled declaration, elementwise and array; the summary gives the
 elementwise and the array classes (layers and networks) apart.  Then ``verify-steps`` on
 every bundled elementwise declaration and on ``examples/derivations/``, and the whole
@@ -48,6 +49,9 @@ def classes():
                  ("Affine", "affine"), ("SoftmaxWithLoss", "softmax_with_loss"), ("TwoLayerNet", "two_layer_net")))
     yield from ((f"planted {n}", getattr(planted, n), s) for n, (s, _) in planted.EXPECTED.items())
     yield from ((f"correct {n}", getattr(planted, n), s) for n, s in planted.CORRECT.items())
+    naive = _module("naive_layers", ROOT / "examples")  # explicit loops, run at small sizes
+    yield from ((f"naive {c}", getattr(naive, c), s) for c, s in
+                (("NaiveConvolution", "convolution"), ("NaiveMaxPooling", "max_pooling")))
     for name in catalog.bundled_names():
         yield f"generated {name}", symbackprop.load(name).compile(), name
 

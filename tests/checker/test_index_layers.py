@@ -204,9 +204,10 @@ naive = _example("naive_layers")
 
 
 @pytest.mark.parametrize("cls, name", [("NaiveConvolution", "convolution"), ("NaiveMaxPooling", "max_pooling")])
-def test_correct_naive_loops_verify_quickly(cls, name):
+def test_correct_naive_loops_verify(cls, name):
+    """(Run at small sizes; their time, under the 2 s budget, is measured by benchmarks/verify.py.)"""
     report = verify_layer(getattr(naive, cls), name)
-    assert report.ok and report.seconds < 2.0, ([f.message for f in report.findings], report.seconds)
+    assert report.ok, [f.message for f in report.findings]
 
 
 def _planted_naive(cls: str, old: str, new: str) -> type:

@@ -68,8 +68,7 @@ def test_each_planted_bug_gets_exactly_its_kind(name):
     spec, expected = planted.EXPECTED[name]
     report = verify_layer(getattr(planted, name), spec)
     assert kinds(report) == expected, report.text()
-    assert report.ok == all(kind == "kink-only" for kind, _ in expected)
-    assert report.seconds < 2
+    assert report.ok == all(kind == "kink-only" for kind, _ in expected)  # (its time: benchmarks/verify.py)
 
 
 @pytest.mark.parametrize("name", sorted(planted.CORRECT))
