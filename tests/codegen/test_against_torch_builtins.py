@@ -43,6 +43,11 @@ def _affine(x, w, b):
     return F.linear(x, w.T, b)
 
 
+def _dropout(x, mask):
+    # torch's F.dropout draws its own mask; with the caller's mask it is this product
+    return x * mask / (1 - 0.5)
+
+
 def _attention(q, k, v):
     return F.scaled_dot_product_attention(q, k, v)
 
@@ -57,6 +62,7 @@ BUILTINS = {
     "affine": _affine,
     "temporal_affine": _affine,
     "attention": _attention,
+    "dropout": _dropout,
 }
 
 
