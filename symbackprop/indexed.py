@@ -266,7 +266,69 @@ class IndexMaxGrad(_Indexed):
         return out
 
 
-INDEX_ATOMS = (IndexSum, IndexMax, IndexMaxGrad)
+class IndexTake(_Indexed):
+    """A gather through an integer constant, or its scatter-add: the embedding's ``W[x[n, t], d]``.
+
+    Arguments: the values ``a``, the integer constant ``c``, ``Tuple`` of the two maps (``a``'s,
+    where the position that ``c`` gives is ``c`` itself, and ``c``'s, plain indices), the output
+    map, the ranges, the output shape.  For every index tuple :math:`\iota` in the ranges,
+    ``out[o(iota)] += a[m(iota)]`` with ``c[m_c(iota)]`` at ``c``'s position, in either ``m`` or ``o``.
+    A forward statement reads through ``c`` and writes through plain indices (a gather); its VJP
+    with respect to ``a`` is the same atom with the two maps of ``a`` and the output swapped: the
+    upstream gradient read plainly and written through ``c`` (``np.add.at``: repeated entries of
+    ``c`` add up).  ``c`` has no gradient: it holds integers.
+    """
+
+    @property
+    def operands(self) -> int:  # type: ignore[override]
+        return 2
+
+    @property
+    def maps(self) -> list[tuple]:
+        return [tuple(m) for m in self.args[-4]]
+
+    @property
+    def out_map(self) -> tuple:
+        return tuple(self.args[-3])
+
+    @property
+    def is_gather(self) -> bool:
+        """Reads through the constant and writes through plain indices (a forward statement)."""
+        return all(isinstance(p, Index) for p in self.out_map)
+
+    @property
+    def axis(self) -> int:
+        """The axis of the array written or read through the constant."""
+        written = self.maps[0] if self.is_gather else self.out_map
+        return written.index(self.args[1])
+
+    def pullback(self, g, shapes):
+        a, c = self.args[:2]
+        maps = sympy.Tuple(sympy.Tuple(*self.out_map), self.args[-4][1])
+        return [(a, IndexTake(g, c, maps, sympy.Tuple(*self.maps[0]), self.args[-2],
+                              sympy.Tuple(*ops.shape_of(a, shapes))))]
+
+    def apply_sized(self, values, kind, sizes: Mapping) -> object:
+        a, c = kind.array(values[0]), np.asarray(values[1])
+        indices, extents = _grid_extents(self.ranges, sizes)
+        grid = dict(zip(indices, np.indices(extents, sparse=True)))
+        taken = np.asarray(c[tuple(grid[i] for i in self.maps[1])]).astype(np.intp)
+
+        def where(m: Sequence) -> tuple:
+            return tuple(np.broadcast_to(taken if p == self.args[1] else _position(p, grid, sizes), extents)
+                         for p in m)
+
+        got = a[where(self.maps[0])]
+        if self.is_gather:
+            order = [indices.index(p) for p in self.out_map]
+            return np.transpose(got, order) if order != sorted(order) else got
+        shape = tuple(int(d.xreplace(sizes)) for d in self.args[-1])
+        out = np.zeros(shape, dtype=object if kind is ops.SYMBOLIC else np.result_type(got, float))
+        np.add.at(out, where(self.out_map), got)
+        return out
+
+
+INDEX_ATOMS = (IndexSum, IndexMax, IndexMaxGrad, IndexTake)
 
 
 def _grid_extents(ranges, sizes) -> tuple[list[Index], tuple[int, ...]]:
@@ -311,10 +373,48 @@ def affine(p: sympy.Expr, what: str) -> tuple[list[tuple[Index, sympy.Expr]], sy
     if const.atoms(Index):
         raise SpecError(f"{what}position {p} is not affine in its indices")
     if not terms:
-        raise SpecError(f"{what}position {p} names no index (constant positions, gathers, come later)")
+        raise SpecError(f"{what}position {p} names no index (constant positions come later)")
     if len(terms) > 2 or (len(terms) == 2 and all(c != 1 for _, c in terms)):
         raise SpecError(f"{what}position {p}: at most a window o*stride + k + offset is supported")
     return terms, const
+
+
+def _read_text(r: Read) -> str:
+    return f"{r.args[0]}[{', '.join(_read_text(p) if isinstance(p, Read) else str(p) for p in r.args[1])}]"
+
+
+def _gathers(rhs: sympy.Expr, shapes: Mapping, integers: Mapping, what: str) -> list[Read]:
+    """The reads of ``rhs`` with a position read from an integer constant (``W[x[n, t], d]``),
+    checked: one such position per read, the constant's own positions plain indices, its range
+    the size of the axis it indexes, and the read outside any reduction."""
+    out = []
+    for r in sorted(rhs.atoms(Read), key=sympy.default_sort_key):
+        inner = [p for p in r.args[1] if isinstance(p, Read)]
+        if not inner:
+            continue
+        text = _read_text(r)
+        if len(inner) > 1:
+            raise SpecError(f"{what}{text}: one position per read can come from an integer constant")
+        (c_read,) = inner
+        c, axis = c_read.args[0], list(r.args[1]).index(c_read)
+        if c not in integers:
+            raise SpecError(f"{what}{text}: a position read from {c} needs {c} an integer constant with its range "
+                            f"(constants = {{ {c} = [...] }}, symbols = {{ {c} = \"range(V)\" }})")
+        if any(not isinstance(p, Index) for p in c_read.args[1]) or len(set(c_read.args[1])) != len(c_read.args[1]):
+            raise SpecError(f"{what}{text}: the positions of {c} must be distinct plain indices")
+        if len(c_read.args[1]) != len(shapes[c]):
+            raise SpecError(f"{what}{text}: {c} has {len(shapes[c])} axes, indexed with {len(c_read.args[1])}")
+        if any(not isinstance(p, (Index, Read)) for p in r.args[1]):
+            raise SpecError(f"{what}{text}: the other positions of a gather are plain indices")
+        if r.args[0] in shapes and axis < len(shapes[r.args[0]]) \
+                and sympy.simplify(integers[c] - shapes[r.args[0]][axis]) != 0:
+            raise SpecError(f"{what}{text}: {c} takes values in range({integers[c]}) but indexes an axis of size "
+                            f"{shapes[r.args[0]][axis]}")
+        out.append(r)
+    for over in rhs.atoms(Over):
+        if any(over.has(g) for g in out):
+            raise SpecError(f"{what}a gather inside a reduction is not supported yet (read it in a node of its own)")
+    return out
 
 
 def _positive(e: sympy.Expr, hyper: Mapping) -> bool | None:
@@ -325,8 +425,12 @@ def _positive(e: sympy.Expr, hyper: Mapping) -> bool | None:
 # -- building a statement ---------------------------------------------------------------------------
 def build_statement(lhs: sympy.Symbol, lhs_indices: Sequence[Index], rhs: sympy.Expr,
                     shapes: Mapping[sympy.Symbol, tuple], hyper: Mapping[sympy.Symbol, int],
-                    tile: bool = False, what: str = "") -> tuple[sympy.Expr, tuple, list]:
+                    tile: bool = False, what: str = "",
+                    integers: Mapping[sympy.Symbol, sympy.Expr] | None = None) -> tuple[sympy.Expr, tuple, list]:
     """The atoms of ``lhs[lhs_indices] = rhs``, its shape, and the size constraints.
+
+    ``integers`` are the integer constants and their ranges (``x`` -> ``V``: values in
+    ``range(V)``); a read of one as another read's position is a gather (:class:`IndexTake`).
 
     Returns
     -------
@@ -341,7 +445,9 @@ def build_statement(lhs: sympy.Symbol, lhs_indices: Sequence[Index], rhs: sympy.
     hyper = {h: sympy.Integer(v) for h, v in hyper.items()}
     if len(set(lhs_indices)) != len(lhs_indices):
         raise SpecError(f"{what}an index appears twice on the left side")
-    reads = sorted(rhs.atoms(Read), key=sympy.default_sort_key)
+    gathers = _gathers(rhs, shapes, dict(integers or {}), what)
+    inner = {p for g in gathers for p in g.args[1] if isinstance(p, Read)}
+    reads = sorted(rhs.atoms(Read) - inner, key=sympy.default_sort_key)
     overs = sorted(rhs.atoms(Over), key=sympy.default_sort_key)
     ranges: dict[Index, sympy.Expr] = {}
     origin: dict[Index, str] = {}
@@ -366,6 +472,10 @@ def build_statement(lhs: sympy.Symbol, lhs_indices: Sequence[Index], rhs: sympy.
             raise SpecError(f"{what}{text}: {array} has {len(shape)} axes, indexed with {len(positions)}")
         seen: set = set()
         for axis, p in enumerate(positions):
+            if isinstance(p, Read):  # a gather: the constant's indices range over its axes
+                for i, n in zip(p.args[1], shapes[p.args[0]]):
+                    give(i, n, str(p.args[0]) + f"[{', '.join(map(str, p.args[1]))}]")
+                continue
             terms, const = affine(p, f"{what}{text}: ")
             named = {str(x) for _, c in terms for x in c.free_symbols} | {str(x) for x in const.free_symbols}
             loose = sorted(named - {h.name for h in hyper})
@@ -458,10 +568,16 @@ def build_statement(lhs: sympy.Symbol, lhs_indices: Sequence[Index], rhs: sympy.
     table = {over: atom(over) for over in overs}
     expr = rhs.xreplace(table)
     loose = {}
-    for r in expr.atoms(Read):
+    for r in expr.atoms(Read) - inner:
         stray = sorted(r.atoms(Index) - lhs_set, key=lambda s: s.name)
         if stray:
             raise SpecError(f"{what}index {stray[0]} is neither on the left side nor reduced")
+        gathered = next((p for p in r.args[1] if isinstance(p, Read)), None)
+        if gathered is not None:
+            at = sympy.Tuple(*[gathered.args[0] if p == gathered else p for p in r.args[1]])
+            loose[r] = IndexTake(r.args[0], gathered.args[0], sympy.Tuple(at, gathered.args[1]),
+                                 sympy.Tuple(*lhs_indices), ranges_of(lhs_indices), out_shape)
+            continue
         loose[r] = IndexSum(r.args[0], sympy.Tuple(r.args[1]), sympy.Tuple(*lhs_indices),
                             ranges_of(lhs_indices), out_shape)
     expr = expr.xreplace(loose)

@@ -271,7 +271,7 @@ def backward_lines(derivation: Derivation, printer: type[NumpyLayerPrinter] = Nu
     handed_out = {f"d{name}" for name in spec.input_names} | set(grad_refs(spec).values())
     lines = [fresh_gradient(line, handed_out) for line in lines]
     grads = ", ".join(f"d{name}" for name in spec.input_names)
-    lines.append(f"return {grads}")
+    lines.append(f"return {grads or 'None'}")  # no inputs (an embedding): the book's backward returns None
     return lines
 
 

@@ -205,14 +205,24 @@ class _Parser:
             self.index_mode = saved
         if any(not isinstance(i, indexed.Index) for i, _ in ranges):
             raise self.fail(f"{name}(): ranges pair index names with sizes", node)
-        want = {"index_sum": len(at), "index_max": 1, "first_max": 2}[name]
+        want = {"index_sum": len(at), "index_max": 1, "first_max": 2, "index_take": 2}[name]
         if len(operands) != want or (name != "index_sum" and len(at) != want) or not at:
             raise self.fail(f"{name}(): the operands and their maps do not match", node)
         if name == "index_sum":
             return indexed.IndexSum(*operands, sympy.Tuple(*at), out, sympy.Tuple(*ranges), shape)
+        if name == "index_take":
+            return self.taken(node, operands, at, out, ranges, shape)
         if name == "index_max":
             return indexed.IndexMax(operands[0], at[0], out, sympy.Tuple(*ranges), shape)
         return indexed.IndexMaxGrad(*operands, at[0], at[1], sympy.Tuple(*ranges), shape)
+
+    def taken(self, node: ast.Call, operands: list, at: list, out: sympy.Tuple, ranges: list,
+              shape: sympy.Tuple) -> sympy.Expr:
+        """``index_take(a, c, at=(...), ...)``: the constant ``c`` an array, named once in ``at[0]`` or ``out``."""
+        c = operands[1]
+        if not isinstance(c, ops.ArrayVar) or [*at[0], *out].count(c) != 1:
+            raise self.fail("index_take(): the second operand is the integer constant, a position once", node)
+        return indexed.IndexTake(*operands, sympy.Tuple(*at), out, sympy.Tuple(*ranges), shape)
 
     def over(self, node: ast.Call, depth: int) -> sympy.Expr:
         """``sum/mean/max(body, (k, l), k=K)``: a reduction over named indices (index notation)."""
@@ -378,7 +388,7 @@ class _Parser:
 
 
 #: Index atoms spelled out (only with ``arrays=True``): records and ``derive --json``.
-INDEX_CALLS = ("index_sum", "index_max", "first_max")
+INDEX_CALLS = ("index_sum", "index_max", "first_max", "index_take")
 
 #: Array functions (only with ``arrays=True``) and their keywords.
 ARRAY_FUNCTIONS: dict[str, tuple[str, ...]] = {

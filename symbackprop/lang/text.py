@@ -204,6 +204,14 @@ class _Printer(StrPrinter):
         reduced = [i for i, _ in e.ranges if i not in written]
         return f"sum({body}, {self._reduced_text(e, reduced, maps)})" if reduced else body
 
+    def _print_Read(self, e) -> str:
+        return self._read_text(e.args[0], e.args[1])
+
+    def _print_IndexTake(self, e) -> str:
+        if not self.pretty:
+            return self._exact("index_take", e, 2, e.maps)
+        return self._read_text(e.args[0], taken_positions(e, e.maps[0]))
+
     def _print_IndexMax(self, e) -> str:
         if not self.pretty:
             return self._exact("index_max", e, 1, [e.args[1]])
@@ -307,12 +315,20 @@ class _Pretty(_Printer):
     pretty = True
 
 
+def taken_positions(e: indexed.IndexTake, positions) -> list:
+    """A gather's positions with the integer constant's read in its place (``x[n, t], d``)."""
+    c = e.args[1]
+    read = indexed.Read(c, sympy.Tuple(*e.maps[1]))
+    return [read if p == c else p for p in positions]
+
+
 def format_statement(name: str, expr: sympy.Basic) -> str:
     """``name = expr``; in index notation ``name[n, f, i, j] = ...`` with the left side's
     positions (a scatter's: ``dx[n, c, i*stride + k - pad, ...] = ...``) when every index
     atom of ``expr`` writes through the same ones."""
     atoms = expr.atoms(*indexed.INDEX_ATOMS)
-    targets = {tuple(a.out_map) if isinstance(a, indexed.IndexSum) else tuple(a.args[2]) for a in atoms}
+    targets = {tuple(taken_positions(a, a.out_map)) if isinstance(a, indexed.IndexTake) else tuple(a.out_map)
+               if isinstance(a, indexed.IndexSum) else tuple(a.args[2]) for a in atoms}
     if len(targets) == 1:
         positions = targets.pop()
         plain = all(isinstance(p, indexed.Index) for p in positions)  # else a scatter-add (col2im)

@@ -28,6 +28,8 @@ _NUMBER = r"\s*([-+]?(?:inf|\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)
 #: ``interval(a, b)``: the open interval of an input (``-inf`` and ``inf`` allowed as ends).
 #: ``y[n, f, i, j] = ...``: a statement in index notation (:mod:`symbackprop.indexed`).
 _STATEMENT = re.compile(r"\s*[A-Za-z_]\w*\s*\[[^\]]*\]\s*=(?!=)")
+#: ``range(V)``: an integer constant's entries, ``0 <= x < V`` (``V`` a dimension or a size).
+_RANGE = re.compile(r"\s*range\(\s*([A-Za-z_]\w{0,63}|[1-9]\d{0,8})\s*\)\s*")
 INTERVAL = re.compile(rf"\s*interval\({_NUMBER},{_NUMBER}\)\s*")
 
 
@@ -178,8 +180,10 @@ class _Loader(TomlLoader):
         self.constraints: list = []
         self.hyper: dict[sympy.Symbol, int] = {}
         self.tile = False
-        if isinstance(self.doc.get("inputs"), dict):
-            inputs = self.arrays("inputs", required=True)
+        self.integers: dict[sympy.Symbol, sympy.Expr] = {}
+        if isinstance(self.doc.get("inputs"), dict) or ("inputs" not in self.doc and isinstance(
+                self.doc.get("params"), dict) and isinstance(self.doc.get("constants"), dict)):
+            inputs = self.arrays("inputs", required="inputs" in self.doc)
             params, constants = self.arrays("params"), self.arrays("constants")
             self.hyper, self.tile = self.hyperparameters(), self.get("tile", bool, False)
         else:
@@ -212,6 +216,7 @@ class _Loader(TomlLoader):
             intervals={self.symbols[n]: ends for n, ends in self.intervals.items() if n in self.symbols},
             hyper=dict(self.hyper),
             constraints=tuple(self.constraints),
+            integers=dict(self.integers),
         )
         if spec_kwargs["section"] is not None:
             spec_kwargs["section"] = str(spec_kwargs["section"])
@@ -237,11 +242,26 @@ class _Loader(TomlLoader):
                 raise self.fail(f"{key}.{n}", 'expected a shape: a list of dimension names or sizes, e.g. ["N", "D"]')
             dims = tuple(sympy.Integer(d) if isinstance(d, int) else self.dim(f"{key}.{n}", d) for d in shape)
             word = self.get("symbols", dict, {}).get(n, "real")
-            symbol = ops.ArrayVar(n, **self.assumption(f"symbols.{n}", word))
+            size = self.integer_range(key, n, word)
+            symbol = ops.ArrayVar(n, **self.assumption(f"symbols.{n}", "real" if size is not None else word))
+            if size is not None:
+                self.integers[symbol] = size
             self.symbols[n] = symbol
             self.shapes[symbol] = dims
             out.append(symbol)
         return out
+
+    def integer_range(self, key: str, name: str, word: Any) -> sympy.Expr | None:
+        """``symbols = { x = "range(V)" }``: the constant ``x`` holds integers in ``range(V)``
+        (an embedding's indices; ``V`` a dimension or a size), drawn so by the checkers."""
+        match = _RANGE.fullmatch(word) if isinstance(word, str) else None
+        if match is None:
+            return None
+        if key != "constants":
+            raise self.fail(f"symbols.{name}", f"range({match.group(1)}) is for integer constants "
+                                               f"(declare {name} under constants, it has no gradient)")
+        size = match.group(1)
+        return sympy.Integer(int(size)) if size.isdigit() else self.dim(f"symbols.{name}", size)
 
     def hyperparameters(self) -> dict[sympy.Symbol, int]:
         """``hyper = { stride = 1, pad = 0 }``: integers fixed when the layer is built, with defaults."""
@@ -359,7 +379,7 @@ class _Loader(TomlLoader):
         try:
             lhs, rhs = parse_index_statement(text, key, symbols=self.symbols)
             expr, shape, constraints = indexed.build_statement(
-                sympy.Symbol(key), lhs, rhs, self.shapes, self.hyper, tile=self.tile)
+                sympy.Symbol(key), lhs, rhs, self.shapes, self.hyper, tile=self.tile, integers=self.integers)
         except (ParseError, SpecError) as exc:
             raise self.fail(fieldname, str(exc)) from None
         self.constraints += constraints
@@ -375,7 +395,7 @@ class _Loader(TomlLoader):
 
     def values(self, names: list[str]) -> dict[str, sympy.Expr]:
         values = self.get("values", dict, {})
-        inputs = set(self.doc["inputs"])
+        inputs = set(self.doc.get("inputs", ()))
         out = {}
         for key, value in values.items():
             if key not in inputs:
@@ -414,7 +434,7 @@ class _Loader(TomlLoader):
             if kind not in ("backward", "local") or not isinstance(table, dict):
                 raise self.fail(f"claims.{kind}", "expected backward.<input> = \"...\" or local.<input> = \"...\"")
             for key, text in table.items():
-                if key not in self.doc["inputs"] and key not in self.doc.get("params", {}):
+                if key not in self.doc.get("inputs", ()) and key not in self.doc.get("params", {}):
                     raise self.fail(f"claims.{kind}.{key}", "not an input or parameter of this layer")
                 out.append(Claim(f"{kind}.{key}", text, self.parse(f"claims.{kind}.{key}", text, allowed=allowed)))
         return tuple(out)
