@@ -20,3 +20,25 @@ def affine_backward_slip(dout, cache):
     """The slip: db is the mean over the batch, not the sum."""
     x, w = cache
     return dout @ w.T, x.T @ dout, np.mean(dout, axis=0)
+
+
+def word_embedding_forward(x, W):
+    """out[n, t] = W[x[n, t]]: a row of W for every integer index of x (N, T)."""
+    out = W[x]
+    return out, (x, W.shape)
+
+
+def word_embedding_backward(dout, cache):
+    """dW: each row x[n, t] gets dout[n, t] added, once per time it was read (np.add.at)."""
+    x, shape = cache
+    dW = np.zeros(shape)
+    np.add.at(dW, x, dout)
+    return dW
+
+
+def word_embedding_backward_slip(dout, cache):
+    """The classic slip: a fancy-index assignment keeps only the last of repeated indices."""
+    x, shape = cache
+    dW = np.zeros(shape)
+    dW[x] += dout
+    return dW

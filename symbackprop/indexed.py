@@ -267,7 +267,7 @@ class IndexMaxGrad(_Indexed):
 
 
 class IndexTake(_Indexed):
-    """A gather through an integer constant, or its scatter-add: the embedding's ``W[x[n, t], d]``.
+    r"""A gather through an integer constant, or its scatter-add: the embedding's ``W[x[n, t], d]``.
 
     Arguments: the values ``a``, the integer constant ``c``, ``Tuple`` of the two maps (``a``'s,
     where the position that ``c`` gives is ``c`` itself, and ``c``'s, plain indices), the output

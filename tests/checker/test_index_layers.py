@@ -12,7 +12,7 @@ from symbackprop.cli import main
 from tests.fixtures.declarations import bundled
 
 ROOT = Path(__file__).resolve().parents[2]
-INDEXED = ["convolution", "max_pooling", "avg_pooling", "temporal_affine", "attention"]
+INDEXED = ["convolution", "max_pooling", "avg_pooling", "temporal_affine", "attention", "embedding"]
 
 
 def _example(name):

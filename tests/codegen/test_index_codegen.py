@@ -150,3 +150,59 @@ def test_a_tiling_declaration_refuses_sizes_that_leave_inputs_unread():
     assert cls().forward(np.zeros((1, 1, 6, 8))).shape == (1, 1, 3, 4)
     with pytest.raises(ValueError, match="the stride 2 does not divide 5"):
         cls().forward(np.zeros((1, 1, 7, 8)))
+
+
+# -- gathers: the embedding ------------------------------------------------------------------------
+def _gather_layer(graph: str, table: str) -> type:
+    """A gather of W (shape ``table``) through the integer constant x (N, T), from a declaration."""
+    from symbackprop.spec.toml import spec_from_toml
+
+    text = (f'name = "Gather"\nparams = {{ W = {table} }}\nconstants = {{ x = ["N", "T"] }}\n'
+            f'symbols = {{ x = "range(V)" }}\n[graph]\ny = "{graph}"\n')
+    return symbackprop.compile(spec_from_toml(text, source="gather.toml"))
+
+
+@st.composite
+def embedding_cases(draw):
+    return dict(n=draw(st.integers(1, 4)), t=draw(st.integers(1, 5)), v=draw(st.integers(1, 4)),
+                d=draw(st.integers(1, 4)), seed=draw(st.integers(0, 2**16)))
+
+
+@settings(max_examples=30, deadline=None)
+@given(case=embedding_cases())
+@pytest.mark.parametrize("later_axis", [False, True])
+def test_gathers_match_torch_embedding(later_axis, case):
+    """``W[x[n, t], d]``, and the same table stored transposed, read along its later axis into a
+    transposed output (``y[d, n, t] = W[d, x[n, t]]``)."""
+    torch = require("torch")
+    rng = np.random.default_rng(case["seed"])
+    n, t, v, d = case["n"], case["t"], case["v"], case["d"]
+    W = rng.standard_normal((v, d))
+    x = rng.integers(0, v, (n, t))  # with N*T > V, indices repeat: their rows' gradients add up
+    if later_axis:
+        layer = _gather_layer("y[d, n, t] = W[d, x[n, t]]", '["D", "V"]')(W.T.copy())
+    else:
+        layer = _gather_layer("y[n, t, d] = W[x[n, t], d]", '["V", "D"]')(W.copy())
+    y = layer.forward(x.copy())
+    g = rng.standard_normal(y.shape)
+    assert layer.backward(g.copy()) is None  # no gradient for integers (the book's Embedding)
+    ntd = (lambda a: np.moveaxis(a, 0, 2)) if later_axis else (lambda a: a)
+    tensor = torch.tensor(W, requires_grad=True)
+    want = torch.nn.functional.embedding(torch.tensor(x), tensor)
+    want.backward(torch.tensor(ntd(g)))
+    np.testing.assert_array_equal(ntd(y), want.detach().numpy())
+    np.testing.assert_allclose(layer.dW.T if later_axis else layer.dW, tensor.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_the_embedding_reads_like_the_declaration_float32_in_float32_out():
+    source = bundled("embedding").generate()
+    assert "y = self.W[x]" in source and "self.dW = _add_at((self.V, self.D), 0, self.x, dout)" in source
+    assert "np.add.at(out, (slice(None),) * axis + (where,), values)" in source
+    body = source[source.index("\nclass "):]
+    assert not re.search(r"^\s*for |\bwhile\b", source, re.M) and "dW[x[n, t], d] += dout[n, t, d]" in body
+    W = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32)
+    layer = bundled("embedding").compile()(W)
+    y = layer.forward(np.array([[0, 4, 0], [4, 4, 1]]))
+    layer.backward(np.ones_like(y))
+    assert y.dtype == layer.dW.dtype == np.float32
+    assert layer.dW[:, 0].tolist() == [2, 1, 0, 0, 3]  # rows read twice and three times add up
