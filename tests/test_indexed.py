@@ -241,3 +241,90 @@ def test_the_graph_draws_every_operand_of_an_index_atom():
     conv = next(n for n in nodes if n.op == "sum over c, k, l")
     assert {a.name for a in conv.args} == {"x", "W"}
     assert any(n.op == "read" for n in nodes)  # b[f], broadcast to the output
+
+
+# -- gathers through integer constants: the embedding -------------------------------------------------
+TABLE = 'params = { W = ["V", "D"] }\nconstants = { x = ["N", "T"] }'
+
+
+@pytest.mark.parametrize("body, graph, message", [
+    ('params = { W = ["V", "D"] }\nconstants = { x = ["N", "T"] }', "y[n, t, d] = W[x[n, t], d]",
+     r"a position read from x needs x an integer constant with its range .*range\(V\)"),
+    (TABLE + '\nsymbols = { x = "range(D)" }', "y[n, t, d] = W[x[n, t], d]",
+     r"x takes values in range\(D\) but indexes an axis of size V"),
+    (TABLE + '\nsymbols = { x = "range(V)" }', "y[n, d] = sum(W[x[n, t], d], (t,))",
+     "a gather inside a reduction is not supported yet"),
+    (TABLE + '\nsymbols = { x = "range(V)" }', "y[n, t] = W[x[n, t], x[n, t]]", "one position per read"),
+    (TABLE + '\nsymbols = { x = "range(V)" }', "y[n, t, d] = W[x[n, t], d + 1]", "other positions of a gather"),
+    (TABLE + '\nsymbols = { x = "range(V)" }', "y[n, d] = W[x[n, n], d]", "distinct plain indices"),
+    (TABLE + '\nsymbols = { x = "range(V)" }', "y[n, t, d] = W[x[n, t, d], d]", "x has 2 axes, indexed with 3"),
+])
+def test_bad_gathers_are_one_line_errors_naming_the_field(body, graph, message):
+    with pytest.raises(SpecError, match=message) as exc:
+        spec_from_toml(declaration(body, graph), source="t.toml")
+    assert "\n" not in str(exc.value) and str(exc.value).startswith("t.toml: graph.y: ")
+
+
+@pytest.mark.parametrize("body, field, message", [
+    ('inputs = { x = ["N", "T"] }\nparams = { W = ["V", "D"] }\nsymbols = { x = "range(V)" }', "symbols.x",
+     "range(V) is for integer constants"),
+    (TABLE + '\nsymbols = { x = "range(-1)" }', "symbols.x", "unknown assumption"),
+    ('constants = { x = ["N", "T"] }', "inputs", "missing"),
+])
+def test_bad_integer_declarations_are_one_line_errors(body, field, message):
+    with pytest.raises(SpecError) as exc:
+        spec_from_toml(declaration(body, "y[n, t] = x[n, t]"), source="t.toml")
+    assert str(exc.value).startswith(f"t.toml: {field}: ") and message in str(exc.value)
+
+
+def test_the_declared_embedding_is_the_naive_loop():
+    spec = bundled("embedding")
+    rng = np.random.default_rng(0)
+    W, x = rng.standard_normal((4, 3)), rng.integers(0, 4, (5, 2))
+    sizes = {next(d for d in spec.dims if d.name == n): v for n, v in (("V", 4), ("D", 3), ("N", 5), ("T", 2))}
+    got = _declared(spec, {spec.params[0]: W, spec.constants[0]: x}, sizes)
+    want = np.array([[[W[x[n, t], d] for d in range(3)] for t in range(2)] for n in range(5)])
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("graph, extra", [
+    ("y[n, t, d] = W[x[n, t], d]", ""),
+    ("y[d, t, n] = W[x[n, t], d]", ""),  # written transposed
+    ("y[n, t, d, e] = W[x[n, t], d] * s[e]", ', s = ["E"]'),  # and broadcast against a plain read
+])
+def test_gather_derivations_match_diff_at_explicit_sizes(graph, extra):
+    text = declaration(TABLE.replace('["V", "D"] }', f'["V", "D"]{extra} }}') + '\nsymbols = { x = "range(V)" }',
+                       graph)
+    derivation = symbackprop.derive(spec_from_toml(text, source="gather.toml"))  # verify_explicit runs inside
+    for seed in range(3):  # N*T = 6 > V = 3 at the explicit sizes: indices repeat
+        verify_explicit(derivation, seed=seed)
+    assert derivation.spec.integers and "dx" not in derivation.backward
+
+
+def test_the_explicit_check_catches_a_scatter_that_drops_repeated_indices(monkeypatch):
+    real = indexed.IndexTake.apply_sized
+
+    def assigned(self, values, kind, sizes):  # out[x] = g: the fancy-index assignment, one write per row
+        out = real(self, values, kind, sizes)
+        if not self.is_gather:
+            x = np.asarray(values[1]).ravel()
+            first = np.unique(x, return_index=True)[1]
+            keep = np.zeros_like(out)
+            g = np.asarray(values[0]).reshape(len(x), -1)
+            keep[x[first]] = g[first]
+            return keep
+        return out
+
+    monkeypatch.setattr(indexed.IndexTake, "apply_sized", assigned)
+    with pytest.raises(ExplicitCheckFailed, match="dW differs from diff at explicit shapes"):
+        symbackprop.derive(spec_from_toml(declaration(TABLE + '\nsymbols = { x = "range(V)" }',
+                                                      "y[n, t, d] = W[x[n, t], d]"), source="e.toml"))
+
+
+def test_embedding_records_read_back():
+    from symbackprop.derivation.record import from_record, to_record
+
+    derivation = symbackprop.derive(bundled("embedding"))
+    record = to_record(derivation)
+    assert record is not None and from_record(record, derivation.spec) == derivation
+    assert "index_take(dout, x, at=((n, t, d), (n, t)), out=(x, d)" in str(record)

@@ -257,3 +257,21 @@ def test_course_style_function_pairs_get_the_hyperparameters_as_a_dict(capsys):
     assert main(["verify-layer", f"{target}:max_pool_forward_naive,max_pool_backward_naive",
                  "--against", "max_pooling"]) == 0
     assert capsys.readouterr().out.count(": OK") == 2
+
+
+def test_the_course_embedding_pair_verifies_and_its_fancy_index_slip_is_wrong_math(capsys):
+    target = str(ROOT / "examples" / "course_layers.py")
+    assert main(["verify-layer", f"{target}:word_embedding_forward,word_embedding_backward",
+                 "--against", "embedding", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["findings"] == []
+    assert main(["verify-layer", f"{target}:word_embedding_forward,word_embedding_backward_slip",
+                 "--against", "embedding", "--json"]) == 1
+    findings = json.loads(capsys.readouterr().out)["findings"]
+    assert {(f["kind"], f["input"]) for f in findings} == {("wrong-math", "W")}
+
+
+def test_a_generated_embedding_with_the_fancy_index_slip_is_wrong_math():
+    cls = _generated("embedding", ("np.add.at(out, (slice(None),) * axis + (where,), values)",
+                                   "out[(slice(None),) * axis + (where,)] += values"))
+    findings = verify_layer(cls, bundled("embedding")).findings
+    assert findings and {(f.kind, f.input) for f in findings} == {("wrong-math", "W")}
