@@ -328,3 +328,11 @@ def test_embedding_records_read_back():
     record = to_record(derivation)
     assert record is not None and from_record(record, derivation.spec) == derivation
     assert "index_take(dout, x, at=((n, t, d), (n, t)), out=(x, d)" in str(record)
+
+
+def test_the_graph_draws_the_gather_and_its_scatter():
+    from symbackprop.derivation import operations_of
+
+    nodes = operations_of(symbackprop.derive(bundled("embedding"))).nodes
+    gather = next(n for n in nodes if n.op == "gather through x")
+    assert {a.name for a in gather.args} == {"W", "x"}

@@ -63,7 +63,9 @@ def _index_label(expr: ops.ArrayOp) -> str:
     """``sum over c, k, l``, ``max over k, l``, ``scatter-add``: an index atom's node."""
     written = set().union(*(p.atoms(indexed.Index) for p in expr.args[-3]))
     reduced = ", ".join(i.name for i, _ in expr.ranges if i not in written)
-    if isinstance(expr, indexed.IndexSum):
+    if isinstance(expr, indexed.IndexTake):
+        kind = f"gather through {expr.args[1]}" if expr.is_gather else f"scatter-add through {expr.args[1]}"
+    elif isinstance(expr, indexed.IndexSum):
         kind = ("sum" if reduced else "read") if expr.is_gather else "scatter-add"
     else:
         kind = "max" if isinstance(expr, indexed.IndexMax) else "to first max"
