@@ -328,6 +328,55 @@ class IndexTake(_Indexed):
         return out
 
 
+class Block(ArrayOp):
+    """``a[..., start:start + size, ...]`` along ``axis``: a block of an axis read in blocks (an
+    LSTM's gates ``a[n, H + h]``).  Arguments: ``a``, the axis, the start, the size (sizes)."""
+
+    needs_sizes = True
+
+    def shape(self, shapes, what=""):
+        inner = list(ops.shape_of(self.args[0], shapes, what))
+        inner[int(self.args[1])] = self.args[3]
+        return tuple(inner)
+
+    def cut(self, sizes: Mapping) -> tuple:
+        start = int(self.args[2].xreplace(sizes))
+        return (slice(None),) * int(self.args[1]) + (slice(start, start + int(self.args[3].xreplace(sizes))),)
+
+    def pullback(self, g, shapes):
+        a = self.args[0]
+        full = ops.shape_of(a, shapes)[int(self.args[1])]
+        return [(a, Unblock(g, self.args[1], self.args[2], full))]
+
+    def apply_sized(self, values, kind, sizes):
+        return kind.array(values[0])[self.cut(sizes)]
+
+
+class Unblock(ArrayOp):
+    """The adjoint of :class:`Block`: ``g`` placed at ``start`` along ``axis`` of zeros of size
+    ``full`` there.  Arguments: ``g``, the axis, the start, the full size."""
+
+    needs_sizes = True
+
+    def shape(self, shapes, what=""):
+        inner = list(ops.shape_of(self.args[0], shapes, what))
+        inner[int(self.args[1])] = self.args[3]
+        return tuple(inner)
+
+    def pullback(self, g, shapes):
+        size = ops.shape_of(self.args[0], shapes)[int(self.args[1])]
+        return [(self.args[0], Block(g, self.args[1], self.args[2], size))]
+
+    def apply_sized(self, values, kind, sizes):
+        g = kind.array(values[0])
+        axis, start = int(self.args[1]), int(self.args[2].xreplace(sizes))
+        shape = list(g.shape)
+        shape[axis] = int(self.args[3].xreplace(sizes))
+        out = np.zeros(shape, dtype=object if kind is ops.SYMBOLIC else np.result_type(g, float))
+        out[(slice(None),) * axis + (slice(start, start + g.shape[axis]),)] = g
+        return out
+
+
 INDEX_ATOMS = (IndexSum, IndexMax, IndexMaxGrad, IndexTake)
 
 
@@ -417,6 +466,44 @@ def _gathers(rhs: sympy.Expr, shapes: Mapping, integers: Mapping, what: str) -> 
     return out
 
 
+def _sliced(slices: Sequence, ranges: Mapping, shapes: Mapping, what: str, constraints: list) -> dict:
+    """Each read of a block, ``a[n, H + h]``, as a plain read of :class:`Block` ``(a, 1, H, H)``
+    (``h``'s range the block's size); a block that cannot fit is refused, one that fits only at
+    some sizes adds a constraint."""
+    out: dict = {}
+    by_read: dict = {}
+    for r, axis, i, start in slices:
+        by_read.setdefault(r, []).append((axis, i, start))
+    for r, cuts in by_read.items():
+        operand, positions = r.args[0], list(r.args[1])
+        for axis, i, start in cuts:
+            size = shapes[r.args[0]][axis]
+            spare = sympy.expand(size - start - ranges[i])
+            if spare.is_number and spare < 0:
+                raise SpecError(f"{what}{_read_text(r)}: the block {start}:{start + ranges[i]} does not fit "
+                                f"in an axis of size {size}")
+            if not spare.is_number:
+                constraints.append(("positive", spare + 1))
+            operand, positions[axis] = Block(operand, sympy.Integer(axis), start, ranges[i]), i
+        out[r] = Read(operand, sympy.Tuple(*positions))
+    return out
+
+
+def _blocked(reads: Sequence[Read], dims: set) -> set[tuple]:
+    """The axes read in blocks, ``(array, axis)``: some read of the array takes ``h + c`` there with
+    ``c`` a size (``a[n, H + h]``, an LSTM's second gate).  Along such an axis a read ``h + c`` is a
+    slice and gives ``h`` no range (another read must), and ``a[n, h]`` is the first block."""
+    out = set()
+    for r in reads:
+        for axis, p in enumerate(r.args[1]):
+            if isinstance(p, Read):
+                continue
+            const = sympy.expand(p).as_independent(*p.atoms(Index), as_Add=True)[0]
+            if const.free_symbols & dims and len(p.atoms(Index)) == 1:
+                out.add((r.args[0], axis))
+    return out
+
+
 def _positive(e: sympy.Expr, hyper: Mapping) -> bool | None:
     value = e.xreplace(hyper)
     return bool(value >= 1) if value.is_number else None
@@ -462,6 +549,9 @@ def build_statement(lhs: sympy.Symbol, lhs_indices: Sequence[Index], rhs: sympy.
         for i, size in over.args[3]:
             give(i, size, f"{Over.KINDS[int(over.args[0])]}(..., {i}={size})")
     windows = []
+    dims = {d for shape in shapes.values() for e in shape for d in e.free_symbols} - set(hyper)
+    blocked = _blocked(reads, dims)
+    slices = []
     for r in reads:
         array, positions = r.args[0], tuple(r.args[1])
         text = f"{array}[{', '.join(map(str, positions))}]"
@@ -477,6 +567,9 @@ def build_statement(lhs: sympy.Symbol, lhs_indices: Sequence[Index], rhs: sympy.
                     give(i, n, str(p.args[0]) + f"[{', '.join(map(str, p.args[1]))}]")
                 continue
             terms, const = affine(p, f"{what}{text}: ")
+            if (array, axis) in blocked and len(terms) == 1 and terms[0][1] == 1:  # a slice: a block of the axis
+                slices.append((r, axis, terms[0][0], const))
+                continue
             named = {str(x) for _, c in terms for x in c.free_symbols} | {str(x) for x in const.free_symbols}
             loose = sorted(named - {h.name for h in hyper})
             if loose:
@@ -509,6 +602,8 @@ def build_statement(lhs: sympy.Symbol, lhs_indices: Sequence[Index], rhs: sympy.
             raise SpecError(f"{what}cannot infer the range of index {i} (read it plainly somewhere, "
                             f"or give it as a keyword: sum(..., {i}=K))")
     constraints: list = []
+    rhs = rhs.xreplace(_sliced(slices, ranges, shapes, what, constraints))
+    overs = sorted(rhs.atoms(Over), key=sympy.default_sort_key)
     for text, terms, const, size in windows:
         outer = next((i for i, c in terms if c != 1), terms[0][0])
         s = dict(terms)[outer]

@@ -262,6 +262,16 @@ class NumpyLayerPrinter(NumPyPrinter):
             text = f"{self._np('expand_dims')}({text}, {self._tuple([str(k) for k in missing])})"
         return text
 
+    def _print_Block(self, e):
+        """``a[:, H:2*H]``: a block of an axis (an LSTM's gate)."""
+        start, stop = e.args[2], sympy.expand(e.args[2] + e.args[3])
+        first = self._size(start) if start != 0 else ""
+        return f"{self._operand(e.args[0])}[{':, ' * int(e.args[1])}{first}:{self._size(stop)}]"
+
+    def _print_Unblock(self, e):
+        """A block's gradient placed in zeros of the whole axis."""
+        return f"_unblock({self._print(e.args[0])}, {int(e.args[1])}, {self._size(e.args[2])}, {self._size(e.args[3])})"
+
     def _print_IndexTake(self, e):
         """A gather ``W[x]`` (``W[:, x]`` along a later axis), or its scatter-add ``_add_at``
         (``np.add.at``: repeated indices add up)."""
@@ -471,6 +481,14 @@ HELPERS = {
     for ax, s in zip(axes, stride):
         every[ax] = slice(None, None, s)
     return view[tuple(every)]''',
+    "_unblock": '''def _unblock(g, axis, start, full):
+    """g placed at start along axis of zeros of size full there: the gradient of a block
+    a[..., start:start + g.shape[axis], ...]."""
+    shape = list(g.shape)
+    shape[axis] = full
+    out = np.zeros(shape, dtype=g.dtype)
+    out[(slice(None),) * axis + (slice(start, start + g.shape[axis]),)] = g
+    return out''',
     "_add_at": '''def _add_at(shape, axis, where, values):
     """An array of shape, zero but for values added at index where along axis: the gradient of
     a gather a[where] (np.add.at: where an index repeats, its values add up; a fancy-index

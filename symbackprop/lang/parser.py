@@ -216,6 +216,17 @@ class _Parser:
             return indexed.IndexMax(operands[0], at[0], out, sympy.Tuple(*ranges), shape)
         return indexed.IndexMaxGrad(*operands, at[0], at[1], sympy.Tuple(*ranges), shape)
 
+    def block_call(self, node: ast.Call, depth: int) -> sympy.Expr:
+        """``block(a, axis, start, size)`` / ``unblock(g, axis, start, full)``: a block of an axis and
+        its adjoint, as records spell them (index notation reads ``a[n, H + h]``)."""
+        name = node.func.id
+        if len(node.args) != 4 or node.keywords or any(isinstance(a, ast.Starred) for a in node.args):
+            raise self.fail(f"{name}() takes an array, an axis, a start and a size", node)
+        array, axis, start, size = (self.build(a, depth + 1) for a in node.args)
+        if not axis.is_Integer or axis < 0 or any(not (e.is_integer or e.is_Integer) for e in (start, size)):
+            raise self.fail(f"{name}(): the axis is an integer, the start and the size are sizes", node)
+        return (indexed.Block if name == "block" else indexed.Unblock)(array, axis, start, size)
+
     def taken(self, node: ast.Call, operands: list, at: list, out: sympy.Tuple, ranges: list,
               shape: sympy.Tuple) -> sympy.Expr:
         """``index_take(a, c, at=(...), ...)``: the constant ``c`` an array, named once in ``at[0]`` or ``out``."""
@@ -293,6 +304,8 @@ class _Parser:
             return self.over(node, depth)
         if self.arrays and node.func.id in INDEX_CALLS:
             return self.index_call(node, depth)
+        if self.arrays and node.func.id in BLOCK_CALLS:
+            return self.block_call(node, depth)
         if self.arrays and node.func.id in ARRAY_FUNCTIONS:
             return self.array_call(node, depth)
         name, builder = node.func.id, self.functions.get(node.func.id)
@@ -388,6 +401,7 @@ class _Parser:
 
 
 #: Index atoms spelled out (only with ``arrays=True``): records and ``derive --json``.
+BLOCK_CALLS = ("block", "unblock")
 INDEX_CALLS = ("index_sum", "index_max", "first_max", "index_take")
 
 #: Array functions (only with ``arrays=True``) and their keywords.

@@ -164,6 +164,11 @@ class _Printer(StrPrinter):
 
     # -- index atoms (see indexed.py), in index notation ------------------------------------
     def _read_text(self, operand, positions) -> str:
+        positions = list(positions)
+        while isinstance(operand, indexed.Block) and self.pretty:  # a block: a[n, H + h]
+            axis = int(operand.args[1])
+            positions[axis] = positions[axis] + operand.args[2]
+            operand = operand.args[0]
         name = self._print(operand) if isinstance(operand, sympy.Symbol) else f"({self._print(operand)})"
         return f"{name}[{', '.join(self._print(p) for p in positions)}]"
 
@@ -203,6 +208,12 @@ class _Printer(StrPrinter):
         written = set().union(*(p.atoms(indexed.Index) for p in e.out_map))
         reduced = [i for i, _ in e.ranges if i not in written]
         return f"sum({body}, {self._reduced_text(e, reduced, maps)})" if reduced else body
+
+    def _print_Block(self, e) -> str:
+        return self._call("block", *e.args)
+
+    def _print_Unblock(self, e) -> str:
+        return self._call("unblock", *e.args)
 
     def _print_Read(self, e) -> str:
         return self._read_text(e.args[0], e.args[1])
@@ -327,6 +338,8 @@ def format_statement(name: str, expr: sympy.Basic) -> str:
     positions (a scatter's: ``dx[n, c, i*stride + k - pad, ...] = ...``) when every index
     atom of ``expr`` writes through the same ones."""
     atoms = expr.atoms(*indexed.INDEX_ATOMS)
+    if expr.atoms(indexed.Unblock):  # a gradient assembled from blocks: the whole array
+        return f"{name} = {_Pretty().doprint(expr)}"
     targets = {tuple(taken_positions(a, a.out_map)) if isinstance(a, indexed.IndexTake) else tuple(a.out_map)
                if isinstance(a, indexed.IndexSum) else tuple(a.args[2]) for a in atoms}
     if len(targets) == 1:

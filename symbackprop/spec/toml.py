@@ -28,6 +28,8 @@ _NUMBER = r"\s*([-+]?(?:inf|\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)
 #: ``interval(a, b)``: the open interval of an input (``-inf`` and ``inf`` allowed as ends).
 #: ``y[n, f, i, j] = ...``: a statement in index notation (:mod:`symbackprop.indexed`).
 _STATEMENT = re.compile(r"\s*[A-Za-z_]\w*\s*\[[^\]]*\]\s*=(?!=)")
+#: ``"4*H"``: an axis of a multiple of a dimension (an LSTM's four gates side by side).
+_MULTIPLE = re.compile(r"\s*([1-9]\d{0,3})\s*\*\s*([A-Za-z_]\w{0,63})\s*")
 #: ``range(V)``: an integer constant's entries, ``0 <= x < V`` (``V`` a dimension or a size).
 _RANGE = re.compile(r"\s*range\(\s*([A-Za-z_]\w{0,63}|[1-9]\d{0,8})\s*\)\s*")
 INTERVAL = re.compile(rf"\s*interval\({_NUMBER},{_NUMBER}\)\s*")
@@ -181,10 +183,12 @@ class _Loader(TomlLoader):
         self.hyper: dict[sympy.Symbol, int] = {}
         self.tile = False
         self.integers: dict[sympy.Symbol, sympy.Expr] = {}
+        self.multiples: list[tuple[str, str]] = []
         if isinstance(self.doc.get("inputs"), dict) or ("inputs" not in self.doc and isinstance(
                 self.doc.get("params"), dict) and isinstance(self.doc.get("constants"), dict)):
             inputs = self.arrays("inputs", required="inputs" in self.doc)
             params, constants = self.arrays("params"), self.arrays("constants")
+            self.plain_multiples()
             self.hyper, self.tile = self.hyperparameters(), self.get("tile", bool, False)
         else:
             inputs, params, constants = self.inputs(), [], []
@@ -238,9 +242,10 @@ class _Loader(TomlLoader):
                 shape = [int(d) if isinstance(d, str) and d.isascii() and d.isdigit() and len(d) <= 9 else d
                          for d in shape]
             if not isinstance(shape, list) or not all(
-                    (isinstance(d, str) and is_identifier(d)) or (type(d) is int and d > 0) for d in shape):
+                    (isinstance(d, str) and (is_identifier(d) or _MULTIPLE.fullmatch(d))) or (type(d) is int and d > 0)
+                    for d in shape):
                 raise self.fail(f"{key}.{n}", 'expected a shape: a list of dimension names or sizes, e.g. ["N", "D"]')
-            dims = tuple(sympy.Integer(d) if isinstance(d, int) else self.dim(f"{key}.{n}", d) for d in shape)
+            dims = tuple(self.axis_size(f"{key}.{n}", d) for d in shape)
             word = self.get("symbols", dict, {}).get(n, "real")
             size = self.integer_range(key, n, word)
             symbol = ops.ArrayVar(n, **self.assumption(f"symbols.{n}", "real" if size is not None else word))
@@ -250,6 +255,25 @@ class _Loader(TomlLoader):
             self.shapes[symbol] = dims
             out.append(symbol)
         return out
+
+    def axis_size(self, fieldname: str, d: str | int) -> sympy.Expr:
+        """An axis's size: a number, a dimension, or a multiple of one (``"4*H"``, the width of
+        an LSTM's four gates: ``H`` must also be some array's axis, so that code can read it off)."""
+        if isinstance(d, int):
+            return sympy.Integer(d)
+        multiple = _MULTIPLE.fullmatch(d)
+        if multiple is None or not is_identifier(multiple.group(2)):
+            return self.dim(fieldname, d)
+        self.multiples.append((fieldname, multiple.group(2)))
+        return sympy.Integer(int(multiple.group(1))) * self.dim(fieldname, multiple.group(2))
+
+    def plain_multiples(self) -> None:
+        """Every dimension used in a multiple (``4*H``) is also an axis of its own somewhere."""
+        plain = {d for shape in self.shapes.values() for d in shape if isinstance(d, sympy.Symbol)}
+        for fieldname, name in self.multiples:
+            if self.symbols[name] not in plain:
+                raise self.fail(fieldname, f"dimension {name} appears only in a multiple: declare an array "
+                                           f"with {name} as an axis (its size is read off it)")
 
     def integer_range(self, key: str, name: str, word: Any) -> sympy.Expr | None:
         """``symbols = { x = "range(V)" }``: the constant ``x`` holds integers in ``range(V)``
