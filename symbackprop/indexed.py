@@ -479,10 +479,10 @@ def _sliced(slices: Sequence, ranges: Mapping, shapes: Mapping, what: str, const
         for axis, i, start in cuts:
             size = shapes[r.args[0]][axis]
             spare = sympy.expand(size - start - ranges[i])
-            if spare.is_number and spare < 0:
+            if spare.is_negative:
                 raise SpecError(f"{what}{_read_text(r)}: the block {start}:{start + ranges[i]} does not fit "
                                 f"in an axis of size {size}")
-            if not spare.is_number:
+            if not spare.is_nonnegative:
                 constraints.append(("positive", spare + 1))
             operand, positions[axis] = Block(operand, sympy.Integer(axis), start, ranges[i]), i
         out[r] = Read(operand, sympy.Tuple(*positions))

@@ -2,6 +2,7 @@
 inferred with one-line errors before any derivation, the atoms' definitions against naive
 loops, and derivations expanded at small explicit sizes against SymPy's diff."""
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -336,3 +337,40 @@ def test_the_graph_draws_the_gather_and_its_scatter():
     nodes = operations_of(symbackprop.derive(bundled("embedding"))).nodes
     gather = next(n for n in nodes if n.op == "gather through x")
     assert {a.name for a in gather.args} == {"W", "x"}
+
+
+# -- blocks of an axis: an LSTM's gates ------------------------------------------------------------------
+LSTM = Path(__file__).resolve().parents[1] / "examples" / "lstm_hidden.toml"
+GATES = 'inputs = { a = ["N", "4*H"], c = ["N", "H"] }'
+
+
+@pytest.mark.parametrize("body, graph, message", [
+    (GATES, "y[n, h] = a[n, 4*H + h] * c[n, h]", r"a\[n, h \+ 4\*H\]: the block 4\*H:5\*H does not fit"),
+    (GATES, "y[n, h] = a[n, H + h]", "cannot infer the range of index h"),
+    (GATES, "y[n, h] = a[n, h] * c[n, h]", "index h ranges over 4\\*H in a\\[n, h\\] but over H in c\\[n, h\\]"),
+])
+def test_bad_blocks_are_one_line_errors_naming_the_field(body, graph, message):
+    with pytest.raises(SpecError, match=message) as exc:
+        spec_from_toml(declaration(body, graph), source="t.toml")
+    assert "\n" not in str(exc.value) and str(exc.value).startswith("t.toml: graph.y: ")
+
+
+def test_a_dimension_only_in_a_multiple_is_refused():
+    with pytest.raises(SpecError, match=r"^t.toml: inputs.a: dimension H appears only in a multiple"):
+        spec_from_toml(declaration('inputs = { a = ["N", "4*H"] }', "y[n, g] = a[n, g]"), source="t.toml")
+
+
+def test_blocks_read_the_gates_of_the_declared_axis():
+    spec = spec_from_toml(declaration(GATES, "y[n, h] = a[n, h] * a[n, 3*H + h] + c[n, h]"), source="t.toml")
+    rng = np.random.default_rng(0)
+    a, c = rng.standard_normal((2, 12)), rng.standard_normal((2, 3))
+    sizes = {next(d for d in spec.dims if d.name == n): v for n, v in (("N", 2), ("H", 3))}
+    got = _declared(spec, {spec.inputs[0]: a, spec.inputs[1]: c}, sizes)
+    np.testing.assert_allclose(got, a[:, :3] * a[:, 9:] + c)
+
+
+def test_the_lstm_hidden_state_derivation_matches_diff_at_explicit_sizes():
+    derivation = symbackprop.derive(spec_from_toml(LSTM.read_text(), source="lstm_hidden.toml"))
+    for seed in range(3):
+        verify_explicit(derivation, seed=seed)
+    assert sorted(derivation.backward) == ["Wh", "Wx", "b", "prev_c", "prev_h", "x"]

@@ -2,6 +2,7 @@
 float64 at random small shapes, strides and paddings; vectorized (no loop over batch or
 pixels); other backends refuse in one line."""
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -206,3 +207,45 @@ def test_the_embedding_reads_like_the_declaration_float32_in_float32_out():
     layer.backward(np.ones_like(y))
     assert y.dtype == layer.dW.dtype == np.float32
     assert layer.dW[:, 0].tolist() == [2, 1, 0, 0, 3]  # rows read twice and three times add up
+
+
+# -- blocks: an LSTM step's next hidden state ----------------------------------------------------------
+LSTM = Path(__file__).resolve().parents[2] / "examples" / "lstm_hidden.toml"
+
+
+def _torch_order(w):
+    """The course's gate blocks i, f, o, g (last axis) in torch's order i, f, g, o."""
+    i, f, o, g = np.split(w, 4, axis=-1)
+    return np.concatenate([i, f, g, o], axis=-1)
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 4), d=st.integers(1, 4), h=st.integers(1, 4), seed=st.integers(0, 2**16))
+def test_the_lstm_hidden_state_matches_torch_lstm_cell(n, d, h, seed):
+    from symbackprop.spec.toml import load_spec
+
+    torch = require("torch")
+    rng = np.random.default_rng(seed)
+    x, prev_h, prev_c = rng.standard_normal((n, d)), rng.standard_normal((n, h)), rng.standard_normal((n, h))
+    Wx, Wh, b = rng.standard_normal((d, 4 * h)), rng.standard_normal((h, 4 * h)), rng.standard_normal(4 * h)
+    layer = symbackprop.compile(load_spec(LSTM))(Wx.copy(), Wh.copy(), b.copy())
+    next_h = layer.forward(x.copy(), prev_h.copy(), prev_c.copy())
+    g = rng.standard_normal(next_h.shape)
+    dx, dprev_h, dprev_c = layer.backward(g.copy())
+
+    arrays = [x, prev_h, prev_c, _torch_order(Wx).T, _torch_order(Wh).T, _torch_order(b)]
+    t = [torch.tensor(a, requires_grad=True) for a in arrays]
+    want, _ = torch.lstm_cell(t[0], (t[1], t[2]), t[3], t[4], t[5], torch.zeros(4 * h, dtype=torch.float64))
+    want.backward(torch.tensor(g))
+    np.testing.assert_allclose(next_h, want.detach().numpy(), rtol=1e-12, atol=1e-12)
+    got = [dx, dprev_h, dprev_c, _torch_order(layer.dWx).T, _torch_order(layer.dWh).T, _torch_order(layer.db)]
+    for name, mine, tensor in zip(["dx", "dprev_h", "dprev_c", "dWx", "dWh", "db"], got, t):
+        np.testing.assert_allclose(mine, tensor.grad.numpy(), rtol=1e-9, atol=1e-11, err_msg=name)
+
+
+def test_the_lstm_blocks_are_slices_without_a_loop():
+    from symbackprop.spec.toml import load_spec
+
+    source = symbackprop.generate(load_spec(LSTM))
+    assert "next_c = prev_c*(s[:, H:H*2]) + (s[:, :H])*np.tanh((a[:, H*3:H*4]))" in source
+    assert "_unblock(" in source and not re.search(r"^\s*for |\bwhile\b", source[source.index("\nclass "):], re.M)
