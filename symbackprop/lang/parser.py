@@ -216,6 +216,21 @@ class _Parser:
             return indexed.IndexMax(operands[0], at[0], out, sympy.Tuple(*ranges), shape)
         return indexed.IndexMaxGrad(*operands, at[0], at[1], sympy.Tuple(*ranges), shape)
 
+    def output_call(self, node: ast.Call, depth: int) -> sympy.Expr:
+        """``stack(next_h, next_c)`` / ``pick(dout, 1)``: a layer's outputs and one's upstream gradient
+        (records spell them; a declaration writes ``outputs = [...]``)."""
+        name = node.func.id
+        if node.keywords or any(isinstance(a, ast.Starred) for a in node.args) or \
+                (name == "pick" and len(node.args) != 2) or (name == "stack" and len(node.args) < 2):
+            raise self.fail(f"{name}() takes " + ("an array and an index" if name == "pick" else "two or more arrays"),
+                            node)
+        args = [self.build(a, depth + 1) for a in node.args]
+        if name == "pick":
+            if not args[1].is_Integer or args[1] < 0:
+                raise self.fail("pick(): the index is a nonnegative integer", node)
+            return ops.Pick(*args)
+        return ops.Stack(*args)
+
     def block_call(self, node: ast.Call, depth: int) -> sympy.Expr:
         """``block(a, axis, start, size)`` / ``unblock(g, axis, start, full)``: a block of an axis and
         its adjoint, as records spell them (index notation reads ``a[n, H + h]``)."""
@@ -306,6 +321,8 @@ class _Parser:
             return self.index_call(node, depth)
         if self.arrays and node.func.id in BLOCK_CALLS:
             return self.block_call(node, depth)
+        if self.arrays and node.func.id in OUTPUT_CALLS:
+            return self.output_call(node, depth)
         if self.arrays and node.func.id in ARRAY_FUNCTIONS:
             return self.array_call(node, depth)
         name, builder = node.func.id, self.functions.get(node.func.id)
@@ -402,6 +419,7 @@ class _Parser:
 
 #: Index atoms spelled out (only with ``arrays=True``): records and ``derive --json``.
 BLOCK_CALLS = ("block", "unblock")
+OUTPUT_CALLS = ("stack", "pick")
 INDEX_CALLS = ("index_sum", "index_max", "first_max", "index_take")
 
 #: Array functions (only with ``arrays=True``) and their keywords.

@@ -209,6 +209,12 @@ class _Printer(StrPrinter):
         reduced = [i for i, _ in e.ranges if i not in written]
         return f"sum({body}, {self._reduced_text(e, reduced, maps)})" if reduced else body
 
+    def _print_Stack(self, e) -> str:
+        return self._call("stack", *e.args)
+
+    def _print_Pick(self, e) -> str:
+        return self._call("pick", *e.args)
+
     def _print_Block(self, e) -> str:
         return self._call("block", *e.args)
 

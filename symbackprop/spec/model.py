@@ -101,6 +101,9 @@ class Spec:
     hyper: dict[sympy.Symbol, int] = field(default_factory=dict)
     #: index notation: what sizes must meet (a window count at least 1, a stride that divides)
     constraints: tuple = ()
+    #: a layer of several outputs (``outputs = ["next_h", "next_c"]``): their graph values, whose
+    #: stack is the graph's last node ``outputs`` (empty: the last node is the one output)
+    outputs: tuple[sympy.Symbol, ...] = ()
     #: integer constants and their ranges (``x`` -> ``V``: every entry in ``range(V)``), read as positions
     integers: dict[sympy.Symbol, sympy.Expr] = field(default_factory=dict)
 

@@ -21,7 +21,7 @@ from .model import ASSUMPTIONS, DOUT, Chain, Claim, Spec, array_dout, default_ou
 
 _TOP_LEVEL_FIELDS = (
     "name", "section", "description", "inputs", "params", "constants", "assume", "output", "forward",
-    "graph", "predict", "symbols", "values", "expect", "claims", "chains", "hyper", "tile",
+    "graph", "predict", "symbols", "values", "expect", "claims", "chains", "hyper", "tile", "outputs",
 )
 _CHAIN_FIELDS = ("of", "steps", "constraints", "at")
 _NUMBER = r"\s*([-+]?(?:inf|\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?))\s*"
@@ -196,6 +196,7 @@ class _Loader(TomlLoader):
                 if key in self.doc:
                     raise self.fail(key, "needs array inputs with shapes, e.g. inputs = { x = [\"N\", \"D\"] }")
         graph = self.graph([*inputs, *params, *constants])
+        outputs = self.outputs(graph)
         names = [s.name for s in (*inputs, *params, *constants)] + [n.name for n, _ in graph]
         names += [d.name for d in self.dims.values()]
         names += [h.name for h in self.hyper]
@@ -221,6 +222,7 @@ class _Loader(TomlLoader):
             hyper=dict(self.hyper),
             constraints=tuple(self.constraints),
             integers=dict(self.integers),
+            outputs=outputs,
         )
         if spec_kwargs["section"] is not None:
             spec_kwargs["section"] = str(spec_kwargs["section"])
@@ -309,6 +311,31 @@ class _Loader(TomlLoader):
         if existing is not None and not (existing.is_integer and existing.is_positive):
             raise self.fail(fieldname, f"dimension {name!r} is also the name of an array")
         return self.symbols.setdefault(name, sympy.Symbol(name, positive=True, integer=True))
+
+    def outputs(self, graph: list) -> tuple[sympy.Symbol, ...]:
+        """``outputs = ["next_h", "next_c"]``: a layer of several outputs (graph values of one shape,
+        an array declaration), returned by ``forward`` in this order, each with its upstream
+        gradient in ``backward``; appended to the graph as their stack, the node ``outputs``."""
+        names = self.get("outputs", list)
+        if names is None:
+            return ()
+        nodes = {s.name: s for s, _ in graph}
+        if not self.shapes or len(names) < 2 or not all(isinstance(n, str) and n in nodes for n in names) \
+                or len(set(names)) != len(names):
+            raise self.fail("outputs", "expected two or more names of graph values of an array declaration")
+        if "outputs" in nodes or self.get("predict", str) is not None:
+            raise self.fail("outputs", "a graph value is named outputs, or predict is declared (a network)")
+        chosen = tuple(nodes[n] for n in names)
+        stacked = ops.Stack(*chosen)
+        try:
+            shape = ops.shape_of(stacked, self.shapes)
+        except SpecError as exc:
+            raise self.fail("outputs", str(exc)) from None
+        symbol = ops.ArrayVar("outputs", real=True)
+        self.shapes[symbol] = shape
+        self.symbols["outputs"] = symbol
+        graph.append((symbol, stacked))
+        return chosen
 
     def predict(self, graph) -> sympy.Symbol | None:
         """``predict = "a2"``: this declaration is a network whose scores are ``a2``."""
