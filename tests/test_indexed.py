@@ -2,6 +2,7 @@
 inferred with one-line errors before any derivation, the atoms' definitions against naive
 loops, and derivations expanded at small explicit sizes against SymPy's diff."""
 import itertools
+import re
 from pathlib import Path
 
 import numpy as np
@@ -340,7 +341,6 @@ def test_the_graph_draws_the_gather_and_its_scatter():
 
 
 # -- blocks of an axis: an LSTM's gates ------------------------------------------------------------------
-LSTM = Path(__file__).resolve().parents[1] / "examples" / "lstm_hidden.toml"
 GATES = 'inputs = { a = ["N", "4*H"], c = ["N", "H"] }'
 
 
@@ -369,8 +369,23 @@ def test_blocks_read_the_gates_of_the_declared_axis():
     np.testing.assert_allclose(got, a[:, :3] * a[:, 9:] + c)
 
 
-def test_the_lstm_hidden_state_derivation_matches_diff_at_explicit_sizes():
-    derivation = symbackprop.derive(spec_from_toml(LSTM.read_text(), source="lstm_hidden.toml"))
+def test_the_lstm_step_derivation_matches_diff_at_explicit_sizes():
+    """Both outputs at once: the objective is sum(dnext_h*next_h) + sum(dnext_c*next_c)."""
+    derivation = symbackprop.derive(bundled("lstm_step"))
     for seed in range(3):
         verify_explicit(derivation, seed=seed)
     assert sorted(derivation.backward) == ["Wh", "Wx", "b", "prev_c", "prev_h", "x"]
+    assert [s.name for s in derivation.spec.outputs] == ["next_h", "next_c"]
+
+
+@pytest.mark.parametrize("outputs, message", [
+    ('["next_h"]', "expected two or more names of graph values"),
+    ('["next_h", "zz"]', "expected two or more names of graph values"),
+    ('["next_h", "a"]', "outputs of different shapes are not supported yet"),
+])
+def test_bad_outputs_are_one_line_errors(outputs, message):
+    declared = (Path(__file__).resolve().parents[1] / "derivations" / "lstm_step.toml").read_text()
+    declared = re.sub(r"^outputs = .*$", f"outputs = {outputs}", declared, flags=re.M)
+    with pytest.raises(SpecError, match=message) as exc:
+        spec_from_toml(declared, source="t.toml")
+    assert str(exc.value).startswith("t.toml: outputs: ") and "\n" not in str(exc.value)

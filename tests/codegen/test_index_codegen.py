@@ -209,10 +209,7 @@ def test_the_embedding_reads_like_the_declaration_float32_in_float32_out():
     assert layer.dW[:, 0].tolist() == [2, 1, 0, 0, 3]  # rows read twice and three times add up
 
 
-# -- blocks: an LSTM step's next hidden state ----------------------------------------------------------
-LSTM = Path(__file__).resolve().parents[2] / "examples" / "lstm_hidden.toml"
-
-
+# -- blocks and two outputs: an LSTM step ---------------------------------------------------------------
 def _torch_order(w):
     """The course's gate blocks i, f, o, g (last axis) in torch's order i, f, g, o."""
     i, f, o, g = np.split(w, 4, axis=-1)
@@ -221,31 +218,32 @@ def _torch_order(w):
 
 @settings(max_examples=25, deadline=None)
 @given(n=st.integers(1, 4), d=st.integers(1, 4), h=st.integers(1, 4), seed=st.integers(0, 2**16))
-def test_the_lstm_hidden_state_matches_torch_lstm_cell(n, d, h, seed):
-    from symbackprop.spec.toml import load_spec
-
+def test_the_lstm_step_matches_torch_lstm_cell(n, d, h, seed):
+    """Both outputs and every gradient, from both upstream gradients, against torch.lstm_cell
+    (torch's gate order i, f, g, o; its two biases, b_hh zero here)."""
     torch = require("torch")
     rng = np.random.default_rng(seed)
     x, prev_h, prev_c = rng.standard_normal((n, d)), rng.standard_normal((n, h)), rng.standard_normal((n, h))
     Wx, Wh, b = rng.standard_normal((d, 4 * h)), rng.standard_normal((h, 4 * h)), rng.standard_normal(4 * h)
-    layer = symbackprop.compile(load_spec(LSTM))(Wx.copy(), Wh.copy(), b.copy())
-    next_h = layer.forward(x.copy(), prev_h.copy(), prev_c.copy())
-    g = rng.standard_normal(next_h.shape)
-    dx, dprev_h, dprev_c = layer.backward(g.copy())
+    layer = bundled("lstm_step").compile()(Wx.copy(), Wh.copy(), b.copy())
+    next_h, next_c = layer.forward(x.copy(), prev_h.copy(), prev_c.copy())
+    dnext_h, dnext_c = rng.standard_normal(next_h.shape), rng.standard_normal(next_c.shape)
+    grads = layer.backward(dnext_h.copy(), dnext_c.copy())
 
     arrays = [x, prev_h, prev_c, _torch_order(Wx).T, _torch_order(Wh).T, _torch_order(b)]
     t = [torch.tensor(a, requires_grad=True) for a in arrays]
-    want, _ = torch.lstm_cell(t[0], (t[1], t[2]), t[3], t[4], t[5], torch.zeros(4 * h, dtype=torch.float64))
-    want.backward(torch.tensor(g))
-    np.testing.assert_allclose(next_h, want.detach().numpy(), rtol=1e-12, atol=1e-12)
-    got = [dx, dprev_h, dprev_c, _torch_order(layer.dWx).T, _torch_order(layer.dWh).T, _torch_order(layer.db)]
+    want_h, want_c = torch.lstm_cell(t[0], (t[1], t[2]), t[3], t[4], t[5], torch.zeros(4 * h, dtype=torch.float64))
+    torch.autograd.backward([want_h, want_c], [torch.tensor(dnext_h), torch.tensor(dnext_c)])
+    np.testing.assert_allclose(next_h, want_h.detach().numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(next_c, want_c.detach().numpy(), rtol=1e-12, atol=1e-12)
+    got = [*grads, _torch_order(layer.dWx).T, _torch_order(layer.dWh).T, _torch_order(layer.db)]
     for name, mine, tensor in zip(["dx", "dprev_h", "dprev_c", "dWx", "dWh", "db"], got, t):
         np.testing.assert_allclose(mine, tensor.grad.numpy(), rtol=1e-9, atol=1e-11, err_msg=name)
 
 
-def test_the_lstm_blocks_are_slices_without_a_loop():
-    from symbackprop.spec.toml import load_spec
-
-    source = symbackprop.generate(load_spec(LSTM))
+def test_the_lstm_step_reads_like_the_course():
+    source = bundled("lstm_step").generate()
     assert "next_c = prev_c*(s[:, H:H*2]) + (s[:, :H])*np.tanh((a[:, H*3:H*4]))" in source
+    assert "return next_h, next_c" in source and "def backward(self, dnext_h, dnext_c):" in source
+    assert "return dx, dprev_h, dprev_c" in source and "def __init__(self, Wx, Wh, b):" in source
     assert "_unblock(" in source and not re.search(r"^\s*for |\bwhile\b", source[source.index("\nclass "):], re.M)
