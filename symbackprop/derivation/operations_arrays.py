@@ -39,7 +39,8 @@ UPSTREAM = "upstream'"
 ARRAY_LABELS = {ops.Matmul: "@", ops.Transposed: ".T", ops.ReduceSum: "sum", ops.ReduceMean: "mean",
                 ops.ReduceMax: "max", ops.LogSumExp: "logsumexp", ops.Softmax: "softmax",
                 ops.LogSoftmax: "log_softmax", ops.ExpandDims: "expand_dims",
-                ops.BroadcastTo: "broadcast_to"}
+                ops.BroadcastTo: "broadcast_to", ops.Stack: "stack", ops.Pick: "pick",
+                indexed.Block: "block", indexed.Unblock: "unblock"}
 
 
 def _constant_text(c: sympy.Expr) -> str:
@@ -73,14 +74,16 @@ def _index_label(expr: ops.ArrayOp) -> str:
 
 
 def _split_array_op(expr: ops.ArrayOp) -> Split:
-    if getattr(expr, "needs_sizes", False):  # index atoms: every operand is an input of the node
+    if isinstance(expr, indexed.INDEX_ATOMS):  # index atoms: every operand is an input of the node
         n, rest = expr.operands, expr.args[expr.operands:]
         return _index_label(expr), list(expr.args[:n]), lambda *a: type(expr)(*a, *rest)
     label = ARRAY_LABELS.get(type(expr), type(expr).__name__.lower())
     axis = _axis_text(expr)
     label = f"{label}\n{axis}" if axis else label
-    if isinstance(expr, ops.Matmul):
-        return label, list(expr.args), ops.Matmul
+    if isinstance(expr, (ops.Matmul, ops.Stack)):  # every argument an array (a layer's outputs: stack)
+        return label, list(expr.args), type(expr)
+    if isinstance(expr, (indexed.Block, indexed.Unblock)):  # block along axis at start
+        return f"{label}\naxis={int(expr.args[1])}, at {expr.args[2]}", [expr.args[0]], lambda a: type(expr)(a, *expr.args[1:])
     head, rest = expr.args[0], expr.args[1:]
     return label, [head], lambda a: type(expr)(a, *rest)
 
