@@ -418,6 +418,8 @@ class ArrayVerifier(Checker):
             self.compare_gradient(s, grads[s.name], sample)
 
     def label(self, name: str) -> str:
+        if name == "forward" and self.spec.outputs:  # several: stacked on a first axis (checker/outputs.py)
+            return f"the stack ({', '.join(o.name for o in self.spec.outputs)})"
         if name == "forward":
             return "the loss" if self.scalar else "the output"
         return f"d{name}"
