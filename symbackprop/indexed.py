@@ -26,6 +26,14 @@ read it into placeholders (:class:`Read`, :class:`Over`), into two atoms of this
   ties are measure-zero and the checker draws continuous values.  A padded read (zero) that is the
   maximum takes the gradient, which is then dropped.
 
+* :class:`IndexTake` ``W[x[n, t], d]``: a gather through an integer constant declared
+  ``range(V)`` (an embedding); its VJP is the same atom written through ``x``, a scatter-add
+  (``np.add.at``: repeated indices add up).
+
+* :class:`Block` ``a[n, H + h]``: along an axis that some read takes at an offset that is a size,
+  reads are blocks (an LSTM's gates; ``a[n, h]`` the first), rewritten as plain reads of
+  ``Block(a, axis, start, size)``; its VJP :class:`Unblock` places the gradient in zeros.
+
 ``mean(...)`` is the sum divided by the window's size (padded zeros counted, as torch's
 ``count_include_pad=True`` and the book's im2col ``Pooling`` with ``np.mean`` do).
 

@@ -17,8 +17,6 @@ import numpy as np
 
 from ..spec.model import Spec
 
-_OWN = ("_layer",)
-
 
 def stacked(factory: Callable[..., Any], spec: Spec) -> Callable[..., Any]:
     """``factory`` itself for a layer of one output; else a factory of adapters of its layers."""

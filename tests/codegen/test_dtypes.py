@@ -35,10 +35,11 @@ def _results(name, backend, dtype, labels=False):
     layer = cls(*[values[p] for p in s.params])
     out = layer.forward(*[values[v] for v in (*s.inputs, *s.constants)])
     dout = problem.dout.astype(dtype) if isinstance(problem.dout, np.ndarray) else 1.0
-    grads = layer.backward(dout)
+    grads = layer.backward(*dout) if s.outputs else layer.backward(dout)  # one upstream gradient per output
+    out = list(out) if s.outputs else [out]
     stored = [layer.grads[p.name] if s.predict is not None else getattr(layer, f"d{p.name}") for p in s.params]
     returned = grads if isinstance(grads, tuple) else () if grads is None else (grads,)  # None: no inputs
-    return [out, *returned, *stored]
+    return [*out, *returned, *stored]
 
 
 @pytest.mark.parametrize("name", NAMES)
