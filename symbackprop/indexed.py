@@ -26,6 +26,14 @@ read it into placeholders (:class:`Read`, :class:`Over`), into two atoms of this
   ties are measure-zero and the checker draws continuous values.  A padded read (zero) that is the
   maximum takes the gradient, which is then dropped.
 
+* :class:`IndexTake` ``W[x[n, t], d]``: a gather through an integer constant declared
+  ``range(V)`` (an embedding); its VJP is the same atom written through ``x``, a scatter-add
+  (``np.add.at``: repeated indices add up).
+
+* :class:`Block` ``a[n, H + h]``: along an axis that some read takes at an offset that is a size,
+  reads are blocks (an LSTM's gates; ``a[n, h]`` the first), rewritten as plain reads of
+  ``Block(a, axis, start, size)``; its VJP :class:`Unblock` places the gradient in zeros.
+
 ``mean(...)`` is the sum divided by the window's size (padded zeros counted, as torch's
 ``count_include_pad=True`` and the book's im2col ``Pooling`` with ``np.mean`` do).
 
@@ -284,7 +292,118 @@ class IndexMaxGrad(_Indexed):
         return out
 
 
-INDEX_ATOMS = (IndexSum, IndexMax, IndexMaxGrad)
+class IndexTake(_Indexed):
+    r"""A gather through an integer constant, or its scatter-add: the embedding's ``W[x[n, t], d]``.
+
+    Arguments: the values ``a``, the integer constant ``c``, ``Tuple`` of the two maps (``a``'s,
+    where the position that ``c`` gives is ``c`` itself, and ``c``'s, plain indices), the output
+    map, the ranges, the output shape.  For every index tuple :math:`\iota` in the ranges,
+    ``out[o(iota)] += a[m(iota)]`` with ``c[m_c(iota)]`` at ``c``'s position, in either ``m`` or ``o``.
+    A forward statement reads through ``c`` and writes through plain indices (a gather); its VJP
+    with respect to ``a`` is the same atom with the two maps of ``a`` and the output swapped: the
+    upstream gradient read plainly and written through ``c`` (``np.add.at``: repeated entries of
+    ``c`` add up).  ``c`` has no gradient: it holds integers.
+    """
+
+    @property
+    def operands(self) -> int:  # type: ignore[override]
+        return 2
+
+    @property
+    def maps(self) -> list[tuple]:
+        return [tuple(m) for m in self.args[-4]]
+
+    @property
+    def out_map(self) -> tuple:
+        return tuple(self.args[-3])
+
+    @property
+    def is_gather(self) -> bool:
+        """Reads through the constant and writes through plain indices (a forward statement)."""
+        return all(isinstance(p, Index) for p in self.out_map)
+
+    @property
+    def axis(self) -> int:
+        """The axis of the array written or read through the constant."""
+        written = self.maps[0] if self.is_gather else self.out_map
+        return written.index(self.args[1])
+
+    def pullback(self, g, shapes):
+        a, c = self.args[:2]
+        maps = sympy.Tuple(sympy.Tuple(*self.out_map), self.args[-4][1])
+        return [(a, IndexTake(g, c, maps, sympy.Tuple(*self.maps[0]), self.args[-2],
+                              sympy.Tuple(*ops.shape_of(a, shapes))))]
+
+    def apply_sized(self, values, kind, sizes: Mapping) -> object:
+        a, c = kind.array(values[0]), np.asarray(values[1])
+        indices, extents = _grid_extents(self.ranges, sizes)
+        grid = dict(zip(indices, np.indices(extents, sparse=True)))
+        taken = np.asarray(c[tuple(grid[i] for i in self.maps[1])]).astype(np.intp)
+
+        def where(m: Sequence) -> tuple:
+            return tuple(np.broadcast_to(taken if p == self.args[1] else _position(p, grid, sizes), extents)
+                         for p in m)
+
+        got = a[where(self.maps[0])]
+        if self.is_gather:
+            order = [indices.index(p) for p in self.out_map]
+            return np.transpose(got, order) if order != sorted(order) else got
+        shape = tuple(int(d.xreplace(sizes)) for d in self.args[-1])
+        out = np.zeros(shape, dtype=object if kind is ops.SYMBOLIC else np.result_type(got, float))
+        np.add.at(out, where(self.out_map), got)
+        return out
+
+
+class Block(ArrayOp):
+    """``a[..., start:start + size, ...]`` along ``axis``: a block of an axis read in blocks (an
+    LSTM's gates ``a[n, H + h]``).  Arguments: ``a``, the axis, the start, the size (sizes)."""
+
+    needs_sizes = True
+
+    def shape(self, shapes, what=""):
+        inner = list(ops.shape_of(self.args[0], shapes, what))
+        inner[int(self.args[1])] = self.args[3]
+        return tuple(inner)
+
+    def cut(self, sizes: Mapping) -> tuple:
+        start = int(self.args[2].xreplace(sizes))
+        return (slice(None),) * int(self.args[1]) + (slice(start, start + int(self.args[3].xreplace(sizes))),)
+
+    def pullback(self, g, shapes):
+        a = self.args[0]
+        full = ops.shape_of(a, shapes)[int(self.args[1])]
+        return [(a, Unblock(g, self.args[1], self.args[2], full))]
+
+    def apply_sized(self, values, kind, sizes):
+        return kind.array(values[0])[self.cut(sizes)]
+
+
+class Unblock(ArrayOp):
+    """The adjoint of :class:`Block`: ``g`` placed at ``start`` along ``axis`` of zeros of size
+    ``full`` there.  Arguments: ``g``, the axis, the start, the full size."""
+
+    needs_sizes = True
+
+    def shape(self, shapes, what=""):
+        inner = list(ops.shape_of(self.args[0], shapes, what))
+        inner[int(self.args[1])] = self.args[3]
+        return tuple(inner)
+
+    def pullback(self, g, shapes):
+        size = ops.shape_of(self.args[0], shapes)[int(self.args[1])]
+        return [(self.args[0], Block(g, self.args[1], self.args[2], size))]
+
+    def apply_sized(self, values, kind, sizes):
+        g = kind.array(values[0])
+        axis, start = int(self.args[1]), int(self.args[2].xreplace(sizes))
+        shape = list(g.shape)
+        shape[axis] = int(self.args[3].xreplace(sizes))
+        out = np.zeros(shape, dtype=object if kind is ops.SYMBOLIC else np.result_type(g, float))
+        out[(slice(None),) * axis + (slice(start, start + g.shape[axis]),)] = g
+        return out
+
+
+INDEX_ATOMS = (IndexSum, IndexMax, IndexMaxGrad, IndexTake)
 
 
 def _grid_extents(ranges, sizes) -> tuple[list[Index], tuple[int, ...]]:
@@ -322,10 +441,86 @@ def affine(p: sympy.Expr, what: str) -> tuple[list[tuple[Index, sympy.Expr]], sy
     if const.atoms(Index):
         raise SpecError(f"{what}position {p} is not affine in its indices")
     if not terms:
-        raise SpecError(f"{what}position {p} names no index (constant positions, gathers, come later)")
+        raise SpecError(f"{what}position {p} names no index (constant positions come later)")
     if len(terms) > 2 or (len(terms) == 2 and all(c != 1 for _, c in terms)):
         raise SpecError(f"{what}position {p}: at most a window o*stride + k + offset is supported")
     return terms, const
+
+
+def _read_text(r: Read) -> str:
+    return f"{r.args[0]}[{', '.join(_read_text(p) if isinstance(p, Read) else str(p) for p in r.args[1])}]"
+
+
+def _gathers(rhs: sympy.Expr, shapes: Mapping, integers: Mapping, what: str) -> list[Read]:
+    """The reads of ``rhs`` with a position read from an integer constant (``W[x[n, t], d]``),
+    checked: one such position per read, the constant's own positions plain indices, its range
+    the size of the axis it indexes, and the read outside any reduction."""
+    out = []
+    for r in sorted(rhs.atoms(Read), key=sympy.default_sort_key):
+        inner = [p for p in r.args[1] if isinstance(p, Read)]
+        if not inner:
+            continue
+        text = _read_text(r)
+        if len(inner) > 1:
+            raise SpecError(f"{what}{text}: one position per read can come from an integer constant")
+        (c_read,) = inner
+        c, axis = c_read.args[0], list(r.args[1]).index(c_read)
+        if c not in integers:
+            raise SpecError(f"{what}{text}: a position read from {c} needs {c} an integer constant with its range "
+                            f"(constants = {{ {c} = [...] }}, symbols = {{ {c} = \"range(V)\" }})")
+        if any(not isinstance(p, Index) for p in c_read.args[1]) or len(set(c_read.args[1])) != len(c_read.args[1]):
+            raise SpecError(f"{what}{text}: the positions of {c} must be distinct plain indices")
+        if len(c_read.args[1]) != len(shapes[c]):
+            raise SpecError(f"{what}{text}: {c} has {len(shapes[c])} axes, indexed with {len(c_read.args[1])}")
+        if any(not isinstance(p, (Index, Read)) for p in r.args[1]):
+            raise SpecError(f"{what}{text}: the other positions of a gather are plain indices")
+        if r.args[0] in shapes and axis < len(shapes[r.args[0]]) \
+                and sympy.simplify(integers[c] - shapes[r.args[0]][axis]) != 0:
+            raise SpecError(f"{what}{text}: {c} takes values in range({integers[c]}) but indexes an axis of size "
+                            f"{shapes[r.args[0]][axis]}")
+        out.append(r)
+    for over in rhs.atoms(Over):
+        if any(over.has(g) for g in out):
+            raise SpecError(f"{what}a gather inside a reduction is not supported yet (read it in a node of its own)")
+    return out
+
+
+def _sliced(slices: Sequence, ranges: Mapping, shapes: Mapping, what: str, constraints: list) -> dict:
+    """Each read of a block, ``a[n, H + h]``, as a plain read of :class:`Block` ``(a, 1, H, H)``
+    (``h``'s range the block's size); a block that cannot fit is refused, one that fits only at
+    some sizes adds a constraint."""
+    out: dict = {}
+    by_read: dict = {}
+    for r, axis, i, start in slices:
+        by_read.setdefault(r, []).append((axis, i, start))
+    for r, cuts in by_read.items():
+        operand, positions = r.args[0], list(r.args[1])
+        for axis, i, start in cuts:
+            size = shapes[r.args[0]][axis]
+            spare = sympy.expand(size - start - ranges[i])
+            if spare.is_negative:
+                raise SpecError(f"{what}{_read_text(r)}: the block {start}:{start + ranges[i]} does not fit "
+                                f"in an axis of size {size}")
+            if not spare.is_nonnegative:
+                constraints.append(("positive", spare + 1))
+            operand, positions[axis] = Block(operand, sympy.Integer(axis), start, ranges[i]), i
+        out[r] = Read(operand, sympy.Tuple(*positions))
+    return out
+
+
+def _blocked(reads: Sequence[Read], dims: set) -> set[tuple]:
+    """The axes read in blocks, ``(array, axis)``: some read of the array takes ``h + c`` there with
+    ``c`` a size (``a[n, H + h]``, an LSTM's second gate).  Along such an axis a read ``h + c`` is a
+    slice and gives ``h`` no range (another read must), and ``a[n, h]`` is the first block."""
+    out = set()
+    for r in reads:
+        for axis, p in enumerate(r.args[1]):
+            if isinstance(p, Read):
+                continue
+            const = sympy.expand(p).as_independent(*p.atoms(Index), as_Add=True)[0]
+            if const.free_symbols & dims and len(p.atoms(Index)) == 1:
+                out.add((r.args[0], axis))
+    return out
 
 
 def _positive(e: sympy.Expr, hyper: Mapping) -> bool | None:
@@ -337,13 +532,17 @@ def _positive(e: sympy.Expr, hyper: Mapping) -> bool | None:
 def build_statement(lhs: sympy.Symbol, lhs_indices: Sequence[Index], rhs: sympy.Expr,
                     shapes: Mapping[sympy.Symbol, tuple], hyper: Mapping[sympy.Symbol, int],
                     tile: bool = False, what: str = "",
-                    inferable: Collection[sympy.Symbol] = ()) -> tuple[sympy.Expr, tuple, list, dict]:
+                    inferable: Collection[sympy.Symbol] = (),
+                    integers: Mapping[sympy.Symbol, sympy.Expr] | None = None) -> tuple[sympy.Expr, tuple, list, dict]:
     """The atoms of ``lhs[lhs_indices] = rhs``, its shape, the size constraints, and the sizes
     inferred.
 
     ``inferable``: sizes no input has (a parameter's only, such as the pooled height ``PH`` of
     ``W2[f, i, j, h]`` after pooling); one an index ranges over while the same index ranges over
     a computed extent elsewhere (a window count, not a plain size) is that extent.
+
+    ``integers`` are the integer constants and their ranges (``x`` -> ``V``: values in
+    ``range(V)``); a read of one as another read's position is a gather (:class:`IndexTake`).
 
     Returns
     -------
@@ -361,7 +560,9 @@ def build_statement(lhs: sympy.Symbol, lhs_indices: Sequence[Index], rhs: sympy.
     hyper = {h: sympy.Integer(v) for h, v in hyper.items()}
     if len(set(lhs_indices)) != len(lhs_indices):
         raise SpecError(f"{what}an index appears twice on the left side")
-    reads = sorted(rhs.atoms(Read), key=sympy.default_sort_key)
+    gathers = _gathers(rhs, shapes, dict(integers or {}), what)
+    inner = {p for g in gathers for p in g.args[1] if isinstance(p, Read)}
+    reads = sorted(rhs.atoms(Read) - inner, key=sympy.default_sort_key)
     overs = sorted(rhs.atoms(Over), key=sympy.default_sort_key)
     ranges: dict[Index, sympy.Expr] = {}
     origin: dict[Index, str] = {}
@@ -384,6 +585,9 @@ def build_statement(lhs: sympy.Symbol, lhs_indices: Sequence[Index], rhs: sympy.
         for i, size in over.args[3]:
             give(i, size, f"{Over.KINDS[int(over.args[0])]}(..., {i}={size})")
     windows = []
+    dims = {d for shape in shapes.values() for e in shape for d in e.free_symbols} - set(hyper)
+    blocked = _blocked(reads, dims)
+    slices = []
     for r in reads:
         array, positions = r.args[0], tuple(r.args[1])
         text = f"{array}[{', '.join(map(str, positions))}]"
@@ -394,7 +598,14 @@ def build_statement(lhs: sympy.Symbol, lhs_indices: Sequence[Index], rhs: sympy.
             raise SpecError(f"{what}{text}: {array} has {len(shape)} axes, indexed with {len(positions)}")
         seen: set = set()
         for axis, p in enumerate(positions):
+            if isinstance(p, Read):  # a gather: the constant's indices range over its axes
+                for i, n in zip(p.args[1], shapes[p.args[0]]):
+                    give(i, n, str(p.args[0]) + f"[{', '.join(map(str, p.args[1]))}]")
+                continue
             terms, const = affine(p, f"{what}{text}: ")
+            if (array, axis) in blocked and len(terms) == 1 and terms[0][1] == 1:  # a slice: a block of the axis
+                slices.append((r, axis, terms[0][0], const))
+                continue
             named = {str(x) for _, c in terms for x in c.free_symbols} | {str(x) for x in const.free_symbols}
             loose = sorted(named - {h.name for h in hyper})
             if loose:
@@ -430,6 +641,8 @@ def build_statement(lhs: sympy.Symbol, lhs_indices: Sequence[Index], rhs: sympy.
     ranges = {i: e.xreplace(inferred) for i, e in ranges.items()}
     windows = [(text, terms, const, size.xreplace(inferred)) for text, terms, const, size in windows]
     constraints: list = []
+    rhs = rhs.xreplace(_sliced(slices, ranges, shapes, what, constraints))
+    overs = sorted(rhs.atoms(Over), key=sympy.default_sort_key)
     for text, terms, const, size in windows:
         outer = next((i for i, c in terms if c != 1), terms[0][0])
         s = dict(terms)[outer]
@@ -489,10 +702,16 @@ def build_statement(lhs: sympy.Symbol, lhs_indices: Sequence[Index], rhs: sympy.
     table = {over: atom(over) for over in overs}
     expr = rhs.xreplace(table)
     loose = {}
-    for r in expr.atoms(Read):
+    for r in expr.atoms(Read) - inner:
         stray = sorted(r.atoms(Index) - lhs_set, key=lambda s: s.name)
         if stray:
             raise SpecError(f"{what}index {stray[0]} is neither on the left side nor reduced")
+        gathered = next((p for p in r.args[1] if isinstance(p, Read)), None)
+        if gathered is not None:
+            at = sympy.Tuple(*[gathered.args[0] if p == gathered else p for p in r.args[1]])
+            loose[r] = IndexTake(r.args[0], gathered.args[0], sympy.Tuple(at, gathered.args[1]),
+                                 sympy.Tuple(*lhs_indices), ranges_of(lhs_indices), out_shape)
+            continue
         loose[r] = IndexSum(r.args[0], sympy.Tuple(r.args[1]), sympy.Tuple(*lhs_indices),
                             ranges_of(lhs_indices), out_shape)
     expr = expr.xreplace(loose)

@@ -329,6 +329,43 @@ class ExpandDims(ArrayOp):
         return np.expand_dims(values[0], tuple(int(a) for a in self.args[1]))
 
 
+class Stack(ArrayOp):
+    """The outputs of a layer of several (``outputs = ["next_h", "next_c"]``), stacked on a new
+    first axis: what the derivation and the checkers take as the one output, never generated
+    (forward returns the tuple, backward takes one upstream gradient each)."""
+
+    @property
+    def operands(self) -> int:  # type: ignore[override]
+        return len(self.args)
+
+    def shape(self, shapes, what=""):
+        first = shape_of(self.args[0], shapes, what)
+        if any(shape_of(a, shapes, what) != first for a in self.args[1:]):
+            raise SpecError(f"{what}outputs of different shapes are not supported yet (stacked as one)")
+        return (sympy.Integer(len(self.args)), *first)
+
+    def pullback(self, g, shapes):
+        return [(a, Pick(g, sympy.Integer(k))) for k, a in enumerate(self.args)]
+
+    def apply(self, values, kind):
+        return np.stack([np.asarray(v, dtype=object) if kind is SYMBOLIC else v for v in values])
+
+
+class Pick(ArrayOp):
+    """``g[k]``: one output's upstream gradient out of the stacked ones (generated as ``d<output>``)."""
+
+    nargs = 2
+
+    def shape(self, shapes, what=""):
+        return tuple(shape_of(self.operand, shapes, what)[1:])
+
+    def pullback(self, g, shapes):  # pragma: no cover - upstream gradients are leaves
+        raise SpecError("an upstream gradient is not differentiated")
+
+    def apply(self, values, kind):
+        return values[0][int(self.args[1])]
+
+
 class BroadcastTo(ArrayOp):
     """``np.broadcast_to(a, shape)`` (copied): a gradient that broadcasting left smaller."""
 

@@ -2,6 +2,8 @@
 inferred with one-line errors before any derivation, the atoms' definitions against naive
 loops, and derivations expanded at small explicit sizes against SymPy's diff."""
 import itertools
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -290,3 +292,149 @@ def test_shared_high_precision_functions_agree_and_forget_old_values():
         for point in ([mpmath.mpf("0.3"), mpmath.mpf("-1.2")], [mpmath.mpf("-0.7"), mpmath.mpf("2.5")]):
             for e, f in zip(exprs, together):
                 assert f(point) == mp_function(e, [a, b])(list(point))
+
+
+# -- gathers through integer constants: the embedding -------------------------------------------------
+TABLE = 'params = { W = ["V", "D"] }\nconstants = { x = ["N", "T"] }'
+
+
+@pytest.mark.parametrize("body, graph, message", [
+    ('params = { W = ["V", "D"] }\nconstants = { x = ["N", "T"] }', "y[n, t, d] = W[x[n, t], d]",
+     r"a position read from x needs x an integer constant with its range .*range\(V\)"),
+    (TABLE + '\nsymbols = { x = "range(D)" }', "y[n, t, d] = W[x[n, t], d]",
+     r"x takes values in range\(D\) but indexes an axis of size V"),
+    (TABLE + '\nsymbols = { x = "range(V)" }', "y[n, d] = sum(W[x[n, t], d], (t,))",
+     "a gather inside a reduction is not supported yet"),
+    (TABLE + '\nsymbols = { x = "range(V)" }', "y[n, t] = W[x[n, t], x[n, t]]", "one position per read"),
+    (TABLE + '\nsymbols = { x = "range(V)" }', "y[n, t, d] = W[x[n, t], d + 1]", "other positions of a gather"),
+    (TABLE + '\nsymbols = { x = "range(V)" }', "y[n, d] = W[x[n, n], d]", "distinct plain indices"),
+    (TABLE + '\nsymbols = { x = "range(V)" }', "y[n, t, d] = W[x[n, t, d], d]", "x has 2 axes, indexed with 3"),
+])
+def test_bad_gathers_are_one_line_errors_naming_the_field(body, graph, message):
+    with pytest.raises(SpecError, match=message) as exc:
+        spec_from_toml(declaration(body, graph), source="t.toml")
+    assert "\n" not in str(exc.value) and str(exc.value).startswith("t.toml: graph.y: ")
+
+
+@pytest.mark.parametrize("body, field, message", [
+    ('inputs = { x = ["N", "T"] }\nparams = { W = ["V", "D"] }\nsymbols = { x = "range(V)" }', "symbols.x",
+     "range(V) is for integer constants"),
+    (TABLE + '\nsymbols = { x = "range(-1)" }', "symbols.x", "unknown assumption"),
+    ('constants = { x = ["N", "T"] }', "inputs", "missing"),
+])
+def test_bad_integer_declarations_are_one_line_errors(body, field, message):
+    with pytest.raises(SpecError) as exc:
+        spec_from_toml(declaration(body, "y[n, t] = x[n, t]"), source="t.toml")
+    assert str(exc.value).startswith(f"t.toml: {field}: ") and message in str(exc.value)
+
+
+def test_the_declared_embedding_is_the_naive_loop():
+    spec = bundled("embedding")
+    rng = np.random.default_rng(0)
+    W, x = rng.standard_normal((4, 3)), rng.integers(0, 4, (5, 2))
+    sizes = {next(d for d in spec.dims if d.name == n): v for n, v in (("V", 4), ("D", 3), ("N", 5), ("T", 2))}
+    got = _declared(spec, {spec.params[0]: W, spec.constants[0]: x}, sizes)
+    want = np.array([[[W[x[n, t], d] for d in range(3)] for t in range(2)] for n in range(5)])
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("graph, extra", [
+    ("y[n, t, d] = W[x[n, t], d]", ""),
+    ("y[d, t, n] = W[x[n, t], d]", ""),  # written transposed
+    ("y[n, t, d, e] = W[x[n, t], d] * s[e]", ', s = ["E"]'),  # and broadcast against a plain read
+])
+def test_gather_derivations_match_diff_at_explicit_sizes(graph, extra):
+    text = declaration(TABLE.replace('["V", "D"] }', f'["V", "D"]{extra} }}') + '\nsymbols = { x = "range(V)" }',
+                       graph)
+    derivation = symbackprop.derive(spec_from_toml(text, source="gather.toml"))  # verify_explicit runs inside
+    for seed in range(3):  # N*T = 6 > V = 3 at the explicit sizes: indices repeat
+        verify_explicit(derivation, seed=seed)
+    assert derivation.spec.integers and "dx" not in derivation.backward
+
+
+def test_the_explicit_check_catches_a_scatter_that_drops_repeated_indices(monkeypatch):
+    real = indexed.IndexTake.apply_sized
+
+    def assigned(self, values, kind, sizes):  # out[x] = g: the fancy-index assignment, one write per row
+        out = real(self, values, kind, sizes)
+        if not self.is_gather:
+            x = np.asarray(values[1]).ravel()
+            first = np.unique(x, return_index=True)[1]
+            keep = np.zeros_like(out)
+            g = np.asarray(values[0]).reshape(len(x), -1)
+            keep[x[first]] = g[first]
+            return keep
+        return out
+
+    monkeypatch.setattr(indexed.IndexTake, "apply_sized", assigned)
+    with pytest.raises(ExplicitCheckFailed, match="dW differs from diff at explicit shapes"):
+        symbackprop.derive(spec_from_toml(declaration(TABLE + '\nsymbols = { x = "range(V)" }',
+                                                      "y[n, t, d] = W[x[n, t], d]"), source="e.toml"))
+
+
+def test_embedding_records_read_back():
+    from symbackprop.derivation.record import from_record, to_record
+
+    derivation = symbackprop.derive(bundled("embedding"))
+    record = to_record(derivation)
+    assert record is not None and from_record(record, derivation.spec) == derivation
+    assert "index_take(dout, x, at=((n, t, d), (n, t)), out=(x, d)" in str(record)
+
+
+def test_the_graph_draws_the_gather_and_its_scatter():
+    from symbackprop.derivation import operations_of
+
+    nodes = operations_of(symbackprop.derive(bundled("embedding"))).nodes
+    gather = next(n for n in nodes if n.op == "gather through x")
+    assert {a.name for a in gather.args} == {"W", "x"}
+
+
+# -- blocks of an axis: an LSTM's gates ------------------------------------------------------------------
+GATES = 'inputs = { a = ["N", "4*H"], c = ["N", "H"] }'
+
+
+@pytest.mark.parametrize("body, graph, message", [
+    (GATES, "y[n, h] = a[n, 4*H + h] * c[n, h]", r"a\[n, h \+ 4\*H\]: the block 4\*H:5\*H does not fit"),
+    (GATES, "y[n, h] = a[n, H + h]", "cannot infer the range of index h"),
+    (GATES, "y[n, h] = a[n, h] * c[n, h]", "index h ranges over 4\\*H in a\\[n, h\\] but over H in c\\[n, h\\]"),
+])
+def test_bad_blocks_are_one_line_errors_naming_the_field(body, graph, message):
+    with pytest.raises(SpecError, match=message) as exc:
+        spec_from_toml(declaration(body, graph), source="t.toml")
+    assert "\n" not in str(exc.value) and str(exc.value).startswith("t.toml: graph.y: ")
+
+
+def test_a_dimension_only_in_a_multiple_is_refused():
+    with pytest.raises(SpecError, match=r"^t.toml: inputs.a: dimension H appears only in a multiple"):
+        spec_from_toml(declaration('inputs = { a = ["N", "4*H"] }', "y[n, g] = a[n, g]"), source="t.toml")
+
+
+def test_blocks_read_the_gates_of_the_declared_axis():
+    spec = spec_from_toml(declaration(GATES, "y[n, h] = a[n, h] * a[n, 3*H + h] + c[n, h]"), source="t.toml")
+    rng = np.random.default_rng(0)
+    a, c = rng.standard_normal((2, 12)), rng.standard_normal((2, 3))
+    sizes = {next(d for d in spec.dims if d.name == n): v for n, v in (("N", 2), ("H", 3))}
+    got = _declared(spec, {spec.inputs[0]: a, spec.inputs[1]: c}, sizes)
+    np.testing.assert_allclose(got, a[:, :3] * a[:, 9:] + c)
+
+
+def test_the_lstm_step_derivation_matches_diff_at_explicit_sizes():
+    """Both outputs at once: the objective is sum(dnext_h*next_h) + sum(dnext_c*next_c)."""
+    derivation = symbackprop.derive(bundled("lstm_step"))
+    for seed in range(3):
+        verify_explicit(derivation, seed=seed)
+    assert sorted(derivation.backward) == ["Wh", "Wx", "b", "prev_c", "prev_h", "x"]
+    assert [s.name for s in derivation.spec.outputs] == ["next_h", "next_c"]
+
+
+@pytest.mark.parametrize("outputs, message", [
+    ('["next_h"]', "expected two or more names of graph values"),
+    ('["next_h", "zz"]', "expected two or more names of graph values"),
+    ('["next_h", "a"]', "outputs of different shapes are not supported yet"),
+])
+def test_bad_outputs_are_one_line_errors(outputs, message):
+    declared = (Path(__file__).resolve().parents[1] / "derivations" / "lstm_step.toml").read_text()
+    declared = re.sub(r"^outputs = .*$", f"outputs = {outputs}", declared, flags=re.M)
+    with pytest.raises(SpecError, match=message) as exc:
+        spec_from_toml(declared, source="t.toml")
+    assert str(exc.value).startswith("t.toml: outputs: ") and "\n" not in str(exc.value)

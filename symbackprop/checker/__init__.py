@@ -26,6 +26,7 @@ from .arrays import check_array_spec
 from .elementwise import check_elementwise
 from .layer import ElementwiseReference, ElementwiseVerifier, load_class
 from .layer_arrays import verify_array_layer
+from .outputs import stacked
 
 
 def _quiet(fn: Callable) -> Callable:
@@ -48,7 +49,7 @@ def check_generated(derivation: Derivation, cls: type, *, max_examples: int = 25
     of :func:`verify_layer` (its findings in ``report.findings``; ``ok`` is false when one
     of them is not informational)."""
     if derivation.spec.is_array:
-        report = check_array_spec(derivation, cls, max_examples=max(3, max_examples // 2))
+        report = check_array_spec(derivation, stacked(cls, derivation.spec), max_examples=max(3, max_examples // 2))
     else:
         report = check_elementwise(derivation, cls, max_examples=max_examples)
     report.findings = [f.to_json() for f in verify_layer(cls, derivation.spec).findings]
@@ -106,7 +107,8 @@ def verify_layer(cls_or_factory: Callable[..., Any], spec: Spec | str, *, seed: 
     if unknown:
         raise SymbackpropError(f"ignore: unknown kind {unknown[0]!r} (known: {', '.join(KINDS)})")
     if spec.is_array:
-        findings, notes = verify_array_layer(cls_or_factory, spec, seed=seed, examples=examples, current=current)
+        findings, notes = verify_array_layer(stacked(cls_or_factory, spec), spec, seed=seed, examples=examples,
+                                             current=current)
     else:
         reference = ElementwiseReference(spec)
         findings, notes = ElementwiseVerifier(cls_or_factory, spec, reference, seed, examples, current).run(), []

@@ -72,6 +72,8 @@ class ArrayProblem:
         return tuple(self.spec.size_of(d, self.sizes) for d in self.spec.shapes[symbol])
 
     def draw(self, symbol) -> np.ndarray:
+        if symbol in self.spec.integers:
+            return self.spec.draw_integers(symbol, self.sizes, self.rng)
         shape = self.shape(symbol)
         onehot = [axis for kind, t, axis in self.spec.assumptions if t == symbol and kind == "onehot"]
         if onehot:
@@ -83,6 +85,10 @@ class ArrayProblem:
         if symbol.is_positive:
             return self.rng.uniform(0.1, 2.0, shape)
         return self.rng.standard_normal(shape)
+
+    def cast(self, values: dict, dtype) -> dict:
+        """``values`` in ``dtype``, but for the integer constants (indices stay integers)."""
+        return {k: v if k in self.spec.integers else v.astype(dtype) for k, v in values.items()}
 
     def declared(self, values: dict, node: sympy.Symbol | None = None) -> np.ndarray:
         """The declaration's value of graph ``node`` (default: the output) at ``values``: the
@@ -182,7 +188,7 @@ def runs_complex(problem: ArrayProblem, symbol) -> bool:
 def choose_method(problem: ArrayProblem) -> str:
     """Complex step where the declared forward is analytic and runs on complex values."""
     spec = problem.spec
-    if any(e.has(*NON_ANALYTIC) for _, e in spec.graph) or not runs_complex(problem, spec.inputs[0]):
+    if any(e.has(*NON_ANALYTIC) for _, e in spec.graph) or not runs_complex(problem, spec.differentiated[0]):
         return "central"
     return "complex"
 
@@ -253,11 +259,11 @@ def dtype_check(derivation: Derivation, cls: type, dtype=np.float32, seed: int =
     the float64 results on the same (rounded) values than the dtype's tolerance, norm-wise."""
     spec = derivation.spec
     problem = ArrayProblem(derivation, {d: 3 + i for i, d in enumerate(spec.dims)}, seed, cls)
-    rounded = {k: v.astype(dtype) for k, v in problem.values.items()}
+    rounded = problem.cast(problem.values, dtype)
     dout = problem.dout.astype(dtype) if isinstance(problem.dout, np.ndarray) else dtype(problem.dout)
     runs = []
     for kind in (dtype, np.float64):
-        problem.values = {k: v.astype(kind) for k, v in rounded.items()}
+        problem.values = problem.cast(rounded, kind)
         problem.dout = dout.astype(kind)  # a loss's dout too: a float32 pipeline passes float32 scalars
         out, _ = problem.run(problem.values)
         runs.append({"forward": out, **{f"d{s.name}": g for s, g in problem.gradients().items()}})

@@ -81,7 +81,10 @@ def call(phase: str, fn: Callable, args: tuple, shape) -> Any:
 
 # -- values -------------------------------------------------------------------------------------
 def gradients_of(value: Any, n: int) -> list | None:
-    """The gradients backward returned, as a list; None if their number is wrong."""
+    """The gradients backward returned, as a list; None if their number is wrong.  With no inputs
+    (an embedding: only parameters), ``None`` (the book's) or an empty tuple."""
+    if n == 0:
+        return [] if value is None or (isinstance(value, (tuple, list)) and not value) else None
     items = list(value) if isinstance(value, (tuple, list)) else [value]
     if n == 1 and isinstance(value, (tuple, list)) and len(value) != 1:
         items = [value]

@@ -104,7 +104,7 @@ def _copies(values: Sequence[np.ndarray]) -> list[np.ndarray]:
 
 
 def _batch_dim(spec: Spec) -> sympy.Symbol | None:
-    first = spec.shapes[spec.inputs[0]]
+    first = spec.shapes[spec.arguments[0]]
     return first[0] if first and isinstance(first[0], sympy.Symbol) else None
 
 
@@ -230,7 +230,7 @@ class ArrayVerifier(Checker):
             text = ", ".join(f"{h.name} = {v}" for h, v in other.items())
             out.append(Sample(f"random values, {text}", True, problem=self.problem({**self.sizes(MAIN_BATCH), **other}, 7)))
         large = self.problem(self.sizes(MAIN_BATCH), 4)
-        for s in self.spec.inputs:
+        for s in self.large_arrays():
             large.values[s] = self.large_values(s, large.values[s].shape, large.rng)
         out.append(Sample(self.large_label(), False, problem=large))
         out += self.targets_far_below()
@@ -255,8 +255,12 @@ class ArrayVerifier(Checker):
                               problem=problem))
         return out
 
+    def large_arrays(self) -> tuple[sympy.Symbol, ...]:
+        """The arrays the large-values sample sets: the inputs, or an embedding's table (no inputs)."""
+        return self.spec.inputs or self.spec.params
+
     def large_label(self) -> str:
-        first = self.spec.inputs[0]
+        first = self.large_arrays()[0]
         domain = self.spec.domains.get(first)
         if domain is not None and domain.bounded:
             return f"values next to the ends of {first.name}'s interval ({domain.lo:g}, {domain.hi:g})"
@@ -338,7 +342,7 @@ class ArrayVerifier(Checker):
 
     # -- calling the layer ---------------------------------------------------------------------
     def shape_of(self, problem: ArrayProblem) -> tuple:
-        return np.shape(problem.values[self.spec.inputs[0]])
+        return np.shape(problem.values[self.spec.arguments[0]])
 
     def call(self, obj: Any, method: str, args: Sequence[Any], problem: ArrayProblem) -> Any:
         fn = getattr(obj, method, None)
@@ -414,6 +418,8 @@ class ArrayVerifier(Checker):
             self.compare_gradient(s, grads[s.name], sample)
 
     def label(self, name: str) -> str:
+        if name == "forward" and self.spec.outputs:  # several: stacked on a first axis (checker/outputs.py)
+            return f"the stack ({', '.join(o.name for o in self.spec.outputs)})"
         if name == "forward":
             return "the loss" if self.scalar else "the output"
         return f"d{name}"

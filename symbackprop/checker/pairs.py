@@ -9,7 +9,9 @@
 
 :func:`function_pair` makes a layer class of the two, so that every probe of the checker
 (wrong math, shapes, side effects on ``dout`` or the arguments, stale caches, overflow)
-applies unchanged: ``forward`` takes the declaration's inputs and constants and then its
+applies unchanged (a layer of several outputs, ``lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b) ->
+(next_h, next_c, cache)`` and ``lstm_step_backward(dnext_h, dnext_c, cache)``, takes one upstream
+gradient per output): ``forward`` takes the declaration's inputs and constants and then its
 parameters, in declared order (then, in index notation, a dict of the hyperparameters by name,
 as ``conv_forward_naive(x, w, b, conv_param)`` takes ``{"stride": 1, "pad": 0}``), and keeps the
 cache it returns; ``backward`` hands that
@@ -50,6 +52,7 @@ def function_pair(forward: Callable[..., Any], backward: Callable[..., Any], spe
     expected = ", ".join(f"d{n}" for n in (*spec.input_names, *params))
 
     hyper = [h.name for h in spec.hyper]
+    outputs = [s.name for s in spec.outputs] or ["out"]  # the course's LSTM step: (next_h, next_c, cache)
 
     class FunctionPair:
         def __init__(self, *values: Any):
@@ -62,13 +65,13 @@ def function_pair(forward: Callable[..., Any], backward: Callable[..., Any], spe
 
         def forward(self, *args: Any) -> Any:
             result = forward(*args, *self._params)
-            if not isinstance(result, (tuple, list)) or len(result) != 2:
-                raise TypeError(f"{_name(forward)} returned {_count(result)}, expected (out, cache)")
-            out, self.cache = result
-            return out
+            if not isinstance(result, (tuple, list)) or len(result) != len(outputs) + 1:
+                raise TypeError(f"{_name(forward)} returned {_count(result)}, expected ({', '.join(outputs)}, cache)")
+            *out, self.cache = result
+            return tuple(out) if spec.outputs else out[0]
 
-        def backward(self, dout: Any) -> Any:
-            grads = backward(dout, self.cache)
+        def backward(self, *douts: Any) -> Any:
+            grads = backward(*douts, self.cache)
             grads = tuple(grads) if isinstance(grads, (tuple, list)) else (grads,)
             if len(grads) != inputs + len(params):
                 raise TypeError(f"{_name(backward)} returned {_count(grads)}, expected ({expected})")

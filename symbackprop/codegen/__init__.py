@@ -72,6 +72,9 @@ def generate(derivation: Derivation, name: str | None = None, backend: str = "nu
     if backend != "numpy" and uses_index_notation(derivation):
         raise GenerationError(f"the {backend} backend does not generate index notation (convolution, pooling) "
                               "yet: use --backend numpy")
+    if backend != "numpy" and derivation.spec.outputs:
+        raise GenerationError(f"the {backend} backend does not generate layers of several outputs yet: "
+                              "use --backend numpy")
     return BACKENDS[backend](derivation, name)
 
 

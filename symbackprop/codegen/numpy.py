@@ -234,13 +234,7 @@ class NumpyLayerPrinter(NumPyPrinter):
         letters, ranges = self._letters(e), dict(e.ranges)
         reads = [self._read(a, m, ranges, letters)[:2] for a, m in zip(e.args[:e.operands], e.maps)]
         if e.is_gather:
-            present = [p for p in e.out_map if any(letters[p] in subs for _, subs in reads)]
-            target = "".join(letters[p] for p in present)
-            text = self._contract(reads, target)
-            missing = [k for k, p in enumerate(e.out_map) if p not in present]
-            if missing:
-                text = f"{self._np('expand_dims')}({text}, {self._tuple([str(k) for k in missing])})"
-            return text
+            return self._to_output(reads, e.out_map, letters)
         subs, windows = self._windowed(e.out_map, ranges, letters)
         present = "".join(ch for ch in subs if any(ch in r for _, r in reads))
         if present != "".join(subs):  # the same for every window offset (a mean's gradient): given once
@@ -252,6 +246,44 @@ class NumpyLayerPrinter(NumPyPrinter):
         if not windows:
             return cols
         return f"_unwindows({cols}, {shape}, {self._window_args(windows, ranges)})"
+
+    def _to_output(self, reads: list[tuple[str, str]], out_map, letters: dict) -> str:
+        """The reads contracted to the output's plain indices, an axis of size 1 for an index
+        no read names (broadcast)."""
+        present = [p for p in out_map if any(letters[p] in subs for _, subs in reads)]
+        text = self._contract(reads, "".join(letters[p] for p in present))
+        missing = [k for k, p in enumerate(out_map) if p not in present]
+        if missing:
+            text = f"{self._np('expand_dims')}({text}, {self._tuple([str(k) for k in missing])})"
+        return text
+
+    def _print_Block(self, e):
+        """``a[:, H:2*H]``: a block of an axis (an LSTM's gate)."""
+        start, stop = e.args[2], sympy.expand(e.args[2] + e.args[3])
+        first = self._size(start) if start != 0 else ""
+        return f"{self._operand(e.args[0])}[{':, ' * int(e.args[1])}{first}:{self._size(stop)}]"
+
+    def _print_Unblock(self, e):
+        """A block's gradient placed in zeros of the whole axis."""
+        return f"_unblock({self._print(e.args[0])}, {int(e.args[1])}, {self._size(e.args[2])}, {self._size(e.args[3])})"
+
+    def _print_IndexTake(self, e):
+        """A gather ``W[x]`` (``W[:, x]`` along a later axis), or its scatter-add ``_add_at``
+        (``np.add.at``: repeated indices add up)."""
+        letters, c = self._letters(e), e.args[1]
+        through = "".join(letters[i] for i in e.maps[1])
+
+        def subs(positions) -> str:
+            return "".join(through if p == c else letters[p] for p in positions)
+
+        a = e.args[0]
+        text = self._print(a) if isinstance(a, sympy.Symbol) else f"({self._print(a)})"
+        if e.is_gather:
+            read = f"{text}[{':, ' * e.axis}{self._print(c)}]"
+            return self._to_output([(read, subs(e.maps[0]))], e.out_map, letters)
+        values = self._contract([(text, subs(e.maps[0]))], subs(e.out_map))
+        shape = self._tuple([self._size(d) for d in e.args[-1]])
+        return f"_add_at({shape}, {e.axis}, {self._print(c)}, {values})"
 
     def _pooling(self, e, positions, out_map) -> str | None:
         """The arguments of ``_window_max``/``_window_max_grad`` when the max is over exactly the
@@ -444,6 +476,21 @@ HELPERS = {
     for ax, s in zip(axes, stride):
         every[ax] = slice(None, None, s)
     return view[tuple(every)]''',
+    "_unblock": '''def _unblock(g, axis, start, full):
+    """g placed at start along axis of zeros of size full there: the gradient of a block
+    a[..., start:start + g.shape[axis], ...]."""
+    shape = list(g.shape)
+    shape[axis] = full
+    out = np.zeros(shape, dtype=g.dtype)
+    out[(slice(None),) * axis + (slice(start, start + g.shape[axis]),)] = g
+    return out''',
+    "_add_at": '''def _add_at(shape, axis, where, values):
+    """An array of shape, zero but for values added at index where along axis: the gradient of
+    a gather a[where] (np.add.at: where an index repeats, its values add up; a fancy-index
+    assignment out[where] += values would keep only the last)."""
+    out = np.zeros(shape, dtype=np.result_type(values, 0.0))
+    np.add.at(out, (slice(None),) * axis + (where,), values)
+    return out''',
     "_unwindows": '''def _unwindows(cols, shape, axes, size, stride, pad, dtype=None):
     """The adjoint of _windows: each window cols[..., o, ..., k] added back into an array of
     shape at o*stride + k - pad, dropped outside (the book's col2im: one strided slice per

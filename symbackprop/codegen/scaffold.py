@@ -138,6 +138,8 @@ def forward_pairs(derivation: Derivation) -> list[tuple[sympy.Symbol, sympy.Expr
     leaves = {*spec.inputs, *spec.params, *spec.constants, *spec.dims}
     pairs: list[tuple[sympy.Symbol, sympy.Expr]] = []
     for symbol, expr in spec.graph:
+        if spec.outputs and symbol == spec.output:
+            continue  # the outputs' stack: forward returns them as a tuple
         if spec.is_array:
             expr = ops.fuse_logs(expr, definitions)
         for h in helpers.values():
@@ -251,8 +253,24 @@ def forward_lines(derivation: Derivation, printer: type[NumpyLayerPrinter] = Num
     lines += guarded(statements(pairs, printer(params), reserved), pairs)
     stored = [*derivation.cache_names, *(d.name for d in derivation.dims_used)]
     lines += [f"self.{name} = {name}" for name in stored]
-    lines.append(f"return {spec.output.name}")
+    lines.append(f"return {', '.join(s.name for s in spec.outputs) or spec.output.name}")
     return lines
+
+
+def upstream_names(spec) -> list[str]:
+    """``backward``'s upstream gradients: ``dout``, or one per output (``dnext_h, dnext_c``)."""
+    return [f"d{s.name}" for s in spec.outputs] or [DOUT.name]
+
+
+def picked(pairs: list, spec) -> list:
+    """The backward's steps with each output's upstream gradient, ``pick(dout, k)``, named
+    ``d<output>`` as ``backward`` takes it (a step that only renames it dropped)."""
+    if not spec.outputs:
+        return pairs
+    picks = set().union(*(e.atoms(ops.Pick) for _, e in pairs))
+    swap = {p: ops.ArrayVar(f"d{spec.outputs[int(p.args[1])].name}", real=True) for p in picks}
+    out = [(s, e.xreplace(swap)) for s, e in pairs]
+    return [(s, e) for s, e in out if not (isinstance(e, sympy.Symbol) and e.name == s.name)]
 
 
 def backward_lines(derivation: Derivation, printer: type[NumpyLayerPrinter] = NumpyLayerPrinter) -> list[str]:
@@ -265,13 +283,13 @@ def backward_lines(derivation: Derivation, printer: type[NumpyLayerPrinter] = Nu
     names.update(hyper_refs(spec))
     names.update(grad_refs(spec))
     printing = printer(names, masks=derivation.masks)
-    pairs = [(c.symbol, c.expr) for c in derivation.recompute] + list(derivation.steps)
-    reserved = {s.name for s, _ in pairs} | set(names_of(derivation)) | {DOUT.name}
+    pairs = picked([(c.symbol, c.expr) for c in derivation.recompute] + list(derivation.steps), spec)
+    reserved = {s.name for s, _ in pairs} | set(names_of(derivation)) | set(upstream_names(spec))
     lines = guarded(statements(pairs, printing, reserved), pairs)
     handed_out = {f"d{name}" for name in spec.input_names} | set(grad_refs(spec).values())
     lines = [fresh_gradient(line, handed_out) for line in lines]
     grads = ", ".join(f"d{name}" for name in spec.input_names)
-    lines.append(f"return {grads}")
+    lines.append(f"return {grads or 'None'}")  # no inputs (an embedding): the book's backward returns None
     return lines
 
 
@@ -440,7 +458,7 @@ def module(derivation: Derivation, name: str | None = None, parts: Parts | None 
     body += [INDENT * 2 + line for line in (fused.forward if fused else forward_lines(derivation))]
     scalar_output = not spec.is_array or spec.shapes[spec.output] == ()
     backward = fused.backward if fused else backward_lines(derivation)
-    signature = ["self", "dout=1.0" if scalar_output else "dout"]
+    signature = ["self", "dout=1.0" if scalar_output else "dout"] if not spec.outputs else ["self", *upstream_names(spec)]
     if spec.predict is not None:
         backward = _optional_input_grads(backward, spec)
         signature.append("inputs=True")

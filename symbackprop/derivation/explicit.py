@@ -70,6 +70,8 @@ class _Explicit:
         leaves = {s: spec.shapes[s] for s in (*spec.differentiated, *spec.constants)}
         leaves[derivation.dout] = spec.shapes[spec.output]
         leaves_env = ops.explicit_env(leaves, self.sizes)
+        drawn = np.random.default_rng(seed)  # integer constants: numbers, repeated entries among them
+        leaves_env.update({c: spec.draw_integers(c, self.sizes, drawn) for c in spec.integers})
         env = dict(leaves_env)
         for symbol, expr in spec.graph:
             env[symbol] = ops.evaluate(expr, env)

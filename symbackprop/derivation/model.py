@@ -136,8 +136,8 @@ class Derivation:
         return {
             "name": spec.name,
             "inputs": list(spec.input_names),
-            "outputs": [spec.output.name],
-            "forward": {spec.output.name: format_expression(spec.forward)},
+            "outputs": [s.name for s in spec.outputs or (spec.output,)],
+            "forward": {s.name: format_expression(spec.expanded()[s]) for s in spec.outputs or (spec.output,)},
             "graph": {n.name: format_expression(e) for n, e in spec.graph},
             "local": {k: self.readable(v) for k, v in self.local.items()},
             "backward": {k: self.readable(v) for k, v in self.backward.items()},

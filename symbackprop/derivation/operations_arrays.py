@@ -39,7 +39,8 @@ UPSTREAM = "upstream'"
 ARRAY_LABELS = {ops.Matmul: "@", ops.Transposed: ".T", ops.ReduceSum: "sum", ops.ReduceMean: "mean",
                 ops.ReduceMax: "max", ops.LogSumExp: "logsumexp", ops.Softmax: "softmax",
                 ops.LogSoftmax: "log_softmax", ops.ExpandDims: "expand_dims",
-                ops.BroadcastTo: "broadcast_to"}
+                ops.BroadcastTo: "broadcast_to", ops.Stack: "stack", ops.Pick: "pick",
+                indexed.Block: "block", indexed.Unblock: "unblock"}
 
 
 def _constant_text(c: sympy.Expr) -> str:
@@ -63,7 +64,9 @@ def _index_label(expr: ops.ArrayOp) -> str:
     """``sum over c, k, l``, ``max over k, l``, ``scatter-add``: an index atom's node."""
     written = set().union(*(p.atoms(indexed.Index) for p in expr.args[-3]))
     reduced = ", ".join(i.name for i, _ in expr.ranges if i not in written)
-    if isinstance(expr, indexed.IndexSum):
+    if isinstance(expr, indexed.IndexTake):
+        kind = f"gather through {expr.args[1]}" if expr.is_gather else f"scatter-add through {expr.args[1]}"
+    elif isinstance(expr, indexed.IndexSum):
         kind = ("sum" if reduced else "read") if expr.is_gather else "scatter-add"
     else:
         kind = "max" if isinstance(expr, indexed.IndexMax) else "to first max"
@@ -71,14 +74,16 @@ def _index_label(expr: ops.ArrayOp) -> str:
 
 
 def _split_array_op(expr: ops.ArrayOp) -> Split:
-    if getattr(expr, "needs_sizes", False):  # index atoms: every operand is an input of the node
+    if isinstance(expr, indexed.INDEX_ATOMS):  # index atoms: every operand is an input of the node
         n, rest = expr.operands, expr.args[expr.operands:]
         return _index_label(expr), list(expr.args[:n]), lambda *a: type(expr)(*a, *rest)
     label = ARRAY_LABELS.get(type(expr), type(expr).__name__.lower())
     axis = _axis_text(expr)
     label = f"{label}\n{axis}" if axis else label
-    if isinstance(expr, ops.Matmul):
-        return label, list(expr.args), ops.Matmul
+    if isinstance(expr, (ops.Matmul, ops.Stack)):  # every argument an array (a layer's outputs: stack)
+        return label, list(expr.args), type(expr)
+    if isinstance(expr, (indexed.Block, indexed.Unblock)):  # block along axis at start
+        return f"{label}\naxis={int(expr.args[1])}, at {expr.args[2]}", [expr.args[0]], lambda a: type(expr)(a, *expr.args[1:])
     head, rest = expr.args[0], expr.args[1:]
     return label, [head], lambda a: type(expr)(a, *rest)
 

@@ -205,14 +205,50 @@ class _Parser:
             self.index_mode = saved
         if any(not isinstance(i, indexed.Index) for i, _ in ranges):
             raise self.fail(f"{name}(): ranges pair index names with sizes", node)
-        want = {"index_sum": len(at), "index_max": 1, "first_max": 2}[name]
+        want = {"index_sum": len(at), "index_max": 1, "first_max": 2, "index_take": 2}[name]
         if len(operands) != want or (name != "index_sum" and len(at) != want) or not at:
             raise self.fail(f"{name}(): the operands and their maps do not match", node)
         if name == "index_sum":
             return indexed.IndexSum(*operands, sympy.Tuple(*at), out, sympy.Tuple(*ranges), shape)
+        if name == "index_take":
+            return self.taken(node, operands, at, out, ranges, shape)
         if name == "index_max":
             return indexed.IndexMax(operands[0], at[0], out, sympy.Tuple(*ranges), shape)
         return indexed.IndexMaxGrad(*operands, at[0], at[1], sympy.Tuple(*ranges), shape)
+
+    def output_call(self, node: ast.Call, depth: int) -> sympy.Expr:
+        """``stack(next_h, next_c)`` / ``pick(dout, 1)``: a layer's outputs and one's upstream gradient
+        (records spell them; a declaration writes ``outputs = [...]``)."""
+        name = node.func.id
+        if node.keywords or any(isinstance(a, ast.Starred) for a in node.args) or \
+                (name == "pick" and len(node.args) != 2) or (name == "stack" and len(node.args) < 2):
+            raise self.fail(f"{name}() takes " + ("an array and an index" if name == "pick" else "two or more arrays"),
+                            node)
+        args = [self.build(a, depth + 1) for a in node.args]
+        if name == "pick":
+            if not args[1].is_Integer or args[1] < 0:
+                raise self.fail("pick(): the index is a nonnegative integer", node)
+            return ops.Pick(*args)
+        return ops.Stack(*args)
+
+    def block_call(self, node: ast.Call, depth: int) -> sympy.Expr:
+        """``block(a, axis, start, size)`` / ``unblock(g, axis, start, full)``: a block of an axis and
+        its adjoint, as records spell them (index notation reads ``a[n, H + h]``)."""
+        name = node.func.id
+        if len(node.args) != 4 or node.keywords or any(isinstance(a, ast.Starred) for a in node.args):
+            raise self.fail(f"{name}() takes an array, an axis, a start and a size", node)
+        array, axis, start, size = (self.build(a, depth + 1) for a in node.args)
+        if not axis.is_Integer or axis < 0 or any(not (e.is_integer or e.is_Integer) for e in (start, size)):
+            raise self.fail(f"{name}(): the axis is an integer, the start and the size are sizes", node)
+        return (indexed.Block if name == "block" else indexed.Unblock)(array, axis, start, size)
+
+    def taken(self, node: ast.Call, operands: list, at: list, out: sympy.Tuple, ranges: list,
+              shape: sympy.Tuple) -> sympy.Expr:
+        """``index_take(a, c, at=(...), ...)``: the constant ``c`` an array, named once in ``at[0]`` or ``out``."""
+        c = operands[1]
+        if not isinstance(c, ops.ArrayVar) or [*at[0], *out].count(c) != 1:
+            raise self.fail("index_take(): the second operand is the integer constant, a position once", node)
+        return indexed.IndexTake(*operands, sympy.Tuple(*at), out, sympy.Tuple(*ranges), shape)
 
     def over(self, node: ast.Call, depth: int) -> sympy.Expr:
         """``sum/mean/max(body, (k, l), k=K)``: a reduction over named indices (index notation)."""
@@ -283,6 +319,10 @@ class _Parser:
             return self.over(node, depth)
         if self.arrays and node.func.id in INDEX_CALLS:
             return self.index_call(node, depth)
+        if self.arrays and node.func.id in BLOCK_CALLS:
+            return self.block_call(node, depth)
+        if self.arrays and node.func.id in OUTPUT_CALLS:
+            return self.output_call(node, depth)
         if self.arrays and node.func.id in ARRAY_FUNCTIONS:
             return self.array_call(node, depth)
         name, builder = node.func.id, self.functions.get(node.func.id)
@@ -378,7 +418,9 @@ class _Parser:
 
 
 #: Index atoms spelled out (only with ``arrays=True``): records and ``derive --json``.
-INDEX_CALLS = ("index_sum", "index_max", "first_max")
+BLOCK_CALLS = ("block", "unblock")
+OUTPUT_CALLS = ("stack", "pick")
+INDEX_CALLS = ("index_sum", "index_max", "first_max", "index_take")
 
 #: Array functions (only with ``arrays=True``) and their keywords.
 ARRAY_FUNCTIONS: dict[str, tuple[str, ...]] = {

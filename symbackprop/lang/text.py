@@ -164,6 +164,11 @@ class _Printer(StrPrinter):
 
     # -- index atoms (see indexed.py), in index notation ------------------------------------
     def _read_text(self, operand, positions) -> str:
+        positions = list(positions)
+        while isinstance(operand, indexed.Block) and self.pretty:  # a block: a[n, H + h]
+            axis = int(operand.args[1])
+            positions[axis] = positions[axis] + operand.args[2]
+            operand = operand.args[0]
         name = self._print(operand) if isinstance(operand, sympy.Symbol) else f"({self._print(operand)})"
         return f"{name}[{', '.join(self._print(p) for p in positions)}]"
 
@@ -203,6 +208,26 @@ class _Printer(StrPrinter):
         written = set().union(*(p.atoms(indexed.Index) for p in e.out_map))
         reduced = [i for i, _ in e.ranges if i not in written]
         return f"sum({body}, {self._reduced_text(e, reduced, maps)})" if reduced else body
+
+    def _print_Stack(self, e) -> str:
+        return self._call("stack", *e.args)
+
+    def _print_Pick(self, e) -> str:
+        return self._call("pick", *e.args)
+
+    def _print_Block(self, e) -> str:
+        return self._call("block", *e.args)
+
+    def _print_Unblock(self, e) -> str:
+        return self._call("unblock", *e.args)
+
+    def _print_Read(self, e) -> str:
+        return self._read_text(e.args[0], e.args[1])
+
+    def _print_IndexTake(self, e) -> str:
+        if not self.pretty:
+            return self._exact("index_take", e, 2, e.maps)
+        return self._read_text(e.args[0], taken_positions(e, e.maps[0]))
 
     def _print_IndexMax(self, e) -> str:
         if not self.pretty:
@@ -307,12 +332,22 @@ class _Pretty(_Printer):
     pretty = True
 
 
+def taken_positions(e: indexed.IndexTake, positions) -> list:
+    """A gather's positions with the integer constant's read in its place (``x[n, t], d``)."""
+    c = e.args[1]
+    read = indexed.Read(c, sympy.Tuple(*e.maps[1]))
+    return [read if p == c else p for p in positions]
+
+
 def format_statement(name: str, expr: sympy.Basic) -> str:
     """``name = expr``; in index notation ``name[n, f, i, j] = ...`` with the left side's
     positions (a scatter's: ``dx[n, c, i*stride + k - pad, ...] = ...``) when every index
     atom of ``expr`` writes through the same ones."""
     atoms = expr.atoms(*indexed.INDEX_ATOMS)
-    targets = {tuple(a.out_map) if isinstance(a, indexed.IndexSum) else tuple(a.args[2]) for a in atoms}
+    if expr.atoms(indexed.Unblock):  # a gradient assembled from blocks: the whole array
+        return f"{name} = {_Pretty().doprint(expr)}"
+    targets = {tuple(taken_positions(a, a.out_map)) if isinstance(a, indexed.IndexTake) else tuple(a.out_map)
+               if isinstance(a, indexed.IndexSum) else tuple(a.args[2]) for a in atoms}
     if len(targets) == 1:
         positions = targets.pop()
         plain = all(isinstance(p, indexed.Index) for p in positions)  # else a scatter-add (col2im)

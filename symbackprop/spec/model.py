@@ -101,6 +101,11 @@ class Spec:
     hyper: dict[sympy.Symbol, int] = field(default_factory=dict)
     #: index notation: what sizes must meet (a window count at least 1, a stride that divides)
     constraints: tuple = ()
+    #: a layer of several outputs (``outputs = ["next_h", "next_c"]``): their graph values, whose
+    #: stack is the graph's last node ``outputs`` (empty: the last node is the one output)
+    outputs: tuple[sympy.Symbol, ...] = ()
+    #: integer constants and their ranges (``x`` -> ``V``: every entry in ``range(V)``), read as positions
+    integers: dict[sympy.Symbol, sympy.Expr] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -133,6 +138,13 @@ class Spec:
             return int(sizes[dim])
         return int(dim.xreplace({k: sympy.Integer(v) for k, v in sizes.items()}))
 
+    def draw_integers(self, symbol: sympy.Symbol, sizes: Mapping[sympy.Symbol, int],
+                      rng: Any) -> Any:
+        """Random entries of the integer constant ``symbol`` (declared ``range(V)``) at ``sizes``,
+        drawn with the numpy generator ``rng``: what every checker feeds an embedding."""
+        shape = tuple(self.size_of(d, sizes) for d in self.shapes[symbol])
+        return rng.integers(0, self.size_of(self.integers[symbol], sizes), size=shape)
+
     @property
     def is_array(self) -> bool:
         """Array layer (declared shapes), rather than elementwise."""
@@ -161,6 +173,11 @@ class Spec:
         return self.expanded()[self.output]
 
     @property
+    def arguments(self) -> tuple[sympy.Symbol, ...]:
+        """What ``forward`` takes: the inputs, then the constants (an embedding's indices)."""
+        return (*self.inputs, *self.constants)
+
+    @property
     def input_names(self) -> tuple[str, ...]:
         return tuple(s.name for s in self.inputs)
 
@@ -180,7 +197,7 @@ class Spec:
 # -- validation ----------------------------------------------------------------
 def _validate(spec: Spec) -> None:
     where = _where(spec.source)
-    if not spec.inputs:
+    if not spec.inputs and not (spec.shapes and spec.params):
         raise SpecError(f"{where}inputs: a layer needs at least one input")
     seen: set[str] = set()
     for symbol in (*spec.inputs, *spec.params, *spec.constants, *(name for name, _ in spec.graph)):

@@ -21,13 +21,17 @@ from .model import ASSUMPTIONS, DOUT, Chain, Claim, Spec, array_dout, default_ou
 
 _TOP_LEVEL_FIELDS = (
     "name", "section", "description", "inputs", "params", "constants", "assume", "output", "forward",
-    "graph", "predict", "symbols", "values", "expect", "claims", "chains", "hyper", "tile",
+    "graph", "predict", "symbols", "values", "expect", "claims", "chains", "hyper", "tile", "outputs",
 )
 _CHAIN_FIELDS = ("of", "steps", "constraints", "at")
 _NUMBER = r"\s*([-+]?(?:inf|\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?))\s*"
 #: ``interval(a, b)``: the open interval of an input (``-inf`` and ``inf`` allowed as ends).
 #: ``y[n, f, i, j] = ...``: a statement in index notation (:mod:`symbackprop.indexed`).
 _STATEMENT = re.compile(r"\s*[A-Za-z_]\w*\s*\[[^\]]*\]\s*=(?!=)")
+#: ``"4*H"``: an axis of a multiple of a dimension (an LSTM's four gates side by side).
+_MULTIPLE = re.compile(r"\s*([1-9]\d{0,3})\s*\*\s*([A-Za-z_]\w{0,63})\s*")
+#: ``range(V)``: an integer constant's entries, ``0 <= x < V`` (``V`` a dimension or a size).
+_RANGE = re.compile(r"\s*range\(\s*([A-Za-z_]\w{0,63}|[1-9]\d{0,8})\s*\)\s*")
 INTERVAL = re.compile(rf"\s*interval\({_NUMBER},{_NUMBER}\)\s*")
 
 
@@ -178,9 +182,13 @@ class _Loader(TomlLoader):
         self.constraints: list = []
         self.hyper: dict[sympy.Symbol, int] = {}
         self.tile = False
-        if isinstance(self.doc.get("inputs"), dict):
-            inputs = self.arrays("inputs", required=True)
+        self.integers: dict[sympy.Symbol, sympy.Expr] = {}
+        self.multiples: list[tuple[str, str]] = []
+        if isinstance(self.doc.get("inputs"), dict) or ("inputs" not in self.doc and isinstance(
+                self.doc.get("params"), dict) and isinstance(self.doc.get("constants"), dict)):
+            inputs = self.arrays("inputs", required="inputs" in self.doc)
             params, constants = self.arrays("params"), self.arrays("constants")
+            self.plain_multiples()
             self.hyper, self.tile = self.hyperparameters(), self.get("tile", bool, False)
         else:
             inputs, params, constants = self.inputs(), [], []
@@ -188,6 +196,7 @@ class _Loader(TomlLoader):
                 if key in self.doc:
                     raise self.fail(key, "needs array inputs with shapes, e.g. inputs = { x = [\"N\", \"D\"] }")
         graph = self.graph([*inputs, *params, *constants])
+        outputs = self.outputs(graph)
         names = [s.name for s in (*inputs, *params, *constants)] + [n.name for n, _ in graph]
         names += [d.name for d in self.dims.values()]
         names += [h.name for h in self.hyper]
@@ -212,6 +221,8 @@ class _Loader(TomlLoader):
             intervals={self.symbols[n]: ends for n, ends in self.intervals.items() if n in self.symbols},
             hyper=dict(self.hyper),
             constraints=tuple(self.constraints),
+            integers=dict(self.integers),
+            outputs=outputs,
         )
         if spec_kwargs["section"] is not None:
             spec_kwargs["section"] = str(spec_kwargs["section"])
@@ -233,15 +244,50 @@ class _Loader(TomlLoader):
                 shape = [int(d) if isinstance(d, str) and d.isascii() and d.isdigit() and len(d) <= 9 else d
                          for d in shape]
             if not isinstance(shape, list) or not all(
-                    (isinstance(d, str) and is_identifier(d)) or (type(d) is int and d > 0) for d in shape):
+                    (isinstance(d, str) and (is_identifier(d) or _MULTIPLE.fullmatch(d))) or (type(d) is int and d > 0)
+                    for d in shape):
                 raise self.fail(f"{key}.{n}", 'expected a shape: a list of dimension names or sizes, e.g. ["N", "D"]')
-            dims = tuple(sympy.Integer(d) if isinstance(d, int) else self.dim(f"{key}.{n}", d) for d in shape)
+            dims = tuple(self.axis_size(f"{key}.{n}", d) for d in shape)
             word = self.get("symbols", dict, {}).get(n, "real")
-            symbol = ops.ArrayVar(n, **self.assumption(f"symbols.{n}", word))
+            size = self.integer_range(key, n, word)
+            symbol = ops.ArrayVar(n, **self.assumption(f"symbols.{n}", "real" if size is not None else word))
+            if size is not None:
+                self.integers[symbol] = size
             self.symbols[n] = symbol
             self.shapes[symbol] = dims
             out.append(symbol)
         return out
+
+    def axis_size(self, fieldname: str, d: str | int) -> sympy.Expr:
+        """An axis's size: a number, a dimension, or a multiple of one (``"4*H"``, the width of
+        an LSTM's four gates: ``H`` must also be some array's axis, so that code can read it off)."""
+        if isinstance(d, int):
+            return sympy.Integer(d)
+        multiple = _MULTIPLE.fullmatch(d)
+        if multiple is None or not is_identifier(multiple.group(2)):
+            return self.dim(fieldname, d)
+        self.multiples.append((fieldname, multiple.group(2)))
+        return sympy.Integer(int(multiple.group(1))) * self.dim(fieldname, multiple.group(2))
+
+    def plain_multiples(self) -> None:
+        """Every dimension used in a multiple (``4*H``) is also an axis of its own somewhere."""
+        plain = {d for shape in self.shapes.values() for d in shape if isinstance(d, sympy.Symbol)}
+        for fieldname, name in self.multiples:
+            if self.symbols[name] not in plain:
+                raise self.fail(fieldname, f"dimension {name} appears only in a multiple: declare an array "
+                                           f"with {name} as an axis (its size is read off it)")
+
+    def integer_range(self, key: str, name: str, word: Any) -> sympy.Expr | None:
+        """``symbols = { x = "range(V)" }``: the constant ``x`` holds integers in ``range(V)``
+        (an embedding's indices; ``V`` a dimension or a size), drawn so by the checkers."""
+        match = _RANGE.fullmatch(word) if isinstance(word, str) else None
+        if match is None:
+            return None
+        if key != "constants":
+            raise self.fail(f"symbols.{name}", f"range({match.group(1)}) is for integer constants "
+                                               f"(declare {name} under constants, it has no gradient)")
+        size = match.group(1)
+        return sympy.Integer(int(size)) if size.isdigit() else self.dim(f"symbols.{name}", size)
 
     def hyperparameters(self) -> dict[sympy.Symbol, int]:
         """``hyper = { stride = 1, pad = 0 }``: integers fixed when the layer is built, with defaults."""
@@ -265,6 +311,31 @@ class _Loader(TomlLoader):
         if existing is not None and not (existing.is_integer and existing.is_positive):
             raise self.fail(fieldname, f"dimension {name!r} is also the name of an array")
         return self.symbols.setdefault(name, sympy.Symbol(name, positive=True, integer=True))
+
+    def outputs(self, graph: list) -> tuple[sympy.Symbol, ...]:
+        """``outputs = ["next_h", "next_c"]``: a layer of several outputs (graph values of one shape,
+        an array declaration), returned by ``forward`` in this order, each with its upstream
+        gradient in ``backward``; appended to the graph as their stack, the node ``outputs``."""
+        names = self.get("outputs", list)
+        if names is None:
+            return ()
+        nodes = {s.name: s for s, _ in graph}
+        if not self.shapes or len(names) < 2 or not all(isinstance(n, str) and n in nodes for n in names) \
+                or len(set(names)) != len(names):
+            raise self.fail("outputs", "expected two or more names of graph values of an array declaration")
+        if "outputs" in nodes or self.get("predict", str) is not None:
+            raise self.fail("outputs", "a graph value is named outputs, or predict is declared (a network)")
+        chosen = tuple(nodes[n] for n in names)
+        stacked = ops.Stack(*chosen)
+        try:
+            shape = ops.shape_of(stacked, self.shapes)
+        except SpecError as exc:
+            raise self.fail("outputs", str(exc)) from None
+        symbol = ops.ArrayVar("outputs", real=True)
+        self.shapes[symbol] = shape
+        self.symbols["outputs"] = symbol
+        graph.append((symbol, stacked))
+        return chosen
 
     def predict(self, graph) -> sympy.Symbol | None:
         """``predict = "a2"``: this declaration is a network whose scores are ``a2``."""
@@ -365,7 +436,7 @@ class _Loader(TomlLoader):
             lhs, rhs = parse_index_statement(text, key, symbols=self.symbols)
             expr, shape, constraints, inferred = indexed.build_statement(
                 sympy.Symbol(key), lhs, rhs, self.shapes, self.hyper, tile=self.tile,
-                inferable=self.parameter_sizes())
+                inferable=self.parameter_sizes(), integers=self.integers)
         except (ParseError, SpecError) as exc:
             raise self.fail(fieldname, str(exc)) from None
         self.constraints += constraints
@@ -392,7 +463,7 @@ class _Loader(TomlLoader):
 
     def values(self, names: list[str]) -> dict[str, sympy.Expr]:
         values = self.get("values", dict, {})
-        inputs = set(self.doc["inputs"])
+        inputs = set(self.doc.get("inputs", ()))
         out = {}
         for key, value in values.items():
             if key not in inputs:
@@ -431,7 +502,7 @@ class _Loader(TomlLoader):
             if kind not in ("backward", "local") or not isinstance(table, dict):
                 raise self.fail(f"claims.{kind}", "expected backward.<input> = \"...\" or local.<input> = \"...\"")
             for key, text in table.items():
-                if key not in self.doc["inputs"] and key not in self.doc.get("params", {}):
+                if key not in self.doc.get("inputs", ()) and key not in self.doc.get("params", {}):
                     raise self.fail(f"claims.{kind}.{key}", "not an input or parameter of this layer")
                 out.append(Claim(f"{kind}.{key}", text, self.parse(f"claims.{kind}.{key}", text, allowed=allowed)))
         return tuple(out)

@@ -12,7 +12,7 @@ from symbackprop.cli import main
 from tests.fixtures.declarations import bundled
 
 ROOT = Path(__file__).resolve().parents[2]
-INDEXED = ["convolution", "max_pooling", "avg_pooling", "temporal_affine", "attention"]
+INDEXED = ["convolution", "max_pooling", "avg_pooling", "temporal_affine", "attention", "embedding", "lstm_step"]
 
 
 def _example(name):
@@ -258,3 +258,52 @@ def test_course_style_function_pairs_get_the_hyperparameters_as_a_dict(capsys):
     assert main(["verify-layer", f"{target}:max_pool_forward_naive,max_pool_backward_naive",
                  "--against", "max_pooling"]) == 0
     assert capsys.readouterr().out.count(": OK") == 2
+
+
+def test_the_course_embedding_pair_verifies_and_its_fancy_index_slip_is_wrong_math(capsys):
+    target = str(ROOT / "examples" / "course_layers.py")
+    assert main(["verify-layer", f"{target}:word_embedding_forward,word_embedding_backward",
+                 "--against", "embedding", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["findings"] == []
+    assert main(["verify-layer", f"{target}:word_embedding_forward,word_embedding_backward_slip",
+                 "--against", "embedding", "--json"]) == 1
+    findings = json.loads(capsys.readouterr().out)["findings"]
+    assert {(f["kind"], f["input"]) for f in findings} == {("wrong-math", "W")}
+
+
+def test_a_generated_embedding_with_the_fancy_index_slip_is_wrong_math():
+    cls = _generated("embedding", ("np.add.at(out, (slice(None),) * axis + (where,), values)",
+                                   "out[(slice(None),) * axis + (where,)] += values"))
+    findings = verify_layer(cls, bundled("embedding")).findings
+    assert findings and {(f.kind, f.input) for f in findings} == {("wrong-math", "W")}
+
+
+def test_the_course_lstm_step_pair_verifies_and_a_gate_order_swapped_is_wrong_math(capsys):
+    target = str(ROOT / "examples" / "course_layers.py")
+    assert main(["verify-layer", f"{target}:lstm_step_forward,lstm_step_backward", "--against", "lstm_step",
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["findings"] == []
+    assert main(["verify-layer", f"{target}:lstm_step_forward_slip,lstm_step_backward", "--against", "lstm_step",
+                 "--json"]) == 1
+    findings = json.loads(capsys.readouterr().out)["findings"]
+    assert {f["kind"] for f in findings} == {"wrong-math"}
+    assert {f["input"] for f in findings} >= {None, "Wx", "Wh", "b", "x", "prev_h", "prev_c"}
+
+
+def test_a_generated_lstm_step_with_its_gates_swapped_is_wrong_math():
+    cls = _generated("lstm_step", ("next_h = (s[:, H*2:H*3])*np.tanh(next_c)",
+                                   "next_h = np.tanh((a[:, H*3:H*4]))*np.tanh(next_c)"))  # g read as o
+    findings = verify_layer(cls, bundled("lstm_step")).findings
+    assert findings and all(f.kind == "wrong-math" for f in findings)
+
+
+def test_a_pair_returning_one_output_of_two_is_a_finding():
+    def forward(x, prev_h, prev_c, Wx, Wh, b):
+        out = _example("course_layers").lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b)
+        return out[0], out[2]
+
+    from symbackprop.checker.pairs import function_pair
+
+    cls = function_pair(forward, _example("course_layers").lstm_step_backward, bundled("lstm_step"))
+    findings = verify_layer(cls, bundled("lstm_step")).findings
+    assert findings and "expected (next_h, next_c, cache)" in findings[0].message

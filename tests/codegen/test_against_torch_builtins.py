@@ -2,7 +2,8 @@
 and every gradient, by autograd through the built-in, at random shapes and values.
 
 Oracle: ``F.batch_norm`` (training mode), ``F.layer_norm``, ``torch.rnn_tanh_cell``,
-``F.cross_entropy`` with probability targets, ``F.linear``, ``F.scaled_dot_product_attention`` — none of them reads the
+``F.cross_entropy`` with probability targets, ``F.linear``, ``F.scaled_dot_product_attention``, ``F.embedding`` (its gradient a scatter-add over
+repeated indices) — none of them reads the
 declaration or the derivation."""
 import numpy as np
 import pytest
@@ -52,6 +53,10 @@ def _attention(q, k, v):
     return F.scaled_dot_product_attention(q, k, v)
 
 
+def _embedding(w, x):
+    return F.embedding(x, w)
+
+
 #: declaration: (the built-in, as a function of the inputs, then the parameters, then the constants)
 BUILTINS = {
     "spatial_batch_norm": _spatial_batch_norm,
@@ -63,6 +68,7 @@ BUILTINS = {
     "temporal_affine": _affine,
     "attention": _attention,
     "dropout": _dropout,
+    "embedding": _embedding,
 }
 
 
@@ -75,7 +81,7 @@ def test_value_and_gradients_equal_the_builtins(name, seed):
     layer = symbackprop.compile(spec)(*[p.copy() for p in params])
     out = layer.forward(*[x.copy() for x in xs], *[c.copy() for c in constants])
     grads = layer.backward(np.array(dout, copy=True))
-    grads = list(grads) if isinstance(grads, tuple) else [grads]
+    grads = list(grads) if isinstance(grads, tuple) else [] if grads is None else [grads]  # None: no inputs
     grads += [getattr(layer, f"d{p.name}") for p in spec.params]
 
     tensors = [torch.tensor(a, requires_grad=True) for a in (*xs, *params)]

@@ -29,15 +29,17 @@ def _results(name, backend, dtype, labels=False):
         grads = layer.backward(np.ones((3, 4), dtype)) if layer.forward(*xs) is not None else None
         return [layer.forward(*xs), *(grads if isinstance(grads, tuple) else (grads,))]
     problem = ArrayProblem(derivation, {d: 3 + i for i, d in enumerate(s.dims)}, 0)
-    values = {k: v.astype(dtype) for k, v in problem.values.items()}
+    values = problem.cast(problem.values, dtype)  # an embedding's indices stay integers
     if labels:  # integer class labels where one-hot rows are declared
         values.update({t: np.argmax(problem.values[t], axis=-1) for kind, t, _ in s.assumptions if kind == "onehot"})
     layer = cls(*[values[p] for p in s.params])
     out = layer.forward(*[values[v] for v in (*s.inputs, *s.constants)])
     dout = problem.dout.astype(dtype) if isinstance(problem.dout, np.ndarray) else 1.0
-    grads = layer.backward(dout)
+    grads = layer.backward(*dout) if s.outputs else layer.backward(dout)  # one upstream gradient per output
+    out = list(out) if s.outputs else [out]
     stored = [layer.grads[p.name] if s.predict is not None else getattr(layer, f"d{p.name}") for p in s.params]
-    return [out, *(grads if isinstance(grads, tuple) else (grads,)), *stored]
+    returned = grads if isinstance(grads, tuple) else () if grads is None else (grads,)  # None: no inputs
+    return [*out, *returned, *stored]
 
 
 @pytest.mark.parametrize("name", NAMES)
