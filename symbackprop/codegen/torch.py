@@ -277,7 +277,8 @@ def layer_shapes(derivation: Derivation) -> Shapes | None:
     shapes = {s.name: tuple(sh) for s, sh in spec.shapes.items()}
     shapes.update({d.name: () for d in spec.dims})
     shapes["dout"] = shapes[spec.output.name]
-    pairs = [*((c.symbol, c.expr) for c in (*derivation.cache, *derivation.recompute)), *derivation.steps]
+    pairs = [*scaffold.forward_pairs(derivation),  # with the names of shared atoms (logp = log_softmax(a))
+             *((c.symbol, c.expr) for c in (*derivation.cache, *derivation.recompute)), *derivation.steps]
     for symbol, expr in pairs:
         found = shape_of(expr, shapes)
         if found is not None and symbol.name not in shapes:
@@ -397,6 +398,22 @@ class TorchPrinter(NumpyLayerPrinter):
 
     def _print_Logistic(self, e):
         return f"torch.sigmoid({self._print(e.args[0])})"
+
+    def _print_ReduceSum(self, e):
+        return self._dot(e) or super()._print_ReduceSum(e)
+
+    def _dot(self, e) -> str | None:
+        """The sum of every entry of a product of two arrays of one shape as ``torch.dot`` of
+        the two flattened: one pass and no temporary, where the product and the sum were two
+        (the loss of softmax-with-loss, :math:`\\sum_{ij} t_{ij} \\log y_{ij}`); None otherwise."""
+        body = e.args[0]
+        if len(e.args[1]) or e.keepdims or not self.shapes or not isinstance(body, sympy.Mul) or len(body.args) != 2:
+            return None
+        a, b = body.args
+        shape = shape_of(a, self.shapes)
+        if not shape or shape != shape_of(b, self.shapes):
+            return None
+        return f"torch.dot({self._operand(a)}.reshape(-1), {self._operand(b)}.reshape(-1))"
 
     def _print_GeluTanh(self, e):
         return f'torch.nn.functional.gelu({self._print(e.args[0])}, approximate="tanh")'

@@ -22,6 +22,7 @@ import sympy
 
 from .. import ops
 from ..numerics.domain import sample_points, tail_points
+from ..numerics.evaluate import mp_value
 from ..numerics.kinks import book_convention
 from ..ops import ArrayOp, ArrayVar, ReduceSum
 from ..spec.model import Spec, array_dout
@@ -39,6 +40,20 @@ def _upstream(shape: tuple) -> sympy.Symbol:
     """A node's own upstream gradient in its pullback: an array, or a scalar (named apart,
     so that one name is one symbol throughout a derivation)."""
     return ArrayVar("upstream", real=True) if shape else sympy.Symbol("upstream_scalar", real=True)
+
+
+def _gives_back(value: sympy.Symbol, solution: sympy.Expr, later: sympy.Symbol, expr: sympy.Expr,
+                points: int = 12) -> bool:
+    """Does ``solution`` give ``value`` back from ``later = expr``, at random real points where
+    ``expr`` is defined (mpmath)?  An inverse takes one branch: ``u*u = v`` solved for ``u`` is
+    ``sqrt(v)``, which is ``|u|``, and is refused here."""
+    symbols = sorted(expr.free_symbols, key=lambda s: s.name)
+    drawn = sample_points(symbols, [(later, expr)], points, seed=points)
+    for point in drawn:
+        got, want = mp_value(solution, point), point[value]
+        if got is None or isinstance(got, bool) or abs(got - want) > 1e-20 * max(1, abs(want)):
+            return False
+    return bool(drawn)
 
 
 def _is_elementwise(expr: sympy.Expr) -> bool:
@@ -193,7 +208,8 @@ class _ArrayDeriver:
         expression that does: batch normalization keeps ``xn`` and ``std``, so ``xc`` is
         ``xn*std`` and need not be kept (one N x D array instead of two; memory first).
         A value is given back by a later elementwise node it occurs in once, solved for it,
-        when everything else in the solution is kept anyway (parameters and sizes are free)."""
+        when everything else in the solution is kept anyway (parameters and sizes are free)
+        and the solution holds for every real value (:func:`_gives_back`)."""
         free = set(self.spec.params) | set(self.spec.dims)
         graph = list(self.spec.graph)
         out = []
@@ -204,7 +220,8 @@ class _ArrayDeriver:
                 if later not in kept or not _is_elementwise(expr):
                     continue
                 solution = invert(expr, value, later)
-                if solution is not None and solution.free_symbols <= (kept | free) - {value}:
+                if (solution is not None and solution.free_symbols <= (kept | free) - {value}
+                        and _gives_back(value, solution, later, expr)):
                     out.append((value, solution))
                     kept = kept - {value}
                     break

@@ -77,6 +77,19 @@ def _cached_elements(derivation, sizes: dict) -> int:
     return total
 
 
+def test_a_value_is_not_given_back_through_one_branch_of_an_inverse():
+    """``v = u*u`` solved for ``u`` is ``sqrt(v)``, which is ``|u|``: the derivation keeps ``u``
+    instead (it failed its explicit check before).  Oracle: SymPy's diff of the expanded layer
+    (derive's explicit check), and central differences (check)."""
+    from symbackprop.spec.toml import spec_from_toml
+
+    spec = spec_from_toml('name = "Square"\ninputs = { x = ["N", "D"] }\nparams = { W = ["D", "H"] }\n'
+                          '[graph]\nu = "tanh(x @ W)"\nv = "u * u"\n', source="square.toml")
+    d = symbackprop.derive(spec)
+    assert not any(c.expr.has(sympy.sqrt(sympy.Symbol("v", real=True))) for c in d.recompute)
+    assert symbackprop.check(spec, max_examples=6).ok
+
+
 @pytest.mark.parametrize("name", ["batch_norm", "layer_norm"])
 def test_normalizations_keep_one_n_by_d_array(name):
     d = symbackprop.load(name).derive()
