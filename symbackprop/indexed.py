@@ -114,11 +114,9 @@ class _Indexed(ArrayOp):
         raise NotImplementedError("index atoms are evaluated with sizes (apply_sized)")
 
 
-class IndexSum(_Indexed):
-    """``out[out_map] += prod_t a_t[maps[t]]`` over the ranges (see the module docstring).
-
-    Arguments: the operands, ``Tuple`` of their maps, the output map, ``Tuple`` of
-    ``(index, extent)``, the output shape."""
+class _Mapped(_Indexed):
+    """An atom that reads its operands through maps and writes through the output's map:
+    arguments ``..., Tuple of maps, output map, ranges, shape``."""
 
     @property
     def maps(self) -> list[tuple]:
@@ -130,8 +128,16 @@ class IndexSum(_Indexed):
 
     @property
     def is_gather(self) -> bool:
-        """Writes through the plain indices of the output (a forward statement)."""
+        """Writes through the plain indices of the output (a forward statement; a gather reads
+        through a constant's entries)."""
         return all(isinstance(p, Index) for p in self.out_map)
+
+
+class IndexSum(_Mapped):
+    """``out[out_map] += prod_t a_t[maps[t]]`` over the ranges (see the module docstring).
+
+    Arguments: the operands, ``Tuple`` of their maps, the output map, ``Tuple`` of
+    ``(index, extent)``, the output shape."""
 
     def pullback(self, g, shapes):
         ops_ = self.args[:self.operands]
@@ -292,7 +298,7 @@ class IndexMaxGrad(_Indexed):
         return out
 
 
-class IndexTake(_Indexed):
+class IndexTake(_Mapped):
     r"""A gather through an integer constant, or its scatter-add: the embedding's ``W[x[n, t], d]``.
 
     Arguments: the values ``a``, the integer constant ``c``, ``Tuple`` of the two maps (``a``'s,
@@ -308,19 +314,6 @@ class IndexTake(_Indexed):
     @property
     def operands(self) -> int:  # type: ignore[override]
         return 2
-
-    @property
-    def maps(self) -> list[tuple]:
-        return [tuple(m) for m in self.args[-4]]
-
-    @property
-    def out_map(self) -> tuple:
-        return tuple(self.args[-3])
-
-    @property
-    def is_gather(self) -> bool:
-        """Reads through the constant and writes through plain indices (a forward statement)."""
-        return all(isinstance(p, Index) for p in self.out_map)
 
     @property
     def axis(self) -> int:
