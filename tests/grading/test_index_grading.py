@@ -32,3 +32,20 @@ def test_a_batch_against_the_convolution(tmp_path, capsys):
     results = {Path(r["path"]).parent.name: r for r in json.loads(capsys.readouterr().out)["results"]}
     assert results["right"]["ok"] and not results["right"]["findings"]
     assert [(f["kind"], f["input"]) for f in results["unpadded"]["findings"]] == [("wrong-math", "x")]
+
+
+def test_a_batch_of_two_output_pairs_against_the_lstm_step(tmp_path, capsys):
+    """Course-style pairs of two outputs (``(next_h, next_c, cache)``, ``backward(dnext_h, dnext_c,
+    cache)``) graded in their own processes: the right pair is ok, the gate-order slip wrong-math."""
+    source = (ROOT / "examples" / "course_layers.py").read_text()
+    for name, forward in (("right", "lstm_step_forward"), ("gates_swapped", "lstm_step_forward_slip")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "lstm.py").write_text(
+            source + f"\n\ndef student_forward(*args):\n    return {forward}(*args)\n")
+    code = main(["verify-layer", f"{tmp_path}/*/lstm.py:student_forward,lstm_step_backward", "--against", "lstm_step",
+                 "--jobs", "2", "--timeout", "30", "--json"])
+    assert code == 1
+    results = {Path(r["path"]).parent.name: r for r in json.loads(capsys.readouterr().out)["results"]}
+    assert results["right"]["ok"] and not results["right"]["findings"]
+    assert not results["gates_swapped"]["ok"]
+    assert {f["kind"] for f in results["gates_swapped"]["findings"]} == {"wrong-math"}
