@@ -209,12 +209,17 @@ class _ArrayDeriver:
         ``xn*std`` and need not be kept (one N x D array instead of two; memory first).
         A value is given back by a later elementwise node it occurs in once, solved for it,
         when everything else in the solution is kept anyway (parameters and sizes are free)
-        and the solution holds for every real value (:func:`_gives_back`)."""
+        and the solution holds for every real value (:func:`_gives_back`); a value whose own
+        elementwise definition reads kept values only is computed again from them."""
         free = set(self.spec.params) | set(self.spec.dims)
         graph = list(self.spec.graph)
         out = []
-        for i, (value, _) in enumerate(graph):
+        for i, (value, definition) in enumerate(graph):
             if value not in kept:
+                continue
+            if _is_elementwise(definition) and definition.free_symbols <= (kept | free) - {value}:
+                out.append((value, definition))  # computed again from kept values: v = u**2 with u kept
+                kept = kept - {value}
                 continue
             for later, expr in graph[i + 1:]:
                 if later not in kept or not _is_elementwise(expr):

@@ -79,7 +79,7 @@ def _cached_elements(derivation, sizes: dict) -> int:
 
 def test_a_value_is_not_given_back_through_one_branch_of_an_inverse():
     """``v = u*u`` solved for ``u`` is ``sqrt(v)``, which is ``|u|``: the derivation keeps ``u``
-    instead (it failed its explicit check before).  Oracle: SymPy's diff of the expanded layer
+    instead (it failed its explicit check before), and not ``v`` beside it (memory first).  Oracle: SymPy's diff of the expanded layer
     (derive's explicit check), and central differences (check)."""
     from symbackprop.spec.toml import spec_from_toml
 
@@ -87,6 +87,7 @@ def test_a_value_is_not_given_back_through_one_branch_of_an_inverse():
                           '[graph]\nu = "tanh(x @ W)"\nv = "u * u"\n', source="square.toml")
     d = symbackprop.derive(spec)
     assert not any(c.expr.has(sympy.sqrt(sympy.Symbol("v", real=True))) for c in d.recompute)
+    assert sorted(c.symbol.name for c in d.cache) == ["u", "x"]  # v = u**2 is computed again, not kept
     assert symbackprop.check(spec, max_examples=6).ok
 
 
