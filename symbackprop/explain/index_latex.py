@@ -103,8 +103,34 @@ class IndexNotation:
     inside: Target | None = None
 
     # reads
+    def _position(self, p: sympy.Expr) -> str:
+        """An affine position, strided index first: ``i\\,\\mathrm{stride} + k - \\mathrm{pad}``, ``2 i + k``,
+        ``2 \\mathrm{s}\\, o + k + 1 - \\mathrm{off}``."""
+        if isinstance(p, indexed.Index):
+            return self._print(p)
+        terms, const = indexed.affine(p, "")
+        parts = [self._term(i, c) for i, c in sorted(terms, key=lambda t: t[1] == 1)]
+        parts += sorted(sympy.Add.make_args(const) if const != 0 else (), key=lambda t: (t.is_number, str(t)))
+        text = parts[0] if isinstance(parts[0], str) else self._print(parts[0])
+        for t in parts[1:]:
+            if isinstance(t, str):
+                text += f" + {t}"
+            else:
+                text += f" - {self._print(-t)}" if t.could_extract_minus_sign() else f" + {self._print(t)}"
+        return text
+
+    def _term(self, i: indexed.Index, c: sympy.Expr) -> str:
+        """``k``, ``2 i``, ``i\\,\\mathrm{stride}``, ``2 \\mathrm{s}\\, o``."""
+        if c == 1:
+            return self._print(i)
+        if c.is_Number:
+            return f"{self._print(c)} {self._print(i)}"
+        if isinstance(c, sympy.Symbol):
+            return rf"{self._print(i)}\,{self._print(c)}"
+        return rf"{self.wrap(c) if isinstance(c, sympy.Add) else self._print(c)}\, {self._print(i)}"
+
     def _subscript(self, positions: Sequence) -> str:
-        texts = [self._print(p) for p in positions]
+        texts = [self._position(p) for p in positions]
         if all(isinstance(p, indexed.Index) and len(t) == 1 for p, t in zip(positions, texts)):
             return " ".join(texts)
         return ",".join(t if isinstance(p, indexed.Index) else r"\," + t for p, t in zip(positions, texts))

@@ -29,6 +29,9 @@ OWN = {
     "odd_names": 'inputs = { x_in = ["N", "C", "L"] }\nparams = { w_2 = ["C", "K"] }\n'
                  'hyper = { my_step = 2, off = 1 }\n[graph]\n'
                  'out_1 = "out_1[n, ch, o] = sum(x_in[n, ch, o*my_step + kk - off] * w_2[ch, kk], (kk,))"',
+    # a compound stride and offset
+    "strided": 'inputs = { x = ["N", "L"] }\nparams = { w = ["K"] }\nhyper = { s = 2, off = 2 }\n[graph]\n'
+               'y = "y[n, o] = sum(x[n, o*2*s + kk + 1 - off] * w[kk], (kk,))"',
 }
 FALLBACKS = ("IndexSum", "IndexMax", "index\\_sum", "index\\_max", "first\\_max", "\\mathtt", "\\operatorname{Index")
 
@@ -114,7 +117,7 @@ def test_every_index_statement_shows_its_positions_and_reductions(name):
 
 def test_convolution_reads_as_the_sums_people_write():
     text = latex(symbackprop.load("convolution"))
-    window = r"x_{n,c,\,i \mathrm{stride} + k - \mathrm{pad},\,j \mathrm{stride} + l - \mathrm{pad}}"
+    window = r"x_{n,c,\,i\,\mathrm{stride} + k - \mathrm{pad},\,j\,\mathrm{stride} + l - \mathrm{pad}}"
     assert rf"y_{{n f i j}} &= b_{{f}} + \sum_{{c,k,l}} {window}\, W_{{f c k l}} && N \times" in text
     assert (rf"\frac{{\partial L}}{{\partial {window}}} &\mathrel{{+}}= \sum_{{f}} "
             r"\frac{\partial L}{\partial y_{n f i j}}\, W_{f c k l} && N \times C \times \mathit{IH} \times \mathit{IW}"
@@ -130,8 +133,8 @@ def test_pooling_routes_to_the_first_maximum_and_means_divide_by_the_window():
     pooled = latex(symbackprop.load("max_pooling"))
     assert r"y_{n c i j} &= \max_{k < \mathrm{pool\_h},\, l < \mathrm{pool\_w}} x_{n,c,\," in pooled
     assert (r"&\mathrel{+}= \frac{\partial L}{\partial y_{n c i j}}\, \mathbf{1}\left[(k, l) = "
-            r"\operatorname{first\,arg\,max}_{(k', l')} x_{n,c,\,i \mathrm{stride} + k' - \mathrm{pad},\,"
-            r"j \mathrm{stride} + l' - \mathrm{pad}}\right]") in pooled
+            r"\operatorname{first\,arg\,max}_{(k', l')} x_{n,c,\,i\,\mathrm{stride} + k' - \mathrm{pad},\,"
+            r"j\,\mathrm{stride} + l' - \mathrm{pad}}\right]") in pooled
     mean = latex(symbackprop.load("avg_pooling"))
     assert r"y_{n c i j} &= \frac{1}{\mathrm{pool\_h} \mathrm{pool\_w}} \sum_{k < \mathrm{pool\_h},\, l < " in mean
     assert r"&\mathrel{+}= \frac{1}{\mathrm{pool\_h} \mathrm{pool\_w}} \frac{\partial L}{\partial y_{n c i j}} && N" in mean
@@ -153,9 +156,11 @@ def test_networks_mix_index_and_matrix_notation():
 
 def test_names_from_the_declaration_are_escaped():
     text = latex(own("odd_names"))
-    assert r"\mathit{out\_1}_{n,\mathit{ch},o} &= \sum_{\mathit{kk}} \mathit{x\_in}_{n,\mathit{ch},\,o \mathrm{my\_step} " \
+    assert r"\mathit{out\_1}_{n,\mathit{ch},o} &= \sum_{\mathit{kk}} \mathit{x\_in}_{n,\mathit{ch},\,o\,\mathrm{my\_step} " \
            r"+ \mathit{kk} - \mathrm{off}}" in text
     assert "my_step" not in text.replace(r"my\_step", "")
+    strided = latex(own("strided"))
+    assert r"x_{n,\,2 \mathrm{s}\, o + \mathit{kk} - \mathrm{off} + 1}" in strided
 
 
 def test_jupyter_shows_index_derivations():
