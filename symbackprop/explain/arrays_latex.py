@@ -74,7 +74,8 @@ class ArrayLatexPrinter(IndexNotation, LatexPrinter):
         super().__init__()
         self.names, self.shapes, self.of = names, shapes, dict(of or {})
         self.gradients = {s for s, tex in names.items() if tex.startswith(r"\frac{\partial L}")}
-        self.dims = {d for shape in shapes.values() for d in shape if isinstance(d, sympy.Symbol)} | set(constants)
+        self.constants = set(constants)
+        self.dims = {d for shape in shapes.values() for d in shape if isinstance(d, sympy.Symbol)} | self.constants
 
     # leaves
     def _print_Symbol(self, expr, style="plain"):

@@ -100,6 +100,7 @@ class IndexNotation:
 
     names: dict
     of: dict
+    constants: set
     inside: Target | None = None
 
     # reads
@@ -218,6 +219,25 @@ class IndexNotation:
         first = (rf"\mathbf{{1}}\left[{tuple_} = \operatorname{{first\,arg\,max}}_{{{variables}}} "
                  rf"{self._read(a, window)}\right]")
         return self._as_entry(atom, rf"{self._read(g, out_map)}\, {first}")
+
+    def _print_Mul(self, expr):
+        """A product of hyperparameters spaced (``\\frac{1}{\\mathrm{pool\\_h}\\,\\mathrm{pool\\_w}}``); any other as SymPy's."""
+        if expr.could_extract_minus_sign() or not self._upright(expr):
+            return super()._print_Mul(expr)
+        num, den = sympy.fraction(expr)
+        top, bottom = self._spaced(num), self._spaced(den)
+        return top if den == 1 else rf"\frac{{{top}}}{{{bottom}}}"
+
+    def _upright(self, expr: sympy.Expr) -> bool:
+        """A positive number times powers of hyperparameters, at least one of them."""
+        def factor(f):
+            base, exp = f.as_base_exp()
+            return f.is_Number and f.is_positive or (base in self.constants and exp.is_Integer)
+        return bool(expr.free_symbols & self.constants) and all(factor(f) for f in sympy.Mul.make_args(expr))
+
+    def _spaced(self, e: sympy.Expr) -> str:
+        factors = sorted(sympy.Mul.make_args(e), key=lambda f: not f.is_Number)
+        return r"\,".join(self._print(f) for f in factors if f != 1) or "1"
 
     def _print_floor(self, e):
         """A window count's floor division as one fraction: ``\\left\\lfloor \\frac{IH + 2 pad - FH}{stride} \\right\\rfloor``."""

@@ -125,7 +125,7 @@ def test_convolution_reads_as_the_sums_people_write():
     assert rf"\frac{{\partial L}}{{\partial W_{{f c k l}}}} &= \sum_{{n,i,j}} \frac{{\partial L}}{{\partial y_{{n f i j}}}}" \
            rf"\, {window}" in text
     assert r"\frac{\partial L}{\partial b_{f}} &= \sum_{n,i,j} \frac{\partial L}{\partial y_{n f i j}} && \mathit{FN}" in text
-    assert r"\left(\left\lfloor \frac{2 \mathrm{pad} + \mathit{IH} - \mathit{FH}}{\mathrm{stride}} \right\rfloor + 1\right)" \
+    assert r"\left(\left\lfloor \frac{2\,\mathrm{pad} + \mathit{IH} - \mathit{FH}}{\mathrm{stride}} \right\rfloor + 1\right)" \
         in text
 
 
@@ -136,8 +136,8 @@ def test_pooling_routes_to_the_first_maximum_and_means_divide_by_the_window():
             r"\operatorname{first\,arg\,max}_{(k', l')} x_{n,c,\,i\,\mathrm{stride} + k' - \mathrm{pad},\,"
             r"j\,\mathrm{stride} + l' - \mathrm{pad}}\right]") in pooled
     mean = latex(symbackprop.load("avg_pooling"))
-    assert r"y_{n c i j} &= \frac{1}{\mathrm{pool\_h} \mathrm{pool\_w}} \sum_{k < \mathrm{pool\_h},\, l < " in mean
-    assert r"&\mathrel{+}= \frac{1}{\mathrm{pool\_h} \mathrm{pool\_w}} \frac{\partial L}{\partial y_{n c i j}} && N" in mean
+    assert r"y_{n c i j} &= \frac{1}{\mathrm{pool\_h}\,\mathrm{pool\_w}} \sum_{k < \mathrm{pool\_h},\, l < " in mean
+    assert r"&\mathrel{+}= \frac{1}{\mathrm{pool\_h}\,\mathrm{pool\_w}} \frac{\partial L}{\partial y_{n c i j}} && N" in mean
 
 
 def test_networks_mix_index_and_matrix_notation():
@@ -160,7 +160,7 @@ def test_names_from_the_declaration_are_escaped():
            r"+ \mathit{kk} - \mathrm{off}}" in text
     assert "my_step" not in text.replace(r"my\_step", "")
     strided = latex(own("strided"))
-    assert r"x_{n,\,2 \mathrm{s}\, o + \mathit{kk} - \mathrm{off} + 1}" in strided
+    assert r"x_{n,\,2\,\mathrm{s}\, o + \mathit{kk} - \mathrm{off} + 1}" in strided
 
 
 def test_jupyter_shows_index_derivations():
