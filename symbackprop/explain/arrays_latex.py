@@ -17,10 +17,15 @@ multiplies by juxtaposition, a reduction names its axis (``\sum_{\text{axis } 0}
 ``\operatorname{mean}_{\text{axis } 0}``), softmax and log-softmax are functions of
 their axis, and a ReLU mask is the indicator ``\mathbf{1}[a_1 > 0]``.  Only
 ``amsmath`` is needed.
+
+A statement in index notation is written entry by entry, as a sum over the indices it
+reduces (``y_{n f i j} = b_{f} + \sum_{c,k,l} x_{\ldots} W_{f c k l}``), its gradients as the
+sums and scatter-adds they are (``\frac{\partial L}{\partial x_{\ldots}} \mathrel{+}= \ldots``);
+see :mod:`.index_latex`.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import sympy
@@ -30,6 +35,7 @@ from .. import indexed, ops
 from ..derivation import Derivation, derivation_of, operations_of
 from ..errors import SpecError
 from ..spec.model import Spec
+from .index_latex import IndexNotation, reduced as index_reduced
 from .tex import Form, Row, Section, StepsText, aligned, tex_name, tex_text
 
 
@@ -41,11 +47,14 @@ def _axis_sub(axes: tuple[int, ...], keepdims: bool = False) -> str:
 
 
 def _is_reduction(e: sympy.Basic) -> bool:
-    return isinstance(e, (ops.ReduceSum, ops.ReduceMax))
+    """A sum or maximum printed with its operator in front (a factor after it would read as reduced)."""
+    if isinstance(e, indexed.IndexSum):
+        return bool(index_reduced(e))
+    return isinstance(e, (ops.ReduceSum, ops.ReduceMax, indexed.IndexMax))
 
 
-class ArrayLatexPrinter(LatexPrinter):
-    """SymPy's LaTeX printer taught the array atoms and the notation above.
+class ArrayLatexPrinter(IndexNotation, LatexPrinter):
+    """SymPy's LaTeX printer taught the array atoms, the index atoms and the notation above.
 
     Parameters
     ----------
@@ -53,13 +62,20 @@ class ArrayLatexPrinter(LatexPrinter):
         LaTeX for particular symbols (gradients as ``\\frac{\\partial L}{\\partial v}``).
     shapes : dict
         Symbolic shapes, to tell arrays (``\\odot``) from scalars (juxtaposition).
+    of : dict, optional
+        For each gradient symbol, the LaTeX of the value it is the gradient of (``x``): an
+        entry of it in index notation is ``\\frac{\\partial L}{\\partial x_{n c}}``.
+    constants : iterable of Symbol, optional
+        Integers fixed at construction (hyperparameters), printed among the numbers of a product.
     """
 
-    def __init__(self, names: dict[sympy.Symbol, str], shapes: dict[sympy.Symbol, tuple]):
+    def __init__(self, names: dict[sympy.Symbol, str], shapes: dict[sympy.Symbol, tuple],
+                 of: dict[sympy.Symbol, str] | None = None, constants: Iterable[sympy.Symbol] = ()):
         super().__init__()
-        self.names, self.shapes = names, shapes
+        self.names, self.shapes, self.of = names, shapes, dict(of or {})
         self.gradients = {s for s, tex in names.items() if tex.startswith(r"\frac{\partial L}")}
-        self.dims = {d for shape in shapes.values() for d in shape if isinstance(d, sympy.Symbol)}
+        self.constants = set(constants)
+        self.dims = {d for shape in shapes.values() for d in shape if isinstance(d, sympy.Symbol)} | self.constants
 
     # leaves
     def _print_Symbol(self, expr, style="plain"):
@@ -73,6 +89,9 @@ class ArrayLatexPrinter(LatexPrinter):
         return super()._print_Rational(expr)
 
     def is_array(self, e: sympy.Basic) -> bool:
+        """An array, not a scalar; inside an index statement an atom's entry is a scalar."""
+        if self.inside is not None:
+            e = e.xreplace({a: sympy.S.One for a in e.atoms(*indexed.INDEX_ATOMS)})
         return bool(ops.shape_of(e, self.shapes))
 
     def wrap(self, e: sympy.Basic) -> str:
@@ -211,15 +230,22 @@ class ArraySteps(StepsText):
         return self.derivation.spec
 
     def printer(self) -> ArrayLatexPrinter:
-        """A printer that writes each gradient symbol as ``\\frac{\\partial L}{\\partial v}``."""
-        names = {s: rf"\frac{{\partial L}}{{\partial {tex_name(m[1])}}}" for s, m in self.meaning.items()}
-        return ArrayLatexPrinter(names, self.shapes)
+        """A printer that writes each gradient symbol as ``\\frac{\\partial L}{\\partial v}`` and
+        each hyperparameter upright (``\\mathrm{stride}``)."""
+        of = {s: tex_name(m[1]) for s, m in self.meaning.items()}
+        names = {s: rf"\frac{{\partial L}}{{\partial {v}}}" for s, v in of.items()}
+        hyper = self.spec.hyper
+        names.update({h: rf"\mathrm{{{tex_text(h.name)}}}" for h in hyper})
+        return ArrayLatexPrinter(names, self.shapes, of, hyper)
 
     def row(self, r: Row, p: ArrayLatexPrinter) -> str:
-        """``lhs &= rhs && shape``."""
+        """``lhs &= rhs && shape``; in index notation one line per target the statement writes
+        through (``\\frac{\\partial L}{\\partial x_{\\ldots}} &\\mathrel{+}= \\ldots``)."""
         shape = ops.shape_of(r.lhs, self.shapes)
-        shape_tex = r" \times ".join(p._print(d) for d in shape) if shape else r"\text{scalar}"
-        return f"{p._print(r.lhs)} &= {p._print(r.forms[0].value)} && {shape_tex}"
+        shape_tex = r" \times ".join(p.wrap(d) for d in shape) if shape else r"\text{scalar}"
+        lines = [f"{left} &{relation} {right}" for left, relation, right in p.statement(r.lhs, r.forms[0].value)]
+        lines[0] += f" && {shape_tex}"
+        return " \\\\\n".join(lines)
 
     def row_writer(self) -> Callable[[Row], str]:
         p = self.printer()
@@ -267,9 +293,6 @@ def array_steps(obj: Spec | Derivation, order: int = 1) -> ArraySteps:
     if order != 1:
         raise SpecError(f"{spec.source or spec.name}: higher derivatives (order {order}) are for "
                         "elementwise layers; this is an array layer")
-    if any(e.atoms(*indexed.INDEX_ATOMS) for _, e in spec.graph):
-        raise SpecError(f"{spec.source or spec.name}: index notation is not typeset yet "
-                        "(symbackprop derive prints its statements)")
     masks = derivation.masks
     meaning = _meaning(derivation)
     output = tex_name(spec.output)
