@@ -50,7 +50,7 @@ def target(atom: sympy.Basic) -> Target:
     """The positions ``atom`` writes through: an :class:`~symbackprop.indexed.IndexSum`'s
     output map, an :class:`~symbackprop.indexed.IndexMax`'s plain indices, the positions
     an :class:`~symbackprop.indexed.IndexMaxGrad` sends the gradient to."""
-    if isinstance(atom, indexed.IndexSum):
+    if isinstance(atom, (indexed.IndexSum, indexed.IndexTake)):
         return tuple(atom.out_map)
     return tuple(atom.args[2])  # IndexMax: its output map; IndexMaxGrad: its operand's map
 
@@ -102,6 +102,8 @@ class IndexNotation:
     of: dict
     constants: set
     inside: Target | None = None
+    #: While a gather prints: its integer constant and the constant's map (``x_{n t}``).
+    taking: tuple | None = None
 
     # reads
     def _position(self, p: sympy.Expr) -> str:
@@ -109,6 +111,8 @@ class IndexNotation:
         ``2 \\mathrm{s}\\, o + k + 1 - \\mathrm{off}``."""
         if isinstance(p, indexed.Index):
             return self._print(p)
+        if self.taking is not None and p == self.taking[0]:  # a gathered position: x_{n t}
+            return self._entry(self._print(p), self.taking[1])
         terms, const = indexed.affine(p, "")
         parts = [self._term(i, c) for i, c in sorted(terms, key=lambda t: t[1] == 1)]
         parts += sorted(sympy.Add.make_args(const) if const != 0 else (), key=lambda t: (t.is_number, str(t)))
@@ -186,12 +190,14 @@ class IndexNotation:
         lines = []
         for k, (where, part) in enumerate(groups(value)):
             self.inside = where
+            takes = sorted(part.atoms(indexed.IndexTake), key=sympy.default_sort_key)
+            self.taking = (takes[0].args[1], takes[0].maps[1]) if takes else None  # a scatter through x
             try:
                 left = self._print(lhs) if where is None else self._read(lhs, where)
                 relation = "=" if k == 0 and (where is None or is_plain(where)) else r"\mathrel{+}="
                 lines.append((left, relation, self._print(part)))
             finally:
-                self.inside = None
+                self.inside = self.taking = None
         return lines
 
     # the atoms
@@ -202,6 +208,14 @@ class IndexNotation:
         if over:
             body = rf"\sum_{{{self._under(atom, over)}}} {body}"
         return self._as_entry(atom, body)
+
+    def _print_IndexTake(self, atom):
+        """A gather ``W_{x_{n t}, d}`` (forward) or its scatter-add into ``\\frac{\\partial L}{\\partial W_{x_{n t}, d}}``."""
+        saved, self.taking = self.taking, (atom.args[1], atom.maps[1])
+        try:
+            return self._as_entry(atom, self._read(atom.args[0], atom.maps[0]))
+        finally:
+            self.taking = saved
 
     def _print_IndexMax(self, atom):
         body = rf"\max_{{{self._under(atom, reduced(atom))}}} {self._read(atom.args[0], atom.args[1])}"

@@ -21,6 +21,8 @@ from symbackprop.explain.tex import document
 from symbackprop.spec.toml import spec_from_toml
 
 INDEX_SPECS = ["convolution", "max_pooling", "avg_pooling", "attention", "simple_conv_net"]
+#: Gathers and blocks: typeset (and compiled below), their entries checked on their own.
+GATHERS_AND_BLOCKS = ["embedding", "lstm_step"]
 OWN = {
     # an input read in index notation and in matrix notation: its gradient is both
     "mixed": 'inputs = { x = ["N", "D"] }\nparams = { W = ["D", "M"] }\n[graph]\n'
@@ -154,6 +156,14 @@ def test_networks_mix_index_and_matrix_notation():
         in mixed
 
 
+def test_a_gather_reads_through_the_constant_and_its_gradient_scatters_through_it():
+    """The embedding: the forward reads W at x's entry, the gradient of W is added through it."""
+    text = latex(load("embedding"))
+    assert "W_{\\,x_{n t},d}" in text
+    assert "\\frac{\\partial L}{\\partial W_{\\,x_{n t},d}} &\\mathrel{+}=" in text
+    assert not any(f in text for f in FALLBACKS)
+
+
 def test_names_from_the_declaration_are_escaped():
     text = latex(own("odd_names"))
     assert r"\mathit{out\_1}_{n,\mathit{ch},o} &= \sum_{\mathit{kk}} \mathit{x\_in}_{n,\mathit{ch},\,o\,\mathrm{my\_step} " \
@@ -175,7 +185,7 @@ def test_jupyter_shows_index_derivations():
 # -- real TeX ---------------------------------------------------------------------------------------
 @pytest.mark.needs("latex")
 def test_index_latex_compiles(tmp_path):
-    names = [*INDEX_SPECS, *OWN]
+    names = [*INDEX_SPECS, *OWN, *GATHERS_AND_BLOCKS]
     blocks = [latex(load(name)) for name in names]
     blocks += [latex(load(name), inline=True) for name in names]
     blocks += [derivation_latex(load(name)) for name in names]
