@@ -57,7 +57,7 @@ def target(atom: sympy.Basic) -> Target:
 
 def written(atom: sympy.Basic) -> set:
     """The indices the positions of ``atom``'s target name."""
-    return set().union(*(sympy.sympify(p).atoms(indexed.Index) for p in target(atom)))
+    return set(sympy.Tuple(*target(atom)).atoms(indexed.Index))
 
 
 def reduced(atom: sympy.Basic) -> list[indexed.Index]:

@@ -14,6 +14,7 @@ from symbackprop.spec.toml import spec_from_toml
 from symbackprop.errors import SpecError
 from tests.derivation.test_arrays import write_idx
 from tests.fixtures.declarations import bundled
+from tests.fixtures.frameworks import require
 
 ROOT = Path(__file__).resolve().parents[2]
 PARAMS = ["W1", "b1", "W2", "b2", "W3", "b3"]
@@ -105,7 +106,7 @@ def test_the_network_is_the_books_layers_in_a_row(side, size, pad):
 
 
 def test_the_network_against_torch_autograd():
-    torch = pytest.importorskip("torch")
+    torch = require("torch")  # skipped without torch, except in CI, where its absence fails
     F = torch.nn.functional
     net = network(8, 3, 1)
     x, t = batch(net, 8)
