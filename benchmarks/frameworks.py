@@ -6,15 +6,25 @@ bytes autograd saves for the backward (``torch.autograd.graph.saved_tensors_hook
 ``torch.library.custom_op`` (``--backend torch-op``), (b) the same forward composed from
 torch operations (the generated forward run as plain operations, differentiated by
 autograd), (c) the built-in where PyTorch has one; and for jax the generated ``custom_vjp``
-against ``jax.grad`` of the composed forward, both under ``jit``.  Ratios are of one run.
+against ``jax.grad`` of the composed forward, both under ``jit``; for the elementwise rows also
+(e) the forward composed from elementary torch operations (``ELEMENTARY``).  Ratios are of one run.
 Softmax-with-loss takes one-hot float targets in every column (``F.cross_entropy`` with
 class probabilities), LayerNorm a (1000,) scale and shift (``F.layer_norm``).
 
-    python -m benchmarks.frameworks [--dtype float32] [--repeat 5] [--threads 1] [--no-jax]
+    python -m benchmarks.frameworks [--dtype float32] [--repeat 5] [--threads 1] [--no-jax] [--steady-malloc]
+
+``--steady-malloc`` fixes glibc's thresholds (``mallopt``: no ``mmap`` below 256 MB, no
+trimming below 1 GB), so that a freed array's pages are used again: by default glibc moves
+its thresholds as arrays are freed, and some patterns of three arrays (ReLU's ``y``, mask
+and ``dx``) then take fresh pages from the kernel on every call (960 page faults a call
+for 1000x1000 float32, measured), which costs more than the arithmetic. PyTorch's CPU
+tuning guide recommends jemalloc or tcmalloc for the same reason; this is glibc's
+equivalent, and every column runs under it alike.
 """
 from __future__ import annotations
 
 import argparse
+import ctypes
 import time
 
 import torch
@@ -24,12 +34,21 @@ import symbackprop
 from tests.fixtures.frameworks import saved_bytes  # the tests' measure of saved tensors
 
 BUILTIN = {
-    "sigmoid": torch.sigmoid, "tanh": torch.tanh, "swish": F.silu,
+    "sigmoid": torch.sigmoid, "tanh": torch.tanh, "swish": F.silu, "mish": F.mish,
     "gelu": lambda x: F.gelu(x, approximate="tanh"), "softplus": F.softplus,
     "relu": torch.relu, "softmax_with_loss": F.cross_entropy,
     "layer_norm": lambda x, gamma, beta: F.layer_norm(x, gamma.shape, gamma, beta, eps=1e-5),
 }
-LAYERS = ["sigmoid", "tanh", "swish", "gelu", "softplus", "relu", "softmax_with_loss", "layer_norm"]
+#: The elementwise forwards composed from elementary torch operations, as a user would write
+#: them without the fused kernels (which the generated forward itself uses, so that column
+#: (b) of these rows is autograd of the built-in's kernels): what autograd saves there.
+ELEMENTARY = {
+    "sigmoid": lambda x: 1 / (1 + torch.exp(-x)), "tanh": torch.tanh, "swish": lambda x: x * torch.sigmoid(x),
+    "mish": lambda x: x * torch.tanh(torch.log1p(torch.exp(x))),
+    "gelu": lambda x: 0.5 * x * (1 + torch.tanh(0.7978845608028654 * (x + 0.044715 * x ** 3))),
+    "softplus": lambda x: torch.log1p(torch.exp(x)), "relu": lambda x: torch.where(x > 0, x, 0),
+}
+LAYERS = ["sigmoid", "tanh", "swish", "mish", "gelu", "softplus", "relu", "softmax_with_loss", "layer_norm"]
 SIZE = 1000
 
 
@@ -99,16 +118,24 @@ def _row(name: str, dtype, gen, args) -> list[float]:
     function = symbackprop.compile(declaration, backend="torch").function
     custom = symbackprop.compile(declaration, backend="torch-op").function
     columns = [function.apply, custom, lambda *a: function.forward(_Ctx(), *a)]
-    (gen_t, gen_b), (op_t, op_b), (comp_t, comp_b), *builtin = _timed(
-        columns + ([BUILTIN[name]] if name in BUILTIN else []), arguments, dout, args.repeat)
-    blt_t, blt_b = builtin[0] if builtin else (float("nan"), float("nan"))
+    (gen_t, gen_b), (op_t, op_b), (comp_t, comp_b), *rest = _timed(
+        columns + [BUILTIN[name]] + ([ELEMENTARY[name]] if name in ELEMENTARY else []), arguments, dout, args.repeat)
+    (blt_t, blt_b), (elem_t, elem_b) = rest[0], rest[1] if len(rest) > 1 else (float("nan"), float("nan"))
     jax_ratio = float("nan")
     if not args.no_jax:
         jg, jc = _jax_row(name, arguments, dout, args.repeat)
         jax_ratio = jg / jc
     ms, mb = 1e3, 1e-6
-    return [gen_t * ms, op_t * ms, comp_t * ms, blt_t * ms, gen_b * mb, op_b * mb, comp_b * mb, blt_b * mb,
-            gen_t / comp_t, gen_t / blt_t, op_t / gen_t, jax_ratio]
+    return [gen_t * ms, op_t * ms, comp_t * ms, blt_t * ms, elem_t * ms, gen_b * mb, op_b * mb, comp_b * mb,
+            blt_b * mb, elem_b * mb, gen_t / comp_t, gen_t / blt_t, gen_t / elem_t, op_t / gen_t, jax_ratio]
+
+
+def steady_malloc() -> None:
+    """glibc's allocator with fixed thresholds: ``M_MMAP_THRESHOLD`` 256 MB, ``M_TRIM_THRESHOLD`` 1 GB."""
+    libc = ctypes.CDLL("libc.so.6")
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    if not (libc.mallopt(m_mmap_threshold, 256 << 20) and libc.mallopt(m_trim_threshold, 1 << 30)):
+        raise SystemExit("frameworks: mallopt refused the thresholds")
 
 
 def main(argv=None) -> None:
@@ -118,15 +145,20 @@ def main(argv=None) -> None:
     parser.add_argument("--no-jax", action="store_true")
     parser.add_argument("--layers", nargs="*", default=LAYERS, choices=LAYERS)
     parser.add_argument("--threads", type=int, help="torch's intra-op threads (default: torch's own choice)")
+    parser.add_argument("--steady-malloc", action="store_true", help="fixed glibc thresholds (see the docstring)")
     args = parser.parse_args(argv)
+    if args.steady_malloc:
+        steady_malloc()
     if args.threads:
         torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
     gen = torch.Generator().manual_seed(0)
-    print(f"forward + backward, {SIZE}x{SIZE} {args.dtype}, CPU ({torch.get_num_threads()} threads); "
-          "time in ms, saved MB; ratios generated Function/composed, /built-in, custom op/Function, jax gen/comp")
-    heads = ["gen ms", "op ms", "comp ms", "blt ms", "gen MB", "op MB", "comp MB", "blt MB",
-             "t g/c", "t g/b", "op/gen", "jax g/c"]
+    print(f"forward + backward, {SIZE}x{SIZE} {args.dtype}, CPU ({torch.get_num_threads()} threads"
+          f"{', steady malloc' if args.steady_malloc else ''}); "
+          "time in ms, saved MB; ratios generated Function/composed, /built-in, /elementary, custom op/Function, "
+          "jax gen/comp")
+    heads = ["gen ms", "op ms", "comp ms", "blt ms", "elem ms", "gen MB", "op MB", "comp MB", "blt MB", "elem MB",
+             "t g/c", "t g/b", "t g/e", "op/gen", "jax g/c"]
     print(f"{'layer':<18}" + "".join(f"{h:>8}" for h in heads))
     for name in args.layers:
         print(f"{name:<18}" + "".join(f"{v:8.2f}" for v in _row(name, dtype, gen, args)), flush=True)

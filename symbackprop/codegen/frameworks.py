@@ -47,6 +47,10 @@ class Op:
         Whether a saved array is neither an argument, the output, nor a boolean mask:
         it has no graph to the arguments, so a torch double backward recomputes it from
         them (:func:`symbackprop.codegen.torch.recompute_lines`).
+    recorded : list of str, optional
+        The statements again for code that autograd records (a double backward's
+        recomputation): ``statements`` may continue in place in a temporary that autograd
+        would keep; None: ``statements`` themselves.
     """
 
     inputs: list[str]
@@ -60,6 +64,7 @@ class Op:
     backward: list[str]
     output: str
     intermediate: bool
+    recorded: list[str] | None = None
 
     @property
     def arguments(self) -> list[str]:
@@ -69,6 +74,16 @@ class Op:
     def forward(self) -> list[str]:
         """The whole forward: bindings, labels, statements."""
         return [*self.bindings, *self.labels, *self.statements]
+
+    @property
+    def recorded_statements(self) -> list[str]:
+        """The statements as autograd may record them (none in place)."""
+        return self.statements if self.recorded is None else self.recorded
+
+    @property
+    def recorded_forward(self) -> list[str]:
+        """The whole forward as autograd may record it."""
+        return [*self.bindings, *self.labels, *self.recorded_statements]
 
     @property
     def kept(self) -> list[str]:
@@ -109,7 +124,7 @@ def check_names(derivation: Derivation, reserved: frozenset[str], backend: str) 
 
 
 def build(derivation: Derivation, printer: Printer, eye: str, zeros: str,
-          kernels: Callable[..., list] | None = None) -> Op:
+          kernels: Callable[..., list] | None = None, recorded_printer: Printer | None = None) -> Op:
     """The op of ``derivation`` with statements printed by ``printer({symbol: name})``.
 
     ``kernels``, when given, rewrites the ``(name, expression)`` pairs of the forward
@@ -120,7 +135,8 @@ def build(derivation: Derivation, printer: Printer, eye: str, zeros: str,
 
     ``eye`` is the framework's identity matrix of ``{like}``'s dtype (and device), a template
     with ``{size}`` and ``{like}``: its rows turn integer labels into one-hot rows;
-    ``zeros`` is the framework's ``zeros_like``.
+    ``zeros`` is the framework's ``zeros_like``; ``recorded_printer``, when given, prints
+    the forward again as :attr:`Op.recorded`.
     """
     spec = derivation.spec
     pairs = scaffold.forward_pairs(derivation)
@@ -128,6 +144,7 @@ def build(derivation: Derivation, printer: Printer, eye: str, zeros: str,
     dims = scaffold.forward_dims(derivation, pairs)
     reserved = {s.name for s, _ in pairs} | {s.name for s in (*spec.inputs, *spec.constants, *spec.dims)}
     statements = scaffold.statements(pairs, printer({}), reserved)
+    recorded = scaffold.statements(pairs, recorded_printer({}), reserved) if recorded_printer else None
     backward, read = _backward(derivation, printer, zeros, kernels)
     params = [p.name for p in spec.params]
     saved = [*derivation.cache_names, *(p for p in params if p in read and p not in derivation.cache_names)]
@@ -136,7 +153,8 @@ def build(derivation: Derivation, printer: Printer, eye: str, zeros: str,
     intermediate = any(n not in arguments | masks | {spec.output.name} for n in saved)
     return Op(list(spec.input_names), params, [c.name for c in spec.constants], saved,
               [d.name for d in derivation.dims_used], scaffold.dim_bindings(spec, dims, {}), _onehot_lines(spec, eye),
-              statements, backward, spec.output.name, intermediate)
+              statements, backward, spec.output.name, intermediate,
+              None if recorded == statements else recorded)
 
 
 def _onehot_lines(spec, eye: str) -> list[str]:

@@ -79,7 +79,8 @@ def _forward(the_op: frameworks.Op) -> list[str]:
     arguments = ", ".join(f"{a}: torch.Tensor" for a in the_op.arguments)
     outputs = [the_op.output, *the_op.kept]
     returns = "torch.Tensor" if len(outputs) == 1 else f"tuple[{', '.join('torch.Tensor' for _ in outputs)}]"
-    lines = [*the_op.bindings, *the_op.statements, f"return {', '.join(outputs)}"]
+    # a double backward calls _forward again with autograd recording: no statement in place
+    lines = [*the_op.bindings, *the_op.recorded_statements, f"return {', '.join(outputs)}"]
     return [f"def _forward({arguments}) -> {returns}:", *frameworks.indented(lines, 1)]
 
 

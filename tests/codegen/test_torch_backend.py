@@ -378,3 +378,61 @@ def test_a_formula_near_a_kernels_is_not_taken_for_it():
                              name="NearGelu")
     source = spec.generate(backend="torch")
     assert "functional.gelu" not in source and "gelu_backward" not in source
+
+
+def test_mish_runs_torchs_mish_kernels_and_its_formula_under_create_graph():
+    """x*tanh(softplus(x)) as F.mish, its derived backward as mish_backward (proved equal by
+    cancelling); that kernel has no derivative, so a double backward takes the formula
+    (the gradgradcheck above passes on mish). Both branches against torch's F.mish autograd."""
+    source = symbackprop.generate(bundled("mish"), backend="torch")
+    assert "y = torch.nn.functional.mish(x)" in source
+    assert "torch.ops.aten.mish_backward(dout, x) if not torch.is_grad_enabled() else" in source
+    function = _module("mish").function
+    x = torch.linspace(-30, 30, 601, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(601, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    (want,) = torch.autograd.grad(torch.nn.functional.mish(x), x, g, create_graph=True)
+    (fast,) = torch.autograd.grad(function.apply(x), x, g)
+    (formula,) = torch.autograd.grad(function.apply(x), x, g, create_graph=True)
+    torch.testing.assert_close(fast, want.detach(), rtol=1e-13, atol=1e-13)
+    torch.testing.assert_close(formula, want, rtol=1e-13, atol=1e-13)
+    (want2,) = torch.autograd.grad(want.sum(), x)
+    (got2,) = torch.autograd.grad(formula.sum(), x)
+    torch.testing.assert_close(got2, want2, rtol=1e-12, atol=1e-12)
+
+
+def test_relus_mask_is_its_outputs_nonzeros_and_its_gradient_torchs():
+    """The mask x > 0 is computed as y.bool() from y = max(x, 0) (a cast, not a comparison),
+    still one byte an element; its gradient equals torch.relu's autograd, at exact zeros
+    (0 there, the book's convention and torch's) and at nan (passed through, as torch's)."""
+    source = symbackprop.generate(bundled("relu"), backend="torch")
+    forward = source.split("def forward(ctx")[1].partition("def backward(")[0]
+    assert "mask = y.bool()" in forward and "x > 0" not in forward
+    function = _module("relu").function
+    x = torch.tensor([-2.0, -0.0, 0.0, 1e-300, 3.0, float("nan"), -float("inf"), float("inf")],
+                     dtype=torch.float64, requires_grad=True)
+    g = torch.arange(1.0, 9.0, dtype=torch.float64)
+    (want,) = torch.autograd.grad(torch.relu(x), x, g)
+    (got,) = torch.autograd.grad(function.apply(x), x, g)
+    torch.testing.assert_close(got, want, equal_nan=True)
+    assert saved_bytes(lambda: function.apply(x)) == [x.numel()]
+
+
+def test_softmax_with_losss_forward_continues_in_place_but_not_where_autograd_records():
+    """e = y - t is y.sub_(t) in the forward (y, softmax's fresh output, is read by nothing
+    else), and y - t in the intermediates a double backward records (softmax keeps y for its
+    own backward, which an in-place change would break): second derivatives against
+    autograd of F.cross_entropy."""
+    source = symbackprop.generate(bundled("softmax_with_loss"), backend="torch")
+    forward, _, rest = source.split("def forward(ctx")[1].partition("def backward(")
+    assert "e = y.sub_(t)" in forward and "y = torch.softmax(x, dim=1)" in forward
+    assert "e = y - t" in rest.split("def intermediates(")[1]
+    function = _module("softmax_with_loss").function
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(6, 4, dtype=torch.float64, generator=gen, requires_grad=True)
+    t = torch.softmax(torch.randn(6, 4, dtype=torch.float64, generator=gen), dim=1)
+    v = torch.randn(6, 4, dtype=torch.float64, generator=gen)
+    hvp = []
+    for loss in (function.apply(x, t), torch.nn.functional.cross_entropy(x, t)):
+        (dx,) = torch.autograd.grad(loss, x, create_graph=True)
+        hvp.append(torch.autograd.grad((dx * v).sum(), x)[0])
+    torch.testing.assert_close(hvp[0], hvp[1], rtol=1e-12, atol=1e-14)
