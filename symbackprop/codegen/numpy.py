@@ -60,6 +60,12 @@ class NumpyLayerPrinter(NumPyPrinter):
         """A numeric constant as printed (the fused backend's kernels give it their dtype)."""
         return text
 
+    def _print_floor(self, e):
+        """``floor(p/q)`` of sizes (a window count, ``(L - K)//s + 1``) as ``(p)//(q)``: exact
+        integer division, where the generated module has no ``floor`` to call."""
+        num, den = sympy.fraction(sympy.together(e.args[0]))
+        return f"(({self._print(num)})//({self._print(den)}))"
+
     def _print_Integer(self, n):
         return self._number(str(int(n)))
 

@@ -24,6 +24,7 @@ from .. import ops
 from ..numerics.domain import sample_points, tail_points
 from ..numerics.evaluate import mp_value
 from ..numerics.kinks import book_convention
+from ..indexed import INDEX_ATOMS
 from ..ops import ArrayOp, ArrayVar, ReduceSum
 from ..spec.model import Spec, array_dout
 from ..timebound import attempt
@@ -112,11 +113,14 @@ class _ArrayDeriver:
     def sums_a_scalar(node: NodeDerivation, up: sympy.Symbol) -> bool:
         """Would a scalar gradient of the node meet an operation that needs its axes (``b`` of
         ``x + b`` gets ``sum(upstream, axis=0)``; ``sum(x, axis=1)`` gives ``x`` the gradient
-        ``expand_dims(upstream, 1)``)?  Then a scalar must be spread to the node's shape first."""
+        ``expand_dims(upstream, 1)``; ``x @ V`` gives ``x`` the gradient ``upstream @ V.T``; an
+        index-notation node reads ``upstream[n, o]``)?
+        Then a scalar must be spread to the node's shape first."""
         scalar = sympy.Dummy("scalar", real=True)
-        return any(not r.args[0].atoms(ArrayVar, ArrayOp)
-                   for p in node.pullback.values()
-                   for r in p.xreplace({up: scalar}).atoms(ops.Reduction, ops.ExpandDims))
+        pulled = [p.xreplace({up: scalar}) for p in node.pullback.values()]
+        return any(not r.args[0].atoms(ArrayVar, ArrayOp) for p in pulled for r in p.atoms(ops.Reduction, ops.ExpandDims)) \
+            or any(not a.atoms(ArrayVar, ArrayOp) for p in pulled for r in p.atoms(ops.Matmul) for a in r.args) \
+            or any(r.has(scalar) for p in pulled for r in p.atoms(*INDEX_ATOMS))  # it reads upstream at indices
 
     def named(self, expr: sympy.Expr) -> sympy.Expr:
         """Values the forward pass computed replace their definitions (softmax(x) -> y)."""

@@ -374,3 +374,26 @@ def test_a_scalar_gradient_spreads_before_a_reduction_takes_it_apart(tmp_path):
     x = np.random.default_rng(8).normal(size=(4, 3))
     assert layer.forward(x) == pytest.approx(4.0 - float(np.sum(x)), rel=1e-14)
     np.testing.assert_array_equal(layer.backward(0.5), np.full((4, 3), -0.5))
+
+
+SCALAR_SUMMED = {
+    "sum(x @ V)": ('params = { V = ["L", "M"] }', 'b = "x @ V"\ny = "sum(b)"'),
+    "sum of a strided window": ('params = { w = ["K"] }\nhyper = { s = 2 }',
+                                'a = "a[n, o] = sum(x[n, o*s + k] * w[k], (k,))"\ny = "sum(a)"'),
+    "a window and @ reading one input": (
+        'params = { w = ["K"], V = ["L", "M"] }\nhyper = { s = 2 }',
+        'a = "a[n, o] = sum(x[n, o*s + k] * w[k], (k,))"\nb = "x @ V"\ny = "sum(a) + sum(b)"'),
+}
+
+
+@pytest.mark.parametrize("case", list(SCALAR_SUMMED))
+def test_a_node_whose_whole_sum_is_the_output_gets_its_gradient_spread(case, tmp_path):
+    """The scalar gradient of ``sum(b)`` reaches ``@`` (``db @ V.T``) and an index-notation
+    node (``da[n, o]``) spread to the node's shape first (``derive`` refused these with
+    "@ needs two 2-D operands, got () @ (M, L)", and ``check`` of the window raised in
+    einsum); the generated gradients against numerical differentiation."""
+    params, graph = SCALAR_SUMMED[case]
+    path = tmp_path / "summed.toml"
+    path.write_text(f'name = "Summed"\ninputs = {{ x = ["N", "L"] }}\n{params}\n\n[graph]\n{graph}\n')
+    report = symbackprop.load_spec(path).check(max_examples=6)
+    assert report.ok, report
