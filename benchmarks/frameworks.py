@@ -89,9 +89,18 @@ def _once(step) -> float:
     return time.perf_counter() - start
 
 
+def _value_and_cotangents(f, d, arguments):
+    """The forward's value and the cotangents: a training step needs both (the value alone
+    returned, XLA would drop a forward whose residuals the backward does not read)."""
+    import jax
+
+    value, pull = jax.vjp(f, *arguments)
+    return value, pull(d)
+
+
 def _jax_row(name: str, args, dout, repeat: int, rounds: int = 3) -> tuple[float, float]:
-    """Best times of the generated ``custom_vjp`` and of ``jax.vjp`` of the composed forward,
-    both under ``jit``, on arrays already on the device, in interleaved rounds (as the torch
+    """Best times of the generated ``custom_vjp`` and of ``jax.vjp`` of the composed forward
+    (value and cotangents), both under ``jit``, on arrays already on the device, in interleaved rounds (as the torch
     columns: a neighbour's load then falls on both alike)."""
     import jax
 
@@ -100,8 +109,8 @@ def _jax_row(name: str, args, dout, repeat: int, rounds: int = 3) -> tuple[float
         wrt = [jax.device_put(a.detach().numpy()) for a in args if a.requires_grad]
         constants = [jax.device_put(a.numpy()) for a in args if not a.requires_grad]
         d = jax.device_put(dout.numpy())
-        generated = jax.jit(lambda d, *a: jax.vjp(lambda *b: f(*b, *constants), *a)[1](d))
-        composed = jax.jit(lambda d, *a: jax.vjp(lambda *b: f.fwd(*b, *constants)[0], *a)[1](d))
+        generated = jax.jit(lambda d, *a: _value_and_cotangents(lambda *b: f(*b, *constants), d, a))
+        composed = jax.jit(lambda d, *a: _value_and_cotangents(lambda *b: f.fwd(*b, *constants)[0], d, a))
         steps = [lambda fn=fn: jax.block_until_ready(fn(d, *wrt)) for fn in (generated, composed)]
         for step in steps:
             step()

@@ -686,9 +686,20 @@ def torch_cache(derivation: Derivation) -> Derivation:
     input instead of ``xn`` where proved (:func:`symbackprop.codegen.torch_layer_norm.keep_input`).
     Everything else as derived.
     """
+    if derivation.spec.is_array:
+        return torch_layer_norm.keep_input(derivation, torch_layer_norm.find(scaffold.forward_pairs(derivation),
+                                                                             derivation.spec))
+    return input_cache(derivation)
+
+
+def input_cache(derivation: Derivation) -> Derivation:
+    """An elementwise layer of one input keeping ``x`` instead of its cached output where
+    that is the same bytes and the backward in ``x`` has more statements proved equal to
+    a torch kernel (:func:`kernels`): the torch backends' choice (:func:`torch_cache`),
+    and the jax backend's too (a kernel's formula is one known function of ``x``)."""
     spec = derivation.spec
     if spec.is_array:
-        return torch_layer_norm.keep_input(derivation, torch_layer_norm.find(scaffold.forward_pairs(derivation), spec))
+        return derivation
     if len(spec.inputs) != 1 or spec.params or spec.constants or derivation.recompute:
         return derivation
     (x,) = spec.inputs
@@ -705,8 +716,8 @@ def torch_cache(derivation: Derivation) -> Derivation:
         return derivation
     backward = {k: v.xreplace(definitions) for k, v in derivation.backward.items()}
     kept = ", ".join(derivation.cache_names)
-    note = (f"the torch backends keep {x.name}, not {kept} (the same bytes): the backward from {x.name} "
-            "is one of torch's fused kernels")
+    note = (f"the torch and jax backends keep {x.name}, not {kept} (the same bytes): the backward from "
+            f"{x.name} is one of torch's fused kernels, one known function in jax")
     return dataclasses.replace(derivation, cache=[Cached(x, x)], steps=steps, backward=backward,
                                notes=[*derivation.notes, note])
 

@@ -140,3 +140,20 @@ def test_every_function_of_the_table_runs_in_jax():
         for got, s in zip(pullback(dout), spec.inputs):
             want = dout * sympy_values(sympy.diff(expr, s), spec, xs)
             np.testing.assert_allclose(np.broadcast_to(got, want.shape), want, rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+def test_softplus_keeps_x_and_its_gradient_keeps_its_digits_in_the_tails():
+    """The jax function keeps x (the same bytes as y; its backward one logistic, as torch's
+    softplus_backward reads x) and prints 1 - 1/(1 + exp(x)) as jax.nn.sigmoid(x), so the
+    gradient keeps its relative accuracy where x is very negative (the difference would be
+    0 there); against mpmath's logistic."""
+    import jax
+    import mpmath
+
+    source = symbackprop.generate(bundled("softplus"), backend="jax")
+    assert "return y, (x,)" in source and "jax.nn.sigmoid(x)" in source
+    x = np.array([-700.0, -50.0, -5.0, 0.0, 3.0, 40.0, 700.0])
+    with jax.enable_x64(True):
+        got = np.asarray(jax.grad(lambda v: _function("softplus")(v).sum())(x))
+    want = np.array([float(1 / (1 + mpmath.exp(-mpmath.mpf(v)))) for v in x])
+    np.testing.assert_allclose(got, want, rtol=1e-14, atol=0)
