@@ -20,7 +20,7 @@ from ..spec.model import Spec
 from .model import Cached, Derivation, NodeDerivation
 
 #: The format of a record; a record of another format is not read.
-FORMAT = 1
+FORMAT = 2  # 2: a node says whether it is spread ("spread"), not to which shape
 
 
 class RecordError(SymbackpropError):
@@ -82,7 +82,14 @@ class _Writer:
                 "helpers": [self.cached(h) for h in n.helpers.values()],
                 "pullback": None if n.pullback is None else self.texts(n.pullback),
                 "upstream": None if n.upstream is None else self.name(n.upstream),
-                "spread_to": [self.text(d) for d in n.spread_to]}
+                "spread": self._spread(n)}
+
+    def _spread(self, n: NodeDerivation) -> bool:
+        """Whether a scalar gradient of ``n`` is spread to its shape, which is the node's
+        declared shape (a window count is a floor division, which expressions do not write)."""
+        if n.spread_to and tuple(n.spread_to) != tuple(self.d.spec.shapes[n.symbol]):
+            raise ValueError(f"{n.symbol} is spread to {n.spread_to}, not to its shape")
+        return bool(n.spread_to)
 
     def record(self) -> dict:
         d = self.d
@@ -142,7 +149,7 @@ class _Reader:
             self.table(entry["raw"]), self.table(entry["local"]), {h.symbol: h for h in helpers},
             None if pullback is None else self.table(pullback),
             None if entry["upstream"] is None else self.named(entry["upstream"]))
-        node.spread_to = tuple(self.expr(d) for d in entry.get("spread_to", []))
+        node.spread_to = tuple(self.spec.shapes[node.symbol]) if entry.get("spread") else ()
         return node
 
     def derivation(self) -> Derivation:
