@@ -698,9 +698,7 @@ def input_cache(derivation: Derivation) -> Derivation:
     a torch kernel (:func:`kernels`): the torch backends' choice (:func:`torch_cache`),
     and the jax backend's too (a kernel's formula is one known function of ``x``)."""
     spec = derivation.spec
-    if spec.is_array:
-        return derivation
-    if len(spec.inputs) != 1 or spec.params or spec.constants or derivation.recompute:
+    if spec.is_array or len(spec.inputs) != 1 or spec.params or spec.constants or derivation.recompute:
         return derivation
     (x,) = spec.inputs
     graph = dict(spec.graph)
