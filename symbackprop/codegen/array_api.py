@@ -141,9 +141,11 @@ class ArrayApiPrinter(NumpyLayerPrinter):
             text = f"xp.expand_dims({text}, axis={axis})"
         return text
 
-    def _print_BroadcastTo(self, e):
-        shape = ", ".join(self._print(d) for d in e.args[1])
-        return f"xp.asarray(xp.broadcast_to({self._print(e.args[0])}, ({shape},)), copy=True)"
+    def _spread(self, array: str, shape: str) -> str:
+        return f"xp.asarray(xp.broadcast_to({array}, {shape}), copy=True)"
+
+    def _filled(self, shape: str, value) -> str:
+        return f"xp.full({shape}, {self._print(sympy.Float(value))}, dtype=xp.asarray(dout).dtype)"
 
 
 def onehot_labels(spec) -> list[str]:

@@ -68,9 +68,15 @@ class JaxPrinter(NumpyLayerPrinter):
         u = _logistic_complement(e)
         return f"jax.nn.sigmoid({self._print(u)})" if u is not None else super()._print_Add(e, order)
 
-    def _print_BroadcastTo(self, e):
-        shape = ", ".join(self._print(d) for d in e.args[1])
-        return f"jnp.broadcast_to({self._print(e.args[0])}, ({shape},))"
+    def _spread(self, array: str, shape: str) -> str:
+        return f"jnp.broadcast_to({array}, {shape})"
+
+    def _filled(self, shape: str, value) -> str:
+        """None for zero (a custom_vjp's symbolic zero cotangent: the sizes in ``shape`` are
+        traced residuals under ``jit``, no shape)."""
+        if value == 0:
+            return "None"
+        return f"jnp.full({shape}, {self._print(sympy.Float(value))}, dtype=dout.dtype)"
 
 
 def _logistic_complement(e: sympy.Add) -> sympy.Expr | None:

@@ -168,7 +168,18 @@ class NumpyLayerPrinter(NumPyPrinter):
 
     def _print_BroadcastTo(self, e):
         shape = ", ".join(self._print(d) for d in e.args[1])
-        return f"{self._np('broadcast_to')}({self._print(e.args[0])}, ({shape},)).copy()"
+        if e.args[0].is_Number:  # a gradient no output reaches: zeros in dout's floating dtype
+            return self._filled(f"({shape},)", e.args[0])
+        return self._spread(self._print(e.args[0]), f"({shape},)")
+
+    def _spread(self, array: str, shape: str) -> str:
+        """``array`` broadcast to ``shape``, a fresh array."""
+        return f"{self._np('broadcast_to')}({array}, {shape}).copy()"
+
+    def _filled(self, shape: str, value) -> str:
+        """An array of ``shape`` holding the number ``value``, in the floating dtype of ``dout``
+        (a Python number for a loss: float64)."""
+        return f"{self._np('full')}({shape}, {self._print(sympy.Float(value))}, dtype={self._np('result_type')}(dout, 0.0))"
 
     # -- index atoms (see indexed.py): windows, einsum, col2im ------------------------------
     def _letters(self, e) -> dict:

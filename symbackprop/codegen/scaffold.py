@@ -9,6 +9,7 @@ elimination; a backend may replace the method bodies and add imports and definit
 from __future__ import annotations
 
 import itertools
+import keyword
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -315,7 +316,8 @@ def fresh_gradient(line: str, handed_out: set[str]) -> str:
     target, _, value = line.strip().partition(" = ")
     if target in handed_out and value == "0":  # a step's gradient, zero almost everywhere: an array still
         return line.replace(" = 0", f" = np.zeros_like({DOUT.name})")
-    return f"{line}*1" if target in handed_out and value.isidentifier() else line
+    alias = value.isidentifier() and not keyword.iskeyword(value)  # a name, not None (jax's zero)
+    return f"{line}*1" if target in handed_out and alias else line
 
 
 def names_of(derivation: Derivation) -> list[str]:

@@ -36,6 +36,7 @@ from ..derivation.model import Derivation
 from ..errors import GenerationError
 from . import frameworks, scaffold
 from . import torch as torch_backend
+from . import torch_cpu
 from .jax import function_name
 from .scaffold import INDENT
 
@@ -71,7 +72,7 @@ def module(derivation: Derivation, name: str | None = None) -> str:
             "#: The op's name: a hash of this text, so that the same "
             "source defines it once per process.", f'NAME = "{NAMESPACE}::{fname}_{digest}"', "", ""]
     tail = _register(fname) + ["", ""] + _function(the_op, fname, doc) + ["", ""] + _module_class(the_op, cls, fname, doc)
-    return "\n".join([*head, *body, "", "", *tail]) + "\n"
+    return "\n".join([*head, *torch_cpu.definitions([*body, *tail]), *body, "", "", *tail]) + "\n"
 
 
 def _forward(the_op: frameworks.Op) -> list[str]:

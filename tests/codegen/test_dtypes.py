@@ -98,3 +98,28 @@ def test_the_float32_check_finds_a_float64_result_and_an_inaccurate_one_and_pass
 def test_the_array_float32_check_passes_the_generated_classes():
     for name in ("softmax_with_loss", "layer_norm", "affine"):
         assert array_dtype_check(spec(name).derive(), spec(name).compile()) == []
+
+
+UNREACHED = 'name = "Unreached"\ninputs = { x = ["N", "D"] }\nparams = { W = ["D", "M"], c = ["M"] }\nforward = "x @ W"\n'
+
+
+@pytest.mark.parametrize("backend", ["numpy", "fused", "array-api", "torch", "torch-op", "jax"])
+def test_a_parameter_no_output_reaches_gets_zeros_of_the_floating_dtype(backend, tmp_path):
+    """``c`` reaches no output: its gradient is zeros of the upstream gradient's dtype
+    (it was ``broadcast_to(0, ...)``, int64 in numpy and no tensor at all in torch), and
+    ``check`` passes every backend on it (float32 and float64, against numerical differences)."""
+    from symbackprop.codegen.adapters import FRAMEWORK_OF
+    from tests.fixtures.frameworks import require
+
+    if backend in FRAMEWORK_OF:
+        require(FRAMEWORK_OF[backend])
+    path = tmp_path / "unreached.toml"
+    path.write_text(UNREACHED)
+    s = symbackprop.load_spec(path)
+    report = s.check(backend=backend)
+    assert report.ok, report.problems
+    if backend in ("numpy", "fused"):
+        layer = symbackprop.compile(s, backend)(np.ones((3, 2), np.float32), np.ones(2, np.float32))
+        layer.forward(np.ones((4, 3), np.float32))
+        layer.backward(np.ones((4, 2), np.float32))
+        assert layer.dc.dtype == np.float32 and not layer.dc.any() and layer.dc.shape == (2,)

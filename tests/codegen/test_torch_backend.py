@@ -380,13 +380,14 @@ def test_a_formula_near_a_kernels_is_not_taken_for_it():
     assert "functional.gelu" not in source and "gelu_backward" not in source
 
 
-def test_mish_runs_torchs_mish_kernels_and_its_formula_under_create_graph():
-    """x*tanh(softplus(x)) as F.mish, its derived backward as mish_backward (proved equal by
-    cancelling); that kernel has no derivative, so a double backward takes the formula
-    (the gradgradcheck above passes on mish). Both branches against torch's F.mish autograd."""
+def test_mish_runs_its_one_exp_kernels_and_its_formula_under_create_graph():
+    """x*tanh(softplus(x)) as the module's mish_forward, its derived backward as mish_backward
+    (proved equal by cancelling); that kernel has no derivative, so a double backward takes
+    the formula (the gradgradcheck above passes on mish). Both branches against torch's
+    F.mish autograd."""
     source = symbackprop.generate(bundled("mish"), backend="torch")
-    assert "y = torch.nn.functional.mish(x)" in source
-    assert "torch.ops.aten.mish_backward(dout, x) if not torch.is_grad_enabled() else" in source
+    assert "y = mish_forward(x)" in source and "def mish_forward(x):" in source
+    assert "(mish_backward(dout, x) if not torch.is_grad_enabled() else" in source
     function = _module("mish").function
     x = torch.linspace(-30, 30, 601, dtype=torch.float64, requires_grad=True)
     g = torch.randn(601, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
@@ -398,6 +399,44 @@ def test_mish_runs_torchs_mish_kernels_and_its_formula_under_create_graph():
     (want2,) = torch.autograd.grad(want.sum(), x)
     (got2,) = torch.autograd.grad(formula.sum(), x)
     torch.testing.assert_close(got2, want2, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_mishs_one_exp_kernels_match_mpmath_from_tail_to_tail(dtype):
+    """The module's mish_forward and mish_backward (one exp, x clamped at 40) against
+    mpmath's x*tanh(log1p(exp(x))) and its derivative at 50 digits, from -745 to 1e30:
+    within a few units in the last place of max(1, |value|), no worse than torch's own
+    kernels, and finite wherever the value is; ±inf and nan as torch's or better (the
+    derivative is 1 at +inf, where torch's kernel gives nan)."""
+    import mpmath
+
+    F = torch.nn.functional
+    namespace = _module("mish").function.forward.__globals__  # the generated module's
+    forward, backward = namespace["mish_forward"], namespace["mish_backward"]
+    dt = getattr(torch, dtype)
+    x = torch.cat([torch.linspace(-60, 60, 2401, dtype=dt),
+                   torch.tensor([-745, -100, -88, -1.1924, -1e-30, 0, 1e-30, 39.9, 40, 40.1, 88, 700, 1e30], dtype=dt)])
+    with mpmath.workdps(50):
+        def exact(v):
+            v = mpmath.mpf(float(v))
+            t = mpmath.tanh(mpmath.log1p(mpmath.exp(v)))
+            return [float(v * t), float(t + v / (1 + mpmath.exp(-v)) * (1 - t**2))]
+
+        want = torch.tensor([exact(v) for v in x], dtype=torch.float64).T
+    eps = torch.finfo(dt).eps
+    one = torch.ones_like(x)
+    for got, torchs, ref in [(forward(x), F.mish(x), want[0]), (backward(one, x), torch.ops.aten.mish_backward(one, x), want[1])]:
+        assert got.dtype == dt and torch.isfinite(got).all()
+        err = ((got.double() - ref).abs() / ref.abs().clamp(min=1)).max().item()
+        torch_err = ((torchs.double() - ref).abs() / ref.abs().clamp(min=1)).max().item()
+        assert err <= 4 * eps and err <= max(torch_err, eps), (err, torch_err)
+    special = torch.tensor([float("inf"), float("-inf"), float("nan")], dtype=dt)
+    assert forward(special)[0] == float("inf") and torch.isnan(forward(special)[1:]).all()  # as F.mish
+    assert backward(torch.ones(3, dtype=dt), special)[0] == 1 and torch.isnan(backward(torch.ones(3, dtype=dt), special)[1:]).all()
+    half = x.bfloat16()  # another dtype: torch's kernels themselves
+    assert torch.equal(forward(half), F.mish(half)) and torch.equal(backward(one.bfloat16(), half), torch.ops.aten.mish_backward(one.bfloat16(), half))
+    recorded = forward(x.clone().requires_grad_())  # where autograd records: F.mish, with its graph
+    assert recorded.grad_fn is not None and torch.equal(recorded.detach(), F.mish(x))
 
 
 def test_relus_mask_is_its_outputs_nonzeros_and_its_gradient_torchs():
