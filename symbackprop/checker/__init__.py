@@ -48,11 +48,20 @@ def check_generated(derivation: Derivation, cls: type, *, max_examples: int = 25
     half the examples: each costs several forward passes per value), then with every probe
     of :func:`verify_layer` (its findings in ``report.findings``; ``ok`` is false when one
     of them is not informational)."""
-    if derivation.spec.is_array:
-        report = check_array_spec(derivation, stacked(cls, derivation.spec), max_examples=max(3, max_examples // 2))
-    else:
-        report = check_elementwise(derivation, cls, max_examples=max_examples)
-    report.findings = [f.to_json() for f in verify_layer(cls, derivation.spec).findings]
+    start = time.perf_counter()
+    try:
+        if derivation.spec.is_array:
+            report = check_array_spec(derivation, stacked(cls, derivation.spec), max_examples=max(3, max_examples // 2))
+        else:
+            report = check_elementwise(derivation, cls, max_examples=max_examples)
+        report.findings = [f.to_json() for f in verify_layer(cls, derivation.spec).findings]
+    except (SymbackpropError, MemoryError, RecursionError):
+        raise  # the tool's own errors and limits: the command reports them
+    except Exception as exc:  # the generated class failed to run: a verdict, never a traceback
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        report = CheckReport(derivation.spec.name, False, float("inf"), "-", tails_max_error=None, problems=[
+            f"running the generated class raised {type(exc).__name__}{': ' + message if message else ''}"],
+            seconds=round(time.perf_counter() - start, 3))
     report.settle()
     return report
 

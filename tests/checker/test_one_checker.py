@@ -177,3 +177,23 @@ def test_current_is_called_and_identity_by_default():
     report = verify_layer(symbackprop.compile(symbackprop.load("sigmoid")), "sigmoid",
                           current=lambda obj: seen.append(obj) or obj)
     assert report.ok and seen and all(isinstance(o, np.ndarray) for o in seen)
+
+
+@pytest.mark.parametrize("name", ["sigmoid", "affine"])
+def test_a_generated_class_that_raises_is_a_failed_verdict_not_a_crash(name):
+    """A backend whose generated backward raises (as the jax backend's zero gradient did,
+    a TypeError inside jax) gets a report naming the exception, ``ok`` false, and
+    ``check`` goes on to the next declaration instead of ending in a traceback."""
+    spec = symbackprop.load(name)
+    derivation = spec.derive()
+    generated = spec.compile()
+
+    class Raising(generated):
+        def backward(self, *args, **kwargs):
+            raise TypeError("unsupported operand type(s) for *: 'NoneType' and 'int'\nmore lines")
+
+    report = check_generated(derivation, Raising, max_examples=3)
+    assert not report.ok
+    assert report.problems == ["running the generated class raised TypeError: unsupported operand type(s) for *: "
+                               "'NoneType' and 'int'"]
+    assert isinstance(report, CheckReport) and report.to_json()["ok"] is False
